@@ -1,0 +1,338 @@
+//! The queue message contract: the versioned JSON envelope every SQS message body holds, its
+//! message attributes and FIFO ids, and the consumer-side decoding and re-verification. No I/O.
+//!
+//! ```json
+//! {"version":1,"id":"engine:op-1:42","provider":"engine","type":"ORDER_MATCHED",
+//!  "market_id":"m-1","sequence":42,"delivery_id":"d-1","occurred_at":"2026-02-18T23:00:00.000Z",
+//!  "received_at":"2026-02-18T23:00:01.250Z","data":{ ...the sender's body, byte for byte... }}
+//! ```
+//!
+//! `data` is the verified request body copied verbatim (never re-serialised), so a consumer
+//! holding the secret can re-check the sender's signature over exactly those bytes
+//! ([`Envelope::verify_signature`]). Fields may be added within version 1; a change of meaning
+//! bumps `version`, and [`Envelope::from_json`] refuses versions it does not know.
+
+use std::fmt::Write as _;
+
+use lambda_http::http::{HeaderMap, HeaderName, HeaderValue};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::delivery::Delivery;
+use crate::events::{DecodeError, Event};
+use crate::providers::{ParsedDelivery, Provider};
+use crate::queue::{self, QueueMessage};
+use crate::secret::SecretSet;
+use crate::verify::{self, VerifyError, standard_headers};
+
+/// The envelope version this crate writes and reads.
+pub const ENVELOPE_VERSION: u32 = 1;
+
+/// Names of the string message attributes on every queued message.
+pub mod attributes {
+    /// The sender (`engine`, `rekko`, `standard`).
+    pub const PROVIDER: &str = "provider";
+    /// The sender's event type.
+    pub const EVENT_TYPE: &str = "event_type";
+    /// The market, when the sender names one.
+    pub const MARKET_ID: &str = "market_id";
+    /// The sender's delivery id, when it gives one.
+    pub const DELIVERY_ID: &str = "delivery_id";
+    /// The signature header exactly as received, for re-verification.
+    pub const SIGNATURE: &str = "signature";
+}
+
+/// One queued event, as consumers decode it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Envelope {
+    /// Envelope format version; always [`ENVELOPE_VERSION`] after [`Envelope::from_json`].
+    pub version: u32,
+    /// The dedupe key, unique per event (e.g. `engine:op-1:42`).
+    pub id: String,
+    /// The sender: `engine`, `rekko` or `standard` (later versions of the crate may add more).
+    pub provider: String,
+    /// The sender's event type as sent (`unknown` for a Standard Webhooks body without `type`).
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// The market the event concerns, when the sender names one.
+    pub market_id: Option<String>,
+    /// The sender's sequence number (engine).
+    pub sequence: Option<u64>,
+    /// The sender's delivery id (engine body `id` or `X-Webhook-Id`; Standard `webhook-id`).
+    pub delivery_id: Option<String>,
+    /// The sender's timestamp, exactly as sent (RFC 3339 for engine and Rekko, Unix seconds for
+    /// Standard Webhooks).
+    pub occurred_at: Option<String>,
+    /// When hookrelay received the delivery (RFC 3339, UTC).
+    pub received_at: String,
+    /// The sender's request body, byte for byte.
+    pub data: Box<RawValue>,
+}
+
+impl Envelope {
+    /// Decodes an SQS message body, refusing envelope versions this crate does not know.
+    pub fn from_json(message_body: &str) -> Result<Self, DecodeError> {
+        let envelope: Self = serde_json::from_str(message_body).map_err(DecodeError::Envelope)?;
+        if envelope.version != ENVELOPE_VERSION {
+            return Err(DecodeError::UnsupportedVersion(envelope.version));
+        }
+        Ok(envelope)
+    }
+
+    /// The typed event carried in `data`.
+    pub fn event(&self) -> Result<Event, DecodeError> {
+        Event::decode(&self.provider, &self.event_type, self.data.get())
+    }
+
+    /// Re-checks the sender's signature over `data`, given the `signature` message attribute and
+    /// the sender's secrets: proof that the event is what the sender signed, independent of
+    /// hookrelay.
+    pub fn verify_signature(
+        &self,
+        signature: &str,
+        secrets: &SecretSet,
+    ) -> Result<(), VerifyError> {
+        let provider = Provider::ALL
+            .into_iter()
+            .find(|p| p.as_str() == self.provider)
+            .ok_or(VerifyError::InvalidSignature(
+                "the envelope's provider has no signature scheme",
+            ))?;
+        let mut headers = HeaderMap::new();
+        let mut put = |name: &'static str, value: Option<&str>| {
+            if let Some(value) = value.and_then(|v| HeaderValue::from_str(v).ok()) {
+                headers.insert(HeaderName::from_static(name), value);
+            }
+        };
+        match provider.scheme() {
+            verify::Scheme::HexBodyHmac { header, .. } => put(header, Some(signature)),
+            verify::Scheme::StandardWebhooks => {
+                put(standard_headers::SIGNATURE, Some(signature));
+                put(standard_headers::ID, self.delivery_id.as_deref());
+                put(standard_headers::TIMESTAMP, self.occurred_at.as_deref());
+            }
+        }
+        let delivery = Delivery {
+            provider,
+            headers,
+            body: self.data.get().as_bytes().to_vec(),
+        };
+        verify::verify(provider.scheme(), secrets, delivery).map(drop)
+    }
+}
+
+/// The envelope's fields before `data`, in contract order, borrowing from the parsed delivery.
+#[derive(Serialize)]
+struct EnvelopeHead<'a> {
+    version: u32,
+    id: &'a str,
+    provider: &'a str,
+    #[serde(rename = "type")]
+    event_type: &'a str,
+    market_id: Option<&'a str>,
+    sequence: Option<u64>,
+    delivery_id: Option<&'a str>,
+    occurred_at: Option<&'a str>,
+    received_at: &'a str,
+}
+
+/// The SQS message for a verified, parsed delivery received at `received_at`.
+pub fn queue_message(parsed: &ParsedDelivery<'_>, received_at: OffsetDateTime) -> QueueMessage {
+    let received_at = rfc3339_millis(received_at);
+    let head = EnvelopeHead {
+        version: ENVELOPE_VERSION,
+        id: parsed.dedupe_key.as_str(),
+        provider: parsed.provider.as_str(),
+        event_type: &parsed.event_type,
+        market_id: parsed.market_id.as_deref(),
+        sequence: parsed.sequence,
+        delivery_id: parsed.delivery_id.as_deref(),
+        occurred_at: Some(&parsed.occurred_at.as_sent),
+        received_at: &received_at,
+    };
+    // Serialising a struct of strings and integers into a String cannot fail.
+    let mut body = serde_json::to_string(&head).unwrap_or_default();
+    // Splice the verified body in verbatim: `{head...}` becomes `{head...,"data":<body>}`.
+    body.pop();
+    body.reserve(parsed.body.len() + 9);
+    body.push_str(",\"data\":");
+    body.push_str(parsed.body);
+    body.push('}');
+
+    let mut attributes = vec![
+        (attributes::PROVIDER, parsed.provider.as_str().to_owned()),
+        (attributes::EVENT_TYPE, parsed.event_type.clone()),
+    ];
+    if let Some(market) = &parsed.market_id {
+        attributes.push((attributes::MARKET_ID, market.clone()));
+    }
+    if let Some(delivery_id) = &parsed.delivery_id {
+        attributes.push((attributes::DELIVERY_ID, delivery_id.clone()));
+    }
+    attributes.push((attributes::SIGNATURE, parsed.signature.to_owned()));
+
+    let group_id = match &parsed.market_id {
+        Some(market) => queue::fifo_id("market", market),
+        None => parsed.provider.as_str().to_owned(),
+    };
+    let deduplication_id = queue::fifo_id(parsed.provider.as_str(), parsed.dedupe_key.as_str());
+    QueueMessage {
+        body,
+        attributes,
+        group_id,
+        deduplication_id,
+    }
+}
+
+/// RFC 3339 in UTC with millisecond precision, e.g. `2026-02-18T23:00:01.250Z`.
+fn rfc3339_millis(at: OffsetDateTime) -> String {
+    let at = at.to_offset(time::UtcOffset::UTC);
+    let whole = at.replace_nanosecond(0).unwrap_or(at);
+    let text = whole.format(&Rfc3339).unwrap_or_default();
+    // `text` ends in `Z`; insert the milliseconds before it.
+    let mut out = String::with_capacity(text.len() + 4);
+    out.push_str(text.trim_end_matches('Z'));
+    let _ = write!(out, ".{:03}Z", at.millisecond());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::parse;
+    use crate::providers::test_support::verified;
+    use crate::secret::SigningSecret;
+
+    const ENGINE_BODY: &str = "{\"id\":\"d-1\", \"sequence\":42,\n \"eventType\":\"ORDER_MATCHED\",\"marketId\":\"m 1\",\"operatorId\":\"op\",\"payload\":{\"price\":0.650},\"timestamp\":\"2026-02-18T23:00:00.000Z\"}";
+
+    fn received() -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp_nanos(1_771_455_601_250_999_000).unwrap()
+    }
+
+    #[test]
+    fn the_envelope_carries_the_body_verbatim_and_the_contract_fields() {
+        let v = verified(Provider::Engine, &[], ENGINE_BODY);
+        let message = queue_message(&parse(&v).unwrap(), received());
+        let envelope = Envelope::from_json(&message.body).unwrap();
+        assert_eq!(
+            envelope.data.get(),
+            ENGINE_BODY,
+            "data must be byte-identical, whitespace and 0.650 included"
+        );
+        assert_eq!(envelope.id, "engine:op:42");
+        assert_eq!(envelope.provider, "engine");
+        assert_eq!(envelope.event_type, "ORDER_MATCHED");
+        assert_eq!(envelope.market_id.as_deref(), Some("m 1"));
+        assert_eq!(envelope.sequence, Some(42));
+        assert_eq!(envelope.delivery_id.as_deref(), Some("d-1"));
+        assert_eq!(
+            envelope.occurred_at.as_deref(),
+            Some("2026-02-18T23:00:00.000Z")
+        );
+        assert_eq!(envelope.received_at, "2026-02-18T23:00:01.250Z");
+        let order = [
+            "version",
+            "id",
+            "provider",
+            "type",
+            "market_id",
+            "sequence",
+            "delivery_id",
+            "occurred_at",
+            "received_at",
+            "data",
+        ];
+        let positions: Vec<usize> = order
+            .iter()
+            .map(|k| message.body.find(&format!("\"{k}\":")).unwrap())
+            .collect();
+        assert!(
+            positions.windows(2).all(|w| w[0] < w[1]),
+            "fields out of contract order: {}",
+            message.body
+        );
+    }
+
+    #[test]
+    fn attributes_and_fifo_ids() {
+        let v = verified(Provider::Engine, &[], ENGINE_BODY);
+        let message = queue_message(&parse(&v).unwrap(), received());
+        let names: Vec<&str> = message.attributes.iter().map(|(n, _)| *n).collect();
+        assert_eq!(
+            names,
+            [
+                "provider",
+                "event_type",
+                "market_id",
+                "delivery_id",
+                "signature"
+            ]
+        );
+        assert!(message.attributes[4].1.starts_with("sha256="));
+        // "m 1" has a space, which SQS group ids can't hold: it is hashed, stably.
+        assert!(message.group_id.starts_with("market:sha256:"));
+        assert_eq!(message.deduplication_id, "engine:op:42");
+
+        let rekko = verified(
+            Provider::Rekko,
+            &[],
+            r#"{"type":"whale_alert","timestamp":"2026-02-18T23:00:00Z"}"#,
+        );
+        let message = queue_message(&parse(&rekko).unwrap(), received());
+        assert_eq!(
+            message.group_id, "rekko",
+            "no market: the provider is the group"
+        );
+        let names: Vec<&str> = message.attributes.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, ["provider", "event_type", "signature"]);
+    }
+
+    #[test]
+    fn unknown_versions_are_refused() {
+        let v = verified(
+            Provider::Rekko,
+            &[],
+            r#"{"type":"x","timestamp":"2026-02-18T23:00:00Z"}"#,
+        );
+        let body = queue_message(&parse(&v).unwrap(), received())
+            .body
+            .replacen("\"version\":1", "\"version\":2", 1);
+        assert!(matches!(
+            Envelope::from_json(&body),
+            Err(DecodeError::UnsupportedVersion(2))
+        ));
+    }
+
+    #[test]
+    fn consumers_can_re_verify_data() {
+        let v = verified(
+            Provider::Standard,
+            &[("webhook-id", "msg_1"), ("webhook-timestamp", "1771455600")],
+            r#"{"type":"a.b"}"#,
+        );
+        let message = queue_message(&parse(&v).unwrap(), received());
+        let signature = &message
+            .attributes
+            .iter()
+            .find(|(n, _)| *n == "signature")
+            .unwrap()
+            .1;
+        let envelope = Envelope::from_json(&message.body).unwrap();
+        let right = SecretSet::new(vec![SigningSecret::from_key_bytes(b"unit-test-key")]).unwrap();
+        let wrong = SecretSet::new(vec![SigningSecret::from_key_bytes(b"another-key")]).unwrap();
+        assert!(envelope.verify_signature(signature, &right).is_ok());
+        assert!(envelope.verify_signature(signature, &wrong).is_err());
+    }
+
+    #[test]
+    fn received_at_is_utc_with_milliseconds() {
+        let offset = received().to_offset(time::UtcOffset::from_hms(2, 0, 0).unwrap());
+        assert_eq!(rfc3339_millis(offset), "2026-02-18T23:00:01.250Z");
+        assert_eq!(
+            rfc3339_millis(OffsetDateTime::UNIX_EPOCH),
+            "1970-01-01T00:00:00.000Z"
+        );
+    }
+}

@@ -1,0 +1,405 @@
+//! Typed events for consumers: the per-sender event enums that an [`crate::Envelope`]'s `data`
+//! decodes into, with typed payloads where the providers document them. No I/O.
+//!
+//! Every enum keeps what it does not know: an event type the seeds don't list decodes to an
+//! explicit `Unknown`/`Other` variant carrying the type name and the raw JSON, never to an error
+//! and never to a wrong variant. A documented type whose fields are wrong is an error, so a
+//! consumer can't silently read a default where the sender meant something else.
+//!
+//! Prices and sizes are `f64`, as the senders send JSON numbers; consumers that need exact
+//! decimals can re-read `data` with their own types.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+/// Why a queue message could not be decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// The message body is not a hookrelay envelope.
+    #[error("the message is not a hookrelay envelope: {0}")]
+    Envelope(#[source] serde_json::Error),
+    /// The envelope's version is not one this crate reads.
+    #[error("envelope version {0} is not supported by this version of the hookrelay crate")]
+    UnsupportedVersion(u32),
+    /// `data` does not match the documented shape of its event type.
+    #[error("{provider} {event_type} event does not match its documented shape: {source}")]
+    Data {
+        /// The sender.
+        provider: String,
+        /// The event type.
+        event_type: String,
+        /// What serde found wrong.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// A decoded event, by sender.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Event {
+    /// From the prediction-engine operator API.
+    Engine(EngineEvent),
+    /// From Rekko.
+    Rekko(RekkoEvent),
+    /// From a Standard Webhooks sender.
+    Standard(StandardEvent),
+    /// From a sender this version of the crate does not know.
+    UnknownProvider {
+        /// The envelope's `provider`.
+        provider: String,
+        /// The envelope's `type`.
+        event_type: String,
+        /// The sender's body.
+        data: Value,
+    },
+}
+
+impl Event {
+    /// Decodes `data` (a sender's body) given the envelope's `provider` and `type`.
+    pub fn decode(provider: &str, event_type: &str, data: &str) -> Result<Self, DecodeError> {
+        let wrap = |source| DecodeError::Data {
+            provider: provider.to_owned(),
+            event_type: event_type.to_owned(),
+            source,
+        };
+        Ok(match provider {
+            "engine" => Event::Engine(EngineEvent::decode(event_type, data).map_err(wrap)?),
+            "rekko" => Event::Rekko(RekkoEvent::decode(event_type, data).map_err(wrap)?),
+            "standard" => Event::Standard(StandardEvent {
+                event_type: event_type.to_owned(),
+                body: serde_json::from_str(data).map_err(wrap)?,
+            }),
+            _ => Event::UnknownProvider {
+                provider: provider.to_owned(),
+                event_type: event_type.to_owned(),
+                data: serde_json::from_str(data).map_err(wrap)?,
+            },
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Prediction-engine operator API
+
+/// The engine's delivery object, common to all its event types; `P` is the payload type.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EngineDelivery<P> {
+    /// The delivery id.
+    pub id: Option<String>,
+    /// The engine's sequence number, the deduplication identity.
+    pub sequence: u64,
+    /// The event type as sent.
+    pub event_type: String,
+    /// The market, when the event concerns one.
+    pub market_id: Option<String>,
+    /// The operator the event belongs to.
+    pub operator_id: Option<String>,
+    /// When the event occurred (RFC 3339).
+    pub timestamp: String,
+    /// The event's payload.
+    pub payload: P,
+}
+
+/// The engine's event types, as listed in its documentation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EngineEventType {
+    /// `MARKET_CREATED`
+    MarketCreated,
+    /// `MARKET_STATUS_CHANGED`
+    MarketStatusChanged,
+    /// `MARKET_RESOLVED`
+    MarketResolved,
+    /// `ORDER_BOOK_UPDATE`
+    OrderBookUpdate,
+    /// `PRICE_UPDATED`
+    PriceUpdated,
+    /// `ORDER_PLACED`
+    OrderPlaced,
+    /// `ORDER_MATCHED`
+    OrderMatched,
+    /// `ORDER_CANCELLED`
+    OrderCancelled,
+    /// `POSITION_UPDATED`
+    PositionUpdated,
+    /// `SETTLEMENT_COMPLETED`
+    SettlementCompleted,
+    /// A type the documentation does not list, kept by name.
+    Unknown(String),
+}
+
+impl EngineEventType {
+    /// The type named `name`.
+    pub fn from_name(name: &str) -> Self {
+        match name {
+            "MARKET_CREATED" => Self::MarketCreated,
+            "MARKET_STATUS_CHANGED" => Self::MarketStatusChanged,
+            "MARKET_RESOLVED" => Self::MarketResolved,
+            "ORDER_BOOK_UPDATE" => Self::OrderBookUpdate,
+            "PRICE_UPDATED" => Self::PriceUpdated,
+            "ORDER_PLACED" => Self::OrderPlaced,
+            "ORDER_MATCHED" => Self::OrderMatched,
+            "ORDER_CANCELLED" => Self::OrderCancelled,
+            "POSITION_UPDATED" => Self::PositionUpdated,
+            "SETTLEMENT_COMPLETED" => Self::SettlementCompleted,
+            other => Self::Unknown(other.to_owned()),
+        }
+    }
+}
+
+/// An engine event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EngineEvent {
+    /// An order matched and a trade executed (payload documented by the engine).
+    OrderMatched(EngineDelivery<OrderMatched>),
+    /// Any other type: documented ones whose payload the engine does not specify, and types
+    /// it does not list (`EngineEventType::Unknown`). The payload is kept as JSON.
+    Other {
+        /// Which type.
+        event_type: EngineEventType,
+        /// The delivery, payload untyped.
+        delivery: EngineDelivery<Value>,
+    },
+}
+
+impl EngineEvent {
+    fn decode(event_type: &str, data: &str) -> Result<Self, serde_json::Error> {
+        Ok(match EngineEventType::from_name(event_type) {
+            EngineEventType::OrderMatched => Self::OrderMatched(serde_json::from_str(data)?),
+            other => Self::Other {
+                event_type: other,
+                delivery: serde_json::from_str(data)?,
+            },
+        })
+    }
+}
+
+/// Which side of the book an order is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum OrderSide {
+    /// `BUY`
+    #[serde(rename = "BUY")]
+    Buy,
+    /// `SELL`
+    #[serde(rename = "SELL")]
+    Sell,
+}
+
+/// The `ORDER_MATCHED` payload.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderMatched {
+    /// The order that matched.
+    pub order_id: String,
+    /// The market.
+    pub market_id: String,
+    /// The outcome traded.
+    pub outcome_id: String,
+    /// The operator.
+    pub operator_id: String,
+    /// The resulting trade.
+    pub trade_id: String,
+    /// Buy or sell.
+    pub side: OrderSide,
+    /// Execution price (probability units, 0..1).
+    pub price: f64,
+    /// Order size in shares.
+    pub shares: f64,
+    /// Shares filled so far.
+    pub filled_shares: f64,
+    /// Shares still open.
+    pub remaining_shares: f64,
+    /// Order status after the match (e.g. `FILLED`), as sent.
+    pub status: String,
+    /// When the match happened, Unix milliseconds.
+    pub timestamp: i64,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rekko
+
+/// A Rekko event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RekkoEvent {
+    /// `price_shift`: a market price moved significantly.
+    PriceShift(PriceShift),
+    /// `whale_alert`: a large trade was detected.
+    WhaleAlert(WhaleAlert),
+    /// `analysis_complete`: a deep analysis finished.
+    AnalysisComplete(AnalysisComplete),
+    /// A type Rekko's documentation does not list, kept by name with its JSON.
+    Unknown {
+        /// The type as sent.
+        event_type: String,
+        /// The whole event object.
+        data: Value,
+    },
+}
+
+impl RekkoEvent {
+    fn decode(event_type: &str, data: &str) -> Result<Self, serde_json::Error> {
+        Ok(match event_type {
+            "price_shift" => Self::PriceShift(serde_json::from_str(data)?),
+            "whale_alert" => Self::WhaleAlert(serde_json::from_str(data)?),
+            "analysis_complete" => Self::AnalysisComplete(serde_json::from_str(data)?),
+            other => Self::Unknown {
+                event_type: other.to_owned(),
+                data: serde_json::from_str(data)?,
+            },
+        })
+    }
+}
+
+/// Rekko `price_shift`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct PriceShift {
+    /// The market (e.g. `KXFED-26MAR19`).
+    pub market_id: String,
+    /// The venue (e.g. `kalshi`).
+    pub platform: String,
+    /// YES price before.
+    pub old_yes: f64,
+    /// YES price after.
+    pub new_yes: f64,
+    /// Relative change, percent.
+    pub change_pct: f64,
+    /// When (RFC 3339).
+    pub timestamp: String,
+}
+
+/// Rekko `whale_alert`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct WhaleAlert {
+    /// The market.
+    pub market_id: String,
+    /// The venue.
+    pub platform: String,
+    /// The side of the trade, as sent.
+    pub side: String,
+    /// Dollar flow of the trade.
+    pub flow: f64,
+    /// Trade price.
+    pub price: f64,
+    /// When (RFC 3339).
+    pub timestamp: String,
+}
+
+/// Rekko `analysis_complete`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct AnalysisComplete {
+    /// The finished analysis.
+    pub analysis_id: String,
+    /// The market.
+    pub market_id: String,
+    /// The venue.
+    pub platform: String,
+    /// When (RFC 3339).
+    pub timestamp: String,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Standard Webhooks
+
+/// An event from a Standard Webhooks sender. The spec fixes no payload shape beyond the
+/// conventional `type`, so the body is kept as JSON.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StandardEvent {
+    /// The body's `type`, or `unknown`.
+    pub event_type: String,
+    /// The sender's body.
+    pub body: Value,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ORDER_MATCHED: &str = r#"{"id":"delivery-uuid","sequence":42,"eventType":"ORDER_MATCHED","marketId":"market-uuid","operatorId":"operator-uuid","payload":{"orderId":"order-uuid","marketId":"market-uuid","outcomeId":"outcome-uuid","operatorId":"operator-uuid","tradeId":"trade-uuid","side":"BUY","price":0.65,"shares":50,"filledShares":50,"remainingShares":0,"status":"FILLED","timestamp":1708293600000},"timestamp":"2026-02-18T23:00:00.000Z"}"#;
+
+    #[test]
+    fn the_engine_seed_example_decodes_typed() {
+        let Event::Engine(EngineEvent::OrderMatched(d)) =
+            Event::decode("engine", "ORDER_MATCHED", ORDER_MATCHED).unwrap()
+        else {
+            panic!("wrong variant")
+        };
+        assert_eq!(d.sequence, 42);
+        assert_eq!(d.payload.side, OrderSide::Buy);
+        assert_eq!(d.payload.price, 0.65);
+        assert_eq!(d.payload.remaining_shares, 0.0);
+        assert_eq!(d.payload.timestamp, 1_708_293_600_000);
+    }
+
+    #[test]
+    fn engine_types_without_typed_payloads_keep_their_name() {
+        let body = ORDER_MATCHED.replace("ORDER_MATCHED", "SOMETHING_NEW");
+        let Event::Engine(EngineEvent::Other {
+            event_type,
+            delivery,
+        }) = Event::decode("engine", "SOMETHING_NEW", &body).unwrap()
+        else {
+            panic!("wrong variant")
+        };
+        assert_eq!(event_type, EngineEventType::Unknown("SOMETHING_NEW".into()));
+        assert_eq!(delivery.payload["tradeId"], "trade-uuid");
+        let listed = ORDER_MATCHED.replace("ORDER_MATCHED", "MARKET_RESOLVED");
+        assert!(matches!(
+            Event::decode("engine", "MARKET_RESOLVED", &listed).unwrap(),
+            Event::Engine(EngineEvent::Other {
+                event_type: EngineEventType::MarketResolved,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn a_documented_type_with_a_wrong_shape_is_an_error_not_a_default() {
+        let wrong_side = ORDER_MATCHED.replace("\"BUY\"", "\"HOLD\"");
+        let error = Event::decode("engine", "ORDER_MATCHED", &wrong_side).unwrap_err();
+        assert!(
+            error.to_string().contains("engine ORDER_MATCHED"),
+            "{error}"
+        );
+        let no_flow = r#"{"type":"whale_alert","market_id":"m","platform":"p","side":"yes","price":0.4,"timestamp":"t"}"#;
+        assert!(Event::decode("rekko", "whale_alert", no_flow).is_err());
+    }
+
+    #[test]
+    fn rekko_events_decode_by_type() {
+        let shift = r#"{"type":"price_shift","market_id":"KXFED-26MAR19","platform":"kalshi","old_yes":0.62,"new_yes":0.68,"change_pct":9.7,"timestamp":"2026-03-21T14:30:00Z"}"#;
+        let Event::Rekko(RekkoEvent::PriceShift(p)) =
+            Event::decode("rekko", "price_shift", shift).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!((p.old_yes, p.new_yes, p.change_pct), (0.62, 0.68, 9.7));
+        let done = r#"{"type":"analysis_complete","analysis_id":"a-1","market_id":"m","platform":"kalshi","timestamp":"t"}"#;
+        assert!(matches!(
+            Event::decode("rekko", "analysis_complete", done).unwrap(),
+            Event::Rekko(RekkoEvent::AnalysisComplete(_))
+        ));
+        let new = r#"{"type":"news_flash","headline":"x"}"#;
+        let Event::Rekko(RekkoEvent::Unknown { event_type, data }) =
+            Event::decode("rekko", "news_flash", new).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (event_type.as_str(), data["headline"].as_str()),
+            ("news_flash", Some("x"))
+        );
+    }
+
+    #[test]
+    fn standard_and_unknown_providers_keep_json() {
+        assert!(matches!(
+            Event::decode("standard", "invoice.paid", r#"{"a":1}"#).unwrap(),
+            Event::Standard(_)
+        ));
+        assert!(matches!(
+            Event::decode("heisenberg", "polymarket.trade", "{}").unwrap(),
+            Event::UnknownProvider { .. }
+        ));
+    }
+}

@@ -1,0 +1,491 @@
+//! The life of a webhook, top-down in [`Pipeline::handle`]: route, verify, parse, check the
+//! replay window, dedupe, publish. Also the one [`Rejection`] enum of this boundary and the one
+//! place rejections map to HTTP status codes and error codes. I/O only through [`Publisher`];
+//! time only through [`Clock`].
+//!
+//! Nothing is answered `accepted` before SQS has accepted the message: a Lambda may be frozen as
+//! soon as it responds, so "respond first, publish later" would lose events.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use lambda_http::http::{HeaderMap, Method};
+use time::OffsetDateTime;
+
+use crate::config::Config;
+use crate::dedupe::{DedupeDecision, DedupeKey, DedupeWindow};
+use crate::delivery::Delivery;
+use crate::envelope;
+use crate::providers::{self, ParseError, Provider};
+use crate::queue::{PublishError, Publisher};
+use crate::secret::SecretSet;
+use crate::verify::{self, VerifyError};
+
+/// Where the pipeline gets the time from (injected so tests can fix it).
+pub trait Clock: Send + Sync {
+    /// Now.
+    fn now(&self) -> OffsetDateTime;
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> OffsetDateTime {
+        OffsetDateTime::now_utc()
+    }
+}
+
+/// A clock stopped at one instant.
+#[derive(Debug, Clone, Copy)]
+pub struct FixedClock(pub OffsetDateTime);
+
+impl Clock for FixedClock {
+    fn now(&self) -> OffsetDateTime {
+        self.0
+    }
+}
+
+/// A request body as the Function URL delivered it.
+#[derive(Debug)]
+pub enum RequestBody {
+    /// Text, as sent.
+    Text(String),
+    /// Base64 of the bytes sent (Lambda encodes non-text content types this way).
+    Base64(String),
+}
+
+/// An HTTP request, before anything is trusted.
+#[derive(Debug)]
+pub struct InboundRequest {
+    /// The HTTP method.
+    pub method: Method,
+    /// The URL path, which picks the sender.
+    pub path: String,
+    /// The request headers.
+    pub headers: HeaderMap,
+    /// The body.
+    pub body: RequestBody,
+}
+
+/// A delivery the pipeline took care of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Handled {
+    /// Who sent it.
+    pub provider: Provider,
+    /// The event's dedupe key.
+    pub dedupe_key: DedupeKey,
+    /// The sender's delivery id, if any.
+    pub delivery_id: Option<String>,
+    /// What was done.
+    pub outcome: Outcome,
+}
+
+/// What was done with a valid delivery; both are answered 200.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// SQS accepted the envelope.
+    Accepted,
+    /// Already published within the dedupe window; nothing was sent.
+    Duplicate,
+}
+
+impl Outcome {
+    /// `accepted` or `duplicate`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::Duplicate => "duplicate",
+        }
+    }
+}
+
+/// Why a request was not accepted. Messages never contain a secret, a signature or the body.
+#[derive(Debug, thiserror::Error)]
+pub enum Rejection {
+    /// No enabled sender has this path.
+    #[error("no webhook route at this path")]
+    UnknownRoute,
+    /// The route takes POST only.
+    #[error("webhook routes accept POST only")]
+    MethodNotAllowed,
+    /// The body exceeds the configured limit.
+    #[error("the body is larger than {limit} bytes")]
+    PayloadTooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// The body claims base64 transport encoding but isn't base64.
+    #[error("the body is marked base64-encoded but is not valid base64")]
+    UndecodableBody,
+    /// Signature verification failed.
+    #[error(transparent)]
+    Verify(#[from] VerifyError),
+    /// The verified body lacks or mistypes a routing field.
+    #[error(transparent)]
+    Parse(#[from] ParseError),
+    /// The signed timestamp is outside the replay window.
+    #[error("the signed timestamp is more than {tolerance_secs} s from now")]
+    StaleTimestamp {
+        /// The tolerance, in seconds.
+        tolerance_secs: u64,
+    },
+    /// SQS did not accept the message; the sender should retry.
+    #[error(transparent)]
+    QueueUnavailable(#[from] PublishError),
+}
+
+impl Rejection {
+    /// The HTTP status and the stable error code of the response contract.
+    pub fn status_and_code(&self) -> (u16, &'static str) {
+        match self {
+            Self::UnknownRoute => (404, "unknown_route"),
+            Self::MethodNotAllowed => (405, "method_not_allowed"),
+            Self::PayloadTooLarge { .. } => (413, "payload_too_large"),
+            Self::UndecodableBody | Self::Parse(_) => (400, "malformed_payload"),
+            Self::Verify(VerifyError::MissingSignedHeader { .. }) => (400, "malformed_payload"),
+            Self::Verify(VerifyError::MissingSignature { .. }) => (401, "missing_signature"),
+            Self::Verify(VerifyError::InvalidSignature(_)) => (401, "invalid_signature"),
+            Self::StaleTimestamp { .. } => (401, "stale_timestamp"),
+            Self::QueueUnavailable(_) => (503, "queue_unavailable"),
+        }
+    }
+
+    /// The message for the sender. For queue failures this hides SQS's details (they are
+    /// logged instead).
+    pub fn public_message(&self) -> String {
+        match self {
+            Self::QueueUnavailable(_) => "the event could not be queued; retry later".to_owned(),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// The receiver: configuration, per-instance dedupe memory, the queue, and the clock.
+#[derive(Debug)]
+pub struct Pipeline<P, C> {
+    engine_secrets: Option<SecretSet>,
+    rekko_secrets: Option<SecretSet>,
+    standard_secrets: Option<SecretSet>,
+    replay_tolerance: Duration,
+    max_body_bytes: usize,
+    published: Mutex<DedupeWindow>,
+    publisher: P,
+    clock: C,
+}
+
+impl<P: Publisher, C: Clock> Pipeline<P, C> {
+    /// A pipeline for `config`, publishing through `publisher`, reading time from `clock`.
+    pub fn new(config: &Config, publisher: P, clock: C) -> Self {
+        Self {
+            engine_secrets: config.engine_secrets.clone(),
+            rekko_secrets: config.rekko_secrets.clone(),
+            standard_secrets: config.standard_secrets.clone(),
+            replay_tolerance: config.replay_tolerance,
+            max_body_bytes: config.max_body_bytes,
+            published: Mutex::new(DedupeWindow::new(
+                config.dedupe_capacity,
+                config.dedupe_window,
+            )),
+            publisher,
+            clock,
+        }
+    }
+
+    /// Takes one request from arrival to a queued (or refused) event.
+    pub async fn handle(&self, request: InboundRequest) -> Result<Handled, Rejection> {
+        let (provider, secrets) = self.route(&request.path)?;
+        if request.method != Method::POST {
+            return Err(Rejection::MethodNotAllowed);
+        }
+        let body = self.body_bytes(request.body)?;
+        let delivery = Delivery {
+            provider,
+            headers: request.headers,
+            body,
+        };
+
+        let verified = verify::verify(provider.scheme(), secrets, delivery)?;
+        let parsed = providers::parse(&verified)?;
+
+        let now = self.clock.now();
+        if (now - parsed.occurred_at.instant).unsigned_abs() > self.replay_tolerance {
+            return Err(Rejection::StaleTimestamp {
+                tolerance_secs: self.replay_tolerance.as_secs(),
+            });
+        }
+
+        let handled = |outcome| Handled {
+            provider,
+            dedupe_key: parsed.dedupe_key.clone(),
+            delivery_id: parsed.delivery_id.clone(),
+            outcome,
+        };
+        if self.dedupe().check(&parsed.dedupe_key, now) == DedupeDecision::AlreadyPublished {
+            return Ok(handled(Outcome::Duplicate));
+        }
+
+        let message = envelope::queue_message(&parsed, now);
+        if message.size() > crate::queue::SQS_MAX_MESSAGE_BYTES {
+            return Err(Rejection::PayloadTooLarge {
+                limit: self.max_body_bytes,
+            });
+        }
+        self.publisher.publish(&message).await?;
+        self.dedupe().record(parsed.dedupe_key.clone(), now);
+        Ok(handled(Outcome::Accepted))
+    }
+
+    fn route(&self, path: &str) -> Result<(Provider, &SecretSet), Rejection> {
+        let provider = Provider::from_path(path).ok_or(Rejection::UnknownRoute)?;
+        let secrets = match provider {
+            Provider::Engine => self.engine_secrets.as_ref(),
+            Provider::Rekko => self.rekko_secrets.as_ref(),
+            Provider::Standard => self.standard_secrets.as_ref(),
+        };
+        // A sender without secrets is disabled, and looks exactly like an unknown path.
+        secrets
+            .map(|s| (provider, s))
+            .ok_or(Rejection::UnknownRoute)
+    }
+
+    fn body_bytes(&self, body: RequestBody) -> Result<Vec<u8>, Rejection> {
+        let too_large = Rejection::PayloadTooLarge {
+            limit: self.max_body_bytes,
+        };
+        let bytes = match body {
+            RequestBody::Text(text) => text.into_bytes(),
+            RequestBody::Base64(encoded) => {
+                // Refuse before decoding anything that cannot fit.
+                if encoded.len() / 4 * 3 > self.max_body_bytes + 3 {
+                    return Err(too_large);
+                }
+                BASE64
+                    .decode(encoded.trim())
+                    .map_err(|_| Rejection::UndecodableBody)?
+            }
+        };
+        if bytes.len() > self.max_body_bytes {
+            return Err(too_large);
+        }
+        Ok(bytes)
+    }
+
+    fn dedupe(&self) -> std::sync::MutexGuard<'_, DedupeWindow> {
+        // The lock is never held across an await or a panic point, so it can't be poisoned in
+        // practice; if it were, the window's data is still consistent, so recover it.
+        self.published
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use hmac::Mac;
+    use lambda_http::http::HeaderValue;
+
+    use super::*;
+    use crate::queue::QueueMessage;
+    use crate::secret::SigningSecret;
+
+    /// Records messages; fails the first `fail_first` calls.
+    #[derive(Default, Clone)]
+    struct RecordingPublisher {
+        sent: Arc<Mutex<Vec<QueueMessage>>>,
+        calls: Arc<AtomicUsize>,
+        fail_first: usize,
+    }
+
+    impl Publisher for RecordingPublisher {
+        async fn publish(&self, message: &QueueMessage) -> Result<(), PublishError> {
+            if self.calls.fetch_add(1, Ordering::SeqCst) < self.fail_first {
+                return Err(PublishError::new("injected failure"));
+            }
+            self.sent.lock().unwrap().push(message.clone());
+            Ok(())
+        }
+    }
+
+    const SECRET: &str = "rekko-unit-test-secret";
+    const T0: i64 = 1_771_455_600; // 2026-02-18T23:00:00Z
+
+    fn config(vars: &[(&str, &str)]) -> Config {
+        let mut all = vec![
+            ("HOOKRELAY_QUEUE_URL", "http://127.0.0.1:1/q.fifo"),
+            ("HOOKRELAY_REKKO_SECRETS", SECRET),
+        ];
+        all.extend_from_slice(vars);
+        Config::from_lookup(|name| {
+            all.iter()
+                .rev()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        })
+        .unwrap()
+    }
+
+    fn pipeline(
+        publisher: RecordingPublisher,
+        now: i64,
+    ) -> Pipeline<RecordingPublisher, FixedClock> {
+        Pipeline::new(
+            &config(&[]),
+            publisher,
+            FixedClock(OffsetDateTime::from_unix_timestamp(now).unwrap()),
+        )
+    }
+
+    fn rekko_body(market: &str) -> String {
+        format!(
+            r#"{{"type":"price_shift","market_id":"{market}","timestamp":"2026-02-18T23:00:00Z"}}"#
+        )
+    }
+
+    fn signed(body: &str) -> InboundRequest {
+        let mut mac = SigningSecret::from_key_bytes(SECRET.as_bytes()).mac();
+        mac.update(body.as_bytes());
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "x-webhook-signature",
+            HeaderValue::from_str(&hex::encode(mac.finalize().into_bytes())).unwrap(),
+        );
+        InboundRequest {
+            method: Method::POST,
+            path: "/rekko".into(),
+            headers,
+            body: RequestBody::Text(body.into()),
+        }
+    }
+
+    fn status(result: Result<Handled, Rejection>) -> (u16, &'static str) {
+        match result {
+            Ok(handled) => (200, handled.outcome.as_str()),
+            Err(rejection) => rejection.status_and_code(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_repeat_is_a_duplicate_and_is_not_sent_again() {
+        let publisher = RecordingPublisher::default();
+        let p = pipeline(publisher.clone(), T0);
+        assert_eq!(
+            status(p.handle(signed(&rekko_body("m"))).await),
+            (200, "accepted")
+        );
+        assert_eq!(
+            status(p.handle(signed(&rekko_body("m"))).await),
+            (200, "duplicate")
+        );
+        assert_eq!(
+            status(p.handle(signed(&rekko_body("n"))).await),
+            (200, "accepted")
+        );
+        assert_eq!(publisher.sent.lock().unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_failed_publish_is_503_and_the_retry_is_published() {
+        let publisher = RecordingPublisher {
+            fail_first: 1,
+            ..Default::default()
+        };
+        let p = pipeline(publisher.clone(), T0);
+        let first = p.handle(signed(&rekko_body("m"))).await;
+        assert_eq!(status(first), (503, "queue_unavailable"));
+        assert_eq!(
+            status(p.handle(signed(&rekko_body("m"))).await),
+            (200, "accepted"),
+            "not recorded as published"
+        );
+        assert_eq!(publisher.sent.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_replay_window_is_checked_against_the_injected_clock_both_ways() {
+        for (now, expected) in [
+            (T0 + 300, (200, "accepted")),
+            (T0 - 300, (200, "accepted")),
+            (T0 + 301, (401, "stale_timestamp")),
+            (T0 - 301, (401, "stale_timestamp")),
+        ] {
+            let publisher = RecordingPublisher::default();
+            let p = pipeline(publisher.clone(), now);
+            assert_eq!(
+                status(p.handle(signed(&rekko_body("m"))).await),
+                expected,
+                "now = T0 {:+}",
+                now - T0
+            );
+            assert_eq!(
+                publisher.sent.lock().unwrap().len(),
+                usize::from(expected.0 == 200)
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn routes_methods_sizes_and_signatures_map_to_the_contract() {
+        let p = pipeline(RecordingPublisher::default(), T0);
+        let body = rekko_body("m");
+
+        let mut r = signed(&body);
+        r.path = "/engine".into(); // configured without engine secrets: disabled
+        assert_eq!(status(p.handle(r).await), (404, "unknown_route"));
+        let mut r = signed(&body);
+        r.path = "/nope".into();
+        assert_eq!(status(p.handle(r).await), (404, "unknown_route"));
+        let mut r = signed(&body);
+        r.method = Method::GET;
+        assert_eq!(status(p.handle(r).await), (405, "method_not_allowed"));
+        let mut r = signed(&body);
+        r.headers.clear();
+        assert_eq!(status(p.handle(r).await), (401, "missing_signature"));
+        let mut r = signed(&body);
+        r.body = RequestBody::Text(body.replace("\"m\"", "\"x\""));
+        assert_eq!(status(p.handle(r).await), (401, "invalid_signature"));
+        let mut r = signed(&body);
+        r.body = RequestBody::Text("x".repeat(262_145));
+        assert_eq!(status(p.handle(r).await), (413, "payload_too_large"));
+        let mut r = signed(&body);
+        r.body = RequestBody::Base64("A".repeat(400_000));
+        assert_eq!(status(p.handle(r).await), (413, "payload_too_large"));
+        let mut r = signed(&body);
+        r.body = RequestBody::Base64("not base64!".into());
+        assert_eq!(status(p.handle(r).await), (400, "malformed_payload"));
+        assert_eq!(
+            status(p.handle(signed("[1]")).await),
+            (400, "malformed_payload")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_base64_transported_body_is_verified_as_its_decoded_bytes() {
+        let publisher = RecordingPublisher::default();
+        let p = pipeline(publisher.clone(), T0);
+        let body = rekko_body("m");
+        let mut r = signed(&body);
+        r.body = RequestBody::Base64(BASE64.encode(&body));
+        assert_eq!(status(p.handle(r).await), (200, "accepted"));
+        let sent = publisher.sent.lock().unwrap();
+        assert!(sent[0].body.ends_with(&format!("\"data\":{body}}}")));
+    }
+
+    #[test]
+    fn queue_failures_do_not_leak_details_to_the_sender() {
+        let rejection = Rejection::QueueUnavailable(PublishError::new(
+            "dispatch failure: connection refused to 10.1.2.3",
+        ));
+        assert!(!rejection.public_message().contains("10.1.2.3"));
+        assert!(
+            rejection.to_string().contains("connection refused"),
+            "the log keeps the cause"
+        );
+    }
+}

@@ -1,0 +1,199 @@
+//! The prediction-engine operator API (seed 004): `X-Webhook-Signature: sha256=<hex>` over the
+//! body, and a delivery object with `id`, `sequence`, `eventType`, `marketId`, `operatorId`,
+//! `payload` and an RFC 3339 `timestamp`.
+//!
+//! Dedupe key: `engine:{operatorId}:{sequence}` (`engine:{sequence}` without `operatorId`), as the
+//! seed says to deduplicate by `sequence`. The delivery id is the body's `id`, which the signature
+//! covers; the unsigned `X-Webhook-Id` header is used only when the body has none.
+//! `X-Webhook-Event` is unsigned and so never trusted: the type is the body's `eventType`.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::{RoutingFields, raw_fields, required_sequence, required_text, rfc3339_timestamp, text};
+use crate::dedupe::DedupeKey;
+use crate::delivery::Delivery;
+
+pub(super) const SIGNATURE_HEADER: &str = "x-webhook-signature";
+const DELIVERY_ID_HEADER: &str = "x-webhook-id";
+
+#[derive(Deserialize)]
+struct EngineRoutingFields<'b> {
+    #[serde(borrow, default)]
+    id: Option<&'b RawValue>,
+    #[serde(borrow, default)]
+    sequence: Option<&'b RawValue>,
+    #[serde(borrow, default, rename = "eventType")]
+    event_type: Option<&'b RawValue>,
+    #[serde(borrow, default, rename = "marketId")]
+    market_id: Option<&'b RawValue>,
+    #[serde(borrow, default, rename = "operatorId")]
+    operator_id: Option<&'b RawValue>,
+    #[serde(borrow, default)]
+    timestamp: Option<&'b RawValue>,
+}
+
+pub(super) fn routing_fields(
+    delivery: &Delivery,
+    body: &str,
+) -> Result<RoutingFields, super::ParseError> {
+    let raw: EngineRoutingFields = raw_fields(body)?;
+    let event_type = required_text("eventType", raw.event_type)?;
+    let sequence = required_sequence("sequence", raw.sequence)?;
+    let occurred_at = rfc3339_timestamp("timestamp", raw.timestamp)?;
+    let operator_id = text("operatorId", raw.operator_id)?;
+    let market_id = text("marketId", raw.market_id)?;
+    let delivery_id = match text("id", raw.id)? {
+        Some(id) => Some(id),
+        None => delivery
+            .header(DELIVERY_ID_HEADER)
+            .ok()
+            .filter(|id| crate::queue::can_carry_text(id))
+            .map(str::to_owned),
+    };
+    let sequence_text = sequence.to_string();
+    let dedupe_key = match &operator_id {
+        Some(operator) => DedupeKey::new("engine", &[operator, &sequence_text]),
+        None => DedupeKey::new("engine", &[&sequence_text]),
+    };
+    Ok(RoutingFields {
+        event_type,
+        dedupe_key,
+        market_id,
+        sequence: Some(sequence),
+        delivery_id,
+        occurred_at,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::providers::test_support::verified;
+    use crate::providers::{ParseError, Provider, parse};
+
+    const SEED_EXAMPLE: &str = r#"{"id":"delivery-uuid","sequence":42,"eventType":"ORDER_MATCHED","marketId":"market-uuid","operatorId":"operator-uuid","payload":{"orderId":"order-uuid","price":0.65,"timestamp":1708293600000},"timestamp":"2026-02-18T23:00:00.000Z"}"#;
+
+    #[test]
+    fn reads_the_seed_example() {
+        let v = verified(
+            Provider::Engine,
+            &[("x-webhook-id", "header-id")],
+            SEED_EXAMPLE,
+        );
+        let p = parse(&v).unwrap();
+        assert_eq!(p.event_type, "ORDER_MATCHED");
+        assert_eq!(p.dedupe_key.as_str(), "engine:operator-uuid:42");
+        assert_eq!(p.market_id.as_deref(), Some("market-uuid"));
+        assert_eq!(p.sequence, Some(42));
+        assert_eq!(
+            p.delivery_id.as_deref(),
+            Some("delivery-uuid"),
+            "the signed body id wins"
+        );
+        assert_eq!(p.occurred_at.as_sent, "2026-02-18T23:00:00.000Z");
+        assert_eq!(p.occurred_at.instant.unix_timestamp(), 1_771_455_600);
+        assert!(p.signature.starts_with("sha256="));
+        assert_eq!(p.body, SEED_EXAMPLE);
+    }
+
+    #[test]
+    fn without_operator_or_body_id_falls_back() {
+        let body =
+            r#"{"sequence":7,"eventType":"MARKET_CREATED","timestamp":"2026-02-18T23:00:00Z"}"#;
+        let v = verified(Provider::Engine, &[("X-Webhook-Id", "hdr-7")], body);
+        let p = parse(&v).unwrap();
+        assert_eq!(p.dedupe_key.as_str(), "engine:7");
+        assert_eq!(p.delivery_id.as_deref(), Some("hdr-7"));
+        assert_eq!(p.market_id, None);
+    }
+
+    #[test]
+    fn unknown_event_types_are_routed_not_rejected() {
+        let body =
+            r#"{"sequence":8,"eventType":"SOMETHING_NEW","timestamp":"2026-02-18T23:00:00Z"}"#;
+        assert_eq!(
+            parse(&verified(Provider::Engine, &[], body))
+                .unwrap()
+                .event_type,
+            "SOMETHING_NEW"
+        );
+    }
+
+    #[test]
+    fn routing_fields_must_be_present_and_well_typed() {
+        let ts = r#""timestamp":"2026-02-18T23:00:00Z""#;
+        for (body, expected) in [
+            (
+                format!(r#"{{"sequence":1,{ts}}}"#),
+                ParseError::MissingField("eventType"),
+            ),
+            (
+                format!(r#"{{"eventType":"A",{ts}}}"#),
+                ParseError::MissingField("sequence"),
+            ),
+            (
+                format!(r#"{{"eventType":"A","sequence":null,{ts}}}"#),
+                ParseError::MissingField("sequence"),
+            ),
+            (
+                r#"{"eventType":"A","sequence":1}"#.to_owned(),
+                ParseError::MissingField("timestamp"),
+            ),
+            (
+                format!(r#"{{"eventType":7,"sequence":1,{ts}}}"#),
+                ParseError::InvalidField {
+                    field: "eventType",
+                    expected: "a string",
+                },
+            ),
+            (
+                format!(r#"{{"eventType":"A","sequence":"1",{ts}}}"#),
+                ParseError::InvalidField {
+                    field: "sequence",
+                    expected: "a non-negative integer",
+                },
+            ),
+            (
+                format!(r#"{{"eventType":"A","sequence":-1,{ts}}}"#),
+                ParseError::InvalidField {
+                    field: "sequence",
+                    expected: "a non-negative integer",
+                },
+            ),
+            (
+                format!(r#"{{"eventType":"A","sequence":1.5,{ts}}}"#),
+                ParseError::InvalidField {
+                    field: "sequence",
+                    expected: "a non-negative integer",
+                },
+            ),
+            (
+                r#"{"eventType":"A","sequence":1,"timestamp":1708293600000}"#.to_owned(),
+                ParseError::InvalidField {
+                    field: "timestamp",
+                    expected: "a string",
+                },
+            ),
+            (
+                r#"{"eventType":"A","sequence":1,"timestamp":"yesterday"}"#.to_owned(),
+                ParseError::InvalidField {
+                    field: "timestamp",
+                    expected: "an RFC 3339 timestamp",
+                },
+            ),
+            (
+                format!(r#"{{"eventType":"A","sequence":1,"marketId":{{}},{ts}}}"#),
+                ParseError::InvalidField {
+                    field: "marketId",
+                    expected: "a string",
+                },
+            ),
+        ] {
+            assert_eq!(
+                parse(&verified(Provider::Engine, &[], &body)).unwrap_err(),
+                expected,
+                "{body}"
+            );
+        }
+    }
+}

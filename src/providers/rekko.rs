@@ -1,0 +1,80 @@
+//! Rekko (seed 000): `x-webhook-signature: <hex>` over the body, and a flat event object with
+//! `type`, `market_id`, `platform`, the event's own fields and an RFC 3339 `timestamp`.
+//!
+//! Rekko sends no delivery id or sequence, so the dedupe key is the content itself:
+//! `rekko:{first 32 hex chars of SHA-256(body)}`. A retry carries the same bytes, so it gets the
+//! same key; two distinct events always differ somewhere (at least in `timestamp`).
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
+
+use super::{RoutingFields, raw_fields, required_text, rfc3339_timestamp, text};
+use crate::dedupe::DedupeKey;
+
+pub(super) const SIGNATURE_HEADER: &str = "x-webhook-signature";
+
+#[derive(Deserialize)]
+struct RekkoRoutingFields<'b> {
+    #[serde(borrow, default, rename = "type")]
+    event_type: Option<&'b RawValue>,
+    #[serde(borrow, default)]
+    market_id: Option<&'b RawValue>,
+    #[serde(borrow, default)]
+    timestamp: Option<&'b RawValue>,
+}
+
+pub(super) fn routing_fields(body: &str) -> Result<RoutingFields, super::ParseError> {
+    let raw: RekkoRoutingFields = raw_fields(body)?;
+    let event_type = required_text("type", raw.event_type)?;
+    let occurred_at = rfc3339_timestamp("timestamp", raw.timestamp)?;
+    let market_id = text("market_id", raw.market_id)?;
+    let digest = hex::encode(Sha256::digest(body.as_bytes()));
+    let dedupe_key = DedupeKey::new("rekko", &[&digest[..32]]);
+    Ok(RoutingFields {
+        event_type,
+        dedupe_key,
+        market_id,
+        sequence: None,
+        delivery_id: None,
+        occurred_at,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::providers::test_support::verified;
+    use crate::providers::{ParseError, Provider, parse};
+
+    const SEED_EXAMPLE: &str = r#"{"type":"price_shift","market_id":"KXFED-26MAR19","platform":"kalshi","old_yes":0.62,"new_yes":0.68,"change_pct":9.7,"timestamp":"2026-03-21T14:30:00Z"}"#;
+
+    #[test]
+    fn reads_the_seed_example_and_keys_it_by_content() {
+        let v = verified(Provider::Rekko, &[], SEED_EXAMPLE);
+        let p = parse(&v).unwrap();
+        assert_eq!(p.event_type, "price_shift");
+        assert_eq!(p.market_id.as_deref(), Some("KXFED-26MAR19"));
+        assert_eq!(p.sequence, None);
+        assert_eq!(p.delivery_id, None);
+        assert_eq!(p.occurred_at.as_sent, "2026-03-21T14:30:00Z");
+        // sha256 of SEED_EXAMPLE, computed with `printf %s "$body" | sha256sum`.
+        assert_eq!(
+            p.dedupe_key.as_str(),
+            "rekko:a3774ed3a247f974d7ddc9d3c1bfb761"
+        );
+    }
+
+    #[test]
+    fn type_and_timestamp_are_required() {
+        let no_type = r#"{"market_id":"m","timestamp":"2026-03-21T14:30:00Z"}"#;
+        assert_eq!(
+            parse(&verified(Provider::Rekko, &[], no_type)).unwrap_err(),
+            ParseError::MissingField("type")
+        );
+        let no_ts = r#"{"type":"whale_alert"}"#;
+        assert_eq!(
+            parse(&verified(Provider::Rekko, &[], no_ts)).unwrap_err(),
+            ParseError::MissingField("timestamp")
+        );
+    }
+}
