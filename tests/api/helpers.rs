@@ -1,0 +1,226 @@
+//! Test harness: a real `moto_server` SQS endpoint on a free loopback port (one per test binary,
+//! exiting when the tests do), SQS clients and queues on it, the fixture events, and pipelines
+//! wired exactly as `main.rs` wires them but with a fixed clock.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use aws_sdk_sqs::Client;
+use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+use hookrelay::config::Config;
+use hookrelay::pipeline::{FixedClock, Pipeline};
+use hookrelay::queue::{SqsPublisher, sqs_retries, sqs_timeouts};
+use lambda_http::aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
+use time::OffsetDateTime;
+
+/// The instant the fixtures were signed at (see scripts/make_fixtures.py).
+pub const FIXTURE_TIME: i64 = 1_771_455_600;
+
+/// Test secrets, as events/README.md states them.
+pub const ENGINE_SECRET: &str = "7c9f0d1e2a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5";
+pub const REKKO_SECRET: &str = "hookrelay-test-rekko-secret";
+pub const STANDARD_SECRET: &str = "whsec_aG9va3JlbGF5LXRlc3Qtc3RhbmRhcmQtc2VjcmV0ISE=";
+
+pub struct Moto {
+    _process: Child,
+    pub endpoint: String,
+}
+
+fn project_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn free_port() -> u16 {
+    let listener =
+        TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)).expect("bind a loopback port");
+    listener.local_addr().unwrap().port()
+}
+
+/// The shared moto server, started on first use.
+pub fn moto() -> &'static Moto {
+    static MOTO: OnceLock<Moto> = OnceLock::new();
+    MOTO.get_or_init(start_moto)
+}
+
+fn start_moto() -> Moto {
+    let python = std::env::var_os("HOOKRELAY_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| project_dir().join(".venv/bin/python"));
+    assert!(
+        python.exists(),
+        "no Python with moto at {}: run scripts/test.sh, which installs it into .venv",
+        python.display()
+    );
+    let port = free_port();
+    // moto exits when our end of its stdin closes, i.e. when this test process exits for any
+    // reason, so no server outlives the tests.
+    let launcher = "import os, sys, threading\n\
+                    threading.Thread(target=lambda: (sys.stdin.read(), os._exit(0)), daemon=True).start()\n\
+                    from moto.server import main\n\
+                    main(['-H', '127.0.0.1', '-p', sys.argv[1]])\n";
+    let process = Command::new(&python)
+        .args(["-c", launcher, &port.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start moto_server");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let address = SocketAddrV4::new(Ipv4Addr::LOCALHOST, port);
+    loop {
+        if let Ok(mut stream) = TcpStream::connect(address) {
+            let _ = stream.write_all(b"GET /moto-api/ HTTP/1.0\r\n\r\n");
+            let mut head = [0u8; 12];
+            if stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.") {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "moto_server did not start on port {port}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Moto {
+        _process: process,
+        endpoint: format!("http://127.0.0.1:{port}"),
+    }
+}
+
+/// An SQS client for `endpoint` with hookrelay's production timeouts and retries.
+pub fn sqs_client(endpoint: &str) -> Client {
+    let config = aws_sdk_sqs::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new(
+            "test",
+            "test",
+            None,
+            None,
+            "hookrelay-tests",
+        ))
+        .endpoint_url(endpoint)
+        .timeout_config(sqs_timeouts())
+        .retry_config(sqs_retries())
+        .build();
+    Client::from_conf(config)
+}
+
+/// A unique queue name for this test process.
+pub fn unique_queue_name(fifo: bool) -> String {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    let suffix = if fifo { ".fifo" } else { "" };
+    format!("hookrelay-test-{}-{n}{suffix}", std::process::id())
+}
+
+/// Creates a queue (FIFO if `name` ends in `.fifo`) and returns its URL.
+pub async fn create_queue(client: &Client, name: &str) -> String {
+    let mut request = client.create_queue().queue_name(name);
+    if name.ends_with(".fifo") {
+        request = request.attributes(QueueAttributeName::FifoQueue, "true");
+    }
+    request
+        .send()
+        .await
+        .expect("create queue")
+        .queue_url
+        .expect("queue url")
+}
+
+/// Everything in the queue, without deleting it (moto forgets a deleted message's dedup id).
+pub async fn receive_all(client: &Client, queue_url: &str) -> Vec<aws_sdk_sqs::types::Message> {
+    let mut all = Vec::new();
+    loop {
+        let batch = client
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(10)
+            .visibility_timeout(300)
+            .message_attribute_names("All")
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .send()
+            .await
+            .expect("receive");
+        let messages = batch.messages.unwrap_or_default();
+        if messages.is_empty() {
+            return all;
+        }
+        all.extend(messages);
+    }
+}
+
+/// The configuration the tests run with: the test secrets and the default limits.
+pub fn test_config(queue_url: &str) -> Config {
+    let vars = [
+        ("HOOKRELAY_QUEUE_URL", queue_url),
+        ("HOOKRELAY_ENGINE_SECRETS", ENGINE_SECRET),
+        ("HOOKRELAY_REKKO_SECRETS", REKKO_SECRET),
+        ("HOOKRELAY_STANDARD_SECRETS", STANDARD_SECRET),
+    ];
+    Config::from_lookup(|name| {
+        vars.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_string())
+    })
+    .expect("test configuration is valid")
+}
+
+pub type TestPipeline = Pipeline<SqsPublisher, FixedClock>;
+
+/// A pipeline publishing to `queue_url` through `client`, its clock `offset_secs` after the
+/// fixtures were signed.
+pub fn pipeline(client: &Client, queue_url: &str, offset_secs: i64) -> TestPipeline {
+    let clock =
+        FixedClock(OffsetDateTime::from_unix_timestamp(FIXTURE_TIME + offset_secs).unwrap());
+    Pipeline::new(
+        &test_config(queue_url),
+        SqsPublisher::new(client.clone(), queue_url),
+        clock,
+    )
+}
+
+/// A fixture event from events/.
+pub fn fixture(name: &str) -> ApiGatewayV2httpRequest {
+    let path = project_dir().join("events").join(format!("{name}.json"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The bytes a fixture's sender signed (its body, base64 transport encoding undone).
+pub fn fixture_body(name: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    let event = fixture(name);
+    let body = event.body.unwrap_or_default();
+    if event.is_base64_encoded {
+        base64::engine::general_purpose::STANDARD
+            .decode(body)
+            .unwrap()
+    } else {
+        body.into_bytes()
+    }
+}
+
+/// Status and parsed JSON body of a response.
+pub fn read_response(response: &ApiGatewayV2httpResponse) -> (i64, serde_json::Value) {
+    let Some(lambda_http::Body::Text(text)) = &response.body else {
+        panic!("response without a text body")
+    };
+    (
+        response.status_code,
+        serde_json::from_str(text).expect("response body is JSON"),
+    )
+}
+
+/// A loopback port that accepts connections and never answers: an SQS that hangs.
+pub fn black_hole() -> (TcpListener, String) {
+    let listener = TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    (listener, endpoint)
+}

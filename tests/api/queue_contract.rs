@@ -1,0 +1,122 @@
+//! What the queue side promises: dedupe across instances through FIFO ids, 503 (and a clean
+//! retry) when SQS fails or hangs, and contract errors for requests that never reach the queue.
+
+use hookrelay::function_url;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn a_repeat_at_another_instance_is_absorbed_by_fifo_deduplication() {
+    let client = sqs_client(&moto().endpoint);
+    let queue_url = create_queue(&client, &unique_queue_name(true)).await;
+    // Two warm instances, each with its own in-memory window.
+    let first = pipeline(&client, &queue_url, 2);
+    let second = pipeline(&client, &queue_url, 7);
+    for instance in [&first, &second] {
+        let (status, body) =
+            read_response(&function_url::handle(instance, fixture("engine-valid")).await);
+        assert_eq!((status, body["status"].as_str()), (200, Some("accepted")));
+    }
+    let messages = receive_all(&client, &queue_url).await;
+    assert_eq!(
+        messages.len(),
+        1,
+        "SQS FIFO dedup must drop the second send"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_publish_answers_503_and_the_senders_retry_is_accepted() {
+    let client = sqs_client(&moto().endpoint);
+    let name = unique_queue_name(true);
+    // The queue does not exist yet, so SQS refuses the send.
+    let queue_url = format!("{}/123456789012/{name}", moto().endpoint);
+    let receiver = pipeline(&client, &queue_url, 2);
+
+    let (status, body) =
+        read_response(&function_url::handle(&receiver, fixture("rekko-valid")).await);
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (503, Some("queue_unavailable")),
+        "{body}"
+    );
+    assert!(
+        !body["message"].as_str().unwrap().contains("123456789012"),
+        "no SQS internals to the sender"
+    );
+
+    let created = create_queue(&client, &name).await;
+    assert_eq!(created, queue_url);
+    let (status, body) =
+        read_response(&function_url::handle(&receiver, fixture("rekko-valid")).await);
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("accepted")),
+        "the failed attempt was not recorded"
+    );
+    assert_eq!(receive_all(&client, &queue_url).await.len(), 1);
+}
+
+#[tokio::test]
+async fn an_sqs_that_never_answers_is_a_503_not_a_hang() {
+    let (_listener, endpoint) = black_hole();
+    let client = sqs_client(&endpoint);
+    let queue_url = format!("{endpoint}/123456789012/events.fifo");
+    let receiver = pipeline(&client, &queue_url, 2);
+    let (status, body) =
+        read_response(&function_url::handle(&receiver, fixture("engine-valid")).await);
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (503, Some("queue_unavailable")),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn requests_outside_the_contract_get_json_errors_and_send_nothing() {
+    let client = sqs_client(&moto().endpoint);
+    let queue_url = create_queue(&client, &unique_queue_name(true)).await;
+    let receiver = pipeline(&client, &queue_url, 2);
+
+    let mut get = fixture("engine-valid");
+    get.request_context.http.method = lambda_http::http::Method::GET;
+    let response = function_url::handle(&receiver, get).await;
+    assert_eq!(response.headers.get("allow").unwrap(), "POST");
+    assert_eq!(read_response(&response).1["error"], "method_not_allowed");
+    assert_eq!(read_response(&response).0, 405);
+
+    let mut elsewhere = fixture("engine-valid");
+    elsewhere.raw_path = Some("/admin".into());
+    assert_eq!(
+        read_response(&function_url::handle(&receiver, elsewhere).await).0,
+        404
+    );
+
+    // Lambda's base64 flag on a body that is not base64: lambda_http's own conversion would
+    // panic here; the receiver answers 400.
+    let mut bad_base64 = fixture("engine-base64");
+    bad_base64.body = Some("%%% not base64 %%%".into());
+    let (status, body) = read_response(&function_url::handle(&receiver, bad_base64).await);
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("malformed_payload"))
+    );
+
+    let mut unsigned = fixture("rekko-valid");
+    unsigned.headers.remove("x-webhook-signature");
+    let (status, body) = read_response(&function_url::handle(&receiver, unsigned).await);
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("missing_signature"))
+    );
+
+    let mut huge = fixture("rekko-valid");
+    huge.body = Some(format!("{{\"pad\":\"{}\"}}", "x".repeat(262_144)));
+    let (status, body) = read_response(&function_url::handle(&receiver, huge).await);
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (413, Some("payload_too_large"))
+    );
+
+    assert!(receive_all(&client, &queue_url).await.is_empty());
+}
