@@ -37,6 +37,10 @@ pub enum DecodeError {
 /// A decoded event, by sender.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "boxing would stop consumers matching nested patterns; one value per decoded message"
+)]
 pub enum Event {
     /// From the prediction-engine operator API.
     Engine(EngineEvent),

@@ -1,0 +1,155 @@
+"""The whole pipeline on this machine: a local SQS endpoint (moto_server), the receiver running
+under `cargo lambda watch` (Lambda + Function URL emulation), freshly signed sample deliveries for
+every route, and what arrived in the queue. Exits non-zero if anything differs from the contract.
+
+Run it through scripts/run-local.sh, which prepares .venv first.
+"""
+
+import json
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import boto3
+
+import senders
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+LOCAL = ROOT / ".local"
+VENV_BIN = pathlib.Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, what: str, process: subprocess.Popen, seconds: float) -> None:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if process.poll() is not None:
+            sys.exit(f"{what} exited early (exit code {process.returncode}); see {LOCAL}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.2)
+    sys.exit(f"{what} did not listen on 127.0.0.1:{port} within {seconds:.0f} s")
+
+
+def post(url: str, delivery: dict) -> tuple[int, dict]:
+    request = urllib.request.Request(url, data=delivery["body"], headers=delivery["headers"], method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
+
+
+def main() -> int:
+    LOCAL.mkdir(exist_ok=True)
+    processes = []
+
+    def stop(*_):
+        for p in processes:
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+        for p in processes:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+    signal.signal(signal.SIGTERM, lambda *_: (stop(), sys.exit(143)))
+    try:
+        # 1. A local SQS endpoint.
+        sqs_port = free_port()
+        endpoint = f"http://127.0.0.1:{sqs_port}"
+        moto = subprocess.Popen([str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(sqs_port)],
+                                stdout=open(LOCAL / "moto.log", "w"), stderr=subprocess.STDOUT)
+        processes.append(moto)
+        wait_for_port(sqs_port, "moto_server", moto, 60)
+        sqs = boto3.client("sqs", endpoint_url=endpoint, region_name="us-east-1",
+                           aws_access_key_id="local", aws_secret_access_key="local")
+        queue_url = sqs.create_queue(QueueName="hookrelay-events.fifo",
+                                     Attributes={"FifoQueue": "true"})["QueueUrl"]
+        print(f"local SQS endpoint  {endpoint}\nqueue               {queue_url}")
+
+        # 2. The receiver, as a Lambda behind an emulated Function URL.
+        env_file = LOCAL / "hookrelay.env"
+        receiver_env = {
+            "HOOKRELAY_QUEUE_URL": queue_url,
+            "HOOKRELAY_ENGINE_SECRETS": senders.ENGINE_SECRET,
+            "HOOKRELAY_REKKO_SECRETS": senders.REKKO_SECRET,
+            "HOOKRELAY_STANDARD_SECRETS": senders.STANDARD_SECRET,
+            "AWS_ENDPOINT_URL_SQS": endpoint,
+            "AWS_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "local",
+            "AWS_SECRET_ACCESS_KEY": "local",
+            "AWS_LAMBDA_LOG_FORMAT": "JSON",
+            "RUST_LOG": "info",
+        }
+        env_file.write_text("".join(f'{k}="{v}"\n' for k, v in receiver_env.items()))
+        lambda_port = free_port()
+        watch = subprocess.Popen(
+            [str(VENV_BIN / "cargo-lambda"), "lambda", "watch", "--ignore-changes",
+             "-A", "127.0.0.1", "-P", str(lambda_port), "--env-file", str(env_file), "--bin", "hookrelay"],
+            cwd=ROOT, stdout=open(LOCAL / "receiver.log", "w"), stderr=subprocess.STDOUT)
+        processes.append(watch)
+        wait_for_port(lambda_port, "cargo lambda watch", watch, 120)
+        base = f"http://127.0.0.1:{lambda_port}/lambda-url/hookrelay"
+        print(f"receiver            {base}/{{engine,rekko,standard}}   (logs: .local/receiver.log)\n")
+
+        # 3. Freshly signed deliveries, as each provider's sender would make them.
+        now = time.time()
+        failures = 0
+        accepted = []
+        print(f"{'delivery':20} {'expected':26} {'answer'}")
+        for delivery in senders.deliveries(now, run=f"run{int(now)}"):
+            status, body = post(base + delivery["path"], delivery)
+            expected_status, expected_word = delivery["expect"]
+            word = body.get("status") or body.get("error")
+            ok = (status, word) == (expected_status, expected_word)
+            failures += not ok
+            if status == 200 and word == "accepted":
+                accepted.append(body["id"])
+            print(f"{delivery['name']:20} {expected_status} {expected_word:22} {status} {json.dumps(body)}"
+                  + ("" if ok else "   <-- UNEXPECTED"))
+
+        # 4. What arrived in the queue.
+        messages = []
+        while True:
+            batch = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=60,
+                                        MessageAttributeNames=["All"], MessageSystemAttributeNames=["All"])
+            if not batch.get("Messages"):
+                break
+            messages.extend(batch["Messages"])
+        print(f"\n{len(messages)} message(s) in {queue_url.rsplit('/', 1)[1]}:")
+        for m in messages:
+            envelope = json.loads(m["Body"])
+            attributes = {k: v["StringValue"] for k, v in m.get("MessageAttributes", {}).items()}
+            system = m.get("Attributes", {})
+            print(f"\n--- {envelope['id']}  group={system.get('MessageGroupId')} "
+                  f"dedup={system.get('MessageDeduplicationId')}")
+            print(f"attributes: {json.dumps(attributes)}")
+            print(json.dumps(envelope, indent=2))
+        queued = sorted(json.loads(m["Body"])["id"] for m in messages)
+        if queued != sorted(accepted):
+            print(f"\nqueue holds {queued}, but the accepted deliveries were {sorted(accepted)}")
+            failures += 1
+        print(f"\n{'OK' if failures == 0 else 'FAILED'}: {len(accepted)} accepted and queued once each; "
+              "duplicates answered without a second message; forged, stale and malformed rejected.")
+        return 1 if failures else 0
+    finally:
+        stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

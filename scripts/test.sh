@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Command two: every check and test. Installs its Python tools into ./.venv first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/venv.sh
+
+echo "== fixtures match their generator"
+.venv/bin/python scripts/make_fixtures.py --check
+echo "== cargo fmt --check"
+cargo fmt --check
+echo "== cargo clippy -D warnings"
+cargo clippy --locked --all-targets -- -D warnings
+echo "== cargo test (integration tests spawn moto_server from .venv)"
+HOOKRELAY_TEST_PYTHON="$PWD/.venv/bin/python" cargo test --locked
+echo "== sam validate --lint"
+.venv/bin/sam validate --lint --region us-east-1 --template-file template.yaml
