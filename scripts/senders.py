@@ -144,7 +144,8 @@ def deliveries(now: float, run: str = "fixture"):
     bad = compact({"id": "dlv-000040", "eventType": "ORDER_MATCHED", "timestamp": iso_millis(now)})
     add("engine-malformed", "/engine", engine_headers(bad, ENGINE_SECRET, "ORDER_MATCHED", "dlv-000040"), bad,
         expect=(400, "malformed_payload"))
-    b64 = engine_order_matched(43, now)
+    # Ends in a newline, as many JSON encoders (Go's json.Encoder, curl --data-binary @file) send.
+    b64 = engine_order_matched(43, now) + b"\n"
     hb = engine_headers(b64, ENGINE_SECRET, "ORDER_MATCHED", "dlv-000043") | {"content-type": "application/octet-stream"}
     add("engine-base64", "/engine", hb, b64, b64=True, expect=(200, "accepted"))
 

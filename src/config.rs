@@ -9,7 +9,7 @@
 //! | `HOOKRELAY_STANDARD_SECRETS` | unset | comma-separated `whsec_<base64>` secrets |
 //! | `HOOKRELAY_REPLAY_TOLERANCE_SECS` | 300 | how far a signed timestamp may be from now |
 //! | `HOOKRELAY_MAX_BODY_BYTES` | 262144 | larger bodies are answered 413 |
-//! | `HOOKRELAY_DEDUPE_WINDOW_SECS` | 600 | how long an instance remembers a published key |
+//! | `HOOKRELAY_DEDUPE_WINDOW_SECS` | max(600, 2 × tolerance) | how long an instance remembers a published key |
 //! | `HOOKRELAY_DEDUPE_CAPACITY` | 20000 | how many keys an instance remembers at most |
 //!
 //! Rules beyond types: at least one sender must have a secret; secrets are at least 16 bytes;
@@ -149,7 +149,11 @@ impl Config {
                 ),
             ));
         }
-        let window_secs = number(vars::DEDUPE_WINDOW_SECS, get(vars::DEDUPE_WINDOW_SECS), 600)?;
+        let window_secs = number(
+            vars::DEDUPE_WINDOW_SECS,
+            get(vars::DEDUPE_WINDOW_SECS),
+            600.max(2 * tolerance_secs),
+        )?;
         if window_secs < 2 * tolerance_secs {
             return Err(invalid(
                 vars::DEDUPE_WINDOW_SECS,
@@ -272,6 +276,17 @@ mod tests {
     }
 
     #[test]
+    fn the_default_dedupe_window_follows_a_raised_tolerance() {
+        let config = load(&[
+            (vars::QUEUE_URL, QUEUE),
+            (vars::ENGINE_SECRETS, ENGINE_SECRET),
+            (vars::REPLAY_TOLERANCE_SECS, "900"),
+        ])
+        .unwrap();
+        assert_eq!(config.dedupe_window, Duration::from_secs(1800));
+    }
+
+    #[test]
     fn comma_separated_secrets_are_a_rotation() {
         let two = format!("{ENGINE_SECRET}, another-secret-of-32-characters!");
         let config = load(&[(vars::QUEUE_URL, QUEUE), (vars::ENGINE_SECRETS, &two)]).unwrap();
@@ -360,6 +375,7 @@ mod tests {
                     (vars::QUEUE_URL, QUEUE),
                     ok_secret,
                     (vars::REPLAY_TOLERANCE_SECS, "400"),
+                    (vars::DEDUPE_WINDOW_SECS, "600"),
                 ],
                 vars::DEDUPE_WINDOW_SECS,
             ),

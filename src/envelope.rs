@@ -67,18 +67,33 @@ pub struct Envelope {
     pub occurred_at: Option<String>,
     /// When hookrelay received the delivery (RFC 3339, UTC).
     pub received_at: String,
-    /// The sender's request body, byte for byte.
+    /// The sender's request body as a JSON value. serde_json's `RawValue` holds the value
+    /// without any whitespace around it; [`Envelope::signed_data`] has the exact signed bytes.
     pub data: Box<RawValue>,
+    /// The signed body when it differs from `data` (whitespace around the JSON value, such as
+    /// the trailing newline many JSON encoders write). Set by [`Envelope::from_json`].
+    #[serde(skip)]
+    signed_data: Option<String>,
 }
 
 impl Envelope {
     /// Decodes an SQS message body, refusing envelope versions this crate does not know.
     pub fn from_json(message_body: &str) -> Result<Self, DecodeError> {
-        let envelope: Self = serde_json::from_str(message_body).map_err(DecodeError::Envelope)?;
+        let mut envelope: Self =
+            serde_json::from_str(message_body).map_err(DecodeError::Envelope)?;
         if envelope.version != ENVELOPE_VERSION {
             return Err(DecodeError::UnsupportedVersion(envelope.version));
         }
+        envelope.signed_data = signed_data_text(message_body, envelope.data.get())
+            .filter(|text| *text != envelope.data.get())
+            .map(str::to_owned);
         Ok(envelope)
+    }
+
+    /// The sender's body exactly as signed, whitespace around the JSON value included: the
+    /// bytes to re-verify. Equal to `data` unless the body had such whitespace.
+    pub fn signed_data(&self) -> &str {
+        self.signed_data.as_deref().unwrap_or(self.data.get())
     }
 
     /// The typed event carried in `data`.
@@ -117,7 +132,7 @@ impl Envelope {
         let delivery = Delivery {
             provider,
             headers,
-            body: self.data.get().as_bytes().to_vec(),
+            body: self.signed_data().as_bytes().to_vec(),
         };
         verify::verify(provider.scheme(), secrets, delivery).map(drop)
     }
@@ -196,6 +211,19 @@ fn rfc3339_millis(at: OffsetDateTime) -> String {
     out.push_str(text.trim_end_matches('Z'));
     let _ = write!(out, ".{:03}Z", at.millisecond());
     out
+}
+
+/// Where the signed body sits in an envelope hookrelay wrote: `data` is the last member, spliced
+/// in verbatim, so the body is everything between `"data":` and the closing `}`, whitespace
+/// included. `None` if the message does not have that shape (e.g. it was re-serialised).
+fn signed_data_text<'m>(message: &'m str, value: &str) -> Option<&'m str> {
+    const WS: [char; 4] = [' ', '\t', '\n', '\r'];
+    let inner = message.strip_suffix('}')?;
+    let before_trailing_ws = inner.trim_end_matches(WS);
+    let value_start = before_trailing_ws.strip_suffix(value)?.len();
+    let head = inner[..value_start].trim_end_matches(WS);
+    head.strip_suffix("\"data\":")?;
+    Some(&inner[head.len()..])
 }
 
 #[cfg(test)]
@@ -287,6 +315,40 @@ mod tests {
         );
         let names: Vec<&str> = message.attributes.iter().map(|(n, _)| *n).collect();
         assert_eq!(names, ["provider", "event_type", "signature"]);
+    }
+
+    #[test]
+    fn whitespace_around_the_body_survives_for_re_verification() {
+        let secrets =
+            SecretSet::new(vec![SigningSecret::from_key_bytes(b"unit-test-key")]).unwrap();
+        let json = r#"{"type":"whale_alert","timestamp":"2026-02-18T23:00:00Z"}"#;
+        for body in [
+            format!("{json}\n"),
+            format!(" \r\n{json}"),
+            format!("\t{json} \r\n"),
+        ] {
+            let v = verified(Provider::Rekko, &[], &body);
+            let message = queue_message(&parse(&v).unwrap(), received());
+            let signature = &message
+                .attributes
+                .iter()
+                .find(|(n, _)| *n == "signature")
+                .unwrap()
+                .1;
+            let envelope = Envelope::from_json(&message.body).unwrap();
+            assert_eq!(envelope.data.get(), json);
+            assert_eq!(envelope.signed_data(), body);
+            assert!(
+                envelope.verify_signature(signature, &secrets).is_ok(),
+                "{body:?}"
+            );
+        }
+        // Without surrounding whitespace nothing extra is kept.
+        let v = verified(Provider::Rekko, &[], json);
+        let envelope =
+            Envelope::from_json(&queue_message(&parse(&v).unwrap(), received()).body).unwrap();
+        assert_eq!(envelope.signed_data(), json);
+        assert!(envelope.signed_data.is_none());
     }
 
     #[test]

@@ -162,8 +162,8 @@ pub enum EngineEvent {
     Other {
         /// Which type.
         event_type: EngineEventType,
-        /// The delivery, payload untyped.
-        delivery: EngineDelivery<Value>,
+        /// The delivery, payload untyped (`None` when the engine sent no `payload`).
+        delivery: EngineDelivery<Option<Value>>,
     },
 }
 
@@ -346,7 +346,15 @@ mod tests {
             panic!("wrong variant")
         };
         assert_eq!(event_type, EngineEventType::Unknown("SOMETHING_NEW".into()));
-        assert_eq!(delivery.payload["tradeId"], "trade-uuid");
+        assert_eq!(delivery.payload.unwrap()["tradeId"], "trade-uuid");
+        let no_payload =
+            r#"{"sequence":9,"eventType":"MARKET_CREATED","timestamp":"2026-02-18T23:00:00Z"}"#;
+        let Event::Engine(EngineEvent::Other { delivery, .. }) =
+            Event::decode("engine", "MARKET_CREATED", no_payload).unwrap()
+        else {
+            panic!("wrong variant")
+        };
+        assert_eq!((delivery.sequence, delivery.payload), (9, None));
         let listed = ORDER_MATCHED.replace("ORDER_MATCHED", "MARKET_RESOLVED");
         assert!(matches!(
             Event::decode("engine", "MARKET_RESOLVED", &listed).unwrap(),

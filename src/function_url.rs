@@ -21,10 +21,20 @@ pub async fn handle<P: Publisher, C: Clock>(
     event: ApiGatewayV2httpRequest,
 ) -> ApiGatewayV2httpResponse {
     let request = inbound_request(event);
-    let route = request.path.clone();
+    let route = loggable_path(&request.path);
     let result = pipeline.handle(request).await;
     log_result(&route, &result);
     response(&result)
+}
+
+/// The request path for a log line: any sender can choose it, so it is cut to 128 characters
+/// and control characters are escaped (no forged log lines in plain-text log format).
+fn loggable_path(path: &str) -> String {
+    let cut = path
+        .char_indices()
+        .nth(128)
+        .map_or(path, |(end, _)| &path[..end]);
+    cut.escape_debug().to_string()
 }
 
 fn inbound_request(event: ApiGatewayV2httpRequest) -> InboundRequest {
@@ -128,6 +138,103 @@ mod tests {
         assert_eq!((r.method.as_str(), r.path.as_str()), ("POST", "/engine"));
         assert_eq!(r.headers.get("x-webhook-signature").unwrap(), "sha256=ab");
         assert!(matches!(r.body, RequestBody::Base64(ref b) if b == "e30="));
+    }
+
+    #[tokio::test]
+    async fn log_lines_carry_outcomes_but_never_bodies_signatures_or_secrets() {
+        use hmac::Mac;
+        use lambda_runtime::tracing::subscriber::util::SubscriberInitExt;
+
+        use crate::config::Config;
+        use crate::pipeline::FixedClock;
+        use crate::queue::{PublishError, QueueMessage};
+        use crate::secret::SigningSecret;
+        use crate::telemetry::{self, test_support::CapturedLogs};
+
+        struct AcceptAll;
+        impl Publisher for AcceptAll {
+            async fn publish(&self, _: &QueueMessage) -> Result<(), PublishError> {
+                Ok(())
+            }
+        }
+
+        const SECRET: &str = "log-test-secret-0123456789";
+        let vars = [
+            ("HOOKRELAY_QUEUE_URL", "http://127.0.0.1:9/q"),
+            ("HOOKRELAY_REKKO_SECRETS", SECRET),
+        ];
+        let config = Config::from_lookup(|n| {
+            vars.iter()
+                .find(|(k, _)| *k == n)
+                .map(|(_, v)| v.to_string())
+        })
+        .unwrap();
+        let now = time::OffsetDateTime::from_unix_timestamp(1_771_455_600).unwrap();
+        let pipeline = Pipeline::new(&config, AcceptAll, FixedClock(now));
+        let sign = |body: &str| {
+            let mut mac = SigningSecret::from_key_bytes(SECRET.as_bytes()).mac();
+            mac.update(body.as_bytes());
+            hex::encode(mac.finalize().into_bytes())
+        };
+        let request = |body: &str, signature: &str| {
+            event(serde_json::json!({
+                "rawPath": "/rekko",
+                "headers": {"x-webhook-signature": signature},
+                "requestContext": {"http": {"method": "POST"}},
+                "body": body, "isBase64Encoded": false
+            }))
+        };
+
+        let logs = CapturedLogs::default();
+        let _guard = telemetry::subscriber("trace", true, logs.clone()).set_default();
+        let valid = r#"{"type":"price_shift","timestamp":"2026-02-18T23:00:00Z","note":"BODY-MARKER-valid"}"#;
+        let valid_signature = sign(valid);
+        let malformed = r#"["BODY-MARKER-array"]"#;
+        let malformed_signature = sign(malformed);
+        for (body, signature, status) in [
+            (valid, valid_signature.as_str(), 200),
+            (
+                &valid.replace("valid\"", "forged\""),
+                valid_signature.as_str(),
+                401,
+            ),
+            (malformed, malformed_signature.as_str(), 400),
+        ] {
+            assert_eq!(
+                handle(&pipeline, request(body, signature))
+                    .await
+                    .status_code,
+                status
+            );
+        }
+
+        let text = logs.text();
+        for expected in [
+            "\"outcome\":\"accepted\"",
+            "invalid_signature",
+            "malformed_payload",
+            "rekko:",
+        ] {
+            assert!(text.contains(expected), "missing {expected}: {text}");
+        }
+        for secret in [
+            SECRET,
+            &valid_signature,
+            &malformed_signature,
+            "BODY-MARKER",
+        ] {
+            assert!(!text.contains(secret), "logs leak {secret}: {text}");
+        }
+    }
+
+    #[test]
+    fn logged_paths_are_bounded_and_escaped() {
+        assert_eq!(loggable_path("/engine"), "/engine");
+        assert_eq!(
+            loggable_path("/x\n{\"level\":\"INFO\"}"),
+            r#"/x\n{\"level\":\"INFO\"}"#
+        );
+        assert_eq!(loggable_path(&"é".repeat(500)).chars().count(), 128);
     }
 
     #[test]

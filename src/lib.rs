@@ -39,6 +39,7 @@ pub mod pipeline;
 pub mod providers;
 pub mod queue;
 pub mod secret;
+pub mod telemetry;
 pub mod verify;
 
 pub use envelope::Envelope;

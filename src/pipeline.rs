@@ -19,7 +19,7 @@ use crate::dedupe::{DedupeDecision, DedupeKey, DedupeWindow};
 use crate::delivery::Delivery;
 use crate::envelope;
 use crate::providers::{self, ParseError, Provider};
-use crate::queue::{PublishError, Publisher};
+use crate::queue::{PublishError, Publisher, SQS_MAX_MESSAGE_BYTES};
 use crate::secret::SecretSet;
 use crate::verify::{self, VerifyError};
 
@@ -118,6 +118,13 @@ pub enum Rejection {
         /// The limit, in bytes.
         limit: usize,
     },
+    /// The body fits the limit, but with its envelope and attributes it would not fit in an SQS
+    /// message (only possible with very long routing fields).
+    #[error("the event with its envelope would exceed the {limit}-byte SQS message limit")]
+    MessageTooLarge {
+        /// SQS's limit, in bytes.
+        limit: usize,
+    },
     /// The body claims base64 transport encoding but isn't base64.
     #[error("the body is marked base64-encoded but is not valid base64")]
     UndecodableBody,
@@ -144,7 +151,9 @@ impl Rejection {
         match self {
             Self::UnknownRoute => (404, "unknown_route"),
             Self::MethodNotAllowed => (405, "method_not_allowed"),
-            Self::PayloadTooLarge { .. } => (413, "payload_too_large"),
+            Self::PayloadTooLarge { .. } | Self::MessageTooLarge { .. } => {
+                (413, "payload_too_large")
+            }
             Self::UndecodableBody | Self::Parse(_) => (400, "malformed_payload"),
             Self::Verify(VerifyError::MissingSignedHeader { .. }) => (400, "malformed_payload"),
             Self::Verify(VerifyError::MissingSignature { .. }) => (401, "missing_signature"),
@@ -229,9 +238,9 @@ impl<P: Publisher, C: Clock> Pipeline<P, C> {
         }
 
         let message = envelope::queue_message(&parsed, now);
-        if message.size() > crate::queue::SQS_MAX_MESSAGE_BYTES {
-            return Err(Rejection::PayloadTooLarge {
-                limit: self.max_body_bytes,
+        if message.size() > SQS_MAX_MESSAGE_BYTES {
+            return Err(Rejection::MessageTooLarge {
+                limit: SQS_MAX_MESSAGE_BYTES,
             });
         }
         self.publisher.publish(&message).await?;
@@ -463,6 +472,24 @@ mod tests {
             status(p.handle(signed("[1]")).await),
             (400, "malformed_payload")
         );
+    }
+
+    #[tokio::test]
+    async fn an_envelope_that_would_not_fit_in_sqs_is_413_not_a_retry_loop() {
+        let publisher = RecordingPublisher::default();
+        let clock = FixedClock(OffsetDateTime::from_unix_timestamp(T0).unwrap());
+        let config = config(&[("HOOKRELAY_MAX_BODY_BYTES", "1000000")]);
+        let p = Pipeline::new(&config, publisher.clone(), clock);
+        // The type is repeated in the envelope and the attributes: 3 x 400 kB > 1 MiB.
+        let long_type = "t".repeat(400_000);
+        let body = format!(r#"{{"type":"{long_type}","timestamp":"2026-02-18T23:00:00Z"}}"#);
+        let rejection = p.handle(signed(&body)).await.unwrap_err();
+        assert_eq!(rejection.status_and_code(), (413, "payload_too_large"));
+        assert!(
+            rejection.to_string().contains("SQS message limit"),
+            "{rejection}"
+        );
+        assert!(publisher.sent.lock().unwrap().is_empty());
     }
 
     #[tokio::test]

@@ -153,7 +153,20 @@ impl SqsPublisher {
     /// A publisher configured from the environment as the AWS SDK does (region, credentials,
     /// `AWS_ENDPOINT_URL_SQS` / `AWS_ENDPOINT_URL`), with hookrelay's timeouts and retries.
     pub async fn from_env(queue_url: impl Into<String>) -> Self {
-        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        Self::from_loader(
+            aws_config::defaults(aws_config::BehaviorVersion::latest()),
+            queue_url,
+        )
+        .await
+    }
+
+    /// A publisher from an SDK config loader (tests pin endpoint, region and credentials), with
+    /// hookrelay's timeouts and retries applied on top: the one place they are applied.
+    pub async fn from_loader(
+        loader: aws_config::ConfigLoader,
+        queue_url: impl Into<String>,
+    ) -> Self {
+        let config = loader
             .timeout_config(sqs_timeouts())
             .retry_config(sqs_retries())
             .load()

@@ -389,6 +389,28 @@ mod tests {
     }
 
     #[test]
+    fn every_single_byte_change_of_a_standard_signature_is_rejected() {
+        let keys = secrets(&[&standard_key()]);
+        let signature = STANDARD_SIGNATURE.as_bytes();
+        for i in 0..signature.len() {
+            for replacement in b"AZaz09+/=, v".iter().copied() {
+                if replacement == signature[i] {
+                    continue;
+                }
+                let mut changed = signature.to_vec();
+                changed[i] = replacement;
+                let changed = String::from_utf8(changed).unwrap();
+                let d = standard_delivery(&changed, STANDARD_BODY.as_bytes());
+                assert!(
+                    verify(Scheme::StandardWebhooks, &keys, d).is_err(),
+                    "signature byte {i} -> {} accepted",
+                    replacement as char
+                );
+            }
+        }
+    }
+
+    #[test]
     fn any_secret_of_a_rotation_may_sign() {
         let old = b"old-secret".as_slice();
         let new = ENGINE_SECRET.as_bytes();

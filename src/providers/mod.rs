@@ -338,6 +338,11 @@ mod tests {
                 "must be a JSON object",
             ),
             ("  \n", "not valid JSON"),
+            // JSON text must not start with a byte order mark (RFC 8259, section 8.1).
+            (
+                "\u{FEFF}{\"type\":\"x\",\"timestamp\":\"2026-01-01T00:00:00Z\"}",
+                "not valid JSON",
+            ),
             ("", "not valid JSON"),
             ("\"secret text\"", "must be a JSON object"),
             (

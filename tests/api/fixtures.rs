@@ -93,7 +93,7 @@ async fn fifo_queue_receives_exactly_the_valid_fixtures_as_contract_envelopes() 
 
         // data is the signed body, byte for byte.
         assert_eq!(
-            envelope.data.get().as_bytes(),
+            envelope.signed_data().as_bytes(),
             signed_body.as_slice(),
             "{fixture_name}"
         );
@@ -140,15 +140,15 @@ async fn fifo_queue_receives_exactly_the_valid_fixtures_as_contract_envelopes() 
             "{fixture_name}"
         );
 
+        let header = |name: &str| {
+            event
+                .headers
+                .get(name)
+                .map(|v| v.to_str().unwrap().to_owned())
+        };
         match envelope.provider.as_str() {
             "engine" => {
-                assert_eq!(
-                    attribute("signature").as_deref(),
-                    event
-                        .headers
-                        .get("x-webhook-signature")
-                        .map(|v| v.to_str().unwrap())
-                );
+                assert_eq!(attribute("signature"), header("x-webhook-signature"));
                 assert_eq!(envelope.event_type, data["eventType"]);
                 assert_eq!(envelope.sequence, data["sequence"].as_u64());
                 assert_eq!(envelope.market_id.as_deref(), data["marketId"].as_str());
@@ -156,13 +156,7 @@ async fn fifo_queue_receives_exactly_the_valid_fixtures_as_contract_envelopes() 
                 assert_eq!(envelope.occurred_at.as_deref(), data["timestamp"].as_str());
             }
             "rekko" => {
-                assert_eq!(
-                    attribute("signature").as_deref(),
-                    event
-                        .headers
-                        .get("x-webhook-signature")
-                        .map(|v| v.to_str().unwrap())
-                );
+                assert_eq!(attribute("signature"), header("x-webhook-signature"));
                 assert_eq!(envelope.event_type, data["type"]);
                 assert_eq!(envelope.market_id.as_deref(), data["market_id"].as_str());
                 assert_eq!(
@@ -172,12 +166,6 @@ async fn fifo_queue_receives_exactly_the_valid_fixtures_as_contract_envelopes() 
                 assert_eq!(envelope.occurred_at.as_deref(), data["timestamp"].as_str());
             }
             "standard" => {
-                let header = |name: &str| {
-                    event
-                        .headers
-                        .get(name)
-                        .map(|v| v.to_str().unwrap().to_owned())
-                };
                 assert_eq!(attribute("signature"), header("webhook-signature"));
                 assert_eq!(envelope.event_type, data["type"]);
                 assert_eq!(envelope.delivery_id, header("webhook-id"));

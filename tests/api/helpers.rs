@@ -186,6 +186,32 @@ pub fn pipeline(client: &Client, queue_url: &str, offset_secs: i64) -> TestPipel
     )
 }
 
+/// A pipeline whose publisher is built exactly as `main.rs` builds it (`SqsPublisher::from_loader`,
+/// which applies the production timeouts and retries), pointed at `endpoint`.
+pub async fn production_pipeline(endpoint: &str, queue_url: &str) -> TestPipeline {
+    let loader = aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new(
+            "test",
+            "test",
+            None,
+            None,
+            "hookrelay-tests",
+        ));
+    let publisher = SqsPublisher::from_loader(loader, queue_url).await;
+    let clock = FixedClock(OffsetDateTime::from_unix_timestamp(FIXTURE_TIME + 2).unwrap());
+    Pipeline::new(&test_config(queue_url), publisher, clock)
+}
+
+/// Signs `body` as Rekko does (hex HMAC-SHA256 with the test secret), for bodies made in tests.
+pub fn rekko_signature(body: &[u8]) -> String {
+    use hmac::{KeyInit, Mac};
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(REKKO_SECRET.as_bytes()).unwrap();
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
 /// A fixture event from events/.
 pub fn fixture(name: &str) -> ApiGatewayV2httpRequest {
     let path = project_dir().join("events").join(format!("{name}.json"));

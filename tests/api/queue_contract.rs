@@ -59,10 +59,11 @@ async fn a_failed_publish_answers_503_and_the_senders_retry_is_accepted() {
 
 #[tokio::test]
 async fn an_sqs_that_never_answers_is_a_503_not_a_hang() {
+    // The publisher is built the way main.rs builds it, so this exercises the shipped timeouts:
+    // without them the SDK would wait on the silent socket indefinitely and this test would hang.
     let (_listener, endpoint) = black_hole();
-    let client = sqs_client(&endpoint);
     let queue_url = format!("{endpoint}/123456789012/events.fifo");
-    let receiver = pipeline(&client, &queue_url, 2);
+    let receiver = production_pipeline(&endpoint, &queue_url).await;
     let (status, body) =
         read_response(&function_url::handle(&receiver, fixture("engine-valid")).await);
     assert_eq!(
@@ -70,6 +71,35 @@ async fn an_sqs_that_never_answers_is_a_503_not_a_hang() {
         (503, Some("queue_unavailable")),
         "{body}"
     );
+}
+
+#[tokio::test]
+async fn a_body_at_the_size_limit_is_queued_whole() {
+    let client = sqs_client(&moto().endpoint);
+    let queue_url = create_queue(&client, &unique_queue_name(true)).await;
+    let receiver = pipeline(&client, &queue_url, 2);
+    let head = r#"{"type":"analysis_complete","timestamp":"2026-02-18T23:00:00Z","pad":""#;
+    let pad = "x".repeat(262_144 - head.len() - 2);
+    let body = format!("{head}{pad}\"}}");
+    assert_eq!(body.len(), 262_144, "exactly HOOKRELAY_MAX_BODY_BYTES");
+
+    let mut event = fixture("rekko-valid");
+    event.headers.insert(
+        "x-webhook-signature",
+        rekko_signature(body.as_bytes()).parse().unwrap(),
+    );
+    event.body = Some(body.clone());
+    let (status, answer) = read_response(&function_url::handle(&receiver, event).await);
+    assert_eq!(
+        (status, answer["status"].as_str()),
+        (200, Some("accepted")),
+        "{answer}"
+    );
+
+    let messages = receive_all(&client, &queue_url).await;
+    assert_eq!(messages.len(), 1);
+    let envelope = hookrelay::Envelope::from_json(messages[0].body().unwrap()).unwrap();
+    assert_eq!(envelope.signed_data(), body);
 }
 
 #[tokio::test]
