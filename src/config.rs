@@ -73,17 +73,35 @@ fn invalid(variable: &'static str, problem: impl Into<String>) -> ConfigError {
     }
 }
 
+/// The secrets of each sender; `None` disables that sender's route.
+#[derive(Debug, Clone)]
+pub struct SenderSecrets {
+    /// Engine secrets (`/engine`).
+    pub engine: Option<SecretSet>,
+    /// Rekko secrets (`/rekko`).
+    pub rekko: Option<SecretSet>,
+    /// Standard Webhooks secrets (`/standard`).
+    pub standard: Option<SecretSet>,
+}
+
+impl SenderSecrets {
+    /// The secrets of `provider`, if its route is enabled.
+    pub fn of(&self, provider: Provider) -> Option<&SecretSet> {
+        match provider {
+            Provider::Engine => self.engine.as_ref(),
+            Provider::Rekko => self.rekko.as_ref(),
+            Provider::Standard => self.standard.as_ref(),
+        }
+    }
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// The SQS queue URL.
     pub queue_url: String,
-    /// Engine secrets; `None` disables `/engine`.
-    pub engine_secrets: Option<SecretSet>,
-    /// Rekko secrets; `None` disables `/rekko`.
-    pub rekko_secrets: Option<SecretSet>,
-    /// Standard Webhooks secrets; `None` disables `/standard`.
-    pub standard_secrets: Option<SecretSet>,
+    /// Each sender's secrets.
+    pub secrets: SenderSecrets,
     /// How far a signed timestamp may be from now, either way.
     pub replay_tolerance: Duration,
     /// Largest accepted body.
@@ -114,14 +132,14 @@ impl Config {
             return Err(invalid(vars::QUEUE_URL, "must be an http(s) SQS queue URL"));
         }
 
-        let engine_secrets = secrets(vars::ENGINE_SECRETS, get(vars::ENGINE_SECRETS), plain_key)?;
-        let rekko_secrets = secrets(vars::REKKO_SECRETS, get(vars::REKKO_SECRETS), plain_key)?;
-        let standard_secrets = secrets(
+        let engine = secrets(vars::ENGINE_SECRETS, get(vars::ENGINE_SECRETS), plain_key)?;
+        let rekko = secrets(vars::REKKO_SECRETS, get(vars::REKKO_SECRETS), plain_key)?;
+        let standard = secrets(
             vars::STANDARD_SECRETS,
             get(vars::STANDARD_SECRETS),
             standard_key,
         )?;
-        if engine_secrets.is_none() && rekko_secrets.is_none() && standard_secrets.is_none() {
+        if engine.is_none() && rekko.is_none() && standard.is_none() {
             return Err(invalid(
                 vars::ANY_SECRETS,
                 "no sender has a secret; set at least one of these",
@@ -172,23 +190,16 @@ impl Config {
 
         Ok(Self {
             queue_url,
-            engine_secrets,
-            rekko_secrets,
-            standard_secrets,
+            secrets: SenderSecrets {
+                engine,
+                rekko,
+                standard,
+            },
             replay_tolerance: Duration::from_secs(tolerance_secs),
             max_body_bytes: max_body as usize,
             dedupe_window: Duration::from_secs(window_secs),
             dedupe_capacity,
         })
-    }
-
-    /// The secrets of `provider`, if its route is enabled.
-    pub fn secrets_of(&self, provider: Provider) -> Option<&SecretSet> {
-        match provider {
-            Provider::Engine => self.engine_secrets.as_ref(),
-            Provider::Rekko => self.rekko_secrets.as_ref(),
-            Provider::Standard => self.standard_secrets.as_ref(),
-        }
     }
 }
 
@@ -270,9 +281,9 @@ mod tests {
         assert_eq!(config.max_body_bytes, 262_144);
         assert_eq!(config.dedupe_window, Duration::from_secs(600));
         assert_eq!(config.dedupe_capacity.get(), 20_000);
-        assert!(config.secrets_of(Provider::Engine).is_some());
-        assert!(config.secrets_of(Provider::Rekko).is_none());
-        assert!(config.secrets_of(Provider::Standard).is_none());
+        assert!(config.secrets.of(Provider::Engine).is_some());
+        assert!(config.secrets.of(Provider::Rekko).is_none());
+        assert!(config.secrets.of(Provider::Standard).is_none());
     }
 
     #[test]
@@ -290,7 +301,7 @@ mod tests {
     fn comma_separated_secrets_are_a_rotation() {
         let two = format!("{ENGINE_SECRET}, another-secret-of-32-characters!");
         let config = load(&[(vars::QUEUE_URL, QUEUE), (vars::ENGINE_SECRETS, &two)]).unwrap();
-        assert_eq!(config.engine_secrets.unwrap().len(), 2);
+        assert_eq!(config.secrets.engine.unwrap().len(), 2);
         let standard = load(&[
             (vars::QUEUE_URL, QUEUE),
             (
@@ -299,7 +310,7 @@ mod tests {
             ),
         ])
         .unwrap();
-        assert_eq!(standard.standard_secrets.unwrap().len(), 2);
+        assert_eq!(standard.secrets.standard.unwrap().len(), 2);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use lambda_http::http::{HeaderMap, Method};
 use time::OffsetDateTime;
 
-use crate::config::Config;
+use crate::config::{Config, SenderSecrets};
 use crate::dedupe::{DedupeDecision, DedupeKey, DedupeWindow};
 use crate::delivery::Delivery;
 use crate::envelope;
@@ -176,9 +176,7 @@ impl Rejection {
 /// The receiver: configuration, per-instance dedupe memory, the queue, and the clock.
 #[derive(Debug)]
 pub struct Pipeline<P, C> {
-    engine_secrets: Option<SecretSet>,
-    rekko_secrets: Option<SecretSet>,
-    standard_secrets: Option<SecretSet>,
+    secrets: SenderSecrets,
     replay_tolerance: Duration,
     max_body_bytes: usize,
     published: Mutex<DedupeWindow>,
@@ -190,9 +188,7 @@ impl<P: Publisher, C: Clock> Pipeline<P, C> {
     /// A pipeline for `config`, publishing through `publisher`, reading time from `clock`.
     pub fn new(config: &Config, publisher: P, clock: C) -> Self {
         Self {
-            engine_secrets: config.engine_secrets.clone(),
-            rekko_secrets: config.rekko_secrets.clone(),
-            standard_secrets: config.standard_secrets.clone(),
+            secrets: config.secrets.clone(),
             replay_tolerance: config.replay_tolerance,
             max_body_bytes: config.max_body_bytes,
             published: Mutex::new(DedupeWindow::new(
@@ -250,15 +246,9 @@ impl<P: Publisher, C: Clock> Pipeline<P, C> {
 
     fn route(&self, path: &str) -> Result<(Provider, &SecretSet), Rejection> {
         let provider = Provider::from_path(path).ok_or(Rejection::UnknownRoute)?;
-        let secrets = match provider {
-            Provider::Engine => self.engine_secrets.as_ref(),
-            Provider::Rekko => self.rekko_secrets.as_ref(),
-            Provider::Standard => self.standard_secrets.as_ref(),
-        };
         // A sender without secrets is disabled, and looks exactly like an unknown path.
-        secrets
-            .map(|s| (provider, s))
-            .ok_or(Rejection::UnknownRoute)
+        let secrets = self.secrets.of(provider).ok_or(Rejection::UnknownRoute)?;
+        Ok((provider, secrets))
     }
 
     fn body_bytes(&self, body: RequestBody) -> Result<Vec<u8>, Rejection> {

@@ -210,13 +210,16 @@ async fn consumers_decode_typed_events_and_re_verify_them() {
         .unwrap()
     };
     let engine = secrets("HOOKRELAY_ENGINE_SECRETS", ENGINE_SECRET)
-        .engine_secrets
+        .secrets
+        .engine
         .unwrap();
     let rekko = secrets("HOOKRELAY_REKKO_SECRETS", REKKO_SECRET)
-        .rekko_secrets
+        .secrets
+        .rekko
         .unwrap();
     let standard = secrets("HOOKRELAY_STANDARD_SECRETS", STANDARD_SECRET)
-        .standard_secrets
+        .secrets
+        .standard
         .unwrap();
 
     let mut order_matched = 0;
