@@ -298,7 +298,7 @@ mod tests {
                 "signature"
             ]
         );
-        assert!(message.attributes[4].1.starts_with("sha256="));
+        assert!(message.attribute("signature").unwrap().starts_with("sha256="));
         // "m 1" has a space, which SQS group ids can't hold: it is hashed, stably.
         assert!(message.group_id.starts_with("market:sha256:"));
         assert_eq!(message.deduplication_id, "engine:op:42");
@@ -329,12 +329,7 @@ mod tests {
         ] {
             let v = verified(Provider::Rekko, &[], &body);
             let message = queue_message(&parse(&v).unwrap(), received());
-            let signature = &message
-                .attributes
-                .iter()
-                .find(|(n, _)| *n == "signature")
-                .unwrap()
-                .1;
+            let signature = message.attribute("signature").unwrap();
             let envelope = Envelope::from_json(&message.body).unwrap();
             assert_eq!(envelope.data.get(), json);
             assert_eq!(envelope.signed_data(), body);
@@ -375,12 +370,7 @@ mod tests {
             r#"{"type":"a.b"}"#,
         );
         let message = queue_message(&parse(&v).unwrap(), received());
-        let signature = &message
-            .attributes
-            .iter()
-            .find(|(n, _)| *n == "signature")
-            .unwrap()
-            .1;
+        let signature = message.attribute("signature").unwrap();
         let envelope = Envelope::from_json(&message.body).unwrap();
         let right = SecretSet::new(vec![SigningSecret::from_key_bytes(b"unit-test-key")]).unwrap();
         let wrong = SecretSet::new(vec![SigningSecret::from_key_bytes(b"another-key")]).unwrap();

@@ -52,6 +52,14 @@ pub struct QueueMessage {
 }
 
 impl QueueMessage {
+    /// The value of the attribute `name`, if the message has it.
+    pub fn attribute(&self, name: &str) -> Option<&str> {
+        self.attributes
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, value)| value.as_str())
+    }
+
     /// The size SQS counts against its limit: body, plus each attribute's name, type and value.
     pub fn size(&self) -> usize {
         self.body.len()

@@ -93,18 +93,17 @@ fn start_moto() -> Moto {
     }
 }
 
+/// Credentials moto accepts (it checks none).
+fn local_credentials() -> Credentials {
+    Credentials::new("test", "test", None, None, "hookrelay-tests")
+}
+
 /// An SQS client for `endpoint` with hookrelay's production timeouts and retries.
 pub fn sqs_client(endpoint: &str) -> Client {
     let config = aws_sdk_sqs::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new(
-            "test",
-            "test",
-            None,
-            None,
-            "hookrelay-tests",
-        ))
+        .credentials_provider(local_credentials())
         .endpoint_url(endpoint)
         .timeout_config(sqs_timeouts())
         .retry_config(sqs_retries())
@@ -192,13 +191,7 @@ pub async fn production_pipeline(endpoint: &str, queue_url: &str) -> TestPipelin
     let loader = aws_config::defaults(BehaviorVersion::latest())
         .endpoint_url(endpoint)
         .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new(
-            "test",
-            "test",
-            None,
-            None,
-            "hookrelay-tests",
-        ));
+        .credentials_provider(local_credentials());
     let publisher = SqsPublisher::from_loader(loader, queue_url).await;
     let clock = FixedClock(OffsetDateTime::from_unix_timestamp(FIXTURE_TIME + 2).unwrap());
     Pipeline::new(&test_config(queue_url), publisher, clock)
