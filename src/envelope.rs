@@ -298,7 +298,12 @@ mod tests {
                 "signature"
             ]
         );
-        assert!(message.attribute("signature").unwrap().starts_with("sha256="));
+        assert!(
+            message
+                .attribute("signature")
+                .unwrap()
+                .starts_with("sha256=")
+        );
         // "m 1" has a space, which SQS group ids can't hold: it is hashed, stably.
         assert!(message.group_id.starts_with("market:sha256:"));
         assert_eq!(message.deduplication_id, "engine:op:42");
