@@ -140,6 +140,19 @@ def main() -> int:
                   f"dedup={system.get('MessageDeduplicationId')}")
             print(f"attributes: {json.dumps(attributes)}")
             print(json.dumps(envelope, indent=2))
+        # 5. The receiver's metrics: one EMF document per delivery in its log.
+        emf = [json.loads(line) for line in (LOCAL / "receiver.log").read_text().splitlines()
+               if line.startswith('{"_aws"')]
+        counted = {}
+        for doc in emf:
+            for metric in doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]:
+                if metric["Unit"] == "Count":
+                    counted[metric["Name"]] = counted.get(metric["Name"], 0) + 1
+        print(f"\nEMF metric documents in the receiver's log: {len(emf)} {json.dumps(counted, sort_keys=True)}")
+        if len(emf) != len(senders.deliveries(now)):
+            print(f"expected one EMF document per delivery ({len(senders.deliveries(now))})")
+            failures += 1
+
         queued = sorted(json.loads(m["Body"])["id"] for m in messages)
         if queued != sorted(accepted):
             print(f"\nqueue holds {queued}, but the accepted deliveries were {sorted(accepted)}")

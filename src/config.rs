@@ -11,6 +11,7 @@
 //! | `HOOKRELAY_MAX_BODY_BYTES` | 262144 | larger bodies are answered 413 |
 //! | `HOOKRELAY_DEDUPE_WINDOW_SECS` | max(600, 2 × tolerance) | how long an instance remembers a published key |
 //! | `HOOKRELAY_DEDUPE_CAPACITY` | 20000 | how many keys an instance remembers at most |
+//! | `HOOKRELAY_METRICS_NAMESPACE` | hookrelay | CloudWatch namespace of the EMF metrics |
 //!
 //! Rules beyond types: at least one sender must have a secret; secrets are at least 16 bytes;
 //! the dedupe window is at least twice the replay tolerance (a signed timestamp is accepted from
@@ -46,6 +47,8 @@ pub mod vars {
     pub const DEDUPE_WINDOW_SECS: &str = "HOOKRELAY_DEDUPE_WINDOW_SECS";
     /// In-memory dedupe capacity, keys.
     pub const DEDUPE_CAPACITY: &str = "HOOKRELAY_DEDUPE_CAPACITY";
+    /// CloudWatch namespace for the EMF metrics.
+    pub const METRICS_NAMESPACE: &str = "HOOKRELAY_METRICS_NAMESPACE";
     /// All three secret variables, for the "none configured" error.
     pub const ANY_SECRETS: &str =
         "HOOKRELAY_ENGINE_SECRETS, HOOKRELAY_REKKO_SECRETS, HOOKRELAY_STANDARD_SECRETS";
@@ -110,6 +113,8 @@ pub struct Config {
     pub dedupe_window: Duration,
     /// How many published keys this instance remembers.
     pub dedupe_capacity: NonZeroUsize,
+    /// CloudWatch namespace of the EMF metrics.
+    pub metrics_namespace: String,
 }
 
 impl Config {
@@ -188,8 +193,23 @@ impl Config {
             .and_then(NonZeroUsize::new)
             .ok_or_else(|| invalid(vars::DEDUPE_CAPACITY, "must be at least 1"))?;
 
+        let metrics_namespace = get(vars::METRICS_NAMESPACE)
+            .unwrap_or_else(|| crate::metrics::DEFAULT_NAMESPACE.to_owned());
+        if metrics_namespace.len() > 255
+            || metrics_namespace.starts_with("AWS/")
+            || !metrics_namespace
+                .chars()
+                .all(|c| c.is_ascii_graphic() || c == ' ')
+        {
+            return Err(invalid(
+                vars::METRICS_NAMESPACE,
+                "must be at most 255 printable ASCII characters and not start with AWS/",
+            ));
+        }
+
         Ok(Self {
             queue_url,
+            metrics_namespace,
             secrets: SenderSecrets {
                 engine,
                 rekko,
@@ -281,6 +301,7 @@ mod tests {
         assert_eq!(config.max_body_bytes, 262_144);
         assert_eq!(config.dedupe_window, Duration::from_secs(600));
         assert_eq!(config.dedupe_capacity.get(), 20_000);
+        assert_eq!(config.metrics_namespace, "hookrelay");
         assert!(config.secrets.of(Provider::Engine).is_some());
         assert!(config.secrets.of(Provider::Rekko).is_none());
         assert!(config.secrets.of(Provider::Standard).is_none());
@@ -397,6 +418,14 @@ mod tests {
                     (vars::DEDUPE_CAPACITY, "0"),
                 ],
                 vars::DEDUPE_CAPACITY,
+            ),
+            (
+                vec![
+                    (vars::QUEUE_URL, QUEUE),
+                    ok_secret,
+                    (vars::METRICS_NAMESPACE, "AWS/Lambda"),
+                ],
+                vars::METRICS_NAMESPACE,
             ),
         ];
         for (vars, expected) in cases {

@@ -1,5 +1,5 @@
 //! The HTTP edge: a Lambda Function URL event (API Gateway v2 payload) in, a JSON response out,
-//! and one structured log line per request. No I/O of its own; the pipeline does the work.
+//! one structured log line and one EMF metrics line per request. The pipeline does the work.
 //!
 //! Why not lambda_http's `Request` conversion: it decodes base64 bodies with `expect`, so one
 //! event with `isBase64Encoded: true` and a body that isn't base64 would panic the runtime (and
@@ -12,19 +12,55 @@ use lambda_http::http::header::{ALLOW, CONTENT_TYPE};
 use lambda_http::http::{HeaderMap, HeaderValue};
 use serde::Serialize;
 
-use crate::pipeline::{Clock, Handled, InboundRequest, Pipeline, Rejection, RequestBody};
+use crate::metrics::{self, RequestMetrics};
+use crate::pipeline::{Clock, Handled, InboundRequest, Outcome, Pipeline, Rejection, RequestBody};
+use crate::providers::Provider;
 use crate::queue::Publisher;
 
-/// Handles one Function URL invocation. Never fails: every outcome is an HTTP response.
+/// Handles one Function URL invocation and writes its metrics to stdout. Never fails: every
+/// outcome is an HTTP response.
 pub async fn handle<P: Publisher, C: Clock>(
     pipeline: &Pipeline<P, C>,
     event: ApiGatewayV2httpRequest,
 ) -> ApiGatewayV2httpResponse {
+    let (response, request_metrics) = handle_measured(pipeline, event).await;
+    metrics::emit(pipeline.metrics_namespace(), &request_metrics);
+    response
+}
+
+/// [`handle`], returning the request's metrics instead of writing them.
+pub async fn handle_measured<P: Publisher, C: Clock>(
+    pipeline: &Pipeline<P, C>,
+    event: ApiGatewayV2httpRequest,
+) -> (ApiGatewayV2httpResponse, RequestMetrics) {
     let request = inbound_request(event);
     let route = loggable_path(&request.path);
+    let routed_to = Provider::from_path(&request.path).map_or("none", Provider::as_str);
     let result = pipeline.handle(request).await;
     log_result(&route, &result);
-    response(&result)
+    (response(&result), request_metrics(routed_to, &result))
+}
+
+fn request_metrics(routed_to: &'static str, result: &Result<Handled, Rejection>) -> RequestMetrics {
+    match result {
+        Ok(handled) => match handled.outcome {
+            Outcome::Accepted { publish_latency } => RequestMetrics::Accepted {
+                provider: handled.provider.as_str(),
+                publish_latency,
+            },
+            Outcome::Duplicate => RequestMetrics::Duplicate {
+                provider: handled.provider.as_str(),
+            },
+        },
+        Err(Rejection::QueueUnavailable { after, .. }) => RequestMetrics::PublishFailed {
+            provider: routed_to,
+            publish_latency: *after,
+        },
+        Err(rejection) => RequestMetrics::Rejected {
+            provider: routed_to,
+            reason: rejection.status_and_code().1,
+        },
+    }
 }
 
 /// The request path for a log line: any sender can choose it, so it is cut to 128 characters
@@ -108,7 +144,7 @@ fn log_result(route: &str, result: &Result<Handled, Rejection>) {
             outcome = handled.outcome.as_str(),
             "webhook handled"
         ),
-        Err(rejection @ Rejection::QueueUnavailable(_)) => {
+        Err(rejection @ Rejection::QueueUnavailable { .. }) => {
             tracing::error!(route, outcome = "queue_unavailable", error = %rejection, "webhook not queued")
         }
         Err(rejection) => {

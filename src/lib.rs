@@ -35,6 +35,7 @@ pub mod delivery;
 pub mod envelope;
 pub mod events;
 pub mod function_url;
+pub mod metrics;
 pub mod pipeline;
 pub mod providers;
 pub mod queue;

@@ -7,7 +7,7 @@
 //! soon as it responds, so "respond first, publish later" would lose events.
 
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -88,7 +88,10 @@ pub struct Handled {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     /// SQS accepted the envelope.
-    Accepted,
+    Accepted {
+        /// How long the SQS send took (monotonic clock).
+        publish_latency: Duration,
+    },
     /// Already published within the dedupe window; nothing was sent.
     Duplicate,
 }
@@ -97,7 +100,7 @@ impl Outcome {
     /// `accepted` or `duplicate`.
     pub fn as_str(self) -> &'static str {
         match self {
-            Self::Accepted => "accepted",
+            Self::Accepted { .. } => "accepted",
             Self::Duplicate => "duplicate",
         }
     }
@@ -141,8 +144,14 @@ pub enum Rejection {
         tolerance_secs: u64,
     },
     /// SQS did not accept the message; the sender should retry.
-    #[error(transparent)]
-    QueueUnavailable(#[from] PublishError),
+    #[error("{error}")]
+    QueueUnavailable {
+        /// What SQS (or the connection to it) said.
+        #[source]
+        error: PublishError,
+        /// How long the failed send took, retries included.
+        after: Duration,
+    },
 }
 
 impl Rejection {
@@ -159,7 +168,7 @@ impl Rejection {
             Self::Verify(VerifyError::MissingSignature { .. }) => (401, "missing_signature"),
             Self::Verify(VerifyError::InvalidSignature(_)) => (401, "invalid_signature"),
             Self::StaleTimestamp { .. } => (401, "stale_timestamp"),
-            Self::QueueUnavailable(_) => (503, "queue_unavailable"),
+            Self::QueueUnavailable { .. } => (503, "queue_unavailable"),
         }
     }
 
@@ -167,7 +176,9 @@ impl Rejection {
     /// logged instead).
     pub fn public_message(&self) -> String {
         match self {
-            Self::QueueUnavailable(_) => "the event could not be queued; retry later".to_owned(),
+            Self::QueueUnavailable { .. } => {
+                "the event could not be queued; retry later".to_owned()
+            }
             other => other.to_string(),
         }
     }
@@ -182,6 +193,7 @@ pub struct Pipeline<P, C> {
     published: Mutex<DedupeWindow>,
     publisher: P,
     clock: C,
+    metrics_namespace: String,
 }
 
 impl<P: Publisher, C: Clock> Pipeline<P, C> {
@@ -197,7 +209,13 @@ impl<P: Publisher, C: Clock> Pipeline<P, C> {
             )),
             publisher,
             clock,
+            metrics_namespace: config.metrics_namespace.clone(),
         }
+    }
+
+    /// The CloudWatch namespace the HTTP edge writes this pipeline's metrics under.
+    pub fn metrics_namespace(&self) -> &str {
+        &self.metrics_namespace
     }
 
     /// Takes one request from arrival to a queued (or refused) event.
@@ -239,9 +257,15 @@ impl<P: Publisher, C: Clock> Pipeline<P, C> {
                 limit: SQS_MAX_MESSAGE_BYTES,
             });
         }
-        self.publisher.publish(&message).await?;
+        let started = Instant::now();
+        let published = self.publisher.publish(&message).await;
+        let publish_latency = started.elapsed();
+        published.map_err(|error| Rejection::QueueUnavailable {
+            error,
+            after: publish_latency,
+        })?;
         self.dedupe().record(parsed.dedupe_key.clone(), now);
-        Ok(handled(Outcome::Accepted))
+        Ok(handled(Outcome::Accepted { publish_latency }))
     }
 
     fn route(&self, path: &str) -> Result<(Provider, &SecretSet), Rejection> {
@@ -496,9 +520,10 @@ mod tests {
 
     #[test]
     fn queue_failures_do_not_leak_details_to_the_sender() {
-        let rejection = Rejection::QueueUnavailable(PublishError::new(
-            "dispatch failure: connection refused to 10.1.2.3",
-        ));
+        let rejection = Rejection::QueueUnavailable {
+            after: Duration::from_secs(5),
+            error: PublishError::new("dispatch failure: connection refused to 10.1.2.3"),
+        };
         assert!(!rejection.public_message().contains("10.1.2.3"));
         assert!(
             rejection.to_string().contains("connection refused"),

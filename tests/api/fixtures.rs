@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use hookrelay::function_url;
+use hookrelay::metrics::RequestMetrics;
 use hookrelay::{Envelope, Event, events::EngineEvent, events::RekkoEvent};
 
 use crate::helpers::*;
@@ -48,8 +49,22 @@ async fn run_all_fixtures(
     let pipeline = pipeline(&client, &queue_url, 2);
     let mut ids = HashMap::new();
     for (name, status, code) in EXPECTED {
-        let response = function_url::handle(&pipeline, fixture(name)).await;
+        let (response, metrics) = function_url::handle_measured(&pipeline, fixture(name)).await;
         let (got_status, body) = read_response(&response);
+        let provider = name.split('-').next().unwrap();
+        match metrics {
+            RequestMetrics::Accepted { provider: p, .. } => {
+                assert_eq!((p, code), (provider, "accepted"))
+            }
+            RequestMetrics::Duplicate { provider: p } => {
+                assert_eq!((p, code), (provider, "duplicate"))
+            }
+            RequestMetrics::Rejected {
+                provider: p,
+                reason,
+            } => assert_eq!((p, reason), (provider, code)),
+            RequestMetrics::PublishFailed { .. } => panic!("{name}: no publish should fail here"),
+        }
         assert_eq!(got_status, status, "{name}: {body}");
         let field = if status == 200 { "status" } else { "error" };
         assert_eq!(body[field], code, "{name}: {body}");
