@@ -20,6 +20,9 @@ import boto3
 
 import senders
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "examples" / "python"))
+import consume  # noqa: E402  (the README's Python consumer, run here against the real queue)
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 LOCAL = ROOT / ".local"
 VENV_BIN = pathlib.Path(sys.executable).parent
@@ -131,9 +134,17 @@ def main() -> int:
             if not batch.get("Messages"):
                 break
             messages.extend(batch["Messages"])
-        print(f"\n{len(messages)} message(s) in {queue_url.rsplit('/', 1)[1]}:")
+        print(f"\n{len(messages)} message(s) in {queue_url.rsplit('/', 1)[1]}, "
+              "each checked by examples/python/consume.py (schema + re-verified signature):")
+        secrets = {"engine": [senders.ENGINE_SECRET], "rekko": [senders.REKKO_SECRET],
+                   "standard": [senders.STANDARD_SECRET]}
         for m in messages:
-            envelope = json.loads(m["Body"])
+            try:
+                envelope = consume.decode(m, secrets)
+            except ValueError as error:
+                print(f"\n--- {m['MessageId']}: {error}   <-- UNEXPECTED")
+                failures += 1
+                continue
             attributes = {k: v["StringValue"] for k, v in m.get("MessageAttributes", {}).items()}
             system = m.get("Attributes", {})
             print(f"\n--- {envelope['id']}  group={system.get('MessageGroupId')} "
@@ -152,6 +163,16 @@ def main() -> int:
         if len(emf) != len(senders.deliveries(now)):
             print(f"expected one EMF document per delivery ({len(senders.deliveries(now))})")
             failures += 1
+
+        # The Python consumer must refuse a message whose data changed after signing.
+        if messages:
+            tampered = dict(messages[0], Body=messages[0]["Body"].replace('"data":{', '"data":{"x":1,', 1))
+            try:
+                consume.decode(tampered, secrets)
+                print("examples/python/consume.py accepted a tampered message   <-- UNEXPECTED")
+                failures += 1
+            except ValueError:
+                pass
 
         queued = sorted(json.loads(m["Body"])["id"] for m in messages)
         if queued != sorted(accepted):

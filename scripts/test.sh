@@ -9,8 +9,8 @@ echo "== fixtures match their generator"
 echo "== cargo fmt --check"
 cargo fmt --check
 echo "== cargo clippy -D warnings"
-cargo clippy --locked --all-targets -- -D warnings
-echo "== cargo test (integration tests spawn moto_server from .venv)"
-HOOKRELAY_TEST_PYTHON="$PWD/.venv/bin/python" cargo test --locked
+cargo clippy --locked --all-targets --all-features -- -D warnings
+echo "== cargo test --all-features (integration tests spawn moto_server from .venv)"
+HOOKRELAY_TEST_PYTHON="$PWD/.venv/bin/python" cargo test --locked --all-features
 echo "== sam validate --lint"
 .venv/bin/sam validate --lint --region us-east-1 --template-file template.yaml

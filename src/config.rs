@@ -88,6 +88,24 @@ pub struct SenderSecrets {
 }
 
 impl SenderSecrets {
+    /// Reads the three `HOOKRELAY_*_SECRETS` variables through `lookup`; unset ones are `None`.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        Ok(Self {
+            engine: secrets(vars::ENGINE_SECRETS, get(vars::ENGINE_SECRETS), plain_key)?,
+            rekko: secrets(vars::REKKO_SECRETS, get(vars::REKKO_SECRETS), plain_key)?,
+            standard: secrets(
+                vars::STANDARD_SECRETS,
+                get(vars::STANDARD_SECRETS),
+                standard_key,
+            )?,
+        })
+    }
+
     /// The secrets of `provider`, if its route is enabled.
     pub fn of(&self, provider: Provider) -> Option<&SecretSet> {
         match provider {
@@ -137,14 +155,8 @@ impl Config {
             return Err(invalid(vars::QUEUE_URL, "must be an http(s) SQS queue URL"));
         }
 
-        let engine = secrets(vars::ENGINE_SECRETS, get(vars::ENGINE_SECRETS), plain_key)?;
-        let rekko = secrets(vars::REKKO_SECRETS, get(vars::REKKO_SECRETS), plain_key)?;
-        let standard = secrets(
-            vars::STANDARD_SECRETS,
-            get(vars::STANDARD_SECRETS),
-            standard_key,
-        )?;
-        if engine.is_none() && rekko.is_none() && standard.is_none() {
+        let secrets = SenderSecrets::from_lookup(&lookup)?;
+        if secrets.engine.is_none() && secrets.rekko.is_none() && secrets.standard.is_none() {
             return Err(invalid(
                 vars::ANY_SECRETS,
                 "no sender has a secret; set at least one of these",
@@ -210,11 +222,7 @@ impl Config {
         Ok(Self {
             queue_url,
             metrics_namespace,
-            secrets: SenderSecrets {
-                engine,
-                rekko,
-                standard,
-            },
+            secrets,
             replay_tolerance: Duration::from_secs(tolerance_secs),
             max_body_bytes: max_body as usize,
             dedupe_window: Duration::from_secs(window_secs),

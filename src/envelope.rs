@@ -46,8 +46,17 @@ pub mod attributes {
 
 /// One queued event, as consumers decode it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
+#[cfg_attr(
+    feature = "json-schema",
+    schemars(
+        title = "hookrelay envelope, version 1",
+        description = "The body of every SQS message hookrelay sends: one verified webhook event. Fields may be added within version 1."
+    )
+)]
 pub struct Envelope {
     /// Envelope format version; always [`ENVELOPE_VERSION`] after [`Envelope::from_json`].
+    #[cfg_attr(feature = "json-schema", schemars(extend("const" = 1)))]
     pub version: u32,
     /// The dedupe key, unique per event (e.g. `engine:op-1:42`).
     pub id: String,
@@ -66,9 +75,16 @@ pub struct Envelope {
     /// Standard Webhooks).
     pub occurred_at: Option<String>,
     /// When hookrelay received the delivery (RFC 3339, UTC).
+    #[cfg_attr(feature = "json-schema", schemars(extend("format" = "date-time")))]
     pub received_at: String,
     /// The sender's request body as a JSON value. serde_json's `RawValue` holds the value
     /// without any whitespace around it; [`Envelope::signed_data`] has the exact signed bytes.
+    #[cfg_attr(
+        feature = "json-schema",
+        schemars(
+            description = "The sender's request body, verbatim. The exact signed bytes are the message text between \"data\": and the final }, whitespace included."
+        )
+    )]
     pub data: Box<RawValue>,
     /// The signed body when it differs from `data` (whitespace around the JSON value, such as
     /// the trailing newline many JSON encoders write). Set by [`Envelope::from_json`].
@@ -77,6 +93,13 @@ pub struct Envelope {
 }
 
 impl Envelope {
+    /// The envelope's JSON Schema (draft 2020-12), generated from these Rust types. The same
+    /// schema is committed as `schema/envelope.v1.schema.json` for non-Rust consumers.
+    #[cfg(feature = "json-schema")]
+    pub fn json_schema() -> serde_json::Value {
+        serde_json::to_value(schemars::schema_for!(Envelope)).unwrap_or_default()
+    }
+
     /// Decodes an SQS message body, refusing envelope versions this crate does not know.
     pub fn from_json(message_body: &str) -> Result<Self, DecodeError> {
         let mut envelope: Self =

@@ -30,6 +30,7 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod consumer;
 pub mod dedupe;
 pub mod delivery;
 pub mod envelope;

@@ -41,7 +41,7 @@ const ACCEPTED: [(&str, &str); 6] = [
     ("standard-base64", "standard:msg_fixture_0004"),
 ];
 
-async fn run_all_fixtures(
+pub(crate) async fn run_all_fixtures(
     queue_name: &str,
 ) -> (aws_sdk_sqs::Client, String, HashMap<String, String>) {
     let client = sqs_client(&moto().endpoint);

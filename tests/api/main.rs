@@ -1,6 +1,7 @@
 //! Integration tests: the real Function URL handler, driven with the fixture events in events/,
 //! publishing to a real SQS-protocol endpoint (moto_server, spawned by the harness).
 
+mod consumer;
 mod fixtures;
 mod helpers;
 mod queue_contract;

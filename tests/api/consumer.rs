@@ -1,0 +1,162 @@
+//! The consumer side against real queue messages: the committed JSON Schema matches the Rust
+//! types and every message the receiver queued, and the example consumer reports exactly the
+//! bad messages of a batch as failures.
+
+use std::sync::Mutex;
+
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use aws_sdk_sqs::types::Message;
+use hookrelay::config::SenderSecrets;
+use hookrelay::consumer::{Consumer, EventHandler};
+use hookrelay::{Envelope, Event};
+
+use crate::fixtures::run_all_fixtures;
+use crate::helpers::*;
+
+const SCHEMA_PATH: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/schema/envelope.v1.schema.json"
+);
+
+fn committed_schema() -> serde_json::Value {
+    let text = std::fs::read_to_string(SCHEMA_PATH).expect("schema/envelope.v1.schema.json exists");
+    serde_json::from_str(&text).unwrap()
+}
+
+#[cfg(feature = "json-schema")]
+#[test]
+fn the_committed_schema_is_generated_from_the_rust_types() {
+    let generated = serde_json::to_string_pretty(&Envelope::json_schema()).unwrap() + "\n";
+    if std::env::var_os("HOOKRELAY_UPDATE_SCHEMA").is_some() {
+        std::fs::write(SCHEMA_PATH, &generated).unwrap();
+    }
+    let committed = std::fs::read_to_string(SCHEMA_PATH).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "schema/envelope.v1.schema.json is stale; regenerate with \
+         HOOKRELAY_UPDATE_SCHEMA=1 cargo test --all-features --test api committed_schema"
+    );
+}
+
+#[tokio::test]
+async fn every_queued_message_validates_against_the_committed_schema() {
+    let (client, queue_url, _) = run_all_fixtures(&unique_queue_name(true)).await;
+    let messages = receive_all(&client, &queue_url).await;
+    assert!(!messages.is_empty());
+    let validator = jsonschema::validator_for(&committed_schema()).expect("the schema compiles");
+    for message in &messages {
+        let body: serde_json::Value = serde_json::from_str(message.body().unwrap()).unwrap();
+        let errors: Vec<String> = validator
+            .iter_errors(&body)
+            .map(|e| e.to_string())
+            .collect();
+        assert!(errors.is_empty(), "{errors:?}\n{body}");
+
+        let mut other_version = body.clone();
+        other_version["version"] = 2.into();
+        assert!(
+            !validator.is_valid(&other_version),
+            "the v1 schema must refuse version 2"
+        );
+        let mut no_id = body.clone();
+        no_id.as_object_mut().unwrap().remove("id");
+        assert!(!validator.is_valid(&no_id));
+    }
+}
+
+#[derive(Default)]
+struct Collected(Mutex<Vec<String>>);
+
+impl EventHandler for &Collected {
+    fn handle(&self, envelope: &Envelope, event: Event) -> Result<(), String> {
+        assert!(!matches!(event, Event::UnknownProvider { .. }));
+        self.0.lock().unwrap().push(envelope.id.clone());
+        Ok(())
+    }
+}
+
+/// An SQS message as the Lambda SQS event carries it.
+fn lambda_record(message: &Message) -> SqsMessage {
+    let attributes: serde_json::Map<String, serde_json::Value> = message
+        .message_attributes()
+        .into_iter()
+        .flatten()
+        .map(|(name, a)| {
+            (
+                name.clone(),
+                serde_json::json!({"stringValue": a.string_value(), "dataType": a.data_type()}),
+            )
+        })
+        .collect();
+    serde_json::from_value(serde_json::json!({
+        "messageId": message.message_id(),
+        "body": message.body(),
+        "messageAttributes": attributes,
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_consumer_fails_only_the_poison_and_the_tampered_message() {
+    let (client, queue_url, _) = run_all_fixtures(&unique_queue_name(true)).await;
+    let genuine = receive_all(&client, &queue_url).await;
+
+    // A message that isn't an envelope, and a genuine envelope whose data was altered after
+    // hookrelay queued it (its signature attribute still the sender's).
+    let original = genuine
+        .iter()
+        .find(|m| m.body().unwrap().contains("\"price\":0.65"))
+        .unwrap();
+    let tampered_body = original
+        .body()
+        .unwrap()
+        .replacen("\"price\":0.65", "\"price\":0.95", 1);
+    let mut bad_ids = Vec::new();
+    for (body, attributes) in [
+        ("poison: not an envelope", None),
+        (tampered_body.as_str(), original.message_attributes()),
+    ] {
+        let sent = client
+            .send_message()
+            .queue_url(&queue_url)
+            .message_body(body)
+            .set_message_attributes(attributes.cloned())
+            .message_group_id("tests")
+            .message_deduplication_id(format!("bad-{}", bad_ids.len()))
+            .send()
+            .await
+            .unwrap();
+        bad_ids.push(sent.message_id.unwrap());
+    }
+    let batch = receive_all(&client, &queue_url).await;
+    assert_eq!(batch.len(), 2);
+
+    let mut event = SqsEvent::default();
+    event.records = genuine.iter().chain(&batch).map(lambda_record).collect();
+    let secrets = SenderSecrets::from_lookup(|name| match name {
+        "HOOKRELAY_ENGINE_SECRETS" => Some(ENGINE_SECRET.into()),
+        "HOOKRELAY_REKKO_SECRETS" => Some(REKKO_SECRET.into()),
+        "HOOKRELAY_STANDARD_SECRETS" => Some(STANDARD_SECRET.into()),
+        _ => None,
+    })
+    .unwrap();
+    let collected = Collected::default();
+    let response = Consumer::new(secrets, &collected).process_batch(event);
+
+    let mut failed: Vec<String> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect();
+    failed.sort();
+    bad_ids.sort();
+    assert_eq!(
+        failed, bad_ids,
+        "exactly the poison and the tampered message fail"
+    );
+    assert_eq!(
+        collected.0.lock().unwrap().len(),
+        genuine.len(),
+        "every genuine event was handled"
+    );
+}
