@@ -12,5 +12,7 @@ echo "== cargo clippy -D warnings"
 cargo clippy --locked --all-targets --all-features -- -D warnings
 echo "== cargo test --all-features (integration tests spawn moto_server from .venv)"
 HOOKRELAY_TEST_PYTHON="$PWD/.venv/bin/python" cargo test --locked --all-features
-echo "== sam validate --lint"
+echo "== template: sam validate --lint, cfn-lint, checkov (zero failed; skips carry reasons inline)"
 .venv/bin/sam validate --lint --region us-east-1 --template-file template.yaml
+.venv/bin/cfn-lint template.yaml
+.venv-checkov/bin/checkov --skip-download --quiet --compact --framework cloudformation -f template.yaml

@@ -55,7 +55,7 @@ pub mod vars {
 }
 
 /// Room kept in an SQS message for the envelope fields and attributes around the body.
-const ENVELOPE_ALLOWANCE_BYTES: usize = 16 * 1024;
+pub const ENVELOPE_ALLOWANCE_BYTES: usize = 16 * 1024;
 const MIN_SECRET_BYTES: usize = 16;
 const MAX_REPLAY_TOLERANCE_SECS: u64 = 86_400;
 

@@ -41,6 +41,7 @@ pub mod pipeline;
 pub mod providers;
 pub mod queue;
 pub mod secret;
+pub mod secrets_manager;
 pub mod telemetry;
 pub mod verify;
 

@@ -6,11 +6,11 @@
 //!
 //! | metric | unit | dimension sets | when |
 //! |---|---|---|---|
-//! | `Accepted` | Count | `provider` | SQS accepted the event |
-//! | `Duplicate` | Count | `provider` | answered `duplicate` |
+//! | `Accepted` | Count | `provider`, and none | SQS accepted the event |
+//! | `Duplicate` | Count | `provider`, and none | answered `duplicate` |
 //! | `Rejected` | Count | `provider, reason` and `reason` | any 4xx; `reason` is the error code |
-//! | `PublishFailures` | Count | `provider` | SQS failed or timed out (503) |
-//! | `PublishLatency` | Milliseconds | `provider` | each SQS send, successful or not |
+//! | `PublishFailures` | Count | `provider`, and none | SQS failed or timed out (503) |
+//! | `PublishLatency` | Milliseconds | `provider`, and none | each SQS send, successful or not |
 //!
 //! `provider` is the route's sender, or `none` for paths that route nowhere. The `reason` alone
 //! set lets an alarm watch e.g. `invalid_signature` across all senders.
@@ -97,7 +97,7 @@ enum Member {
     Value(f64),
 }
 
-const BY_PROVIDER: &[&[&str]] = &[&["provider"]];
+const BY_PROVIDER: &[&[&str]] = &[&["provider"], &[]];
 const BY_PROVIDER_AND_REASON: &[&[&str]] = &[&["provider", "reason"], &["reason"]];
 
 /// The EMF document for one request, as one line of JSON (no newline).
@@ -334,7 +334,7 @@ mod tests {
         );
         assert_eq!(
             doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
-            serde_json::json!([["provider"]])
+            serde_json::json!([["provider"], []])
         );
         assert_eq!(
             (doc["provider"].as_str(), doc["Accepted"].as_f64()),

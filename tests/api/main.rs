@@ -6,3 +6,4 @@ mod fixtures;
 mod helpers;
 mod queue_contract;
 mod startup;
+mod template;

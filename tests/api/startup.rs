@@ -44,3 +44,94 @@ fn a_bad_secret_is_named_by_variable_but_never_printed() {
     assert!(output.contains("HOOKRELAY_STANDARD_SECRETS"), "{output}");
     assert!(!output.contains("this-secret-must-not"), "{output}");
 }
+
+/// Runs the binary against moto with `vars`; it exits once configuration is loaded because no
+/// Lambda Runtime API answers at the given address.
+fn run_against_moto(vars: &[(&str, &str)]) -> (bool, String) {
+    let endpoint = crate::helpers::moto().endpoint.clone();
+    let mut all = vec![
+        ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_LAMBDA_FUNCTION_NAME", "hookrelay"),
+        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128"),
+        ("AWS_LAMBDA_FUNCTION_VERSION", "1"),
+        ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9"),
+        (
+            "HOOKRELAY_QUEUE_URL",
+            "http://127.0.0.1:9/123456789012/q.fifo",
+        ),
+    ];
+    all.extend_from_slice(vars);
+    run_hookrelay(&all)
+}
+
+async fn create_secret(value: &str) -> String {
+    let config = aws_sdk_secretsmanager::Config::builder()
+        .behavior_version(aws_sdk_secretsmanager::config::BehaviorVersion::latest())
+        .region(aws_sdk_secretsmanager::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
+            "test", "test", None, None, "tests",
+        ))
+        .endpoint_url(&crate::helpers::moto().endpoint)
+        .build();
+    let client = aws_sdk_secretsmanager::Client::from_conf(config);
+    let name = crate::helpers::unique_queue_name(false);
+    let created = client
+        .create_secret()
+        .name(name)
+        .secret_string(value)
+        .send()
+        .await
+        .unwrap();
+    created.arn.unwrap()
+}
+
+#[tokio::test]
+async fn webhook_secrets_are_read_from_secrets_manager_at_cold_start() {
+    let secret = format!(
+        r#"{{"engine":"{}","rekko":"{}"}}"#,
+        crate::helpers::ENGINE_SECRET,
+        crate::helpers::REKKO_SECRET
+    );
+    let arn = create_secret(&secret).await;
+    let (_, output) = run_against_moto(&[
+        ("HOOKRELAY_SECRETS_ARN", &arn),
+        ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
+    ]);
+    let line = output
+        .lines()
+        .find(|l| l.contains("webhook secrets read from Secrets Manager"))
+        .unwrap_or_else(|| panic!("no secrets-loaded line in:\n{output}"));
+    let json: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert!(json["fields"]["elapsed_ms"].as_f64().is_some(), "{line}");
+    assert!(
+        line.contains("HOOKRELAY_ENGINE_SECRETS") && line.contains("HOOKRELAY_REKKO_SECRETS"),
+        "{line}"
+    );
+    assert!(
+        !output.contains(crate::helpers::ENGINE_SECRET)
+            && !output.contains(crate::helpers::REKKO_SECRET)
+    );
+    assert!(!output.contains("invalid configuration"), "{output}");
+}
+
+#[tokio::test]
+async fn an_unreadable_secret_fails_startup_naming_the_variable() {
+    let missing = "arn:aws:secretsmanager:us-east-1:123456789012:secret:nope-AbCdEf";
+    let (ok, output) = run_against_moto(&[("HOOKRELAY_SECRETS_ARN", missing)]);
+    assert!(!ok);
+    assert!(
+        output.contains("HOOKRELAY_SECRETS_ARN: GetSecretValue failed"),
+        "{output}"
+    );
+
+    let arn = create_secret(r#"{"engine":"a-long-enough-engine-secret"}"#).await;
+    let (ok, output) = run_against_moto(&[
+        ("HOOKRELAY_SECRETS_ARN", &arn),
+        ("HOOKRELAY_ENGINE_SECRETS", "x"),
+    ]);
+    assert!(!ok);
+    assert!(output.contains("not both"), "{output}");
+}

@@ -1,0 +1,181 @@
+//! Webhook secrets from AWS Secrets Manager, read once at cold start when
+//! `HOOKRELAY_SECRETS_ARN` names a secret. Parsing and precedence are pure; [`fetch`] is the one
+//! call to Secrets Manager.
+//!
+//! The secret is a JSON object with any of `engine`, `rekko`, `standard`, each the same
+//! comma-separated list the `HOOKRELAY_*_SECRETS` variables take:
+//! `{"engine": "<hex secret>", "rekko": "<secret>", "standard": "whsec_..."}`.
+//!
+//! Why read at cold start rather than a CloudFormation dynamic reference: a dynamic reference
+//! resolves at deploy time into a plain environment variable, visible to anyone who can read the
+//! function's configuration, and a rotation needs a redeploy. Reading at cold start keeps the
+//! secret out of the function's configuration and picks up a new value on every new instance.
+//! The price is one GetSecretValue call per cold start (see the README for the measured cost).
+//!
+//! Setting a `HOOKRELAY_*_SECRETS` variable as well as `HOOKRELAY_SECRETS_ARN` is refused at
+//! startup: two sources for one secret would leave it unclear which one is in force.
+
+use std::collections::BTreeMap;
+
+use crate::config::{ConfigError, vars};
+
+/// The variable naming the Secrets Manager secret.
+pub const SECRETS_ARN: &str = "HOOKRELAY_SECRETS_ARN";
+
+const KEYS: [(&str, &str); 3] = [
+    ("engine", vars::ENGINE_SECRETS),
+    ("rekko", vars::REKKO_SECRETS),
+    ("standard", vars::STANDARD_SECRETS),
+];
+
+/// The sender secrets held in the Secrets Manager secret, by `HOOKRELAY_*_SECRETS` name.
+/// `Debug` prints only which senders are present.
+#[derive(Clone, Default)]
+pub struct ManagedSecrets {
+    by_variable: BTreeMap<&'static str, String>,
+}
+
+impl std::fmt::Debug for ManagedSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.by_variable.keys()).finish()
+    }
+}
+
+fn invalid(problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        variable: SECRETS_ARN,
+        problem: problem.into(),
+    }
+}
+
+impl ManagedSecrets {
+    /// Parses the secret's string (never echoing it in an error).
+    pub fn parse(secret_string: &str) -> Result<Self, ConfigError> {
+        let object: BTreeMap<String, serde_json::Value> = serde_json::from_str(secret_string)
+            .map_err(|_| {
+                invalid("the secret is not a JSON object of sender names to secret strings")
+            })?;
+        let mut by_variable = BTreeMap::new();
+        for (key, value) in object {
+            let variable = KEYS
+                .iter()
+                .find(|(name, _)| *name == key)
+                .map(|(_, variable)| *variable)
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "unknown key {key:?} in the secret (expected engine, rekko, standard)"
+                    ))
+                })?;
+            let serde_json::Value::String(text) = value else {
+                return Err(invalid(format!(
+                    "the secret's {key:?} value must be a string"
+                )));
+            };
+            by_variable.insert(variable, text);
+        }
+        Ok(Self { by_variable })
+    }
+
+    /// A configuration lookup: the three secret variables come from this secret, everything
+    /// else from `env`. Fails if `env` also sets one of the secret variables.
+    pub fn layered_over(
+        self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<impl Fn(&str) -> Option<String>, ConfigError> {
+        for (_, variable) in KEYS {
+            if env(variable).is_some_and(|v| !v.trim().is_empty()) {
+                return Err(invalid(format!(
+                    "set either {SECRETS_ARN} or {variable}, not both"
+                )));
+            }
+        }
+        Ok(move |name: &str| match self.by_variable.get(name) {
+            Some(value) => Some(value.clone()),
+            None if KEYS.iter().any(|(_, v)| *v == name) => None,
+            None => env(name),
+        })
+    }
+}
+
+/// Reads the secret `arn` (its `SecretString`) with the default AWS configuration.
+pub async fn fetch(arn: &str) -> Result<ManagedSecrets, ConfigError> {
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .timeout_config(crate::queue::sqs_timeouts())
+        .load()
+        .await;
+    let client = aws_sdk_secretsmanager::Client::new(&config);
+    let output = client
+        .get_secret_value()
+        .secret_id(arn)
+        .send()
+        .await
+        .map_err(|error| {
+            invalid(format!(
+                "GetSecretValue failed: {}",
+                aws_sdk_secretsmanager::error::DisplayErrorContext(error)
+            ))
+        })?;
+    let text = output
+        .secret_string()
+        .ok_or_else(|| invalid("the secret has no SecretString"))?;
+    ManagedSecrets::parse(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn env(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn the_secret_supplies_sender_secrets_and_env_the_rest() {
+        let managed = ManagedSecrets::parse(r#"{"engine":"an-engine-secret-of-some-length","standard":"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}"#).unwrap();
+        let lookup = managed
+            .layered_over(env(&[(
+                "HOOKRELAY_QUEUE_URL",
+                "https://sqs.example/1/q.fifo",
+            )]))
+            .unwrap();
+        let config = Config::from_lookup(lookup).unwrap();
+        assert!(config.secrets.engine.is_some() && config.secrets.standard.is_some());
+        assert!(config.secrets.rekko.is_none());
+        assert_eq!(config.queue_url, "https://sqs.example/1/q.fifo");
+    }
+
+    #[test]
+    fn two_sources_for_secrets_are_refused() {
+        let managed =
+            ManagedSecrets::parse(r#"{"rekko":"a-rekko-secret-of-some-length"}"#).unwrap();
+        let error = managed
+            .layered_over(env(&[("HOOKRELAY_ENGINE_SECRETS", "x")]))
+            .err()
+            .unwrap();
+        assert_eq!(error.variable, SECRETS_ARN);
+        assert!(error.problem.contains("HOOKRELAY_ENGINE_SECRETS"));
+    }
+
+    #[test]
+    fn malformed_secrets_are_refused_without_echoing_them() {
+        for (text, expected) in [
+            ("not json at all: hunter2", "not a JSON object"),
+            (r#"{"engin":"hunter2hunter2hunter2"}"#, "unknown key"),
+            (
+                r#"{"engine":["hunter2hunter2hunter2"]}"#,
+                "must be a string",
+            ),
+        ] {
+            let error = ManagedSecrets::parse(text).unwrap_err();
+            assert!(error.problem.contains(expected), "{error}");
+            assert!(!error.to_string().contains("hunter2"), "{error}");
+        }
+        let managed = ManagedSecrets::parse(r#"{"engine":"hunter2hunter2hunter2"}"#).unwrap();
+        assert!(!format!("{managed:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,143 @@
+//! template.yaml against the code: the queue holds the largest body the template allows plus the
+//! envelope, the configuration accepts the template's limits, and the alarms watch metrics the
+//! receiver really emits. (The template's own syntax and policies are checked by sam validate,
+//! cfn-lint and checkov in scripts/test.sh.)
+
+use std::time::Duration;
+
+use hookrelay::config::{Config, ENVELOPE_ALLOWANCE_BYTES};
+use hookrelay::metrics::{self, RequestMetrics};
+use hookrelay::queue::SQS_MAX_MESSAGE_BYTES;
+
+fn template() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/template.yaml")).unwrap()
+}
+
+/// The number after `key:` on the first line at or after `from` that has it.
+fn number_after(text: &str, from: &str, key: &str) -> usize {
+    let start = text
+        .find(from)
+        .unwrap_or_else(|| panic!("{from} not in template.yaml"));
+    let line = text[start..]
+        .lines()
+        .find(|l| l.trim_start().starts_with(key))
+        .unwrap_or_else(|| panic!("no {key} after {from}"));
+    let digits: String = line
+        .split(':')
+        .nth(1)
+        .unwrap()
+        .chars()
+        .take_while(|c| !c.is_alphabetic() && *c != '#')
+        .collect();
+    digits.trim().parse().unwrap_or_else(|_| panic!("{line}"))
+}
+
+fn config_with_max_body(bytes: usize) -> Result<Config, hookrelay::config::ConfigError> {
+    let bytes = bytes.to_string();
+    Config::from_lookup(|name| match name {
+        "HOOKRELAY_QUEUE_URL" => {
+            Some("https://sqs.us-east-1.amazonaws.com/123456789012/q.fifo".into())
+        }
+        "HOOKRELAY_REKKO_SECRETS" => Some("a-long-enough-rekko-secret".into()),
+        "HOOKRELAY_MAX_BODY_BYTES" => Some(bytes.clone()),
+        _ => None,
+    })
+}
+
+#[test]
+fn the_queue_holds_the_largest_body_the_template_allows_plus_the_envelope() {
+    let text = template();
+    let queue_max = number_after(&text, "  EventsQueue:", "MaximumMessageSize:");
+    let dlq_max = number_after(&text, "  EventsDeadLetterQueue:", "MaximumMessageSize:");
+    let body_default = number_after(&text, "  MaxBodyBytes:", "Default:");
+    let body_max = number_after(&text, "  MaxBodyBytes:", "MaxValue:");
+
+    assert_eq!(
+        queue_max, SQS_MAX_MESSAGE_BYTES,
+        "the receiver assumes the SQS maximum"
+    );
+    assert_eq!(
+        dlq_max, queue_max,
+        "a redriven message must fit the dead-letter queue"
+    );
+    assert!(
+        body_max + ENVELOPE_ALLOWANCE_BYTES <= queue_max,
+        "{body_max} + envelope > {queue_max}"
+    );
+    assert!(config_with_max_body(body_default).is_ok());
+    assert!(
+        config_with_max_body(body_max).is_ok(),
+        "the template allows what the receiver refuses"
+    );
+    assert!(
+        config_with_max_body(body_max + 1).is_err(),
+        "the template's MaxValue should be the receiver's limit"
+    );
+}
+
+#[test]
+fn the_function_environment_uses_the_receivers_variable_names() {
+    let text = template();
+    for variable in [
+        "HOOKRELAY_QUEUE_URL:",
+        "HOOKRELAY_SECRETS_ARN:",
+        "HOOKRELAY_MAX_BODY_BYTES:",
+    ] {
+        assert!(
+            text.contains(variable),
+            "{variable} missing from template.yaml"
+        );
+    }
+    assert_eq!(
+        format!("{}:", hookrelay::secrets_manager::SECRETS_ARN),
+        "HOOKRELAY_SECRETS_ARN:"
+    );
+}
+
+#[test]
+fn the_alarms_watch_metrics_the_receiver_emits() {
+    let text = template();
+    assert!(text.contains(&format!("Namespace: {}", metrics::DEFAULT_NAMESPACE)));
+    let latency = Duration::from_millis(1);
+    let failure = metrics::document(
+        "hookrelay",
+        1,
+        &RequestMetrics::PublishFailed {
+            provider: "engine",
+            publish_latency: latency,
+        },
+    );
+    let rejection = metrics::document(
+        "hookrelay",
+        1,
+        &RequestMetrics::Rejected {
+            provider: "engine",
+            reason: "invalid_signature",
+        },
+    );
+    let failure: serde_json::Value = serde_json::from_str(&failure).unwrap();
+    let rejection: serde_json::Value = serde_json::from_str(&rejection).unwrap();
+
+    assert!(text.contains("MetricName: PublishFailures"));
+    assert_eq!(failure["PublishFailures"], 1.0);
+    // The alarm reads the metric without dimensions: the document must publish that set.
+    assert!(
+        failure["_aws"]["CloudWatchMetrics"][0]["Dimensions"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!([]))
+    );
+
+    assert!(text.contains("MetricName: Rejected"));
+    assert!(text.contains("Value: invalid_signature"));
+    assert_eq!(
+        (rejection["Rejected"].as_f64(), rejection["reason"].as_str()),
+        (Some(1.0), Some("invalid_signature"))
+    );
+    assert!(
+        rejection["_aws"]["CloudWatchMetrics"][0]["Dimensions"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!(["reason"]))
+    );
+}
