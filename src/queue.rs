@@ -158,29 +158,22 @@ impl SqsPublisher {
         }
     }
 
-    /// A publisher configured from the environment as the AWS SDK does (region, credentials,
-    /// `AWS_ENDPOINT_URL_SQS` / `AWS_ENDPOINT_URL`), with hookrelay's timeouts and retries.
-    pub async fn from_env(queue_url: impl Into<String>) -> Self {
-        Self::from_loader(
-            aws_config::defaults(aws_config::BehaviorVersion::latest()),
-            queue_url,
-        )
-        .await
+    /// A publisher from an AWS SDK configuration made by [`sdk_config`].
+    pub fn from_sdk_config(config: &aws_config::SdkConfig, queue_url: impl Into<String>) -> Self {
+        Self::new(Client::new(config), queue_url)
     }
+}
 
-    /// A publisher from an SDK config loader (tests pin endpoint, region and credentials), with
-    /// hookrelay's timeouts and retries applied on top: the one place they are applied.
-    pub async fn from_loader(
-        loader: aws_config::ConfigLoader,
-        queue_url: impl Into<String>,
-    ) -> Self {
-        let config = loader
-            .timeout_config(sqs_timeouts())
-            .retry_config(sqs_retries())
-            .load()
-            .await;
-        Self::new(Client::new(&config), queue_url)
-    }
+/// The AWS SDK configuration every hookrelay client uses: `loader` (the environment, as the SDK
+/// reads it: region, credentials, `AWS_ENDPOINT_URL_SQS` / `AWS_ENDPOINT_URL`; tests pin these)
+/// with hookrelay's timeouts and retries applied on top. The one place they are applied; load it
+/// once per process and build every client from it.
+pub async fn sdk_config(loader: aws_config::ConfigLoader) -> aws_config::SdkConfig {
+    loader
+        .timeout_config(sqs_timeouts())
+        .retry_config(sqs_retries())
+        .load()
+        .await
 }
 
 impl Publisher for SqsPublisher {

@@ -97,13 +97,12 @@ impl ManagedSecrets {
     }
 }
 
-/// Reads the secret `arn` (its `SecretString`) with the default AWS configuration.
-pub async fn fetch(arn: &str) -> Result<ManagedSecrets, ConfigError> {
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .timeout_config(crate::queue::sqs_timeouts())
-        .load()
-        .await;
-    let client = aws_sdk_secretsmanager::Client::new(&config);
+/// Reads the secret `arn` (its `SecretString`) with the process's AWS configuration.
+pub async fn fetch(
+    config: &aws_config::SdkConfig,
+    arn: &str,
+) -> Result<ManagedSecrets, ConfigError> {
+    let client = aws_sdk_secretsmanager::Client::new(config);
     let output = client
         .get_secret_value()
         .secret_id(arn)

@@ -185,14 +185,15 @@ pub fn pipeline(client: &Client, queue_url: &str, offset_secs: i64) -> TestPipel
     )
 }
 
-/// A pipeline whose publisher is built exactly as `main.rs` builds it (`SqsPublisher::from_loader`,
-/// which applies the production timeouts and retries), pointed at `endpoint`.
+/// A pipeline whose publisher is built exactly as `main.rs` builds it (`queue::sdk_config`, which
+/// applies the production timeouts and retries), pointed at `endpoint`.
 pub async fn production_pipeline(endpoint: &str, queue_url: &str) -> TestPipeline {
     let loader = aws_config::defaults(BehaviorVersion::latest())
         .endpoint_url(endpoint)
         .region(Region::new("us-east-1"))
         .credentials_provider(local_credentials());
-    let publisher = SqsPublisher::from_loader(loader, queue_url).await;
+    let publisher =
+        SqsPublisher::from_sdk_config(&hookrelay::queue::sdk_config(loader).await, queue_url);
     let clock = FixedClock(OffsetDateTime::from_unix_timestamp(FIXTURE_TIME + 2).unwrap());
     Pipeline::new(&test_config(queue_url), publisher, clock)
 }
