@@ -102,49 +102,41 @@ const BY_PROVIDER_AND_REASON: &[&[&str]] = &[&["provider", "reason"], &["reason"
 
 /// The EMF document for one request, as one line of JSON (no newline).
 pub fn document(namespace: &str, timestamp_ms: i64, metrics: &RequestMetrics) -> String {
-    let mut members = BTreeMap::new();
-    let mut definitions = Vec::with_capacity(2);
-    let mut count = |name: &'static str, members: &mut BTreeMap<_, _>| {
-        definitions.push(Definition {
-            name,
-            unit: "Count",
-        });
-        members.insert(name, Member::Value(1.0));
-    };
-    let (provider, dimensions) = match *metrics {
-        RequestMetrics::Accepted {
+    use RequestMetrics::{Accepted, Duplicate, PublishFailed, Rejected};
+    let (counter, provider, reason, publish_latency) = match *metrics {
+        Accepted {
             provider,
             publish_latency,
-        } => {
-            count("Accepted", &mut members);
-            members.insert("PublishLatency", Member::Value(millis(publish_latency)));
-            (provider, BY_PROVIDER)
-        }
-        RequestMetrics::Duplicate { provider } => {
-            count("Duplicate", &mut members);
-            (provider, BY_PROVIDER)
-        }
-        RequestMetrics::Rejected { provider, reason } => {
-            count("Rejected", &mut members);
-            members.insert("reason", Member::Dimension(reason));
-            (provider, BY_PROVIDER_AND_REASON)
-        }
-        RequestMetrics::PublishFailed {
+        } => ("Accepted", provider, None, Some(publish_latency)),
+        Duplicate { provider } => ("Duplicate", provider, None, None),
+        Rejected { provider, reason } => ("Rejected", provider, Some(reason), None),
+        PublishFailed {
             provider,
             publish_latency,
-        } => {
-            count("PublishFailures", &mut members);
-            members.insert("PublishLatency", Member::Value(millis(publish_latency)));
-            (provider, BY_PROVIDER)
-        }
+        } => ("PublishFailures", provider, None, Some(publish_latency)),
     };
-    if members.contains_key("PublishLatency") {
+    let mut definitions = vec![Definition {
+        name: counter,
+        unit: "Count",
+    }];
+    let mut members = BTreeMap::from([
+        (counter, Member::Value(1.0)),
+        ("provider", Member::Dimension(provider)),
+    ]);
+    if let Some(latency) = publish_latency {
         definitions.push(Definition {
             name: "PublishLatency",
             unit: "Milliseconds",
         });
+        members.insert("PublishLatency", Member::Value(millis(latency)));
     }
-    members.insert("provider", Member::Dimension(provider));
+    let dimensions = match reason {
+        Some(reason) => {
+            members.insert("reason", Member::Dimension(reason));
+            BY_PROVIDER_AND_REASON
+        }
+        None => BY_PROVIDER,
+    };
     let document = Document {
         aws: Metadata {
             timestamp: timestamp_ms,
