@@ -198,12 +198,51 @@ pub async fn production_pipeline(endpoint: &str, queue_url: &str) -> TestPipelin
     Pipeline::new(&test_config(queue_url), publisher, clock)
 }
 
+/// HMAC-SHA256 of the concatenated `parts` with `key`, computed here with the hmac crate
+/// directly (not through hookrelay's verifier).
+pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+    use hmac::{KeyInit, Mac};
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
+    for part in parts {
+        mac.update(part);
+    }
+    mac.finalize().into_bytes().to_vec()
+}
+
 /// Signs `body` as Rekko does (hex HMAC-SHA256 with the test secret), for bodies made in tests.
 pub fn rekko_signature(body: &[u8]) -> String {
-    use hmac::{KeyInit, Mac};
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(REKKO_SECRET.as_bytes()).unwrap();
-    mac.update(body);
-    hex::encode(mac.finalize().into_bytes())
+    hex::encode(hmac_sha256(REKKO_SECRET.as_bytes(), &[body]))
+}
+
+/// A publisher that keeps messages in memory, for tests where SQS behaviour doesn't matter.
+#[derive(Clone, Default)]
+pub struct MemoryPublisher(
+    pub std::sync::Arc<std::sync::Mutex<Vec<hookrelay::queue::QueueMessage>>>,
+);
+
+impl hookrelay::queue::Publisher for MemoryPublisher {
+    async fn publish(
+        &self,
+        message: &hookrelay::queue::QueueMessage,
+    ) -> Result<(), hookrelay::queue::PublishError> {
+        self.0.lock().unwrap().push(message.clone());
+        Ok(())
+    }
+}
+
+/// A pipeline over a [`MemoryPublisher`], its clock `offset_secs` after the fixture time.
+pub fn memory_pipeline(
+    offset_secs: i64,
+) -> (Pipeline<MemoryPublisher, FixedClock>, MemoryPublisher) {
+    let publisher = MemoryPublisher::default();
+    let clock =
+        FixedClock(OffsetDateTime::from_unix_timestamp(FIXTURE_TIME + offset_secs).unwrap());
+    let pipeline = Pipeline::new(
+        &test_config("http://127.0.0.1:9/123456789012/q.fifo"),
+        publisher.clone(),
+        clock,
+    );
+    (pipeline, publisher)
 }
 
 /// A fixture event from events/.

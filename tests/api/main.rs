@@ -4,6 +4,7 @@
 mod consumer;
 mod fixtures;
 mod helpers;
+mod hostile;
 mod queue_contract;
 mod startup;
 mod template;
