@@ -6,12 +6,12 @@ source scripts/venv.sh
 
 echo "== fixtures match their generator"
 .venv/bin/python scripts/make_fixtures.py --check
-echo "== cargo fmt --check"
-cargo fmt --check
+echo "== cargo fmt --all --check"
+cargo fmt --all --check
 echo "== cargo clippy -D warnings"
-cargo clippy --locked --all-targets --all-features -- -D warnings
+cargo clippy --locked --workspace --all-targets --all-features -- -D warnings
 echo "== cargo test --all-features (integration tests spawn moto_server from .venv)"
-HOOKRELAY_TEST_PYTHON="$PWD/.venv/bin/python" cargo test --locked --all-features
+HOOKRELAY_TEST_PYTHON="$PWD/.venv/bin/python" cargo test --locked --workspace --all-features
 echo "== template: sam validate --lint, cfn-lint, checkov (zero failed; skips carry reasons inline)"
 .venv/bin/sam validate --lint --region us-east-1 --template-file template.yaml
 .venv/bin/cfn-lint template.yaml

@@ -1,14 +1,9 @@
-//! Test harness: a real `moto_server` SQS endpoint on a free loopback port (one per test binary,
-//! exiting when the tests do), SQS clients and queues on it, the fixture events, and pipelines
-//! wired exactly as `main.rs` wires them but with a fixed clock.
+//! Test harness: SQS clients and queues on the shared `moto_server` (hookrelay_devtools::moto),
+//! the fixture events, and pipelines wired exactly as `main.rs` wires them but with a fixed clock.
 
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region};
@@ -27,70 +22,10 @@ pub const ENGINE_SECRET: &str = "7c9f0d1e2a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5
 pub const REKKO_SECRET: &str = "hookrelay-test-rekko-secret";
 pub const STANDARD_SECRET: &str = "whsec_aG9va3JlbGF5LXRlc3Qtc3RhbmRhcmQtc2VjcmV0ISE=";
 
-pub struct Moto {
-    _process: Child,
-    pub endpoint: String,
-}
+pub use hookrelay_devtools::moto::moto;
 
 fn project_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn free_port() -> u16 {
-    let listener =
-        TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)).expect("bind a loopback port");
-    listener.local_addr().unwrap().port()
-}
-
-/// The shared moto server, started on first use.
-pub fn moto() -> &'static Moto {
-    static MOTO: OnceLock<Moto> = OnceLock::new();
-    MOTO.get_or_init(start_moto)
-}
-
-fn start_moto() -> Moto {
-    let python = std::env::var_os("HOOKRELAY_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| project_dir().join(".venv/bin/python"));
-    assert!(
-        python.exists(),
-        "no Python with moto at {}: run scripts/test.sh, which installs it into .venv",
-        python.display()
-    );
-    let port = free_port();
-    // moto exits when our end of its stdin closes, i.e. when this test process exits for any
-    // reason, so no server outlives the tests.
-    let launcher = "import os, sys, threading\n\
-                    threading.Thread(target=lambda: (sys.stdin.read(), os._exit(0)), daemon=True).start()\n\
-                    from moto.server import main\n\
-                    main(['-H', '127.0.0.1', '-p', sys.argv[1]])\n";
-    let process = Command::new(&python)
-        .args(["-c", launcher, &port.to_string()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start moto_server");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let address = SocketAddrV4::new(Ipv4Addr::LOCALHOST, port);
-    loop {
-        if let Ok(mut stream) = TcpStream::connect(address) {
-            let _ = stream.write_all(b"GET /moto-api/ HTTP/1.0\r\n\r\n");
-            let mut head = [0u8; 12];
-            if stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.") {
-                break;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "moto_server did not start on port {port}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Moto {
-        _process: process,
-        endpoint: format!("http://127.0.0.1:{port}"),
-    }
 }
 
 /// Credentials moto accepts (it checks none).

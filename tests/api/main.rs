@@ -1,10 +1,12 @@
 //! Integration tests: the real Function URL handler, driven with the fixture events in events/,
 //! publishing to a real SQS-protocol endpoint (moto_server, spawned by the harness).
 
+mod audit;
 mod consumer;
 mod fixtures;
 mod helpers;
 mod hostile;
 mod queue_contract;
 mod startup;
+mod survival;
 mod template;

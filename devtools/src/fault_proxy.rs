@@ -1,0 +1,264 @@
+//! A proxy between the receiver and the SQS endpoint that fails a chosen fraction of calls, in
+//! each way SQS really fails:
+//!
+//! | fault | what the client sees | was the message queued? |
+//! |---|---|---|
+//! | `Http500` | 500 `InternalError` | no |
+//! | `Throttled` | 400 `ThrottlingException` | no |
+//! | `ResetBefore` | the connection closes without a response | no |
+//! | `ResetAfter` | the connection closes without a response | yes: forwarded first |
+//! | `Slow` | the response arrives after the client's timeout | yes: forwarded first |
+//!
+//! The last two are the dangerous ones: SQS has the message, the receiver sees a failure and
+//! answers 503, and the sender retries. Which calls fail is decided by a seeded hash of the call
+//! number, so a run is repeatable.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+
+use crate::seeded;
+
+/// The kinds of failure, in the order the fault draw picks them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// 500 InternalError, not forwarded.
+    Http500,
+    /// 400 ThrottlingException, not forwarded.
+    Throttled,
+    /// Connection closed without a response, not forwarded.
+    ResetBefore,
+    /// Forwarded (queued), then the connection closed without a response.
+    ResetAfter,
+    /// Forwarded (queued), answered only after `slow_for`.
+    Slow,
+}
+
+const FAULTS: [Fault; 5] = [
+    Fault::Http500,
+    Fault::Throttled,
+    Fault::ResetBefore,
+    Fault::ResetAfter,
+    Fault::Slow,
+];
+
+/// Which calls fail.
+#[derive(Debug, Clone, Copy)]
+pub struct FaultPlan {
+    /// The fraction of calls that fail, 0.0 to 1.0.
+    pub fraction: f64,
+    /// Seed of the per-call draw.
+    pub seed: u64,
+    /// How long a `Slow` response is held (longer than the client's attempt timeout).
+    pub slow_for: Duration,
+}
+
+/// Calls seen and faults injected, by kind.
+#[derive(Debug, Default)]
+pub struct FaultCounts {
+    /// Calls that reached the proxy.
+    pub calls: AtomicU64,
+    /// Per `Fault`, in `FAULTS` order.
+    pub injected: [AtomicU64; 5],
+}
+
+impl FaultCounts {
+    /// Faults injected of `kind`.
+    pub fn of(&self, kind: Fault) -> u64 {
+        let index = FAULTS.iter().position(|f| *f == kind).unwrap_or(0);
+        self.injected[index].load(Ordering::Relaxed)
+    }
+
+    /// All faults injected.
+    pub fn total(&self) -> u64 {
+        self.injected
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
+    }
+}
+
+/// A running proxy.
+pub struct FaultProxy {
+    /// `http://127.0.0.1:<port>`: use as the SQS endpoint.
+    pub url: String,
+    /// What it has done so far.
+    pub counts: Arc<FaultCounts>,
+}
+
+impl FaultProxy {
+    /// Starts a proxy to `upstream` (e.g. moto's endpoint) failing calls per `plan`.
+    pub async fn start(upstream: &str, plan: FaultPlan) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let counts = Arc::new(FaultCounts::default());
+        let client: Client<HttpConnector, Full<Bytes>> =
+            Client::builder(TokioExecutor::new()).build_http();
+        let upstream: Arc<str> = upstream.trim_end_matches('/').into();
+        let server_counts = counts.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (client, upstream, counts) =
+                    (client.clone(), upstream.clone(), server_counts.clone());
+                tokio::spawn(async move {
+                    let service = service_fn(move |request| {
+                        handle(
+                            client.clone(),
+                            upstream.clone(),
+                            counts.clone(),
+                            plan,
+                            request,
+                        )
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Ok(Self { url, counts })
+    }
+}
+
+#[derive(Debug)]
+struct DroppedConnection;
+
+impl std::fmt::Display for DroppedConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("fault injected: connection dropped")
+    }
+}
+
+impl std::error::Error for DroppedConnection {}
+
+fn aws_error(status: StatusCode, kind: &str, message: &str) -> Response<Full<Bytes>> {
+    let body = serde_json::json!({"__type": kind, "message": message}).to_string();
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        "content-type",
+        "application/x-amz-json-1.0".parse().unwrap(),
+    );
+    response
+}
+
+async fn handle(
+    client: Client<HttpConnector, Full<Bytes>>,
+    upstream: Arc<str>,
+    counts: Arc<FaultCounts>,
+    plan: FaultPlan,
+    request: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, DroppedConnection> {
+    let call = counts.calls.fetch_add(1, Ordering::Relaxed);
+    let roll = seeded::draw(plan.seed, call);
+    let fault = (roll < plan.fraction).then(|| {
+        let index = ((roll / plan.fraction) * FAULTS.len() as f64) as usize;
+        FAULTS[index.min(FAULTS.len() - 1)]
+    });
+    if let Some(kind) = fault {
+        let index = FAULTS.iter().position(|f| *f == kind).unwrap_or(0);
+        counts.injected[index].fetch_add(1, Ordering::Relaxed);
+    }
+    match fault {
+        Some(Fault::Http500) => {
+            return Ok(aws_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                "fault injected",
+            ));
+        }
+        Some(Fault::Throttled) => {
+            return Ok(aws_error(
+                StatusCode::BAD_REQUEST,
+                "ThrottlingException",
+                "Rate exceeded",
+            ));
+        }
+        Some(Fault::ResetBefore) => return Err(DroppedConnection),
+        _ => {}
+    }
+
+    let (parts, body) = request.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let path = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let mut forward = Request::builder()
+        .method(parts.method)
+        .uri(format!("{upstream}{path}"));
+    for (name, value) in &parts.headers {
+        if name != "host" {
+            forward = forward.header(name, value);
+        }
+    }
+    let Ok(forward) = forward.body(Full::new(body)) else {
+        return Err(DroppedConnection);
+    };
+    let upstream_response = match client.request(forward).await {
+        Ok(response) => response,
+        Err(_) => {
+            return Ok(aws_error(
+                StatusCode::BAD_GATEWAY,
+                "InternalError",
+                "upstream unreachable",
+            ));
+        }
+    };
+    let (parts, body) = upstream_response.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+
+    match fault {
+        Some(Fault::ResetAfter) => Err(DroppedConnection),
+        Some(Fault::Slow) => {
+            tokio::time::sleep(plan.slow_for).await;
+            Ok(Response::from_parts(parts, Full::new(body)))
+        }
+        _ => Ok(Response::from_parts(parts, Full::new(body))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_draw_hits_the_fraction_and_covers_every_kind() {
+        let fraction = 0.2;
+        let mut kinds = [0u32; 5];
+        let mut faults = 0;
+        for call in 0..100_000 {
+            let roll = seeded::draw(42, call);
+            assert!((0.0..1.0).contains(&roll));
+            if roll < fraction {
+                faults += 1;
+                kinds[(((roll / fraction) * 5.0) as usize).min(4)] += 1;
+            }
+        }
+        assert!((19_000..21_000).contains(&faults), "{faults}");
+        assert!(
+            kinds.iter().all(|k| (3_500..4_500).contains(k)),
+            "{kinds:?}"
+        );
+    }
+}

@@ -1,0 +1,314 @@
+//! One emulated Lambda instance on one loopback port: the Lambda Runtime API (which the real
+//! `hookrelay` binary, started here as a child process, polls through `AWS_LAMBDA_RUNTIME_API`)
+//! and a Function URL front end, where any other HTTP request becomes an API Gateway v2 event
+//! for the function. Invocations run one at a time, as in one Lambda instance; several
+//! instances are several of these.
+//!
+//! Like Lambda, the front end base64-encodes bodies whose content type is not textual. A
+//! function that posts to `/error`, or doesn't answer within the timeout, is answered 502.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::process::{Child, Command};
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+const RUNTIME_PREFIX: &str = "/2018-06-01/runtime/";
+const INVOCATION_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// What the function did with one invocation.
+#[derive(Debug)]
+pub enum Invocation {
+    /// It posted a response (the Function URL response JSON).
+    Response(Vec<u8>),
+    /// It posted an error, or gave no answer in time.
+    Error(String),
+}
+
+struct Queued {
+    id: String,
+    event: Vec<u8>,
+    done: oneshot::Sender<Invocation>,
+}
+
+struct Shared {
+    to_function: mpsc::UnboundedSender<Queued>,
+    next_for_function: Mutex<mpsc::UnboundedReceiver<Queued>>,
+    waiting: std::sync::Mutex<HashMap<String, oneshot::Sender<Invocation>>>,
+    next_id: AtomicU64,
+}
+
+/// A running emulated instance and its function process.
+pub struct LambdaInstance {
+    /// `http://127.0.0.1:<port>`: POST webhooks here.
+    pub url: String,
+    shared: Arc<Shared>,
+    child: Child,
+}
+
+impl LambdaInstance {
+    /// Starts the emulator and `binary` against it with `env` (plus the Lambda variables).
+    /// The function's stdout and stderr go to `log` if given, else nowhere.
+    pub async fn start(
+        binary: &Path,
+        env: &[(&str, &str)],
+        log: Option<&Path>,
+    ) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+        let address = listener.local_addr()?;
+        let (to_function, next_for_function) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            to_function,
+            next_for_function: Mutex::new(next_for_function),
+            waiting: std::sync::Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+        });
+        let server_shared = shared.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let shared = server_shared.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |request| route(shared.clone(), request));
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        let output = || match log {
+            Some(path) => std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map(Stdio::from),
+            None => Ok(Stdio::null()),
+        };
+        let child = Command::new(binary)
+            .env_clear()
+            .envs(env.iter().copied())
+            .env("AWS_LAMBDA_RUNTIME_API", address.to_string())
+            .env("AWS_LAMBDA_FUNCTION_NAME", "hookrelay")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+            .stdout(output()?)
+            .stderr(output()?)
+            .kill_on_drop(true)
+            .spawn()?;
+        Ok(Self {
+            url: format!("http://{address}"),
+            shared,
+            child,
+        })
+    }
+
+    /// The function process's id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// Whether the function process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Invokes the function with a raw event (any bytes), bypassing the Function URL front end.
+    pub async fn invoke_raw(&self, event: Vec<u8>) -> Invocation {
+        invoke(&self.shared, event).await
+    }
+}
+
+async fn invoke(shared: &Shared, event: Vec<u8>) -> Invocation {
+    let id = format!(
+        "emulated-{:08}",
+        shared.next_id.fetch_add(1, Ordering::Relaxed)
+    );
+    let (done, answer) = oneshot::channel();
+    if shared.to_function.send(Queued { id, event, done }).is_err() {
+        return Invocation::Error("the emulator is shutting down".into());
+    }
+    match tokio::time::timeout(INVOCATION_TIMEOUT, answer).await {
+        Ok(Ok(invocation)) => invocation,
+        Ok(Err(_)) => Invocation::Error("the invocation was dropped".into()),
+        Err(_) => Invocation::Error(format!("no answer within {INVOCATION_TIMEOUT:?}")),
+    }
+}
+
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body.into()));
+    *response.status_mut() = status;
+    response
+}
+
+async fn route(
+    shared: Arc<Shared>,
+    request: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let path = request.uri().path().to_owned();
+    let Some(runtime_path) = path.strip_prefix(RUNTIME_PREFIX) else {
+        return Ok(function_url(&shared, request).await);
+    };
+    if runtime_path == "invocation/next" {
+        let next = shared.next_for_function.lock().await.recv().await;
+        let Some(queued) = next else {
+            return Ok(text(StatusCode::GONE, "shutting down"));
+        };
+        shared
+            .waiting
+            .lock()
+            .unwrap()
+            .insert(queued.id.clone(), queued.done);
+        let deadline = std::time::SystemTime::now() + INVOCATION_TIMEOUT;
+        let deadline_ms = deadline
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis();
+        let mut response = text(StatusCode::OK, queued.event);
+        let headers = response.headers_mut();
+        headers.insert("lambda-runtime-aws-request-id", queued.id.parse().unwrap());
+        headers.insert(
+            "lambda-runtime-deadline-ms",
+            deadline_ms.to_string().parse().unwrap(),
+        );
+        headers.insert(
+            "lambda-runtime-invoked-function-arn",
+            "arn:aws:lambda:us-east-1:123456789012:function:hookrelay"
+                .parse()
+                .unwrap(),
+        );
+        headers.insert(
+            "lambda-runtime-trace-id",
+            "Root=1-00000000-000000000000000000000000".parse().unwrap(),
+        );
+        return Ok(response);
+    }
+    let body = request
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes().to_vec())
+        .unwrap_or_default();
+    let (id, outcome) = match runtime_path
+        .strip_prefix("invocation/")
+        .and_then(|rest| rest.split_once('/'))
+    {
+        Some((id, "response")) => (id, Invocation::Response(body)),
+        Some((id, "error")) => (
+            id,
+            Invocation::Error(String::from_utf8_lossy(&body).into_owned()),
+        ),
+        _ => return Ok(text(StatusCode::ACCEPTED, "")), // init/error and anything else: noted, ignored
+    };
+    if let Some(done) = shared.waiting.lock().unwrap().remove(id) {
+        let _ = done.send(outcome);
+    }
+    Ok(text(StatusCode::ACCEPTED, ""))
+}
+
+/// Lambda leaves these content types as text; others arrive base64-encoded.
+fn is_textual(content_type: &str) -> bool {
+    let content_type = content_type.to_ascii_lowercase();
+    content_type.starts_with("text/")
+        || ["json", "xml", "javascript", "x-www-form-urlencoded"]
+            .iter()
+            .any(|t| content_type.contains(t))
+}
+
+async fn function_url(shared: &Shared, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    let method = request.method().to_string();
+    let path = request.uri().path().to_owned();
+    let mut headers = serde_json::Map::new();
+    for (name, value) in request.headers() {
+        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        match headers.get_mut(name.as_str()) {
+            // Function URLs join repeated headers with commas.
+            Some(serde_json::Value::String(existing)) => *existing = format!("{existing},{value}"),
+            _ => {
+                headers.insert(name.as_str().to_owned(), value.into());
+            }
+        }
+    }
+    let content_type = request
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let body = request
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let (body, is_base64) = match std::str::from_utf8(&body) {
+        Ok(text) if is_textual(&content_type) => (text.to_owned(), false),
+        _ => (BASE64.encode(&body), true),
+    };
+    let event = serde_json::json!({
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": headers,
+        "requestContext": {
+            "accountId": "anonymous",
+            "apiId": "emulated",
+            "domainName": "emulated.lambda-url.us-east-1.on.aws",
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "emulator"},
+            "requestId": "emulated",
+            "routeKey": "$default",
+            "stage": "$default",
+            "timeEpoch": 0
+        },
+        "body": body,
+        "isBase64Encoded": is_base64,
+    });
+    match invoke(shared, serde_json::to_vec(&event).unwrap_or_default()).await {
+        Invocation::Response(json) => function_response(&json),
+        Invocation::Error(error) => text(StatusCode::BAD_GATEWAY, error),
+    }
+}
+
+fn function_response(json: &[u8]) -> Response<Full<Bytes>> {
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(json) else {
+        return text(
+            StatusCode::BAD_GATEWAY,
+            "the function's response is not JSON",
+        );
+    };
+    let status = value["statusCode"]
+        .as_u64()
+        .and_then(|s| StatusCode::from_u16(s as u16).ok());
+    let body = value["body"].as_str().unwrap_or_default();
+    let body = if value["isBase64Encoded"].as_bool() == Some(true) {
+        BASE64.decode(body).unwrap_or_default()
+    } else {
+        body.as_bytes().to_vec()
+    };
+    let mut response = text(status.unwrap_or(StatusCode::BAD_GATEWAY), body);
+    if let Some(headers) = value["headers"].as_object() {
+        for (name, value) in headers {
+            if let (Ok(name), Some(Ok(value))) = (
+                hyper::header::HeaderName::from_bytes(name.as_bytes()),
+                value.as_str().map(hyper::header::HeaderValue::from_str),
+            ) {
+                response.headers_mut().insert(name, value);
+            }
+        }
+    }
+    response
+}

@@ -1,0 +1,74 @@
+//! A real `moto_server` (SQS, Secrets Manager) on a free loopback port, for tests and dev tools.
+//! One per process, started on first use; it exits when this process does (its stdin is ours).
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// A running moto server.
+pub struct Moto {
+    _process: Child,
+    /// `http://127.0.0.1:<port>`.
+    pub endpoint: String,
+}
+
+/// A free loopback TCP port.
+pub fn free_port() -> u16 {
+    let listener =
+        TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)).expect("bind a loopback port");
+    listener.local_addr().expect("local address").port()
+}
+
+/// The shared moto server, started on first use.
+pub fn moto() -> &'static Moto {
+    static MOTO: OnceLock<Moto> = OnceLock::new();
+    MOTO.get_or_init(start)
+}
+
+fn start() -> Moto {
+    let python = std::env::var_os("HOOKRELAY_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python"));
+    assert!(
+        python.exists(),
+        "no Python with moto at {}: run scripts/test.sh, which installs it into .venv",
+        python.display()
+    );
+    let port = free_port();
+    // moto exits when our end of its stdin closes, i.e. when this process exits for any reason,
+    // so no server outlives the tests.
+    let launcher = "import os, sys, threading\n\
+                    threading.Thread(target=lambda: (sys.stdin.read(), os._exit(0)), daemon=True).start()\n\
+                    from moto.server import main\n\
+                    main(['-H', '127.0.0.1', '-p', sys.argv[1]])\n";
+    let process = Command::new(&python)
+        .args(["-c", launcher, &port.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start moto_server");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let address = SocketAddrV4::new(Ipv4Addr::LOCALHOST, port);
+    loop {
+        if let Ok(mut stream) = TcpStream::connect(address) {
+            let _ = stream.write_all(b"GET /moto-api/ HTTP/1.0\r\n\r\n");
+            let mut head = [0u8; 12];
+            if stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.") {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "moto_server did not start on port {port}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Moto {
+        _process: process,
+        endpoint: format!("http://127.0.0.1:{port}"),
+    }
+}

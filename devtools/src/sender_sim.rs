@@ -1,0 +1,332 @@
+//! A sender simulator, the load generator for the delivery audit and the benchmarks (usable by
+//! hand through `hookrelay-audit`). It builds deliveries signed exactly as each seed document
+//! describes, sends them concurrently across receiver instances, and behaves like the seeds'
+//! senders under failure:
+//!
+//! - retries a non-2xx answer or a timeout on the engine's schedule: immediately, then after
+//!   5 s, then after 30 s (three attempts; the delays scale for tests), each attempt with the
+//!   engine's 10 s timeout and possibly to a different instance, as Lambda would route it;
+//! - sends in a shuffled order;
+//! - re-sends a fraction of acknowledged deliveries once more, as a sender that missed the 2xx.
+//!
+//! A delivery is signed when first sent, so its timestamp is fresh, and retried with the same
+//! bytes, as real senders retry.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use bytes::Bytes;
+use hmac::{KeyInit, Mac};
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+
+use crate::seeded;
+
+/// The senders' signing secrets.
+#[derive(Debug, Clone)]
+pub struct SigningKeys {
+    /// The engine secret (used as its text's bytes).
+    pub engine: String,
+    /// The Rekko secret (used as its text's bytes).
+    pub rekko: String,
+    /// The Standard Webhooks secret, `whsec_<base64>`.
+    pub standard: String,
+}
+
+/// Which sender an event comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sender {
+    /// The prediction-engine operator API.
+    Engine,
+    /// Rekko.
+    Rekko,
+    /// A Standard Webhooks sender.
+    Standard,
+}
+
+/// One event to send: the `n`th of its sender.
+#[derive(Debug, Clone, Copy)]
+pub struct EventSpec {
+    /// Its sender.
+    pub sender: Sender,
+    /// Its number, unique per sender.
+    pub n: u64,
+}
+
+/// A delivery, signed.
+#[derive(Debug, Clone)]
+pub struct SignedDelivery {
+    /// The route.
+    pub path: &'static str,
+    /// Headers, as the sender sends them.
+    pub headers: Vec<(&'static str, String)>,
+    /// The body bytes signed.
+    pub body: Vec<u8>,
+    /// The dedupe key hookrelay will give it.
+    pub dedupe_key: String,
+}
+
+fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+    let mut mac = hmac::Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+    for part in parts {
+        mac.update(part);
+    }
+    mac.finalize().into_bytes().to_vec()
+}
+
+fn rfc3339(unix_seconds: f64, millis: bool) -> String {
+    let nanos = (unix_seconds * 1e9) as i128;
+    let at = time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let whole = at.replace_nanosecond(0).unwrap_or(at);
+    let text = whole
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    if millis {
+        format!("{}.{:03}Z", text.trim_end_matches('Z'), at.millisecond())
+    } else {
+        text
+    }
+}
+
+impl EventSpec {
+    /// The delivery for this event, signed at `now` (Unix seconds) as its sender signs.
+    pub fn sign(&self, keys: &SigningKeys, now: f64) -> SignedDelivery {
+        let n = self.n;
+        match self.sender {
+            Sender::Engine => {
+                // Seed 004: X-Webhook-Signature: sha256=<hex HMAC-SHA256(body, secret)>.
+                let body = serde_json::json!({
+                    "id": format!("dlv-{n:06}"), "sequence": n, "eventType": "ORDER_MATCHED",
+                    "marketId": format!("mkt-{}", n % 7), "operatorId": "op-audit",
+                    "payload": {"orderId": format!("ord-{n}"), "marketId": format!("mkt-{}", n % 7),
+                        "outcomeId": "yes", "operatorId": "op-audit", "tradeId": format!("trd-{n}"), "side": "BUY",
+                        "price": 0.65, "shares": 50, "filledShares": 50, "remainingShares": 0, "status": "FILLED",
+                        "timestamp": (now * 1000.0) as i64},
+                    "timestamp": rfc3339(now, true),
+                })
+                .to_string()
+                .into_bytes();
+                let signature = format!(
+                    "sha256={}",
+                    hex::encode(hmac_sha256(keys.engine.as_bytes(), &[&body]))
+                );
+                SignedDelivery {
+                    path: "/engine",
+                    headers: vec![
+                        ("content-type", "application/json".into()),
+                        ("x-webhook-signature", signature),
+                        ("x-webhook-event", "ORDER_MATCHED".into()),
+                        ("x-webhook-id", format!("dlv-{n:06}")),
+                    ],
+                    body,
+                    dedupe_key: format!("engine:op-audit:{n}"),
+                }
+            }
+            Sender::Rekko => {
+                // Seed 000: x-webhook-signature: <hex HMAC-SHA256(body, secret)>.
+                let body = serde_json::json!({
+                    "type": "price_shift", "market_id": format!("KX-{}", n % 5), "platform": "kalshi",
+                    "old_yes": 0.62, "new_yes": 0.62 + (n % 30) as f64 / 100.0, "change_pct": 9.7,
+                    "shift_id": n, "timestamp": rfc3339(now, false),
+                })
+                .to_string()
+                .into_bytes();
+                let signature = hex::encode(hmac_sha256(keys.rekko.as_bytes(), &[&body]));
+                let digest = hex::encode(Sha256::digest(&body));
+                SignedDelivery {
+                    path: "/rekko",
+                    headers: vec![
+                        ("content-type", "application/json".into()),
+                        ("x-webhook-signature", signature),
+                    ],
+                    body,
+                    dedupe_key: format!("rekko:{}", &digest[..32]),
+                }
+            }
+            Sender::Standard => {
+                // Standard Webhooks: v1,<base64 HMAC-SHA256(id.timestamp.body)> with the whsec key.
+                let id = format!("msg_audit_{n}");
+                let timestamp = (now as i64).to_string();
+                let body = serde_json::json!({"type": "invoice.paid", "timestamp": rfc3339(now, false), "data": {"n": n}})
+                    .to_string()
+                    .into_bytes();
+                let key = BASE64
+                    .decode(keys.standard.trim_start_matches("whsec_"))
+                    .unwrap_or_default();
+                let mac = hmac_sha256(
+                    &key,
+                    &[id.as_bytes(), b".", timestamp.as_bytes(), b".", &body],
+                );
+                SignedDelivery {
+                    path: "/standard",
+                    headers: vec![
+                        ("content-type", "application/json".into()),
+                        ("webhook-id", id.clone()),
+                        ("webhook-timestamp", timestamp),
+                        ("webhook-signature", format!("v1,{}", BASE64.encode(mac))),
+                    ],
+                    body,
+                    dedupe_key: format!("standard:{id}"),
+                }
+            }
+        }
+    }
+}
+
+/// How the simulated senders behave.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Deliveries in flight at once.
+    pub concurrency: usize,
+    /// Waits before the 2nd, 3rd, … attempt (the engine: 5 s, 30 s).
+    pub retry_delays: Vec<Duration>,
+    /// Per-attempt timeout (the engine: 10 s).
+    pub attempt_timeout: Duration,
+    /// Fraction of acknowledged deliveries sent once more.
+    pub duplicate_fraction: f64,
+    /// Seed for the order and the re-sends.
+    pub seed: u64,
+}
+
+impl SimConfig {
+    /// The engine's schedule (immediate, +5 s, +30 s, 10 s timeout), delays scaled by `scale`.
+    pub fn engine_schedule(
+        scale: f64,
+        concurrency: usize,
+        duplicate_fraction: f64,
+        seed: u64,
+    ) -> Self {
+        Self {
+            concurrency,
+            retry_delays: [5.0, 30.0]
+                .iter()
+                .map(|s| Duration::from_secs_f64(s * scale))
+                .collect(),
+            attempt_timeout: Duration::from_secs(10),
+            duplicate_fraction,
+            seed,
+        }
+    }
+}
+
+/// One HTTP attempt.
+#[derive(Debug, Clone, Copy)]
+pub struct Attempt {
+    /// The answer's status, `None` for a timeout or connection failure.
+    pub status: Option<u16>,
+    /// Time to the answer.
+    pub latency: Duration,
+    /// A re-send of an acknowledged delivery.
+    pub resend: bool,
+}
+
+/// What happened to one event.
+#[derive(Debug, Clone)]
+pub struct DeliveryLog {
+    /// The dedupe key hookrelay gives it.
+    pub dedupe_key: String,
+    /// The signed body.
+    pub body: Vec<u8>,
+    /// Every attempt, in order.
+    pub attempts: Vec<Attempt>,
+    /// Whether some attempt got a 2xx.
+    pub acknowledged: bool,
+}
+
+/// Sends every event to `targets` (instance base URLs) as configured; returns one log per event.
+pub async fn run(
+    targets: Vec<String>,
+    mut specs: Vec<EventSpec>,
+    keys: SigningKeys,
+    config: SimConfig,
+) -> Vec<DeliveryLog> {
+    seeded::shuffle(&mut specs, config.seed);
+    let client: Client<HttpConnector, Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).build_http();
+    let shared = Arc::new((targets, keys, config, AtomicUsize::new(0), client));
+    let permits = Arc::new(Semaphore::new(shared.2.concurrency.max(1)));
+    let mut tasks = Vec::with_capacity(specs.len());
+    for spec in specs {
+        let (shared, permits) = (shared.clone(), permits.clone());
+        tasks.push(tokio::spawn(async move {
+            let _permit = permits.acquire_owned().await.expect("semaphore open");
+            let (targets, keys, config, next_target, client) = &*shared;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            let delivery = spec.sign(keys, now.as_secs_f64());
+            let mut log = DeliveryLog {
+                dedupe_key: delivery.dedupe_key.clone(),
+                body: delivery.body.clone(),
+                attempts: Vec::new(),
+                acknowledged: false,
+            };
+            let pick = || &targets[next_target.fetch_add(1, Ordering::Relaxed) % targets.len()];
+            for attempt in 0..=config.retry_delays.len() {
+                if attempt > 0 {
+                    tokio::time::sleep(config.retry_delays[attempt - 1]).await;
+                }
+                let result = send(client, pick(), &delivery, config.attempt_timeout, false).await;
+                log.attempts.push(result);
+                if result.status.is_some_and(|s| (200..300).contains(&s)) {
+                    log.acknowledged = true;
+                    break;
+                }
+            }
+            if log.acknowledged
+                && seeded::draw(config.seed ^ 0xD0B1E, spec.n * 3 + spec.sender as u64)
+                    < config.duplicate_fraction
+            {
+                let result = send(client, pick(), &delivery, config.attempt_timeout, true).await;
+                log.attempts.push(result);
+            }
+            log
+        }));
+    }
+    let mut logs = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        if let Ok(log) = task.await {
+            logs.push(log);
+        }
+    }
+    logs
+}
+
+async fn send(
+    client: &Client<HttpConnector, Full<Bytes>>,
+    target: &str,
+    delivery: &SignedDelivery,
+    timeout: Duration,
+    resend: bool,
+) -> Attempt {
+    let mut request = Request::post(format!("{target}{}", delivery.path));
+    for (name, value) in &delivery.headers {
+        request = request.header(*name, value);
+    }
+    let started = Instant::now();
+    let status = match request.body(Full::new(Bytes::from(delivery.body.clone()))) {
+        Ok(request) => tokio::time::timeout(timeout, async {
+            let response = client.request(request).await.ok()?;
+            let status = response.status().as_u16();
+            let _ = response.into_body().collect().await;
+            Some(status)
+        })
+        .await
+        .unwrap_or_default(),
+        Err(_) => None,
+    };
+    Attempt {
+        status,
+        latency: started.elapsed(),
+        resend,
+    }
+}

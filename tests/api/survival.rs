@@ -1,0 +1,77 @@
+//! No event can take the process down: the shipped binary, running under the Lambda Runtime API
+//! emulator, answers a crafted event whose `isBase64Encoded` body is not base64 (lambda_http's
+//! own conversion would panic on it), and then serves the next invocation from the same process.
+
+use std::path::Path;
+
+use hookrelay_devtools::lambda_emulator::{Invocation, LambdaInstance};
+
+use crate::helpers::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_base64_event_is_answered_and_the_process_lives_on() {
+    let client = sqs_client(&moto().endpoint);
+    let queue_url = create_queue(&client, &unique_queue_name(true)).await;
+    let env = [
+        ("HOOKRELAY_QUEUE_URL", queue_url.as_str()),
+        ("HOOKRELAY_REKKO_SECRETS", REKKO_SECRET),
+        ("AWS_ENDPOINT_URL_SQS", moto().endpoint.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+    ];
+    let mut instance =
+        LambdaInstance::start(Path::new(env!("CARGO_BIN_EXE_hookrelay")), &env, None)
+            .await
+            .unwrap();
+    let pid = instance.pid();
+
+    let mut crafted = serde_json::to_value(fixture("rekko-base64")).unwrap();
+    crafted["body"] = "%%% this is not base64 %%%".into();
+    crafted["isBase64Encoded"] = true.into();
+    let Invocation::Response(answer) = instance
+        .invoke_raw(serde_json::to_vec(&crafted).unwrap())
+        .await
+    else {
+        panic!("the function reported an error (a panic would do that) instead of answering");
+    };
+    let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+    assert_eq!(answer["statusCode"], 400, "{answer}");
+    assert!(
+        answer["body"]
+            .as_str()
+            .unwrap()
+            .contains("malformed_payload")
+    );
+
+    // Garbage that isn't even an event: the runtime reports it, the process stays.
+    assert!(matches!(
+        instance.invoke_raw(b"{not json".to_vec()).await,
+        Invocation::Error(_)
+    ));
+
+    // The same process then handles a real delivery (signed now, through the Function URL).
+    let body = format!(
+        r#"{{"type":"whale_alert","market_id":"KX","timestamp":"{}"}}"#,
+        time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    );
+    let mut valid = fixture("rekko-valid");
+    valid.body = Some(body.clone());
+    valid.headers.insert(
+        "x-webhook-signature",
+        rekko_signature(body.as_bytes()).parse().unwrap(),
+    );
+    let Invocation::Response(answer) = instance
+        .invoke_raw(serde_json::to_vec(&valid).unwrap())
+        .await
+    else {
+        panic!("no answer to the valid delivery");
+    };
+    let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+    assert_eq!(answer["statusCode"], 200, "{answer}");
+    assert!(instance.is_running(), "the process must survive");
+    assert_eq!(instance.pid(), pid, "and be the same process");
+    assert_eq!(receive_all(&client, &queue_url).await.len(), 1);
+}
