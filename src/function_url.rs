@@ -37,7 +37,7 @@ pub async fn handle_measured<P: Publisher, C: Clock>(
     let route = loggable_path(&request.path);
     let routed_to = Provider::from_path(&request.path).map_or("none", Provider::as_str);
     let result = pipeline.handle(request).await;
-    log_result(&route, &result);
+    log_result(&route, routed_to, &result);
     (response(&result), request_metrics(routed_to, &result))
 }
 
@@ -134,7 +134,8 @@ fn response(result: &Result<Handled, Rejection>) -> ApiGatewayV2httpResponse {
     response
 }
 
-fn log_result(route: &str, result: &Result<Handled, Rejection>) {
+/// One line per request. `routed_to` is the route's sender (`none` for unknown paths).
+fn log_result(route: &str, routed_to: &str, result: &Result<Handled, Rejection>) {
     match result {
         Ok(handled) => tracing::info!(
             provider = handled.provider.as_str(),
@@ -145,11 +146,24 @@ fn log_result(route: &str, result: &Result<Handled, Rejection>) {
             "webhook handled"
         ),
         Err(rejection @ Rejection::QueueUnavailable { .. }) => {
-            tracing::error!(route, outcome = "queue_unavailable", error = %rejection, "webhook not queued")
+            tracing::error!(
+                provider = routed_to,
+                route,
+                outcome = "queue_unavailable",
+                error = %rejection,
+                "webhook not queued"
+            )
         }
         Err(rejection) => {
             let (status, code) = rejection.status_and_code();
-            tracing::warn!(route, outcome = code, status, reason = %rejection, "webhook rejected")
+            tracing::warn!(
+                provider = routed_to,
+                route,
+                outcome = code,
+                status,
+                reason = %rejection,
+                "webhook rejected"
+            )
         }
     }
 }
@@ -249,6 +263,7 @@ mod tests {
             "\"outcome\":\"accepted\"",
             "invalid_signature",
             "malformed_payload",
+            r#""provider":"rekko","route":"/rekko","outcome":"invalid_signature""#,
             "rekko:",
         ] {
             assert!(text.contains(expected), "missing {expected}: {text}");
