@@ -93,9 +93,58 @@ pub struct AuditReport {
     pub max_ms: f64,
     /// Wall time of the sending phase.
     pub sending: Duration,
+    /// Every answered attempt's time, milliseconds, sorted (for merging rounds).
+    pub latencies_ms: Vec<f64>,
 }
 
 impl AuditReport {
+    /// Adds another round's figures to these (each round has its own queue, so every count
+    /// simply adds up).
+    pub fn merge(&mut self, other: AuditReport) {
+        self.events += other.events;
+        self.deliveries += other.deliveries;
+        self.retries += other.retries;
+        self.resends += other.resends;
+        self.acknowledged += other.acknowledged;
+        self.sqs_calls += other.sqs_calls;
+        self.queued += other.queued;
+        self.lost += other.lost;
+        self.lost_after_ack += other.lost_after_ack;
+        self.duplicated += other.duplicated;
+        self.extra += other.extra;
+        self.data_mismatch += other.data_mismatch;
+        self.sending += other.sending;
+        for (status, count) in other.answers {
+            match self.answers.iter_mut().find(|(s, _)| *s == status) {
+                Some((_, total)) => *total += count,
+                None => self.answers.push((status, count)),
+            }
+        }
+        self.answers.sort();
+        for (kind, count) in other.faults {
+            match self.faults.iter_mut().find(|(k, _)| *k == kind) {
+                Some((_, total)) => *total += count,
+                None => self.faults.push((kind, count)),
+            }
+        }
+        self.latencies_ms.extend(other.latencies_ms);
+        self.set_percentiles();
+    }
+
+    fn set_percentiles(&mut self) {
+        self.latencies_ms.sort_by(f64::total_cmp);
+        let latencies = &self.latencies_ms;
+        let percentile = |p: f64| {
+            latencies
+                .get(((latencies.len() as f64 - 1.0) * p).round() as usize)
+                .copied()
+                .unwrap_or(0.0)
+        };
+        self.p50_ms = percentile(0.50);
+        self.p99_ms = percentile(0.99);
+        self.max_ms = latencies.last().copied().unwrap_or(0.0);
+    }
+
     /// Nothing lost, duplicated, extra or altered.
     pub fn passed(&self) -> bool {
         self.lost == 0
@@ -350,16 +399,8 @@ fn account(
     let mut answers: Vec<(u16, u64)> = answers.into_iter().collect();
     answers.sort();
     report.answers = answers;
-    latencies.sort_by(f64::total_cmp);
-    let percentile = |p: f64| {
-        latencies
-            .get(((latencies.len() as f64 - 1.0) * p).round() as usize)
-            .copied()
-            .unwrap_or(0.0)
-    };
-    report.p50_ms = percentile(0.50);
-    report.p99_ms = percentile(0.99);
-    report.max_ms = latencies.last().copied().unwrap_or(0.0);
+    report.latencies_ms = latencies;
+    report.set_percentiles();
 
     report.sqs_calls = proxy
         .counts
@@ -376,4 +417,41 @@ fn account(
     .map(|(name, kind)| (*name, proxy.counts.of(*kind)))
     .collect();
     report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round(events: u64, lost: u64, latencies: &[f64]) -> AuditReport {
+        let mut report = AuditReport {
+            events,
+            queued: events - lost,
+            lost,
+            answers: vec![(200, events)],
+            faults: vec![("HTTP 500", 2)],
+            latencies_ms: latencies.to_vec(),
+            ..AuditReport::default()
+        };
+        report.set_percentiles();
+        report
+    }
+
+    #[test]
+    fn rounds_merge_by_adding_counts_and_pooling_latencies() {
+        let mut total = AuditReport::default();
+        total.merge(round(3, 0, &[1.0, 2.0, 3.0]));
+        total.merge(round(2, 0, &[10.0, 20.0]));
+        assert_eq!((total.events, total.queued, total.lost), (5, 5, 0));
+        assert_eq!(total.answers, vec![(200, 5)]);
+        assert_eq!(total.faults, vec![("HTTP 500", 4)]);
+        assert_eq!((total.p50_ms, total.max_ms), (3.0, 20.0));
+        assert!(total.passed());
+
+        total.merge(round(1, 1, &[]));
+        assert!(
+            !total.passed(),
+            "a lost event in any round fails the whole audit"
+        );
+    }
 }

@@ -74,7 +74,8 @@ pub struct SignedDelivery {
     pub dedupe_key: String,
 }
 
-fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+/// HMAC-SHA256 of the concatenated `parts` with `key` (the hmac crate, not hookrelay's verifier).
+pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
     let mut mac = hmac::Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
     for part in parts {
         mac.update(part);

@@ -133,16 +133,7 @@ pub async fn production_pipeline(endpoint: &str, queue_url: &str) -> TestPipelin
     Pipeline::new(&test_config(queue_url), publisher, clock)
 }
 
-/// HMAC-SHA256 of the concatenated `parts` with `key`, computed here with the hmac crate
-/// directly (not through hookrelay's verifier).
-pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
-    use hmac::{KeyInit, Mac};
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
-    for part in parts {
-        mac.update(part);
-    }
-    mac.finalize().into_bytes().to_vec()
-}
+pub use hookrelay_devtools::sender_sim::hmac_sha256;
 
 /// Signs `body` as Rekko does (hex HMAC-SHA256 with the test secret), for bodies made in tests.
 pub fn rekko_signature(body: &[u8]) -> String {
