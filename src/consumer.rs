@@ -74,10 +74,7 @@ impl<H: EventHandler> Consumer<H> {
     pub fn process(&self, record: &SqsMessage) -> Result<(), ConsumeError> {
         let body = record.body.as_deref().ok_or(ConsumeError::NoBody)?;
         let envelope = Envelope::from_json(body)?;
-        let secrets = Provider::ALL
-            .into_iter()
-            .find(|p| p.as_str() == envelope.provider)
-            .and_then(|p| self.secrets.of(p));
+        let secrets = Provider::from_name(&envelope.provider).and_then(|p| self.secrets.of(p));
         if let Some(secrets) = secrets {
             let signature = record
                 .message_attributes

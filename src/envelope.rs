@@ -132,12 +132,9 @@ impl Envelope {
         signature: &str,
         secrets: &SecretSet,
     ) -> Result<(), VerifyError> {
-        let provider = Provider::ALL
-            .into_iter()
-            .find(|p| p.as_str() == self.provider)
-            .ok_or(VerifyError::InvalidSignature(
-                "the envelope's provider has no signature scheme",
-            ))?;
+        let provider = Provider::from_name(&self.provider).ok_or(VerifyError::InvalidSignature(
+            "the envelope's provider has no signature scheme",
+        ))?;
         let mut headers = HeaderMap::new();
         let mut put = |name: &'static str, value: Option<&str>| {
             if let Some(value) = value.and_then(|v| HeaderValue::from_str(v).ok()) {

@@ -25,7 +25,9 @@
 //!
 //! The receiver's modules, in the order a webhook passes through them: [`function_url`] (HTTP
 //! edge) → [`pipeline`] (route, verify, parse, dedupe, publish) → [`verify`] → [`providers`] →
-//! [`dedupe`] → [`envelope`] → [`queue`]. [`config`] is read once at startup.
+//! [`dedupe`] → [`envelope`] → [`queue`], with [`metrics`] and [`telemetry`] at the edge.
+//! [`config`] (and [`secrets_manager`]) are read once at startup. [`consumer`] is the example SQS
+//! consumer's logic.
 
 #![warn(missing_docs)]
 

@@ -44,6 +44,11 @@ impl Provider {
         }
     }
 
+    /// The sender named `name` (an envelope's `provider`), if this crate knows it.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == name)
+    }
+
     /// The name used in routes, envelopes, attributes and dedupe keys.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -321,6 +326,10 @@ mod tests {
         assert_eq!(Provider::from_path("/engine"), Some(Provider::Engine));
         assert_eq!(Provider::from_path("/rekko/"), Some(Provider::Rekko));
         assert_eq!(Provider::from_path("/standard"), Some(Provider::Standard));
+        for provider in Provider::ALL {
+            assert_eq!(Provider::from_name(provider.as_str()), Some(provider));
+        }
+        assert_eq!(Provider::from_name("heisenberg"), None);
         for other in ["/", "", "/Engine", "/engine/x", "/engine//", "/webhook"] {
             assert_eq!(Provider::from_path(other), None, "{other}");
         }
