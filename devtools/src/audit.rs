@@ -14,13 +14,11 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use aws_sdk_sqs::Client;
-use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region};
-use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, QueueAttributeName};
-
 use crate::fault_proxy::{Fault, FaultPlan, FaultProxy};
 use crate::lambda_emulator::LambdaInstance;
+use crate::local_sqs;
 use crate::sender_sim::{self, EventSpec, Sender, SigningKeys, SimConfig};
+use crate::stats::Percentiles;
 
 /// The audit's test secrets (the same as events/README.md's).
 pub fn test_keys() -> SigningKeys {
@@ -132,17 +130,8 @@ impl AuditReport {
     }
 
     fn set_percentiles(&mut self) {
-        self.latencies_ms.sort_by(f64::total_cmp);
-        let latencies = &self.latencies_ms;
-        let percentile = |p: f64| {
-            latencies
-                .get(((latencies.len() as f64 - 1.0) * p).round() as usize)
-                .copied()
-                .unwrap_or(0.0)
-        };
-        self.p50_ms = percentile(0.50);
-        self.p99_ms = percentile(0.99);
-        self.max_ms = latencies.last().copied().unwrap_or(0.0);
+        let summary = Percentiles::of(&mut self.latencies_ms);
+        (self.p50_ms, self.p99_ms, self.max_ms) = (summary.p50, summary.p99, summary.max);
     }
 
     /// Nothing lost, duplicated, extra or altered.
@@ -208,38 +197,20 @@ impl AuditReport {
     }
 }
 
-fn sqs_client(endpoint: &str) -> Client {
-    let config = aws_sdk_sqs::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("audit", "audit", None, None, "audit"))
-        .endpoint_url(endpoint)
-        .build();
-    Client::from_conf(config)
-}
-
 /// Runs the audit. Panics only on harness failures (moto or a process that can't start).
 pub async fn run(config: &AuditConfig) -> AuditReport {
     let moto = tokio::task::spawn_blocking(crate::moto::moto)
         .await
         .expect("moto starts");
-    let sqs = sqs_client(&moto.endpoint);
+    let sqs = local_sqs::client(&moto.endpoint);
     let name = format!(
         "hookrelay-audit-{}-{}.fifo",
         std::process::id(),
         config.seed
     );
-    let queue_url = sqs
-        .create_queue()
-        .queue_name(name)
-        .attributes(QueueAttributeName::FifoQueue, "true")
-        .attributes(QueueAttributeName::DeduplicationScope, "messageGroup")
-        .attributes(QueueAttributeName::FifoThroughputLimit, "perMessageGroupId")
-        .send()
+    let queue_url = local_sqs::create_fifo_queue(&sqs, &name)
         .await
-        .expect("create the audit queue")
-        .queue_url
-        .expect("queue url");
+        .expect("create the audit queue");
 
     let plan = FaultPlan {
         fraction: config.fault_fraction,
@@ -300,47 +271,19 @@ pub async fn run(config: &AuditConfig) -> AuditReport {
 
     // Every sender is done: now read (and delete) everything.
     let mut queued: HashMap<String, Vec<String>> = HashMap::new();
-    let mut read = 0u64;
-    let mut empty_polls = 0;
-    while empty_polls < 3 {
-        let batch = sqs
-            .receive_message()
-            .queue_url(&queue_url)
-            .max_number_of_messages(10)
-            .visibility_timeout(120)
-            .send()
-            .await
-            .expect("receive from the audit queue");
-        let messages = batch.messages.unwrap_or_default();
-        if messages.is_empty() {
-            empty_polls += 1;
-            continue;
-        }
-        empty_polls = 0;
-        let mut deletes = Vec::new();
-        for (i, message) in messages.iter().enumerate() {
-            read += 1;
-            let body = message.body().unwrap_or_default();
-            let (id, data) = match hookrelay::Envelope::from_json(body) {
-                Ok(envelope) => (envelope.id.clone(), envelope.signed_data().to_owned()),
-                Err(_) => (format!("<not an envelope #{read}>"), String::new()),
-            };
-            queued.entry(id).or_default().push(data);
-            if let Some(handle) = message.receipt_handle() {
-                let entry = DeleteMessageBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .receipt_handle(handle)
-                    .build();
-                deletes.extend(entry.ok());
-            }
-        }
-        let _ = sqs
-            .delete_message_batch()
-            .queue_url(&queue_url)
-            .set_entries(Some(deletes))
-            .send()
-            .await;
-    }
+    let read = local_sqs::drain(&sqs, &queue_url, 3, |message| {
+        let body = message.body().unwrap_or_default();
+        let (id, data) = match hookrelay::Envelope::from_json(body) {
+            Ok(envelope) => (envelope.id.clone(), envelope.signed_data().to_owned()),
+            Err(_) => (
+                format!("<not an envelope #{}>", queued.len()),
+                String::new(),
+            ),
+        };
+        queued.entry(id).or_default().push(data);
+    })
+    .await
+    .expect("read the audit queue");
 
     account(&logs, &queued, read, &proxy, sending)
 }

@@ -6,15 +6,19 @@
 //!
 //! Like Lambda, the front end base64-encodes bodies whose content type is not textual. A
 //! function that posts to `/error`, or doesn't answer within the timeout, is answered 502.
+//!
+//! For the benchmarks it also keeps time: when the process was spawned, when it first polled
+//! `/runtime/invocation/next` (the end of its init), and for each invocation how long the
+//! function held it (from handing the event over to receiving its answer).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -40,17 +44,40 @@ pub enum Invocation {
     Error(String),
 }
 
+/// An invocation's outcome and how long the function held it.
+struct Answer {
+    invocation: Invocation,
+    in_function: Duration,
+}
+
 struct Queued {
     id: String,
     event: Vec<u8>,
-    done: oneshot::Sender<Invocation>,
+    done: oneshot::Sender<Answer>,
+}
+
+struct Dispatched {
+    done: oneshot::Sender<Answer>,
+    at: Instant,
 }
 
 struct Shared {
     to_function: mpsc::UnboundedSender<Queued>,
     next_for_function: Mutex<mpsc::UnboundedReceiver<Queued>>,
-    waiting: std::sync::Mutex<HashMap<String, oneshot::Sender<Invocation>>>,
+    waiting: std::sync::Mutex<HashMap<String, Dispatched>>,
     next_id: AtomicU64,
+    first_poll: OnceLock<Instant>,
+}
+
+/// The function's process: a program, its arguments and its working directory.
+#[derive(Debug, Clone)]
+pub struct FunctionCommand {
+    /// The executable.
+    pub program: PathBuf,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// Its working directory (the emulator's if `None`).
+    pub dir: Option<PathBuf>,
 }
 
 /// A running emulated instance and its function process.
@@ -59,6 +86,7 @@ pub struct LambdaInstance {
     pub url: String,
     shared: Arc<Shared>,
     child: Child,
+    spawned_at: Instant,
 }
 
 impl LambdaInstance {
@@ -66,6 +94,20 @@ impl LambdaInstance {
     /// The function's stdout and stderr go to `log` if given, else nowhere.
     pub async fn start(
         binary: &Path,
+        env: &[(&str, &str)],
+        log: Option<&Path>,
+    ) -> std::io::Result<Self> {
+        let command = FunctionCommand {
+            program: binary.to_owned(),
+            args: Vec::new(),
+            dir: None,
+        };
+        Self::start_command(&command, env, log).await
+    }
+
+    /// [`LambdaInstance::start`] for any command (a Python runtime interface client, say).
+    pub async fn start_command(
+        command: &FunctionCommand,
         env: &[(&str, &str)],
         log: Option<&Path>,
     ) -> std::io::Result<Self> {
@@ -77,6 +119,7 @@ impl LambdaInstance {
             next_for_function: Mutex::new(next_for_function),
             waiting: std::sync::Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
+            first_poll: OnceLock::new(),
         });
         let server_shared = shared.clone();
         tokio::spawn(async move {
@@ -98,7 +141,13 @@ impl LambdaInstance {
                 .map(Stdio::from),
             None => Ok(Stdio::null()),
         };
-        let child = Command::new(binary)
+        let mut process = Command::new(&command.program);
+        process.args(&command.args);
+        if let Some(dir) = &command.dir {
+            process.current_dir(dir);
+        }
+        let spawned_at = Instant::now();
+        let child = process
             .env_clear()
             .envs(env.iter().copied())
             .env("AWS_LAMBDA_RUNTIME_API", address.to_string())
@@ -113,7 +162,23 @@ impl LambdaInstance {
             url: format!("http://{address}"),
             shared,
             child,
+            spawned_at,
         })
+    }
+
+    /// The function's init: from spawning its process to its first poll for an invocation.
+    /// Waits up to `timeout` for that poll; `None` if it doesn't come.
+    pub async fn init_duration(&self, timeout: Duration) -> Option<Duration> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(polled) = self.shared.first_poll.get() {
+                return Some(polled.duration_since(self.spawned_at));
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
     }
 
     /// The function process's id.
@@ -128,23 +193,40 @@ impl LambdaInstance {
 
     /// Invokes the function with a raw event (any bytes), bypassing the Function URL front end.
     pub async fn invoke_raw(&self, event: Vec<u8>) -> Invocation {
+        invoke(&self.shared, event).await.0
+    }
+
+    /// [`LambdaInstance::invoke_raw`], with how long the function held the invocation (from
+    /// the event leaving the Runtime API to the answer arriving), if it answered.
+    pub async fn invoke_timed(&self, event: Vec<u8>) -> (Invocation, Option<Duration>) {
         invoke(&self.shared, event).await
+    }
+
+    /// The function process's peak resident set size (`VmHWM`), in KiB (Linux only).
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+        line.split_whitespace().nth(1)?.parse().ok()
     }
 }
 
-async fn invoke(shared: &Shared, event: Vec<u8>) -> Invocation {
+async fn invoke(shared: &Shared, event: Vec<u8>) -> (Invocation, Option<Duration>) {
     let id = format!(
         "emulated-{:08}",
         shared.next_id.fetch_add(1, Ordering::Relaxed)
     );
     let (done, answer) = oneshot::channel();
     if shared.to_function.send(Queued { id, event, done }).is_err() {
-        return Invocation::Error("the emulator is shutting down".into());
+        let error = Invocation::Error("the emulator is shutting down".into());
+        return (error, None);
     }
     match tokio::time::timeout(INVOCATION_TIMEOUT, answer).await {
-        Ok(Ok(invocation)) => invocation,
-        Ok(Err(_)) => Invocation::Error("the invocation was dropped".into()),
-        Err(_) => Invocation::Error(format!("no answer within {INVOCATION_TIMEOUT:?}")),
+        Ok(Ok(answer)) => (answer.invocation, Some(answer.in_function)),
+        Ok(Err(_)) => (Invocation::Error("the invocation was dropped".into()), None),
+        Err(_) => {
+            let error = format!("no answer within {INVOCATION_TIMEOUT:?}");
+            (Invocation::Error(error), None)
+        }
     }
 }
 
@@ -163,15 +245,20 @@ async fn route(
         return Ok(function_url(&shared, request).await);
     };
     if runtime_path == "invocation/next" {
+        shared.first_poll.get_or_init(Instant::now);
         let next = shared.next_for_function.lock().await.recv().await;
         let Some(queued) = next else {
             return Ok(text(StatusCode::GONE, "shutting down"));
+        };
+        let dispatched = Dispatched {
+            done: queued.done,
+            at: Instant::now(),
         };
         shared
             .waiting
             .lock()
             .unwrap()
-            .insert(queued.id.clone(), queued.done);
+            .insert(queued.id.clone(), dispatched);
         let deadline = std::time::SystemTime::now() + INVOCATION_TIMEOUT;
         let deadline_ms = deadline
             .duration_since(std::time::UNIX_EPOCH)
@@ -179,6 +266,8 @@ async fn route(
             .as_millis();
         let mut response = text(StatusCode::OK, queued.event);
         let headers = response.headers_mut();
+        // Lambda always sends the content type; awslambdaric's native client crashes without it.
+        headers.insert("content-type", "application/json".parse().unwrap());
         headers.insert("lambda-runtime-aws-request-id", queued.id.parse().unwrap());
         headers.insert(
             "lambda-runtime-deadline-ms",
@@ -213,8 +302,11 @@ async fn route(
         ),
         _ => return Ok(text(StatusCode::ACCEPTED, "")), // init/error and anything else: noted, ignored
     };
-    if let Some(done) = shared.waiting.lock().unwrap().remove(id) {
-        let _ = done.send(outcome);
+    if let Some(dispatched) = shared.waiting.lock().unwrap().remove(id) {
+        let _ = dispatched.done.send(Answer {
+            invocation: outcome,
+            in_function: dispatched.at.elapsed(),
+        });
     }
     Ok(text(StatusCode::ACCEPTED, ""))
 }
@@ -258,6 +350,22 @@ async fn function_url(shared: &Shared, request: Request<Incoming>) -> Response<F
         Ok(text) if is_textual(&content_type) => (text.to_owned(), false),
         _ => (BASE64.encode(&body), true),
     };
+    let event = function_url_event(&method, &path, headers, body, is_base64);
+    match invoke(shared, event).await.0 {
+        Invocation::Response(json) => function_response(&json),
+        Invocation::Error(error) => text(StatusCode::BAD_GATEWAY, error),
+    }
+}
+
+/// The Function URL event (API Gateway v2 payload, as JSON bytes) for a request: what the
+/// Runtime API hands the function.
+pub fn function_url_event(
+    method: &str,
+    path: &str,
+    headers: serde_json::Map<String, serde_json::Value>,
+    body: String,
+    is_base64: bool,
+) -> Vec<u8> {
     let event = serde_json::json!({
         "version": "2.0",
         "routeKey": "$default",
@@ -277,10 +385,7 @@ async fn function_url(shared: &Shared, request: Request<Incoming>) -> Response<F
         "body": body,
         "isBase64Encoded": is_base64,
     });
-    match invoke(shared, serde_json::to_vec(&event).unwrap_or_default()).await {
-        Invocation::Response(json) => function_response(&json),
-        Invocation::Error(error) => text(StatusCode::BAD_GATEWAY, error),
-    }
+    serde_json::to_vec(&event).unwrap_or_default()
 }
 
 fn function_response(json: &[u8]) -> Response<Full<Bytes>> {

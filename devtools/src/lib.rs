@@ -1,11 +1,14 @@
 //! Development tools for hookrelay, never deployed: a local AWS endpoint (moto), a Lambda
 //! Runtime API emulator with a Function URL front end, a sender simulator that signs and retries
-//! like the seeds' senders, a fault-injecting proxy in front of SQS, and the delivery audit that
-//! puts them together.
+//! like the seeds' senders, a fault-injecting proxy in front of SQS, the delivery audit that
+//! puts them together, and the Lambda benchmark (cold start, warm invocations, the Python peer).
 
 pub mod audit;
 pub mod fault_proxy;
+pub mod lambda_bench;
 pub mod lambda_emulator;
+pub mod local_sqs;
 pub mod moto;
 pub mod seeded;
 pub mod sender_sim;
+pub mod stats;

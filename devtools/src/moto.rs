@@ -1,18 +1,35 @@
 //! A real `moto_server` (SQS, Secrets Manager) on a free loopback port, for tests and dev tools.
-//! One per process, started on first use; it exits when this process does (its stdin is ours).
+//! The tests share one per process, started on first use; the benchmarks start their own over
+//! TLS, as the real endpoints are. Each exits when this process does (its stdin is ours).
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// A running moto server.
 pub struct Moto {
-    _process: Child,
-    /// `http://127.0.0.1:<port>`.
+    process: Child,
+    /// `http://127.0.0.1:<port>` (or `https://` when started with TLS).
     pub endpoint: String,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+/// A certificate (PEM, valid for 127.0.0.1) and its private key, for serving TLS.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The certificate chain.
+    pub cert: PathBuf,
+    /// The private key.
+    pub key: PathBuf,
 }
 
 /// A free loopback TCP port.
@@ -25,10 +42,11 @@ pub fn free_port() -> u16 {
 /// The shared moto server, started on first use.
 pub fn moto() -> &'static Moto {
     static MOTO: OnceLock<Moto> = OnceLock::new();
-    MOTO.get_or_init(start)
+    MOTO.get_or_init(|| start(None))
 }
 
-fn start() -> Moto {
+/// A moto server of the caller's own, serving TLS when `tls` is given; it stops when dropped.
+pub fn start(tls: Option<&TlsFiles>) -> Moto {
     let python = std::env::var_os("HOOKRELAY_TEST_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python"));
@@ -43,9 +61,14 @@ fn start() -> Moto {
     let launcher = "import os, sys, threading\n\
                     threading.Thread(target=lambda: (sys.stdin.read(), os._exit(0)), daemon=True).start()\n\
                     from moto.server import main\n\
-                    main(['-H', '127.0.0.1', '-p', sys.argv[1]])\n";
+                    main(['-H', '127.0.0.1', '-p'] + sys.argv[1:])\n";
+    let mut args = vec!["-c".to_owned(), launcher.to_owned(), port.to_string()];
+    if let Some(tls) = tls {
+        let path = |p: &Path| p.to_string_lossy().into_owned();
+        args.extend(["-c".into(), path(&tls.cert), "-k".into(), path(&tls.key)]);
+    }
     let process = Command::new(&python)
-        .args(["-c", launcher, &port.to_string()])
+        .args(&args)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -55,6 +78,9 @@ fn start() -> Moto {
     let address = SocketAddrV4::new(Ipv4Addr::LOCALHOST, port);
     loop {
         if let Ok(mut stream) = TcpStream::connect(address) {
+            if tls.is_some() {
+                break; // listening; the clients' retries cover the last moments of startup
+            }
             let _ = stream.write_all(b"GET /moto-api/ HTTP/1.0\r\n\r\n");
             let mut head = [0u8; 12];
             if stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.") {
@@ -67,8 +93,9 @@ fn start() -> Moto {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    let scheme = if tls.is_some() { "https" } else { "http" };
     Moto {
-        _process: process,
-        endpoint: format!("http://127.0.0.1:{port}"),
+        process,
+        endpoint: format!("{scheme}://127.0.0.1:{port}"),
     }
 }

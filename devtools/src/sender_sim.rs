@@ -74,6 +74,19 @@ pub struct SignedDelivery {
     pub dedupe_key: String,
 }
 
+impl SignedDelivery {
+    /// The Function URL event Lambda would hand the function for this delivery (JSON bytes).
+    pub fn function_url_event(&self) -> Vec<u8> {
+        let headers = self
+            .headers
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), value.clone().into()))
+            .collect();
+        let body = String::from_utf8_lossy(&self.body).into_owned();
+        crate::lambda_emulator::function_url_event("POST", self.path, headers, body, false)
+    }
+}
+
 /// HMAC-SHA256 of the concatenated `parts` with `key` (the hmac crate, not hookrelay's verifier).
 pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
     let mut mac = hmac::Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
@@ -101,21 +114,68 @@ fn rfc3339(unix_seconds: f64, millis: bool) -> String {
 impl EventSpec {
     /// The delivery for this event, signed at `now` (Unix seconds) as its sender signs.
     pub fn sign(&self, keys: &SigningKeys, now: f64) -> SignedDelivery {
+        self.sign_body(keys, now, self.body(now))
+    }
+
+    /// [`EventSpec::sign`] with the body padded to exactly `body_len` bytes (when it is shorter)
+    /// by a `trail` array of small objects and a `memo` string, as a sender with a larger event
+    /// would send it: the benchmarks' bodies. No sender routes on those fields, so only a Rekko
+    /// dedupe key (a digest of the whole body) differs from the unpadded event's.
+    pub fn sign_padded(&self, keys: &SigningKeys, now: f64, body_len: usize) -> SignedDelivery {
+        let mut body = self.body(now);
+        // `,"trail":[...]` with items `{"seq":N,"price":0.65,"shares":10,"venue":"clob"}`, then
+        // `,"memo":"mmm"` to reach the exact length (when the unpadded body leaves room).
+        let memo_overhead = r#","memo":"""#.len();
+        let mut len = body.to_string().len() + r#","trail":[]"#.len() + memo_overhead;
+        let mut trail = Vec::new();
+        for seq in 0u64.. {
+            let item =
+                serde_json::json!({"seq": seq, "price": 0.65, "shares": 10, "venue": "clob"});
+            let item_len = item.to_string().len() + usize::from(seq > 0);
+            if len + item_len > body_len {
+                break;
+            }
+            len += item_len;
+            trail.push(item);
+        }
+        if let Some(room) = body_len.checked_sub(len)
+            && let Some(object) = body.as_object_mut()
+        {
+            object.insert("trail".into(), trail.into());
+            object.insert("memo".into(), "m".repeat(room).into());
+        }
+        self.sign_body(keys, now, body)
+    }
+
+    fn body(&self, now: f64) -> serde_json::Value {
         let n = self.n;
+        match self.sender {
+            Sender::Engine => serde_json::json!({
+                "id": format!("dlv-{n:06}"), "sequence": n, "eventType": "ORDER_MATCHED",
+                "marketId": format!("mkt-{}", n % 7), "operatorId": "op-audit",
+                "payload": {"orderId": format!("ord-{n}"), "marketId": format!("mkt-{}", n % 7),
+                    "outcomeId": "yes", "operatorId": "op-audit", "tradeId": format!("trd-{n}"), "side": "BUY",
+                    "price": 0.65, "shares": 50, "filledShares": 50, "remainingShares": 0, "status": "FILLED",
+                    "timestamp": (now * 1000.0) as i64},
+                "timestamp": rfc3339(now, true),
+            }),
+            Sender::Rekko => serde_json::json!({
+                "type": "price_shift", "market_id": format!("KX-{}", n % 5), "platform": "kalshi",
+                "old_yes": 0.62, "new_yes": 0.62 + (n % 30) as f64 / 100.0, "change_pct": 9.7,
+                "shift_id": n, "timestamp": rfc3339(now, false),
+            }),
+            Sender::Standard => serde_json::json!(
+                {"type": "invoice.paid", "timestamp": rfc3339(now, false), "data": {"n": n}}
+            ),
+        }
+    }
+
+    fn sign_body(&self, keys: &SigningKeys, now: f64, body: serde_json::Value) -> SignedDelivery {
+        let n = self.n;
+        let body = body.to_string().into_bytes();
         match self.sender {
             Sender::Engine => {
                 // Seed 004: X-Webhook-Signature: sha256=<hex HMAC-SHA256(body, secret)>.
-                let body = serde_json::json!({
-                    "id": format!("dlv-{n:06}"), "sequence": n, "eventType": "ORDER_MATCHED",
-                    "marketId": format!("mkt-{}", n % 7), "operatorId": "op-audit",
-                    "payload": {"orderId": format!("ord-{n}"), "marketId": format!("mkt-{}", n % 7),
-                        "outcomeId": "yes", "operatorId": "op-audit", "tradeId": format!("trd-{n}"), "side": "BUY",
-                        "price": 0.65, "shares": 50, "filledShares": 50, "remainingShares": 0, "status": "FILLED",
-                        "timestamp": (now * 1000.0) as i64},
-                    "timestamp": rfc3339(now, true),
-                })
-                .to_string()
-                .into_bytes();
                 let signature = format!(
                     "sha256={}",
                     hex::encode(hmac_sha256(keys.engine.as_bytes(), &[&body]))
@@ -134,13 +194,6 @@ impl EventSpec {
             }
             Sender::Rekko => {
                 // Seed 000: x-webhook-signature: <hex HMAC-SHA256(body, secret)>.
-                let body = serde_json::json!({
-                    "type": "price_shift", "market_id": format!("KX-{}", n % 5), "platform": "kalshi",
-                    "old_yes": 0.62, "new_yes": 0.62 + (n % 30) as f64 / 100.0, "change_pct": 9.7,
-                    "shift_id": n, "timestamp": rfc3339(now, false),
-                })
-                .to_string()
-                .into_bytes();
                 let signature = hex::encode(hmac_sha256(keys.rekko.as_bytes(), &[&body]));
                 let digest = hex::encode(Sha256::digest(&body));
                 SignedDelivery {
@@ -157,9 +210,6 @@ impl EventSpec {
                 // Standard Webhooks: v1,<base64 HMAC-SHA256(id.timestamp.body)> with the whsec key.
                 let id = format!("msg_audit_{n}");
                 let timestamp = (now as i64).to_string();
-                let body = serde_json::json!({"type": "invoice.paid", "timestamp": rfc3339(now, false), "data": {"n": n}})
-                    .to_string()
-                    .into_bytes();
                 let key = BASE64
                     .decode(keys.standard.trim_start_matches("whsec_"))
                     .unwrap_or_default();
@@ -329,5 +379,32 @@ async fn send(
         status,
         latency: started.elapsed(),
         resend,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::test_keys;
+
+    #[test]
+    fn padded_bodies_have_the_exact_length_and_keep_their_routing() {
+        for sender in [Sender::Engine, Sender::Rekko, Sender::Standard] {
+            for n in 0..40 {
+                let spec = EventSpec { sender, n };
+                let plain = spec.sign(&test_keys(), 1_771_455_600.0);
+                for len in [1024, 16 * 1024] {
+                    let padded = spec.sign_padded(&test_keys(), 1_771_455_600.0, len);
+                    assert_eq!(padded.body.len(), len, "{sender:?} #{n}");
+                    assert_eq!(padded.path, plain.path);
+                    let body: serde_json::Value = serde_json::from_slice(&padded.body).unwrap();
+                    assert!(body["trail"].as_array().is_some_and(|t| !t.is_empty()));
+                    if sender != Sender::Rekko {
+                        // Rekko's key is a digest of the body, so it changes with the padding.
+                        assert_eq!(padded.dedupe_key, plain.dedupe_key);
+                    }
+                }
+            }
+        }
     }
 }

@@ -1,0 +1,272 @@
+//! The request path in-process, against its floor (`scripts/bench.sh` runs it; BENCHMARKS.md has
+//! the results).
+//!
+//! For each sender and for 1 KiB and 16 KiB bodies, three measurements of the same bytes:
+//! - `floor`: what any receiver must do: HMAC-SHA256 of the signed bytes and a plain serde_json
+//!   parse of the routing fields into borrowed strings;
+//! - `pipeline`: [`Pipeline::handle`]: route, verify, parse, replay check, dedupe, envelope;
+//! - `lambda_event`: the Function URL event's JSON bytes in, the response's JSON bytes out,
+//!   through [`function_url::handle_measured`], with its JSON log line (formatted, written to a
+//!   sink) and its EMF document: what the Lambda does in-process per invocation.
+//!
+//! The publisher does nothing (the SQS round trip is measured under the Lambda emulator by
+//! `hookrelay-lambda-bench`). Every iteration is a new event: a pool of 4,096 distinct signed
+//! deliveries is cycled through a dedupe window of 1,024 keys, so each lookup misses and each
+//! record evicts, the steady state of a full window.
+
+use std::cell::Cell;
+use std::hint::black_box;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use hmac::{KeyInit, Mac};
+use hookrelay::config::Config;
+use hookrelay::function_url;
+use hookrelay::metrics;
+use hookrelay::pipeline::{FixedClock, Handled, InboundRequest, Outcome, Pipeline, RequestBody};
+use hookrelay::queue::{PublishError, Publisher, QueueMessage};
+use hookrelay_devtools::sender_sim::{EventSpec, Sender, SignedDelivery, SigningKeys};
+use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequest;
+use lambda_http::http::{HeaderMap, HeaderName, HeaderValue, Method};
+use serde::Deserialize;
+use time::OffsetDateTime;
+
+const SIGNED_AT: i64 = 1_771_455_600;
+const POOL: u64 = 4096;
+const DEDUPE_CAPACITY: &str = "1024";
+const BODY_SIZES: [usize; 2] = [1024, 16 * 1024];
+
+const ENGINE_SECRET: &str = "bench-engine-secret-0123456789abcdef";
+const REKKO_SECRET: &str = "bench-rekko-secret-0123456789abcdef";
+const STANDARD_SECRET: &str = "whsec_YmVuY2gtc3RhbmRhcmQtc2VjcmV0LTAxMjM0NTY3ODk=";
+
+/// Accepts every message and keeps none.
+struct DiscardingPublisher;
+
+impl Publisher for DiscardingPublisher {
+    async fn publish(&self, message: &QueueMessage) -> Result<(), PublishError> {
+        black_box(message);
+        Ok(())
+    }
+}
+
+/// Runs a future that never waits (the publisher above answers at once) to completion.
+fn ready<F: Future>(future: F) -> F::Output {
+    let mut future = pin!(future);
+    match future
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
+    {
+        Poll::Ready(output) => output,
+        Poll::Pending => unreachable!("the discarding publisher never waits"),
+    }
+}
+
+fn pipeline() -> Pipeline<DiscardingPublisher, FixedClock> {
+    let vars = [
+        (
+            "HOOKRELAY_QUEUE_URL",
+            "http://127.0.0.1:1/000000000000/bench.fifo",
+        ),
+        ("HOOKRELAY_ENGINE_SECRETS", ENGINE_SECRET),
+        ("HOOKRELAY_REKKO_SECRETS", REKKO_SECRET),
+        ("HOOKRELAY_STANDARD_SECRETS", STANDARD_SECRET),
+        ("HOOKRELAY_DEDUPE_CAPACITY", DEDUPE_CAPACITY),
+    ];
+    let config = Config::from_lookup(|name| {
+        vars.iter()
+            .find(|(var, _)| *var == name)
+            .map(|(_, value)| (*value).to_owned())
+    })
+    .expect("the benchmark configuration is valid");
+    let now = OffsetDateTime::from_unix_timestamp(SIGNED_AT + 1).expect("a valid instant");
+    Pipeline::new(&config, DiscardingPublisher, FixedClock(now))
+}
+
+fn deliveries(sender: Sender, body_len: usize) -> Vec<SignedDelivery> {
+    let keys = SigningKeys {
+        engine: ENGINE_SECRET.into(),
+        rekko: REKKO_SECRET.into(),
+        standard: STANDARD_SECRET.into(),
+    };
+    (0..POOL)
+        .map(|n| EventSpec { sender, n }.sign_padded(&keys, SIGNED_AT as f64, body_len))
+        .collect()
+}
+
+fn inbound_request(delivery: &SignedDelivery) -> InboundRequest {
+    let mut headers = HeaderMap::new();
+    for (name, value) in &delivery.headers {
+        headers.append(
+            HeaderName::from_static(name),
+            HeaderValue::from_str(value).expect("a header value"),
+        );
+    }
+    InboundRequest {
+        method: Method::POST,
+        path: delivery.path.to_owned(),
+        headers,
+        body: RequestBody::Text(String::from_utf8(delivery.body.clone()).expect("JSON text")),
+    }
+}
+
+// The floor's routing fields: the same fields hookrelay routes on, borrowed, nothing else.
+#[allow(dead_code)]
+#[derive(Deserialize)]
+struct EngineRouting<'a> {
+    id: &'a str,
+    sequence: u64,
+    #[serde(rename = "eventType")]
+    event_type: &'a str,
+    #[serde(rename = "marketId")]
+    market_id: Option<&'a str>,
+    #[serde(rename = "operatorId")]
+    operator_id: &'a str,
+    timestamp: &'a str,
+}
+
+#[allow(dead_code)]
+#[derive(Deserialize)]
+struct RekkoRouting<'a> {
+    #[serde(rename = "type")]
+    event_type: &'a str,
+    market_id: Option<&'a str>,
+    timestamp: &'a str,
+}
+
+#[allow(dead_code)]
+#[derive(Deserialize)]
+struct StandardRouting<'a> {
+    #[serde(rename = "type")]
+    event_type: Option<&'a str>,
+}
+
+/// HMAC-SHA256 over the bytes the sender signed, and the routing fields parsed.
+fn floor(sender: Sender, keys: &[u8], delivery: &SignedDelivery) -> bool {
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(keys).expect("any key length");
+    if sender == Sender::Standard {
+        let header = |name| {
+            let value = delivery.headers.iter().find(|(n, _)| *n == name);
+            value.map_or("", |(_, value)| value.as_str())
+        };
+        mac.update(header("webhook-id").as_bytes());
+        mac.update(b".");
+        mac.update(header("webhook-timestamp").as_bytes());
+        mac.update(b".");
+    }
+    mac.update(&delivery.body);
+    let tag = mac.finalize().into_bytes();
+    let parsed = match sender {
+        Sender::Engine => serde_json::from_slice::<EngineRouting>(&delivery.body).is_ok(),
+        Sender::Rekko => serde_json::from_slice::<RekkoRouting>(&delivery.body).is_ok(),
+        Sender::Standard => serde_json::from_slice::<StandardRouting>(&delivery.body).is_ok(),
+    };
+    black_box(tag);
+    parsed
+}
+
+fn sender_name(sender: Sender) -> &'static str {
+    match sender {
+        Sender::Engine => "engine",
+        Sender::Rekko => "rekko",
+        Sender::Standard => "standard",
+    }
+}
+
+fn floor_key(sender: Sender) -> Vec<u8> {
+    use base64::Engine as _;
+    match sender {
+        Sender::Engine => ENGINE_SECRET.as_bytes().to_vec(),
+        Sender::Rekko => REKKO_SECRET.as_bytes().to_vec(),
+        Sender::Standard => base64::engine::general_purpose::STANDARD
+            .decode(STANDARD_SECRET.trim_start_matches("whsec_"))
+            .expect("a base64 key"),
+    }
+}
+
+fn accepted(handled: &Result<Handled, impl std::fmt::Debug>) -> bool {
+    matches!(
+        handled,
+        Ok(Handled {
+            outcome: Outcome::Accepted { .. },
+            ..
+        })
+    )
+}
+
+/// The next index into the pool, round-robin.
+fn cycle(next: &Cell<usize>, len: usize) -> usize {
+    let index = next.get();
+    next.set((index + 1) % len);
+    index
+}
+
+fn request_path(c: &mut Criterion) {
+    // The receiver's log lines, formatted as in Lambda (JSON) and thrown away.
+    let _ = tracing::subscriber::set_global_default(hookrelay::telemetry::subscriber(
+        "info",
+        true,
+        std::io::sink,
+    ));
+    for sender in [Sender::Engine, Sender::Rekko, Sender::Standard] {
+        for body_len in BODY_SIZES {
+            let pool = deliveries(sender, body_len);
+            assert!(pool.iter().all(|d| d.body.len() == body_len));
+            let name = format!(
+                "request_path/{}/{}KiB",
+                sender_name(sender),
+                body_len / 1024
+            );
+            let mut group = c.benchmark_group(&name);
+            group.throughput(Throughput::Bytes(body_len as u64));
+
+            let key = floor_key(sender);
+            assert!(
+                pool.iter().all(|d| floor(sender, &key, d)),
+                "the floor parses"
+            );
+            let next = Cell::new(0);
+            group.bench_function("floor", |b| {
+                b.iter(|| floor(sender, &key, &pool[cycle(&next, pool.len())]))
+            });
+
+            let receiver = pipeline();
+            let next = Cell::new(0);
+            group.bench_function("pipeline", |b| {
+                b.iter_batched(
+                    || inbound_request(&pool[cycle(&next, pool.len())]),
+                    |request| {
+                        let handled = ready(receiver.handle(request));
+                        assert!(accepted(&handled), "{handled:?}");
+                        handled
+                    },
+                    BatchSize::SmallInput,
+                )
+            });
+
+            let receiver = pipeline();
+            let events: Vec<Vec<u8>> = pool
+                .iter()
+                .map(SignedDelivery::function_url_event)
+                .collect();
+            let next = Cell::new(0);
+            group.bench_function("lambda_event", |b| {
+                b.iter(|| {
+                    let bytes = &events[cycle(&next, events.len())];
+                    let event: ApiGatewayV2httpRequest =
+                        serde_json::from_slice(bytes).expect("a Function URL event");
+                    let (response, request_metrics) =
+                        ready(function_url::handle_measured(&receiver, event));
+                    assert_eq!(response.status_code, 200);
+                    let emf = metrics::document("hookrelay", SIGNED_AT * 1000, &request_metrics);
+                    (serde_json::to_vec(&response).expect("a response"), emf)
+                })
+            });
+            group.finish();
+        }
+    }
+}
+
+criterion_group!(benches, request_path);
+criterion_main!(benches);

@@ -1,0 +1,136 @@
+//! The Lambda benchmark, by hand (`scripts/bench.sh` runs it): `hookrelay-lambda-bench
+//! [--receiver PATH] [--peer-python PATH --peer-dir DIR] [--tls-dir DIR] [--cold-starts N]
+//! [--warm N] [--body-bytes N] [--drain-every N] [--log-dir DIR] [--env NAME=VALUE]...`. Prints a Markdown table;
+//! exits 1 if any invocation fails or the queue doesn't hold one message per invocation.
+//!
+//! `--tls-dir` holds `cert.pem` and `key.pem` (for 127.0.0.1) and `ca.pem`: moto then serves
+//! TLS, as SQS does, and both functions trust that CA. The peer runs as
+//! `<peer-python> -m awslambdaric lambda_function.handler` in `--peer-dir`.
+
+use std::path::PathBuf;
+
+use hookrelay_devtools::lambda_bench::{self, BenchPlan, Subject};
+use hookrelay_devtools::lambda_emulator::FunctionCommand;
+use hookrelay_devtools::moto::{self, TlsFiles};
+
+fn main() {
+    let mut receiver = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join("hookrelay")))
+        .unwrap_or_else(|| PathBuf::from("target/release/hookrelay"));
+    let mut peer_python = None;
+    let mut peer_dir = PathBuf::from("benches/python_peer");
+    let mut tls_dir = None;
+    let mut plan = BenchPlan {
+        cold_starts: 20,
+        warm: 10_000,
+        body_bytes: 1024,
+        sqs_endpoint: String::new(),
+        ca_file: None,
+        log_dir: PathBuf::from("target/bench/lambda-logs"),
+        drain_every: 100,
+        extra_env: Vec::new(),
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    for pair in args.chunks(2) {
+        let [flag, value] = pair else {
+            usage(&format!("{} needs a value", pair[0]))
+        };
+        let number = || {
+            value
+                .parse::<usize>()
+                .unwrap_or_else(|_| usage(&format!("{flag}: not a whole number")))
+        };
+        match flag.as_str() {
+            "--receiver" => receiver = PathBuf::from(value),
+            "--peer-python" => peer_python = Some(PathBuf::from(value)),
+            "--peer-dir" => peer_dir = PathBuf::from(value),
+            // Absolute, because the peer runs in its own directory.
+            "--tls-dir" => match std::fs::canonicalize(value) {
+                Ok(dir) => tls_dir = Some(dir),
+                Err(error) => usage(&format!("--tls-dir {value}: {error}")),
+            },
+            "--cold-starts" => plan.cold_starts = number(),
+            "--warm" => plan.warm = number(),
+            "--body-bytes" => plan.body_bytes = number(),
+            "--drain-every" => plan.drain_every = number(),
+            "--log-dir" => plan.log_dir = PathBuf::from(value),
+            "--env" => match value.split_once('=') {
+                Some((name, value)) => plan.extra_env.push((name.into(), value.into())),
+                None => usage("--env takes NAME=VALUE"),
+            },
+            _ => usage(&format!("unknown flag {flag}")),
+        }
+    }
+    if !receiver.exists() {
+        usage(&format!(
+            "no receiver binary at {} (cargo build --release --bin hookrelay)",
+            receiver.display()
+        ));
+    }
+    let tls = tls_dir.as_ref().map(|dir| TlsFiles {
+        cert: dir.join("cert.pem"),
+        key: dir.join("key.pem"),
+    });
+    plan.ca_file = tls_dir.as_ref().map(|dir| dir.join("ca.pem"));
+    let sqs = moto::start(tls.as_ref());
+    plan.sqs_endpoint = sqs.endpoint.clone();
+    if let Some(ca_file) = &plan.ca_file {
+        // The harness's own SQS client (rustls-native-certs) trusts the same CA.
+        // SAFETY: set before the runtime, or any other thread, starts.
+        unsafe { std::env::set_var("SSL_CERT_FILE", ca_file) };
+    }
+
+    let mut subjects = vec![Subject {
+        name: "hookrelay".into(),
+        command: FunctionCommand {
+            program: receiver,
+            args: Vec::new(),
+            dir: None,
+        },
+        replays: true,
+    }];
+    if let Some(python) = peer_python {
+        subjects.push(Subject {
+            name: "python-peer".into(),
+            command: FunctionCommand {
+                program: python,
+                args: ["-m", "awslambdaric", "lambda_function.handler"]
+                    .map(String::from)
+                    .to_vec(),
+                dir: Some(peer_dir),
+            },
+            replays: false,
+        });
+    }
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let mut reports = Vec::new();
+    for subject in &subjects {
+        eprintln!(
+            "== {}: {} cold starts, {} warm invocations",
+            subject.name, plan.cold_starts, plan.warm
+        );
+        match runtime.block_on(lambda_bench::run(subject, &plan)) {
+            Ok(report) => reports.push(report),
+            Err(error) => {
+                eprintln!("benchmark failed: {error}");
+                std::process::exit(1);
+            }
+        }
+    }
+    print!("{}", lambda_bench::markdown(&plan, &reports));
+}
+
+fn usage(problem: &str) -> ! {
+    eprintln!("hookrelay-lambda-bench: {problem}");
+    eprintln!(
+        "usage: hookrelay-lambda-bench [--receiver PATH] [--peer-python PATH --peer-dir DIR] \
+         [--tls-dir DIR] [--cold-starts N] [--warm N] [--body-bytes N] [--drain-every N] [--log-dir DIR] \
+         [--env NAME=VALUE]..."
+    );
+    std::process::exit(2);
+}

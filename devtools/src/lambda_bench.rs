@@ -1,0 +1,360 @@
+//! The Lambda benchmark: cold starts and warm invocations of a function process under the
+//! Runtime API emulator, against a local SQS endpoint, measured the same way for hookrelay's
+//! release binary and for a peer (the seeds' receiver logic in Python under `awslambdaric`).
+//!
+//! For each function:
+//! - `cold_starts` times: spawn the process, time its init (spawn to first poll of
+//!   `/runtime/invocation/next`), then its first invocation (which opens the first connection to
+//!   SQS), and stop it, except the last one, which stays for the warm run;
+//! - `warm` invocations, one at a time, each a new signed event (engine and Rekko alternately),
+//!   each timed from the event leaving the Runtime API to the answer arriving;
+//! - the handler's own overhead per warm invocation: that time minus the SQS send time the
+//!   function itself reports (`PublishLatency` in its metrics line);
+//! - for a function that deduplicates (`replays`), a re-delivery of each warm event right after
+//!   it: answered without calling SQS, so its time is the runtime round trip plus the handler;
+//! - the process's peak RSS, and a count of what arrived in the queue (it must be one message
+//!   per distinct event, or the run fails).
+//!
+//! The queue is drained every `drain_every` invocations, between invocations, because moto's
+//! SendMessage slows down as a queue grows; that keeps the SQS share of each invocation steady.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::audit::test_keys;
+use crate::lambda_emulator::{FunctionCommand, Invocation, LambdaInstance};
+use crate::local_sqs;
+use crate::sender_sim::{EventSpec, Sender};
+use crate::stats::Percentiles;
+
+/// A function to measure.
+#[derive(Debug, Clone)]
+pub struct Subject {
+    /// Its name in the report (`hookrelay`, `python-peer`).
+    pub name: String,
+    /// How to start its process.
+    pub command: FunctionCommand,
+    /// Whether it drops re-deliveries itself (then they are measured too).
+    pub replays: bool,
+}
+
+/// How to measure.
+#[derive(Debug, Clone)]
+pub struct BenchPlan {
+    /// Processes started cold.
+    pub cold_starts: usize,
+    /// Invocations of the warm process.
+    pub warm: usize,
+    /// Body size of every event, bytes.
+    pub body_bytes: usize,
+    /// The SQS endpoint the functions publish to.
+    pub sqs_endpoint: String,
+    /// A CA certificate the functions must trust for that endpoint (PEM), if it is TLS.
+    pub ca_file: Option<PathBuf>,
+    /// Where the functions' stdout and stderr go, one file per process.
+    pub log_dir: PathBuf,
+    /// Drain the queue after this many invocations.
+    pub drain_every: usize,
+    /// More environment for the functions (a lever such as `HOOKRELAY_CONNECT_AT_INIT=false`).
+    pub extra_env: Vec<(String, String)>,
+}
+
+/// What was measured for one function.
+#[derive(Debug, Clone)]
+pub struct SubjectReport {
+    /// The function's name.
+    pub name: String,
+    /// Init (spawn to first poll), milliseconds.
+    pub init_ms: Percentiles,
+    /// First invocation (includes the first connection to SQS), milliseconds.
+    pub first_invocation_ms: Percentiles,
+    /// Warm invocations, microseconds.
+    pub warm_us: Percentiles,
+    /// SQS send time the function reported for each warm invocation, microseconds.
+    pub publish_us: Percentiles,
+    /// Warm invocation minus its SQS send, microseconds.
+    pub overhead_us: Percentiles,
+    /// Re-deliveries answered without SQS, microseconds (none unless the subject `replays`).
+    pub replay_us: Percentiles,
+    /// Peak RSS of the cold-started processes after their first invocation (largest), MiB.
+    pub peak_rss_cold_mib: f64,
+    /// Peak RSS of the warm process after all its invocations, MiB.
+    pub peak_rss_warm_mib: f64,
+    /// Messages found in the queue (each invocation publishes one).
+    pub queued: u64,
+}
+
+/// A harness failure: the run can't be trusted.
+pub type BenchError = String;
+
+fn event_spec(n: u64) -> EventSpec {
+    let sender = if n.is_multiple_of(2) {
+        Sender::Engine
+    } else {
+        Sender::Rekko
+    };
+    EventSpec { sender, n }
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
+}
+
+fn micros(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1e6
+}
+
+/// Invokes `instance` with the `n`th event, signed now; the time the function held it.
+async fn invoke(
+    instance: &LambdaInstance,
+    n: u64,
+    body_bytes: usize,
+) -> Result<Duration, BenchError> {
+    invoke_with(instance, n, event(n, body_bytes)).await
+}
+
+/// The `n`th event's Function URL event, signed now.
+fn event(n: u64, body_bytes: usize) -> Vec<u8> {
+    let delivery = event_spec(n).sign_padded(&test_keys(), unix_now(), body_bytes);
+    delivery.function_url_event()
+}
+
+/// Invokes `instance` with `event` (the `n`th); the time the function held it.
+async fn invoke_with(
+    instance: &LambdaInstance,
+    n: u64,
+    event: Vec<u8>,
+) -> Result<Duration, BenchError> {
+    let (invocation, held) = instance.invoke_timed(event).await;
+    let answer = match invocation {
+        Invocation::Response(json) => json,
+        Invocation::Error(error) => return Err(format!("invocation {n} failed: {error}")),
+    };
+    let response: serde_json::Value = serde_json::from_slice(&answer)
+        .map_err(|error| format!("invocation {n}: the response is not JSON: {error}"))?;
+    if response["statusCode"] != 200 {
+        return Err(format!("invocation {n} was not accepted: {response}"));
+    }
+    held.ok_or_else(|| format!("invocation {n}: no timing"))
+}
+
+/// The `PublishLatency` values (milliseconds) the function wrote to its log, in order.
+fn reported_publish_ms(log: &Path) -> Vec<f64> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter_map(|line| line.get("PublishLatency").and_then(|v| v.as_f64()))
+        .collect()
+}
+
+fn mib(kib: Option<u64>) -> f64 {
+    kib.unwrap_or(0) as f64 / 1024.0
+}
+
+/// Measures `subject` by `plan`, against a fresh queue of its own.
+pub async fn run(subject: &Subject, plan: &BenchPlan) -> Result<SubjectReport, BenchError> {
+    let sqs = local_sqs::client(&plan.sqs_endpoint);
+    let stamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis();
+    let queue_name = format!("bench-{}-{stamp}.fifo", subject.name);
+    let queue_url = local_sqs::create_fifo_queue(&sqs, &queue_name).await?;
+    let keys = test_keys();
+    let ca_file = plan
+        .ca_file
+        .as_ref()
+        .map(|path| path.to_string_lossy().into_owned());
+    let mut env = vec![
+        ("HOOKRELAY_QUEUE_URL", queue_url.as_str()),
+        ("HOOKRELAY_ENGINE_SECRETS", keys.engine.as_str()),
+        ("HOOKRELAY_REKKO_SECRETS", keys.rekko.as_str()),
+        ("AWS_ENDPOINT_URL_SQS", plan.sqs_endpoint.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_DEFAULT_REGION", "us-east-1"), // Lambda sets both; boto3 reads this one
+        ("AWS_ACCESS_KEY_ID", "bench"),
+        ("AWS_SECRET_ACCESS_KEY", "bench"),
+        ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
+        ("PYTHONUNBUFFERED", "1"), // as Lambda's Python runtimes run: each line logged at once
+    ];
+    if let Some(ca_file) = &ca_file {
+        // rustls-native-certs reads SSL_CERT_FILE; botocore reads AWS_CA_BUNDLE.
+        env.extend([
+            ("SSL_CERT_FILE", ca_file.as_str()),
+            ("AWS_CA_BUNDLE", ca_file.as_str()),
+        ]);
+    }
+    env.extend(plan.extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    std::fs::create_dir_all(&plan.log_dir).map_err(|error| format!("log dir: {error}"))?;
+
+    let mut init_ms = Vec::new();
+    let mut first_ms = Vec::new();
+    let mut peak_rss_cold_mib: f64 = 0.0;
+    let mut n = 0u64;
+    let mut queued = 0u64;
+    let mut warm_instance = None;
+    for start in 0..plan.cold_starts.max(1) {
+        let log = plan.log_dir.join(format!("{}-{start}.log", subject.name));
+        let _ = std::fs::remove_file(&log);
+        let instance = LambdaInstance::start_command(&subject.command, &env, Some(&log))
+            .await
+            .map_err(|error| format!("start {}: {error}", subject.name))?;
+        let init = instance
+            .init_duration(Duration::from_secs(30))
+            .await
+            .ok_or_else(|| {
+                format!(
+                    "{} never polled for an invocation; see {}",
+                    subject.name,
+                    log.display()
+                )
+            })?;
+        init_ms.push(init.as_secs_f64() * 1e3);
+        first_ms.push(invoke(&instance, n, plan.body_bytes).await?.as_secs_f64() * 1e3);
+        n += 1;
+        peak_rss_cold_mib = peak_rss_cold_mib.max(mib(instance.peak_rss_kib()));
+        warm_instance = Some((instance, log));
+    }
+    let (instance, warm_log) = warm_instance.expect("at least one cold start");
+
+    let mut warm_us = Vec::with_capacity(plan.warm);
+    let mut replay_us = Vec::new();
+    for done in 1..=plan.warm {
+        let event = event(n, plan.body_bytes);
+        warm_us.push(micros(invoke_with(&instance, n, event.clone()).await?));
+        if subject.replays {
+            // At once, as a sender that missed the 2xx retries (its signature is still fresh).
+            replay_us.push(micros(invoke_with(&instance, n, event).await?));
+        }
+        n += 1;
+        if done.is_multiple_of(plan.drain_every.max(1)) {
+            queued += local_sqs::drain(&sqs, &queue_url, 1, |_| {}).await?;
+        }
+    }
+    let peak_rss_warm_mib = mib(instance.peak_rss_kib());
+    drop(instance);
+    queued += local_sqs::drain(&sqs, &queue_url, 2, |_| {}).await?;
+    if queued != n {
+        return Err(format!(
+            "{}: {n} events accepted but {queued} messages in the queue",
+            subject.name
+        ));
+    }
+
+    // The warm process's log has one PublishLatency per invocation, its first one included.
+    let publish_ms = reported_publish_ms(&warm_log);
+    let warm_publish_ms = publish_ms
+        .len()
+        .checked_sub(warm_us.len())
+        .map(|skip| &publish_ms[skip..])
+        .filter(|_| publish_ms.len() == warm_us.len() + 1)
+        .ok_or_else(|| {
+            format!(
+                "{}: {} PublishLatency lines for {} invocations in {}",
+                subject.name,
+                publish_ms.len(),
+                warm_us.len() + 1,
+                warm_log.display()
+            )
+        })?;
+    let mut publish_us: Vec<f64> = warm_publish_ms.iter().map(|ms| ms * 1e3).collect();
+    let mut overhead_us: Vec<f64> = warm_us
+        .iter()
+        .zip(&publish_us)
+        .map(|(held, publish)| held - publish)
+        .collect();
+
+    Ok(SubjectReport {
+        name: subject.name.clone(),
+        init_ms: Percentiles::of(&mut init_ms),
+        first_invocation_ms: Percentiles::of(&mut first_ms),
+        warm_us: Percentiles::of(&mut warm_us),
+        publish_us: Percentiles::of(&mut publish_us),
+        overhead_us: Percentiles::of(&mut overhead_us),
+        replay_us: Percentiles::of(&mut replay_us),
+        peak_rss_cold_mib,
+        peak_rss_warm_mib,
+        queued,
+    })
+}
+
+/// The reports as a Markdown table, with each figure's ratio peer/ours when there are two.
+pub fn markdown(plan: &BenchPlan, reports: &[SubjectReport]) -> String {
+    let mut out = format!(
+        "{} cold starts and {} warm invocations per function, {}-byte bodies, SQS at {}.\n\n",
+        plan.cold_starts, plan.warm, plan.body_bytes, plan.sqs_endpoint
+    );
+    out.push_str("| figure |");
+    for report in reports {
+        out.push_str(&format!(" {} |", report.name));
+    }
+    if reports.len() == 2 {
+        out.push_str(&format!(" {} / {} |", reports[1].name, reports[0].name));
+    }
+    out.push_str(&format!(
+        "\n|---|{}\n",
+        "---|".repeat(reports.len() + usize::from(reports.len() == 2))
+    ));
+    type Figure = (&'static str, fn(&SubjectReport) -> f64, &'static str);
+    let figures: [Figure; 16] = [
+        ("init p50", |r| r.init_ms.p50, "ms"),
+        ("init max", |r| r.init_ms.max, "ms"),
+        ("first invocation p50", |r| r.first_invocation_ms.p50, "ms"),
+        ("first invocation max", |r| r.first_invocation_ms.max, "ms"),
+        (
+            "init + first invocation p50",
+            |r| r.init_ms.p50 + r.first_invocation_ms.p50,
+            "ms",
+        ),
+        ("warm invocation p50", |r| r.warm_us.p50, "µs"),
+        ("warm invocation p99", |r| r.warm_us.p99, "µs"),
+        (
+            "SQS send p50 (as the function reports it)",
+            |r| r.publish_us.p50,
+            "µs",
+        ),
+        (
+            "handler overhead p50 (warm minus SQS send)",
+            |r| r.overhead_us.p50,
+            "µs",
+        ),
+        ("handler overhead p99", |r| r.overhead_us.p99, "µs"),
+        ("handler overhead max", |r| r.overhead_us.max, "µs"),
+        (
+            "re-delivery answered without SQS p50",
+            |r| r.replay_us.p50,
+            "µs",
+        ),
+        (
+            "re-delivery answered without SQS p99",
+            |r| r.replay_us.p99,
+            "µs",
+        ),
+        (
+            "peak RSS after first invocation",
+            |r| r.peak_rss_cold_mib,
+            "MiB",
+        ),
+        (
+            "peak RSS after all warm invocations",
+            |r| r.peak_rss_warm_mib,
+            "MiB",
+        ),
+        ("messages in the queue", |r| r.queued as f64, ""),
+    ];
+    for (name, value, unit) in figures {
+        out.push_str(&format!("| {name} |"));
+        for report in reports {
+            out.push_str(&format!(" {:.1} {unit} |", value(report)));
+        }
+        if let [ours, peer] = reports {
+            let ratio = value(peer) / value(ours);
+            out.push_str(&format!(" {ratio:.1}× |"));
+        }
+        out.push('\n');
+    }
+    out
+}

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Every benchmark in BENCHMARKS.md, in one run: `bash scripts/bench.sh [--quick] [--levers]`.
+#   1. the request path in-process against its floor (criterion, benches/request_path.rs);
+#   2. cold start, first and warm invocations, handler overhead and peak RSS of the release
+#      binary under the Runtime API emulator against a local TLS SQS endpoint, and the same for
+#      the Python peer (benches/python_peer) in the same run (hookrelay-lambda-bench);
+#   3. the deployment size: the stripped arm64 bootstrap and its zip (cargo lambda build);
+#   4. with --levers: each release-profile and build lever, rebuilt and measured (init, first
+#      invocation, handler overhead, binary size) against the shipped settings.
+# --quick shortens every measurement (for trying the command, not for BENCHMARKS.md).
+# Results: target/bench/*.md, printed at the end. Needs Rust and Python 3; installs the rest.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+quick=0 levers=0
+for arg in "$@"; do
+  case "$arg" in
+    --quick) quick=1 ;;
+    --levers) levers=1 ;;
+    *) echo "usage: scripts/bench.sh [--quick] [--levers]" >&2; exit 2 ;;
+  esac
+done
+
+source scripts/venv.sh
+ensure_venv "$root/.venv-bench" "$root/requirements-bench.txt"
+export PATH="$root/.venv/bin:$PATH"   # cargo-lambda and zig for the arm64 build
+
+out="$root/target/bench"
+mkdir -p "$out"
+if [ "$quick" = 1 ]; then
+  criterion_args=(--warm-up-time 1 --measurement-time 2)
+  lambda_args=(--cold-starts 5 --warm 500)
+else
+  criterion_args=()
+  lambda_args=(--cold-starts 20 --warm 10000)
+fi
+
+machine() {
+  echo "- CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores"
+  echo "- Kernel: $(uname -r); $(rustc --version); $(python3 --version)"
+}
+
+echo "== 1/3 request path vs floor (criterion)"
+cargo bench --locked --bench request_path -- "${criterion_args[@]}" | tee "$out/criterion.txt"
+.venv/bin/python scripts/bench_report.py request-path target/criterion > "$out/request_path.md"
+
+echo "== 2/3 Lambda: cold start, warm invocations, peer"
+cargo build --locked --release -p hookrelay -p hookrelay-devtools --bin hookrelay --bin hookrelay-lambda-bench
+.venv/bin/python scripts/bench_tls.py "$out/tls"
+lambda_bench() {
+  HOOKRELAY_TEST_PYTHON="$root/.venv/bin/python" target/release/hookrelay-lambda-bench \
+    --tls-dir "$out/tls" --log-dir "$out/lambda-logs" "$@"
+}
+lambda_bench --peer-python "$root/.venv-bench/bin/python" --peer-dir benches/python_peer \
+  "${lambda_args[@]}" | tee "$out/lambda.md"
+
+echo "== 3/3 deployment size (arm64, as sam build makes it)"
+cargo lambda build --release --arm64 --bin hookrelay >/dev/null
+.venv/bin/python scripts/bench_report.py size target/lambda/hookrelay/bootstrap target/release/hookrelay | tee "$out/size.md"
+
+if [ "$levers" = 1 ]; then
+  echo "== levers (each one a separate release build of the receiver)"
+  .venv/bin/python scripts/bench_report.py levers-header > "$out/levers.md"
+  # name | environment for the build
+  while IFS='|' read -r name build_env; do
+    [ -z "$name" ] && continue
+    dir="$root/target/levers/$name"
+    echo "-- $name: $build_env"
+    env ${build_env:-} CARGO_TARGET_DIR="$dir" cargo build --locked --release --bin hookrelay >/dev/null
+    lambda_bench --receiver "$dir/release/hookrelay" --cold-starts 20 --warm 2000 > "$dir/lambda.md"
+    .venv/bin/python scripts/bench_report.py lever "$name" "$build_env" "$dir/lambda.md" "$dir/release/hookrelay" >> "$out/levers.md"
+  done <<'LEVERS'
+shipped|
+panic-abort|CARGO_PROFILE_RELEASE_PANIC=abort
+opt-level-s|CARGO_PROFILE_RELEASE_OPT_LEVEL=s
+thin-lto|CARGO_PROFILE_RELEASE_LTO=thin CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16
+jitter-entropy-on|AWS_LC_SYS_NO_JITTER_ENTROPY=0
+LEVERS
+  cat "$out/levers.md"
+fi
+
+{ echo "Machine:"; machine; } | tee "$out/machine.md"
+echo
+cat "$out/request_path.md"
