@@ -26,7 +26,8 @@ use hookrelay::function_url;
 use hookrelay::metrics;
 use hookrelay::pipeline::{FixedClock, Handled, InboundRequest, Outcome, Pipeline, RequestBody};
 use hookrelay::queue::{PublishError, Publisher, QueueMessage};
-use hookrelay_devtools::sender_sim::{EventSpec, Sender, SignedDelivery, SigningKeys};
+use hookrelay_devtools::audit::test_keys;
+use hookrelay_devtools::sender_sim::{EventSpec, Sender, SignedDelivery};
 use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use lambda_http::http::{HeaderMap, HeaderName, HeaderValue, Method};
 use serde::Deserialize;
@@ -36,10 +37,6 @@ const SIGNED_AT: i64 = 1_771_455_600;
 const POOL: u64 = 4096;
 const DEDUPE_CAPACITY: &str = "1024";
 const BODY_SIZES: [usize; 2] = [1024, 16 * 1024];
-
-const ENGINE_SECRET: &str = "bench-engine-secret-0123456789abcdef";
-const REKKO_SECRET: &str = "bench-rekko-secret-0123456789abcdef";
-const STANDARD_SECRET: &str = "whsec_YmVuY2gtc3RhbmRhcmQtc2VjcmV0LTAxMjM0NTY3ODk=";
 
 /// Accepts every message and keeps none.
 struct DiscardingPublisher;
@@ -64,14 +61,15 @@ fn ready<F: Future>(future: F) -> F::Output {
 }
 
 fn pipeline() -> Pipeline<DiscardingPublisher, FixedClock> {
+    let keys = test_keys();
     let vars = [
         (
             "HOOKRELAY_QUEUE_URL",
             "http://127.0.0.1:1/000000000000/bench.fifo",
         ),
-        ("HOOKRELAY_ENGINE_SECRETS", ENGINE_SECRET),
-        ("HOOKRELAY_REKKO_SECRETS", REKKO_SECRET),
-        ("HOOKRELAY_STANDARD_SECRETS", STANDARD_SECRET),
+        ("HOOKRELAY_ENGINE_SECRETS", keys.engine.as_str()),
+        ("HOOKRELAY_REKKO_SECRETS", keys.rekko.as_str()),
+        ("HOOKRELAY_STANDARD_SECRETS", keys.standard.as_str()),
         ("HOOKRELAY_DEDUPE_CAPACITY", DEDUPE_CAPACITY),
     ];
     let config = Config::from_lookup(|name| {
@@ -85,11 +83,7 @@ fn pipeline() -> Pipeline<DiscardingPublisher, FixedClock> {
 }
 
 fn deliveries(sender: Sender, body_len: usize) -> Vec<SignedDelivery> {
-    let keys = SigningKeys {
-        engine: ENGINE_SECRET.into(),
-        rekko: REKKO_SECRET.into(),
-        standard: STANDARD_SECRET.into(),
-    };
+    let keys = test_keys();
     (0..POOL)
         .map(|n| EventSpec { sender, n }.sign_padded(&keys, SIGNED_AT as f64, body_len))
         .collect()
@@ -166,21 +160,14 @@ fn floor(sender: Sender, keys: &[u8], delivery: &SignedDelivery) -> bool {
     parsed
 }
 
-fn sender_name(sender: Sender) -> &'static str {
-    match sender {
-        Sender::Engine => "engine",
-        Sender::Rekko => "rekko",
-        Sender::Standard => "standard",
-    }
-}
-
 fn floor_key(sender: Sender) -> Vec<u8> {
     use base64::Engine as _;
+    let keys = test_keys();
     match sender {
-        Sender::Engine => ENGINE_SECRET.as_bytes().to_vec(),
-        Sender::Rekko => REKKO_SECRET.as_bytes().to_vec(),
+        Sender::Engine => keys.engine.into_bytes(),
+        Sender::Rekko => keys.rekko.into_bytes(),
         Sender::Standard => base64::engine::general_purpose::STANDARD
-            .decode(STANDARD_SECRET.trim_start_matches("whsec_"))
+            .decode(keys.standard.trim_start_matches("whsec_"))
             .expect("a base64 key"),
     }
 }
@@ -215,7 +202,7 @@ fn request_path(c: &mut Criterion) {
             assert!(pool.iter().all(|d| d.body.len() == body_len));
             let name = format!(
                 "request_path/{}/{}KiB",
-                sender_name(sender),
+                pool[0].path.trim_start_matches('/'), // the route names the sender
                 body_len / 1024
             );
             let mut group = c.benchmark_group(&name);

@@ -66,10 +66,16 @@ if [ "$levers" = 1 ]; then
   while IFS='|' read -r name build_env; do
     [ -z "$name" ] && continue
     dir="$root/target/levers/$name"
-    echo "-- $name: $build_env"
-    env ${build_env:-} CARGO_TARGET_DIR="$dir" cargo build --locked --release --bin hookrelay >/dev/null
-    lambda_bench --receiver "$dir/release/hookrelay" --cold-starts 20 --warm 2000 > "$dir/lambda.md"
-    .venv/bin/python scripts/bench_report.py lever "$name" "$build_env" "$dir/lambda.md" "$dir/release/hookrelay" >> "$out/levers.md"
+    mkdir -p "$dir"
+    echo "-- $name: ${build_env:-the shipped settings}"
+    if [ -z "$build_env" ]; then
+      binary="$root/target/release/hookrelay"   # built in step 2
+    else
+      env $build_env CARGO_TARGET_DIR="$dir" cargo build --locked --release --bin hookrelay >/dev/null
+      binary="$dir/release/hookrelay"
+    fi
+    lambda_bench --receiver "$binary" --cold-starts 20 --warm 2000 > "$dir/lambda.md"
+    .venv/bin/python scripts/bench_report.py lever "$name" "$build_env" "$dir/lambda.md" "$binary" >> "$out/levers.md"
   done <<'LEVERS'
 shipped|
 panic-abort|CARGO_PROFILE_RELEASE_PANIC=abort

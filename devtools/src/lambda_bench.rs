@@ -107,15 +107,6 @@ fn micros(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1e6
 }
 
-/// Invokes `instance` with the `n`th event, signed now; the time the function held it.
-async fn invoke(
-    instance: &LambdaInstance,
-    n: u64,
-    body_bytes: usize,
-) -> Result<Duration, BenchError> {
-    invoke_with(instance, n, event(n, body_bytes)).await
-}
-
 /// The `n`th event's Function URL event, signed now.
 fn event(n: u64, body_bytes: usize) -> Vec<u8> {
     let delivery = event_spec(n).sign_padded(&test_keys(), unix_now(), body_bytes);
@@ -123,11 +114,7 @@ fn event(n: u64, body_bytes: usize) -> Vec<u8> {
 }
 
 /// Invokes `instance` with `event` (the `n`th); the time the function held it.
-async fn invoke_with(
-    instance: &LambdaInstance,
-    n: u64,
-    event: Vec<u8>,
-) -> Result<Duration, BenchError> {
+async fn invoke(instance: &LambdaInstance, n: u64, event: Vec<u8>) -> Result<Duration, BenchError> {
     let (invocation, held) = instance.invoke_timed(event).await;
     let answer = match invocation {
         Invocation::Response(json) => json,
@@ -213,7 +200,12 @@ pub async fn run(subject: &Subject, plan: &BenchPlan) -> Result<SubjectReport, B
                 )
             })?;
         init_ms.push(init.as_secs_f64() * 1e3);
-        first_ms.push(invoke(&instance, n, plan.body_bytes).await?.as_secs_f64() * 1e3);
+        first_ms.push(
+            invoke(&instance, n, event(n, plan.body_bytes))
+                .await?
+                .as_secs_f64()
+                * 1e3,
+        );
         n += 1;
         peak_rss_cold_mib = peak_rss_cold_mib.max(mib(instance.peak_rss_kib()));
         warm_instance = Some((instance, log));
@@ -224,10 +216,10 @@ pub async fn run(subject: &Subject, plan: &BenchPlan) -> Result<SubjectReport, B
     let mut replay_us = Vec::new();
     for done in 1..=plan.warm {
         let event = event(n, plan.body_bytes);
-        warm_us.push(micros(invoke_with(&instance, n, event.clone()).await?));
+        warm_us.push(micros(invoke(&instance, n, event.clone()).await?));
         if subject.replays {
             // At once, as a sender that missed the 2xx retries (its signature is still fresh).
-            replay_us.push(micros(invoke_with(&instance, n, event).await?));
+            replay_us.push(micros(invoke(&instance, n, event).await?));
         }
         n += 1;
         if done.is_multiple_of(plan.drain_every.max(1)) {
@@ -298,63 +290,91 @@ pub fn markdown(plan: &BenchPlan, reports: &[SubjectReport]) -> String {
         "\n|---|{}\n",
         "---|".repeat(reports.len() + usize::from(reports.len() == 2))
     ));
-    type Figure = (&'static str, fn(&SubjectReport) -> f64, &'static str);
-    let figures: [Figure; 16] = [
-        ("init p50", |r| r.init_ms.p50, "ms"),
-        ("init max", |r| r.init_ms.max, "ms"),
-        ("first invocation p50", |r| r.first_invocation_ms.p50, "ms"),
-        ("first invocation max", |r| r.first_invocation_ms.max, "ms"),
+    // (name, value, unit); `None` where a function doesn't have the figure.
+    type Figure = (
+        &'static str,
+        fn(&SubjectReport) -> Option<f64>,
+        &'static str,
+    );
+    fn replayed(r: &SubjectReport) -> Option<Percentiles> {
+        (r.replay_us.count > 0).then_some(r.replay_us)
+    }
+    let figures: [Figure; 15] = [
+        ("init p50", |r| Some(r.init_ms.p50), "ms"),
+        ("init max", |r| Some(r.init_ms.max), "ms"),
         (
-            "init + first invocation p50",
-            |r| r.init_ms.p50 + r.first_invocation_ms.p50,
+            "first invocation p50",
+            |r| Some(r.first_invocation_ms.p50),
             "ms",
         ),
-        ("warm invocation p50", |r| r.warm_us.p50, "µs"),
-        ("warm invocation p99", |r| r.warm_us.p99, "µs"),
+        (
+            "first invocation max",
+            |r| Some(r.first_invocation_ms.max),
+            "ms",
+        ),
+        (
+            "init + first invocation p50",
+            |r| Some(r.init_ms.p50 + r.first_invocation_ms.p50),
+            "ms",
+        ),
+        ("warm invocation p50", |r| Some(r.warm_us.p50), "µs"),
+        ("warm invocation p99", |r| Some(r.warm_us.p99), "µs"),
         (
             "SQS send p50 (as the function reports it)",
-            |r| r.publish_us.p50,
+            |r| Some(r.publish_us.p50),
             "µs",
         ),
         (
             "handler overhead p50 (warm minus SQS send)",
-            |r| r.overhead_us.p50,
+            |r| Some(r.overhead_us.p50),
             "µs",
         ),
-        ("handler overhead p99", |r| r.overhead_us.p99, "µs"),
-        ("handler overhead max", |r| r.overhead_us.max, "µs"),
+        ("handler overhead p99", |r| Some(r.overhead_us.p99), "µs"),
+        ("handler overhead max", |r| Some(r.overhead_us.max), "µs"),
         (
             "re-delivery answered without SQS p50",
-            |r| r.replay_us.p50,
+            |r| replayed(r).map(|p| p.p50),
             "µs",
         ),
         (
             "re-delivery answered without SQS p99",
-            |r| r.replay_us.p99,
+            |r| replayed(r).map(|p| p.p99),
             "µs",
         ),
         (
             "peak RSS after first invocation",
-            |r| r.peak_rss_cold_mib,
+            |r| Some(r.peak_rss_cold_mib),
             "MiB",
         ),
         (
             "peak RSS after all warm invocations",
-            |r| r.peak_rss_warm_mib,
+            |r| Some(r.peak_rss_warm_mib),
             "MiB",
         ),
-        ("messages in the queue", |r| r.queued as f64, ""),
     ];
     for (name, value, unit) in figures {
         out.push_str(&format!("| {name} |"));
         for report in reports {
-            out.push_str(&format!(" {:.1} {unit} |", value(report)));
+            match value(report) {
+                Some(value) => out.push_str(&format!(" {value:.1} {unit} |")),
+                None => out.push_str(" — |"),
+            }
         }
         if let [ours, peer] = reports {
-            let ratio = value(peer) / value(ours);
-            out.push_str(&format!(" {ratio:.1}× |"));
+            match (value(ours), value(peer)) {
+                (Some(ours), Some(peer)) => out.push_str(&format!(" {:.1}× |", peer / ours)),
+                _ => out.push_str(" — |"),
+            }
         }
         out.push('\n');
     }
+    let queued: Vec<String> = reports
+        .iter()
+        .map(|r| format!("{} {}", r.name, r.queued))
+        .collect();
+    out.push_str(&format!(
+        "\nMessages in the queue, one per distinct event (checked): {}.\n",
+        queued.join(", ")
+    ));
     out
 }

@@ -4,6 +4,7 @@
 //! puts them together, and the Lambda benchmark (cold start, warm invocations, the Python peer).
 
 pub mod audit;
+pub mod cli;
 pub mod fault_proxy;
 pub mod lambda_bench;
 pub mod lambda_emulator;

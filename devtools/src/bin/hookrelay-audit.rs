@@ -11,6 +11,7 @@
 use std::path::PathBuf;
 
 use hookrelay_devtools::audit::{self, AuditConfig};
+use hookrelay_devtools::cli::{self, number};
 
 fn main() {
     let mut rounds = 0u64;
@@ -22,22 +23,11 @@ fn main() {
         concurrency: 64,
         duplicate_fraction: 0.1,
         seed: 2026,
-        receiver: std::env::current_exe()
-            .ok()
-            .and_then(|exe| exe.parent().map(|dir| dir.join("hookrelay")))
-            .unwrap_or_else(|| PathBuf::from("target/release/hookrelay")),
+        receiver: cli::default_receiver(),
         log_dir: None,
     };
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    for pair in args.chunks(2) {
-        let [flag, value] = pair else {
-            usage(&format!("{} needs a value", pair[0]))
-        };
-        let number = || {
-            value
-                .parse::<f64>()
-                .unwrap_or_else(|_| usage(&format!("{flag}: not a number")))
-        };
+    for (flag, value) in cli::flag_pairs(usage) {
+        let number = || number::<f64>(&flag, &value, usage);
         match flag.as_str() {
             "--events" => config.events = number() as u64,
             "--rounds" => rounds = number() as u64,
@@ -47,17 +37,12 @@ fn main() {
             "--concurrency" => config.concurrency = number() as usize,
             "--duplicates" => config.duplicate_fraction = number(),
             "--seed" => config.seed = number() as u64,
-            "--receiver" => config.receiver = PathBuf::from(value),
+            "--receiver" => config.receiver = PathBuf::from(&value),
             "--log-dir" => config.log_dir = Some(PathBuf::from(value)),
             _ => usage(&format!("unknown flag {flag}")),
         }
     }
-    if !config.receiver.exists() {
-        usage(&format!(
-            "no receiver binary at {} (cargo build --release --bin hookrelay)",
-            config.receiver.display()
-        ));
-    }
+    cli::require_receiver(&config.receiver, usage);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

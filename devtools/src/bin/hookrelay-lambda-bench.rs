@@ -9,15 +9,13 @@
 
 use std::path::PathBuf;
 
+use hookrelay_devtools::cli::{self, number};
 use hookrelay_devtools::lambda_bench::{self, BenchPlan, Subject};
 use hookrelay_devtools::lambda_emulator::FunctionCommand;
 use hookrelay_devtools::moto::{self, TlsFiles};
 
 fn main() {
-    let mut receiver = std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().map(|dir| dir.join("hookrelay")))
-        .unwrap_or_else(|| PathBuf::from("target/release/hookrelay"));
+    let mut receiver = cli::default_receiver();
     let mut peer_python = None;
     let mut peer_dir = PathBuf::from("benches/python_peer");
     let mut tls_dir = None;
@@ -31,22 +29,14 @@ fn main() {
         drain_every: 100,
         extra_env: Vec::new(),
     };
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    for pair in args.chunks(2) {
-        let [flag, value] = pair else {
-            usage(&format!("{} needs a value", pair[0]))
-        };
-        let number = || {
-            value
-                .parse::<usize>()
-                .unwrap_or_else(|_| usage(&format!("{flag}: not a whole number")))
-        };
+    for (flag, value) in cli::flag_pairs(usage) {
+        let number = || number::<usize>(&flag, &value, usage);
         match flag.as_str() {
-            "--receiver" => receiver = PathBuf::from(value),
-            "--peer-python" => peer_python = Some(PathBuf::from(value)),
-            "--peer-dir" => peer_dir = PathBuf::from(value),
+            "--receiver" => receiver = PathBuf::from(&value),
+            "--peer-python" => peer_python = Some(PathBuf::from(&value)),
+            "--peer-dir" => peer_dir = PathBuf::from(&value),
             // Absolute, because the peer runs in its own directory.
-            "--tls-dir" => match std::fs::canonicalize(value) {
+            "--tls-dir" => match std::fs::canonicalize(&value) {
                 Ok(dir) => tls_dir = Some(dir),
                 Err(error) => usage(&format!("--tls-dir {value}: {error}")),
             },
@@ -54,7 +44,7 @@ fn main() {
             "--warm" => plan.warm = number(),
             "--body-bytes" => plan.body_bytes = number(),
             "--drain-every" => plan.drain_every = number(),
-            "--log-dir" => plan.log_dir = PathBuf::from(value),
+            "--log-dir" => plan.log_dir = PathBuf::from(&value),
             "--env" => match value.split_once('=') {
                 Some((name, value)) => plan.extra_env.push((name.into(), value.into())),
                 None => usage("--env takes NAME=VALUE"),
@@ -62,12 +52,7 @@ fn main() {
             _ => usage(&format!("unknown flag {flag}")),
         }
     }
-    if !receiver.exists() {
-        usage(&format!(
-            "no receiver binary at {} (cargo build --release --bin hookrelay)",
-            receiver.display()
-        ));
-    }
+    cli::require_receiver(&receiver, usage);
     let tls = tls_dir.as_ref().map(|dir| TlsFiles {
         cert: dir.join("cert.pem"),
         key: dir.join("key.pem"),
