@@ -5,7 +5,9 @@
 #      binary under the Runtime API emulator against a local TLS SQS endpoint, and the same for
 #      the Python peer (benches/python_peer) in the same run (hookrelay-lambda-bench);
 #   3. the deployment size: the stripped arm64 bootstrap and its zip (cargo lambda build);
-#   4. with --levers: each release-profile and build lever, rebuilt and measured (init, first
+#   4. the stream bridge's sustained throughput: stand-ins of both streams in burst mode, the
+#      release hookrelay-bridge, and moto, then a null SQS endpoint (scripts/bench_bridge.py);
+#   5. with --levers: each release-profile and build lever, rebuilt and measured (init, first
 #      invocation, handler overhead, binary size) against the shipped settings.
 # --quick shortens every measurement (for trying the command, not for BENCHMARKS.md).
 # Results: target/bench/*.md, printed at the end. Needs Rust and Python 3; installs the rest.
@@ -31,9 +33,13 @@ mkdir -p "$out"
 if [ "$quick" = 1 ]; then
   criterion_args=(--warm-up-time 1 --measurement-time 2)
   lambda_args=(--cold-starts 5 --warm 500)
+  moto_events=(--trades 400 --rekko-events 100)
+  null_events=(--trades 2000 --rekko-events 500)
 else
   criterion_args=()
   lambda_args=(--cold-starts 20 --warm 10000)
+  moto_events=(--trades 2000 --rekko-events 500)
+  null_events=(--trades 20000 --rekko-events 5000)
 fi
 
 machine() {
@@ -41,11 +47,11 @@ machine() {
   echo "- Kernel: $(uname -r); $(rustc --version); $(python3 --version)"
 }
 
-echo "== 1/3 request path vs floor (criterion)"
+echo "== 1/4 request path vs floor (criterion)"
 cargo bench --locked --bench request_path -- "${criterion_args[@]}" | tee "$out/criterion.txt"
 .venv/bin/python scripts/bench_report.py request-path target/criterion > "$out/request_path.md"
 
-echo "== 2/3 Lambda: cold start, warm invocations, peer"
+echo "== 2/4 Lambda: cold start, warm invocations, peer"
 cargo build --locked --release -p hookrelay -p hookrelay-devtools --bin hookrelay --bin hookrelay-lambda-bench
 .venv/bin/python scripts/bench_tls.py "$out/tls"
 lambda_bench() {
@@ -55,9 +61,14 @@ lambda_bench() {
 lambda_bench --peer-python "$root/.venv-bench/bin/python" --peer-dir benches/python_peer \
   "${lambda_args[@]}" | tee "$out/lambda.md"
 
-echo "== 3/3 deployment size (arm64, as sam build makes it)"
+echo "== 3/4 deployment size (arm64, as sam build makes it)"
 cargo lambda build --release --arm64 --bin hookrelay >/dev/null
 .venv/bin/python scripts/bench_report.py size target/lambda/hookrelay/bootstrap target/release/hookrelay | tee "$out/size.md"
+
+echo "== 4/4 stream bridge throughput"
+cargo build --locked --release -p hookrelay-bridge -p hookrelay-devtools --bin hookrelay-bridge --bin hookrelay-stream-sim
+.venv/bin/python scripts/bench_bridge.py target/release --sink moto "${moto_events[@]}" | tee "$out/bridge.md"
+.venv/bin/python scripts/bench_bridge.py target/release --sink null "${null_events[@]}" | tee -a "$out/bridge.md"
 
 if [ "$levers" = 1 ]; then
   echo "== levers (each one a separate release build of the receiver)"

@@ -1,6 +1,9 @@
 """The whole pipeline on this machine: a local SQS endpoint (moto_server), the receiver running
 under `cargo lambda watch` (Lambda + Function URL emulation), freshly signed sample deliveries for
-every route, and what arrived in the queue. Exits non-zero if anything differs from the contract.
+every route, and what arrived in the queue; then the stream bridge (hookrelay-bridge) reading
+stand-ins of Heisenberg's WebSocket gateway and Rekko's SSE feed (hookrelay-stream-sim, with a
+4001 close, abrupt drops and replays) into the same queue. Exits non-zero if anything differs
+from the contract.
 
 Run it through scripts/run-local.sh, which prepares .venv first.
 """
@@ -25,6 +28,7 @@ import consume  # noqa: E402  (the README's Python consumer, run here against th
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 LOCAL = ROOT / ".local"
+BUILT = pathlib.Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target") / "debug"
 VENV_BIN = pathlib.Path(sys.executable).parent
 
 
@@ -180,9 +184,140 @@ def main() -> int:
             failures += 1
         print(f"\n{'OK' if failures == 0 else 'FAILED'}: {len(accepted)} accepted and queued once each; "
               "duplicates answered without a second message; forged, stale and malformed rejected.")
+
+        # Consumed: delete them, so the queue holds only what the streams add (and FIFO groups
+        # are not held back behind messages in flight).
+        for m in messages:
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"])
+
+        # 6. The streams, through the bridge, into the same queue.
+        failures += run_streams(sqs, queue_url, endpoint, processes, secrets)
+        print(f"\n{'OK' if failures == 0 else 'FAILED'}: webhooks and both streams")
         return 1 if failures else 0
     finally:
         stop()
+
+
+def run_streams(sqs, queue_url: str, endpoint: str, processes: list, secrets: dict) -> int:
+    """Stand-ins for both streams, the bridge between them and the queue, and what arrived."""
+    token = "local-stream-token"
+    sim = subprocess.Popen([str(BUILT / "hookrelay-stream-sim"), "--token", token],
+                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=open(LOCAL / "stream-sim.log", "w"),
+                           text=True)
+    processes.append(sim)
+    streams = json.loads(sim.stdout.readline())
+    expected = streams["trades"] + streams["rekko_events"]
+    bridge_env = {
+        "HOOKRELAY_QUEUE_URL": queue_url,
+        "HOOKRELAY_HEISENBERG_TOKEN": token,
+        "HOOKRELAY_HEISENBERG_URL": streams["heisenberg_ws"],
+        "HOOKRELAY_REKKO_API_KEY": token,
+        "HOOKRELAY_REKKO_STREAM_URL": streams["rekko_stream"],
+        "HOOKRELAY_BRIDGE_BACKOFF_INITIAL_MS": "200",
+        "AWS_ENDPOINT_URL_SQS": endpoint,
+        "AWS_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_SECRET_ACCESS_KEY": "local",
+        "PATH": os.environ.get("PATH", ""),
+        "RUST_LOG": "info",
+    }
+    bridge_log = LOCAL / "bridge.log"
+    bridge = subprocess.Popen([str(BUILT / "hookrelay-bridge")], env=bridge_env,
+                              stdout=open(bridge_log, "w"), stderr=subprocess.STDOUT)
+    processes.append(bridge)
+    print(f"\n\n== streams: hookrelay-bridge reading {streams['heisenberg_ws']} (Heisenberg WebSocket stand-in) "
+          f"and {streams['rekko_stream']} (Rekko SSE stand-in)   (logs: .local/bridge.log)")
+
+    # Received and deleted as a consumer would: a FIFO group's later messages are held back while
+    # an earlier one is in flight, and after a delete SQS no longer deduplicates that id, so any
+    # repeat the bridge sent would show up here.
+    messages = []
+
+    def receive() -> list:
+        batch = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=60,
+                                    MessageAttributeNames=["All"], MessageSystemAttributeNames=["All"])
+        got = batch.get("Messages", [])
+        for m in got:
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"])
+        return got
+
+    deadline = time.time() + 60
+    while len(messages) < len(expected) and time.time() < deadline and bridge.poll() is None:
+        got = receive()
+        messages.extend(got)
+        if not got:
+            time.sleep(0.2)
+    time.sleep(1.5)  # anything arriving late would be a duplicate
+    while got := receive():
+        messages.extend(got)
+
+    failures = 0
+    print(f"{len(messages)} stream message(s) in the queue (expected {len(expected)}: "
+          f"{len(streams['trades'])} trades, {len(streams['rekko_events'])} Rekko events, each once):")
+    print(f"{'id':58} {'provider':10} {'type':18} {'market':30} group")
+    seen = {}
+    for m in messages:
+        try:
+            envelope = consume.decode(m, secrets)
+        except ValueError as error:
+            print(f"{m['MessageId']}: {error}   <-- UNEXPECTED")
+            failures += 1
+            continue
+        data = consume.signed_data(m["Body"]).decode()
+        seen[data] = seen.get(data, 0) + 1
+        ok = envelope["via"] == "stream" and "signature" not in m.get("MessageAttributes", {})
+        failures += not ok
+        short_id = envelope["id"] if len(envelope["id"]) <= 58 else envelope["id"][:48] + "…" + envelope["id"][-9:]
+        print(f"{short_id:58} {envelope['provider']:10} {envelope['type']:18} "
+              f"{str(envelope['market_id']):30} {m.get('Attributes', {}).get('MessageGroupId')}"
+              + ("" if ok else "   <-- UNEXPECTED"))
+    if messages:
+        print("\nthe first, in full:\n" + json.dumps(json.loads(messages[0]["Body"]), indent=2))
+    missing = [e for e in expected if seen.get(e, 0) == 0]
+    repeated = [e for e, n in seen.items() if n > 1]
+    unexpected = [e for e in seen if e not in expected]
+    for label, items in (("missing", missing), ("more than once", repeated), ("not sent by the stand-ins", unexpected)):
+        if items:
+            print(f"{len(items)} event(s) {label}   <-- UNEXPECTED")
+            failures += 1
+
+    bridge.send_signal(signal.SIGTERM)
+    try:
+        code = bridge.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        bridge.kill()
+        code = "killed"
+    sim.stdin.close()
+    log = bridge_log.read_text()
+    # The bridge's counters: EMF documents, one per stream per minute and one at shutdown.
+    totals: dict[str, dict[str, float]] = {}
+    for line in log.splitlines():
+        if line.startswith('{"_aws"'):
+            doc = json.loads(line)
+            stream = totals.setdefault(doc["stream"], {})
+            for metric in doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]:
+                stream[metric["Name"]] = stream.get(metric["Name"], 0) + doc[metric["Name"]]
+    print("\nwhat the bridge counted (its EMF metrics):")
+    names = ["StreamEvents", "Published", "Duplicate", "Reconnects", "ProviderErrors", "RateLimited", "Malformed"]
+    print(f"{'stream':12}" + "".join(f"{n:>15}" for n in names))
+    for stream, counts in sorted(totals.items()):
+        print(f"{stream:12}" + "".join(f"{counts.get(n, 0):>15.0f}" for n in names))
+    print(f"Heisenberg subscriptions acknowledged {log.count('INFO subscribed')} time(s) (once per connection); "
+          f"SIGTERM → exit code {code}")
+    expected_counts = {"heisenberg": {"Duplicate": 2, "Reconnects": 2, "ProviderErrors": 1, "RateLimited": 1},
+                       "rekko": {"Duplicate": 1, "Reconnects": 1}}
+    for stream, want in expected_counts.items():
+        for name, value in want.items():
+            if totals.get(stream, {}).get(name) != value:
+                print(f"{stream} {name}: expected {value}   <-- UNEXPECTED")
+                failures += 1
+    if code != 0:
+        print("the bridge did not stop cleanly   <-- UNEXPECTED")
+        failures += 1
+    if token in log:
+        print("the stream token appears in the bridge's log   <-- UNEXPECTED")
+        failures += 1
+    return failures
 
 
 if __name__ == "__main__":

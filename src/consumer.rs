@@ -4,6 +4,10 @@
 //! as a batch item failure, so one bad message is retried (and eventually dead-lettered) alone
 //! instead of redelivering the whole batch. Pure: no I/O besides what the handler does.
 //!
+//! Events the bridge read from a provider's stream (`via: stream`) have no sender signature to
+//! re-check: their authenticity rests on the bridge's authenticated connection and on the
+//! queue's policy (only the receiver's and the bridge's roles may send to it).
+//!
 //! Requires `ReportBatchItemFailures` on the event source mapping (the template sets it).
 //! Secrets come from the same `HOOKRELAY_*_SECRETS` variables as the receiver; a sender without
 //! one is not re-verified (the receiver already verified it; re-verifying guards against anything
@@ -12,7 +16,7 @@
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 
 use crate::config::SenderSecrets;
-use crate::envelope::{Envelope, attributes};
+use crate::envelope::{Envelope, Via, attributes};
 use crate::events::{DecodeError, Event};
 use crate::providers::Provider;
 use crate::verify::VerifyError;
@@ -74,7 +78,12 @@ impl<H: EventHandler> Consumer<H> {
     pub fn process(&self, record: &SqsMessage) -> Result<(), ConsumeError> {
         let body = record.body.as_deref().ok_or(ConsumeError::NoBody)?;
         let envelope = Envelope::from_json(body)?;
-        let secrets = Provider::from_name(&envelope.provider).and_then(|p| self.secrets.of(p));
+        let secrets = match envelope.via {
+            Via::Webhook => {
+                Provider::from_name(&envelope.provider).and_then(|p| self.secrets.of(p))
+            }
+            Via::Stream => None,
+        };
         if let Some(secrets) = secrets {
             let signature = record
                 .message_attributes

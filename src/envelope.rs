@@ -22,7 +22,7 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::delivery::Delivery;
 use crate::events::{DecodeError, Event};
-use crate::providers::{ParsedDelivery, Provider};
+use crate::providers::{ParsedDelivery, Provider, StreamEvent};
 use crate::queue::{self, QueueMessage};
 use crate::secret::SecretSet;
 use crate::verify::{self, VerifyError, standard_headers};
@@ -44,6 +44,21 @@ pub mod attributes {
     pub const SIGNATURE: &str = "signature";
 }
 
+/// How an event reached hookrelay.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum Via {
+    /// A webhook whose signature the receiver verified; the `signature` attribute lets a
+    /// consumer re-verify `data`.
+    #[default]
+    Webhook,
+    /// A provider's stream (Heisenberg's WebSocket, Rekko's SSE feed), read by the bridge over a
+    /// connection it authenticated with its API token. Not signed per message, so there is no
+    /// `signature` attribute and nothing to re-verify.
+    Stream,
+}
+
 /// One queued event, as consumers decode it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
@@ -51,7 +66,7 @@ pub mod attributes {
     feature = "json-schema",
     schemars(
         title = "hookrelay envelope, version 1",
-        description = "The body of every SQS message hookrelay sends: one verified webhook event. Fields may be added within version 1."
+        description = "The body of every SQS message hookrelay sends: one verified webhook event, or one event from a provider's stream. Fields may be added within version 1."
     )
 )]
 pub struct Envelope {
@@ -60,8 +75,13 @@ pub struct Envelope {
     pub version: u32,
     /// The dedupe key, unique per event (e.g. `engine:op-1:42`).
     pub id: String,
-    /// The sender: `engine`, `rekko` or `standard` (later versions of the crate may add more).
+    /// The sender: `engine`, `rekko`, `standard` or `heisenberg` (later versions of the crate
+    /// may add more).
     pub provider: String,
+    /// How the event reached hookrelay: a signed webhook, or a provider's stream read by
+    /// `hookrelay-bridge`. Absent in envelopes written before the bridge existed: `webhook`.
+    #[serde(default)]
+    pub via: Via,
     /// The sender's event type as sent (`unknown` for a Standard Webhooks body without `type`).
     #[serde(rename = "type")]
     pub event_type: String,
@@ -158,12 +178,13 @@ impl Envelope {
     }
 }
 
-/// The envelope's fields before `data`, in contract order, borrowing from the parsed delivery.
+/// The envelope's fields before `data`, in contract order, borrowing from the parsed event.
 #[derive(Serialize)]
 struct EnvelopeHead<'a> {
     version: u32,
     id: &'a str,
     provider: &'a str,
+    via: Via,
     #[serde(rename = "type")]
     event_type: &'a str,
     market_id: Option<&'a str>,
@@ -180,6 +201,7 @@ pub fn queue_message(parsed: &ParsedDelivery<'_>, received_at: OffsetDateTime) -
         version: ENVELOPE_VERSION,
         id: parsed.dedupe_key.as_str(),
         provider: parsed.provider.as_str(),
+        via: Via::Webhook,
         event_type: &parsed.event_type,
         market_id: parsed.market_id.as_deref(),
         sequence: parsed.sequence,
@@ -187,34 +209,60 @@ pub fn queue_message(parsed: &ParsedDelivery<'_>, received_at: OffsetDateTime) -
         occurred_at: Some(&parsed.occurred_at.as_sent),
         received_at: &received_at,
     };
+    message(&head, parsed.body, Some(parsed.signature))
+}
+
+/// The SQS message for an event the bridge read from a provider's stream at `received_at`. It
+/// has no `signature` attribute: stream events are not signed per message.
+pub fn stream_queue_message(event: &StreamEvent, received_at: OffsetDateTime) -> QueueMessage {
+    let received_at = rfc3339_millis(received_at);
+    let head = EnvelopeHead {
+        version: ENVELOPE_VERSION,
+        id: event.dedupe_key().as_str(),
+        provider: event.source().provider(),
+        via: Via::Stream,
+        event_type: event.event_type(),
+        market_id: event.market_id(),
+        sequence: None,
+        delivery_id: None,
+        occurred_at: event.occurred_at(),
+        received_at: &received_at,
+    };
+    message(&head, event.body(), None)
+}
+
+/// The message for `head` with `body` spliced in as `data`, its attributes and FIFO ids.
+fn message(head: &EnvelopeHead<'_>, body: &str, signature: Option<&str>) -> QueueMessage {
     // Serialising a struct of strings and integers into a String cannot fail.
-    let mut body = serde_json::to_string(&head).unwrap_or_default();
-    // Splice the verified body in verbatim: `{head...}` becomes `{head...,"data":<body>}`.
-    body.pop();
-    body.reserve(parsed.body.len() + 9);
-    body.push_str(",\"data\":");
-    body.push_str(parsed.body);
-    body.push('}');
+    let mut text = serde_json::to_string(head).unwrap_or_default();
+    // Splice the body in verbatim: `{head...}` becomes `{head...,"data":<body>}`.
+    text.pop();
+    text.reserve(body.len() + 9);
+    text.push_str(",\"data\":");
+    text.push_str(body);
+    text.push('}');
 
     let mut attributes = vec![
-        (attributes::PROVIDER, parsed.provider.as_str().to_owned()),
-        (attributes::EVENT_TYPE, parsed.event_type.clone()),
+        (attributes::PROVIDER, head.provider.to_owned()),
+        (attributes::EVENT_TYPE, head.event_type.to_owned()),
     ];
-    if let Some(market) = &parsed.market_id {
-        attributes.push((attributes::MARKET_ID, market.clone()));
+    if let Some(market) = head.market_id {
+        attributes.push((attributes::MARKET_ID, market.to_owned()));
     }
-    if let Some(delivery_id) = &parsed.delivery_id {
-        attributes.push((attributes::DELIVERY_ID, delivery_id.clone()));
+    if let Some(delivery_id) = head.delivery_id {
+        attributes.push((attributes::DELIVERY_ID, delivery_id.to_owned()));
     }
-    attributes.push((attributes::SIGNATURE, parsed.signature.to_owned()));
+    if let Some(signature) = signature {
+        attributes.push((attributes::SIGNATURE, signature.to_owned()));
+    }
 
-    let group_id = match &parsed.market_id {
+    let group_id = match head.market_id {
         Some(market) => queue::fifo_id("market", market),
-        None => parsed.provider.as_str().to_owned(),
+        None => head.provider.to_owned(),
     };
-    let deduplication_id = queue::fifo_id(parsed.provider.as_str(), parsed.dedupe_key.as_str());
+    let deduplication_id = queue::fifo_id(head.provider, head.id);
     QueueMessage {
-        body,
+        body: text,
         attributes,
         group_id,
         deduplication_id,
@@ -271,6 +319,7 @@ mod tests {
         );
         assert_eq!(envelope.id, "engine:op:42");
         assert_eq!(envelope.provider, "engine");
+        assert_eq!(envelope.via, Via::Webhook);
         assert_eq!(envelope.event_type, "ORDER_MATCHED");
         assert_eq!(envelope.market_id.as_deref(), Some("m 1"));
         assert_eq!(envelope.sequence, Some(42));
@@ -284,6 +333,7 @@ mod tests {
             "version",
             "id",
             "provider",
+            "via",
             "type",
             "market_id",
             "sequence",
@@ -411,5 +461,50 @@ mod tests {
             rfc3339_millis(OffsetDateTime::UNIX_EPOCH),
             "1970-01-01T00:00:00.000Z"
         );
+    }
+
+    #[test]
+    fn stream_events_are_enveloped_unsigned_with_the_frame_verbatim() {
+        use crate::providers::{HeisenbergMessage, parse_heisenberg_frame};
+        let frame = crate::events::tests::POLYMARKET_TRADE;
+        let HeisenbergMessage::Event(event) = parse_heisenberg_frame(frame.to_owned()).unwrap()
+        else {
+            panic!("not an event")
+        };
+        let message = stream_queue_message(&event, received());
+        let envelope = Envelope::from_json(&message.body).unwrap();
+        assert_eq!(envelope.data.get(), frame);
+        assert_eq!(
+            (envelope.provider.as_str(), envelope.via),
+            ("heisenberg", Via::Stream)
+        );
+        assert_eq!(envelope.event_type, "polymarket.trade");
+        assert_eq!(envelope.id, "heisenberg:0x8902f2…498832_0x31ba8c…a5aa09");
+        assert_eq!(
+            envelope.market_id.as_deref(),
+            Some("btc-updown-5m-1779889800")
+        );
+        assert_eq!(
+            (envelope.sequence, envelope.delivery_id.as_deref()),
+            (None, None)
+        );
+        assert!(matches!(
+            envelope.event().unwrap(),
+            Event::Heisenberg(crate::events::HeisenbergEvent::PolymarketTrade(_))
+        ));
+        assert_eq!(message.attribute("signature"), None);
+        assert_eq!(message.attribute("provider"), Some("heisenberg"));
+        assert_eq!(message.group_id, "btc-updown-5m-1779889800");
+        // The id has non-ASCII characters (the seed's abbreviations), so it is hashed for SQS.
+        assert!(message.deduplication_id.starts_with("heisenberg:sha256:"));
+    }
+
+    #[test]
+    fn envelopes_without_via_are_webhooks() {
+        let v = verified(Provider::Engine, &[], ENGINE_BODY);
+        let body = queue_message(&parse(&v).unwrap(), received())
+            .body
+            .replace(r#""via":"webhook","#, "");
+        assert_eq!(Envelope::from_json(&body).unwrap().via, Via::Webhook);
     }
 }

@@ -48,6 +48,8 @@ pub enum Event {
     Rekko(RekkoEvent),
     /// From a Standard Webhooks sender.
     Standard(StandardEvent),
+    /// From Heisenberg's WebSocket stream (bridged by `hookrelay-bridge`).
+    Heisenberg(HeisenbergEvent),
     /// From a sender this version of the crate does not know.
     UnknownProvider {
         /// The envelope's `provider`.
@@ -70,6 +72,9 @@ impl Event {
         Ok(match provider {
             "engine" => Event::Engine(EngineEvent::decode(event_type, data).map_err(wrap)?),
             "rekko" => Event::Rekko(RekkoEvent::decode(event_type, data).map_err(wrap)?),
+            "heisenberg" => {
+                Event::Heisenberg(HeisenbergEvent::decode(event_type, data).map_err(wrap)?)
+            }
             "standard" => Event::Standard(StandardEvent {
                 event_type: event_type.to_owned(),
                 body: serde_json::from_str(data).map_err(wrap)?,
@@ -303,6 +308,110 @@ pub struct AnalysisComplete {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Heisenberg (WebSocket stream)
+
+/// A Heisenberg data frame, as the gateway sends it and the envelope's `data` holds it; `D` is
+/// the type of its `data` object.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct HeisenbergFrame<D> {
+    /// The event type (e.g. `polymarket.trade`).
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// The gateway's producer of the event (e.g. `polymarket-trade-scraper`).
+    pub source: Option<String>,
+    /// When the gateway delivered the frame (RFC 3339). A frame delivered again after a
+    /// reconnect may carry a different value; the event's identity is `data.id`.
+    pub timestamp: String,
+    /// The event.
+    pub data: D,
+}
+
+/// A Heisenberg stream event.
+#[derive(Debug, Clone, PartialEq)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "boxing would stop consumers matching nested patterns; one value per decoded message"
+)]
+pub enum HeisenbergEvent {
+    /// `polymarket.trade`: a Polymarket trade as it executed.
+    PolymarketTrade(HeisenbergFrame<PolymarketTrade>),
+    /// A type this version of the crate does not know (Heisenberg plans more), kept by name.
+    Unknown {
+        /// The type as sent.
+        event_type: String,
+        /// The whole frame.
+        data: Value,
+    },
+}
+
+impl HeisenbergEvent {
+    fn decode(event_type: &str, data: &str) -> Result<Self, serde_json::Error> {
+        Ok(match event_type {
+            "polymarket.trade" => Self::PolymarketTrade(serde_json::from_str(data)?),
+            other => Self::Unknown {
+                event_type: other.to_owned(),
+                data: serde_json::from_str(data)?,
+            },
+        })
+    }
+}
+
+/// The `data` of a `polymarket.trade` frame: all 24 fields of Heisenberg's schema. The trade's
+/// identity, price, size and parties are required; the market's display fields and the trader's
+/// profile fields are optional, as the gateway sends `null` for them when Polymarket has none.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct PolymarketTrade {
+    /// The trade's unique id (`{transaction_hash}_{order_hash}`): the deduplication identity.
+    pub id: String,
+    /// Buy or sell.
+    pub side: OrderSide,
+    /// Shares traded.
+    pub size: f64,
+    /// Execution price (probability units, 0..1).
+    pub price: f64,
+    /// When the trade executed (RFC 3339).
+    pub timestamp: String,
+    /// On-chain transaction hash.
+    pub transaction_hash: String,
+    /// On-chain order hash.
+    pub order_hash: String,
+    /// The block the trade is in.
+    pub block_number: u64,
+    /// The market's condition id.
+    pub condition_id: String,
+    /// The outcome token (asset) id.
+    pub asset: String,
+    /// The market's title.
+    pub title: Option<String>,
+    /// The market's slug (the envelope's `market_id`).
+    pub slug: String,
+    /// The parent event's slug.
+    pub event_slug: String,
+    /// The outcome traded (e.g. `Up`, `No`).
+    pub outcome: String,
+    /// The index of the traded outcome.
+    pub outcome_index: u32,
+    /// The market's icon URL.
+    pub icon: Option<String>,
+    /// The maker's wallet address.
+    pub maker: String,
+    /// The taker's wallet address.
+    pub taker: String,
+    /// The trader's proxy wallet.
+    pub proxy_wallet: String,
+    /// The trader's display name.
+    pub name: Option<String>,
+    /// The trader's pseudonym.
+    pub pseudonym: Option<String>,
+    /// The trader's bio.
+    pub bio: Option<String>,
+    /// The trader's profile image URL.
+    pub profile_image: Option<String>,
+    /// The trader's optimised profile image URL.
+    pub profile_image_optimized: Option<String>,
+}
+
+// ---------------------------------------------------------------------------------------------
 // Standard Webhooks
 
 /// An event from a Standard Webhooks sender. The spec fixes no payload shape beyond the
@@ -316,7 +425,7 @@ pub struct StandardEvent {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     const ORDER_MATCHED: &str = r#"{"id":"delivery-uuid","sequence":42,"eventType":"ORDER_MATCHED","marketId":"market-uuid","operatorId":"operator-uuid","payload":{"orderId":"order-uuid","marketId":"market-uuid","outcomeId":"outcome-uuid","operatorId":"operator-uuid","tradeId":"trade-uuid","side":"BUY","price":0.65,"shares":50,"filledShares":50,"remainingShares":0,"status":"FILLED","timestamp":1708293600000},"timestamp":"2026-02-18T23:00:00.000Z"}"#;
@@ -410,8 +519,46 @@ mod tests {
             Event::Standard(_)
         ));
         assert!(matches!(
-            Event::decode("heisenberg", "polymarket.trade", "{}").unwrap(),
+            Event::decode("kalshi", "trade", "{}").unwrap(),
             Event::UnknownProvider { .. }
+        ));
+    }
+
+    /// The seed's live `polymarket.trade` example (its abbreviated hashes kept as printed).
+    pub(crate) const POLYMARKET_TRADE: &str = r#"{"type":"polymarket.trade","source":"polymarket-trade-scraper","timestamp":"2026-05-27T13:50:00.167247+00:00","data":{"id":"0x8902f2…498832_0x31ba8c…a5aa09","side":"BUY","size":11,"price":0.53,"timestamp":"2026-05-27T13:49:52+00:00","transaction_hash":"0x8902f299…d6d498832","order_hash":"0x31ba8c8c…454aa5aa09","block_number":87514326,"condition_id":"0x9ad19824…2d7f2d9","asset":"67025362…363793","title":"Bitcoin Up or Down - May 27, 9:50AM-9:55AM ET","slug":"btc-updown-5m-1779889800","event_slug":"btc-updown-5m","outcome":"Up","outcome_index":0,"icon":"https://polymarket-upload.s3…/BTC+fullsize.png","maker":"0x55338c…d1b8220","taker":"0x6833c0…1b5cfe1","proxy_wallet":"0x55338c…d1b8220","name":null,"pseudonym":null,"bio":null,"profile_image":null,"profile_image_optimized":null}}"#;
+
+    #[test]
+    fn the_heisenberg_seed_trade_decodes_with_all_24_fields() {
+        let Event::Heisenberg(HeisenbergEvent::PolymarketTrade(frame)) =
+            Event::decode("heisenberg", "polymarket.trade", POLYMARKET_TRADE).unwrap()
+        else {
+            panic!("wrong variant")
+        };
+        assert_eq!(frame.source.as_deref(), Some("polymarket-trade-scraper"));
+        let t = frame.data;
+        assert_eq!((t.side, t.size, t.price), (OrderSide::Buy, 11.0, 0.53));
+        assert_eq!((t.block_number, t.outcome_index), (87_514_326, 0));
+        assert_eq!(t.slug, "btc-updown-5m-1779889800");
+        assert_eq!(t.proxy_wallet, t.maker);
+        assert_eq!((t.name, t.profile_image_optimized), (None, None));
+        let fields = serde_json::from_str::<Value>(POLYMARKET_TRADE).unwrap()["data"]
+            .as_object()
+            .unwrap()
+            .len();
+        assert_eq!(fields, 24, "the seed's payload has 24 fields");
+    }
+
+    #[test]
+    fn a_trade_missing_a_required_field_is_an_error() {
+        let no_price = POLYMARKET_TRADE.replace(r#""price":0.53,"#, "");
+        let error = Event::decode("heisenberg", "polymarket.trade", &no_price).unwrap_err();
+        assert!(error.to_string().contains("price"), "{error}");
+        let sell = POLYMARKET_TRADE.replace(r#""side":"BUY""#, r#""side":"HOLD""#);
+        assert!(Event::decode("heisenberg", "polymarket.trade", &sell).is_err());
+        let future = r#"{"type":"kalshi.trade","timestamp":"t","data":{"x":1}}"#;
+        assert!(matches!(
+            Event::decode("heisenberg", "kalshi.trade", future).unwrap(),
+            Event::Heisenberg(HeisenbergEvent::Unknown { .. })
         ));
     }
 }

@@ -152,6 +152,43 @@ pub fn document(namespace: &str, timestamp_ms: i64, metrics: &RequestMetrics) ->
     serde_json::to_string(&document).unwrap_or_default()
 }
 
+/// An EMF document of `counters` (name, value; unit Count) with `dimensions` (name, value),
+/// aggregated by `dimension_sets`: the form a long-running process (the stream bridge) reports
+/// its per-interval totals in. One line of JSON (no newline).
+pub fn counters_document(
+    namespace: &str,
+    timestamp_ms: i64,
+    dimension_sets: &'static [&'static [&'static str]],
+    dimensions: &[(&'static str, &'static str)],
+    counters: &[(&'static str, u64)],
+) -> String {
+    let mut members: BTreeMap<&'static str, Member> = dimensions
+        .iter()
+        .map(|&(name, value)| (name, Member::Dimension(value)))
+        .collect();
+    let mut definitions = Vec::with_capacity(counters.len());
+    for &(name, value) in counters {
+        definitions.push(Definition {
+            name,
+            unit: "Count",
+        });
+        // Counts per interval stay far below 2^53, where f64 is exact.
+        members.insert(name, Member::Value(value as f64));
+    }
+    let document = Document {
+        aws: Metadata {
+            timestamp: timestamp_ms,
+            cloud_watch_metrics: [Directive {
+                namespace,
+                dimensions: dimension_sets,
+                metrics: definitions,
+            }],
+        },
+        members,
+    };
+    serde_json::to_string(&document).unwrap_or_default()
+}
+
 fn millis(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1000.0
 }
@@ -159,14 +196,19 @@ fn millis(duration: Duration) -> f64 {
 /// Writes the document for one request to stdout as its own line. A write failure is ignored:
 /// losing a metric must never fail a delivery.
 pub fn emit(namespace: &str, metrics: &RequestMetrics) {
+    emit_line(&document(namespace, now_ms(), metrics));
+}
+
+/// The current time in Unix milliseconds, as EMF's `_aws.Timestamp` wants it.
+pub fn now_ms() -> i64 {
     let now_ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
-    let line = document(
-        namespace,
-        i64::try_from(now_ms).unwrap_or(i64::MAX),
-        metrics,
-    );
+    i64::try_from(now_ms).unwrap_or(i64::MAX)
+}
+
+/// Writes one EMF document to stdout as its own line, ignoring write failures.
+pub fn emit_line(document: &str) {
     let mut stdout = std::io::stdout().lock();
-    let _ = writeln!(stdout, "{line}");
+    let _ = writeln!(stdout, "{document}");
 }
 
 #[cfg(test)]
@@ -373,5 +415,23 @@ mod tests {
         ] {
             assert!(validate_emf(&broken).is_err(), "{broken}");
         }
+    }
+
+    #[test]
+    fn counters_documents_are_valid_emf() {
+        const BY_STREAM: &[&[&str]] = &[&["stream"], &[]];
+        let line = counters_document(
+            "hookrelay",
+            1_700_000_000_000,
+            BY_STREAM,
+            &[("stream", "heisenberg")],
+            &[("StreamEvents", 12), ("Reconnects", 0)],
+        );
+        let doc = validate_emf(&line).unwrap_or_else(|e| panic!("{e}\n{line}"));
+        assert_eq!(doc["stream"], "heisenberg");
+        assert_eq!(
+            (doc["StreamEvents"].as_f64(), doc["Reconnects"].as_f64()),
+            (Some(12.0), Some(0.0))
+        );
     }
 }

@@ -1,20 +1,23 @@
 //! The queue edge: the message hookrelay sends, SQS's rules for what a message may carry, the
-//! [`Publisher`] trait the pipeline sends through, and its Amazon SQS implementation (the only
-//! I/O here).
+//! [`Publisher`] trait the pipeline sends through, the [`BatchPublisher`] trait the stream bridge
+//! sends through, and their Amazon SQS implementation (the only I/O here).
 //!
 //! Bounded time: an SQS call gets 1 s to connect, 2 s per attempt and 3 attempts within 5 s in
 //! all, so a failing queue is answered with a 503 well inside the engine's 10 s delivery timeout
 //! and the sender retries.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::DisplayErrorContext;
-use aws_sdk_sqs::types::MessageAttributeValue;
+use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
 use sha2::{Digest, Sha256};
 
 /// The largest message SQS accepts (body plus attributes), in bytes.
 pub const SQS_MAX_MESSAGE_BYTES: usize = 1_048_576;
+/// The most entries one `SendMessageBatch` call may carry.
+pub const SQS_MAX_BATCH_ENTRIES: usize = 10;
 /// SQS's limit on `MessageGroupId` and `MessageDeduplicationId`.
 const SQS_MAX_ID_CHARS: usize = 128;
 
@@ -127,6 +130,35 @@ pub trait Publisher {
     ) -> impl Future<Output = Result<(), PublishError>> + Send;
 }
 
+/// Why SQS refused one entry of a batch (the entry's `Failed` result, never its body).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryFailure {
+    /// SQS's error code, e.g. `InternalError`.
+    pub code: String,
+    /// Whether SQS blames the request (retrying the same entry will fail again) rather than
+    /// itself.
+    pub sender_fault: bool,
+}
+
+impl EntryFailure {
+    /// Whether retrying can never succeed: SQS blames the entry itself (its contents or
+    /// attributes), not its own state or the request rate.
+    pub fn is_permanent(&self) -> bool {
+        self.sender_fault && !self.code.contains("Throttl") && !self.code.contains("Throughput")
+    }
+}
+
+/// Sends messages to the queue in batches. `Ok` holds one result per message, in order: each
+/// `Ok(())` means the queue durably accepted that message.
+pub trait BatchPublisher {
+    /// Sends at most [`SQS_MAX_BATCH_ENTRIES`] messages, whose sizes add up to at most
+    /// [`SQS_MAX_MESSAGE_BYTES`], in one call.
+    fn publish_batch(
+        &self,
+        messages: &[&QueueMessage],
+    ) -> impl Future<Output = Result<Vec<Result<(), EntryFailure>>, PublishError>> + Send;
+}
+
 /// The Amazon SQS publisher.
 #[derive(Debug, Clone)]
 pub struct SqsPublisher {
@@ -184,15 +216,8 @@ impl Publisher for SqsPublisher {
             .client
             .send_message()
             .queue_url(&self.queue_url)
-            .message_body(&message.body);
-        for (name, value) in &message.attributes {
-            let attribute = MessageAttributeValue::builder()
-                .data_type("String")
-                .string_value(value)
-                .build()
-                .map_err(|error| PublishError::new(format!("attribute {name}: {error}")))?;
-            request = request.message_attributes(*name, attribute);
-        }
+            .message_body(&message.body)
+            .set_message_attributes(Some(sqs_attributes(message)?));
         if self.kind == QueueKind::Fifo {
             request = request
                 .message_group_id(&message.group_id)
@@ -203,6 +228,79 @@ impl Publisher for SqsPublisher {
             .await
             .map(drop)
             .map_err(|error| PublishError::new(DisplayErrorContext(error).to_string()))
+    }
+}
+
+/// `message`'s attributes as SQS string attributes.
+fn sqs_attributes(
+    message: &QueueMessage,
+) -> Result<HashMap<String, MessageAttributeValue>, PublishError> {
+    message
+        .attributes
+        .iter()
+        .map(|(name, value)| {
+            let attribute = MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(value)
+                .build()
+                .map_err(|error| PublishError::new(format!("attribute {name}: {error}")))?;
+            Ok(((*name).to_owned(), attribute))
+        })
+        .collect()
+}
+
+impl BatchPublisher for SqsPublisher {
+    async fn publish_batch(
+        &self,
+        messages: &[&QueueMessage],
+    ) -> Result<Vec<Result<(), EntryFailure>>, PublishError> {
+        let mut entries = Vec::with_capacity(messages.len());
+        for (index, message) in messages.iter().enumerate() {
+            let mut entry = SendMessageBatchRequestEntry::builder()
+                .id(index.to_string())
+                .message_body(&message.body)
+                .set_message_attributes(Some(sqs_attributes(message)?));
+            if self.kind == QueueKind::Fifo {
+                entry = entry
+                    .message_group_id(&message.group_id)
+                    .message_deduplication_id(&message.deduplication_id);
+            }
+            entries.push(
+                entry
+                    .build()
+                    .map_err(|error| PublishError::new(format!("batch entry: {error}")))?,
+            );
+        }
+        let output = self
+            .client
+            .send_message_batch()
+            .queue_url(&self.queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|error| PublishError::new(DisplayErrorContext(error).to_string()))?;
+        // An entry SQS lists in neither `Successful` nor `Failed` counts as failed: only an
+        // explicit success may be treated as queued.
+        let unreported = || EntryFailure {
+            code: "NotReported".to_owned(),
+            sender_fault: false,
+        };
+        let mut results = vec![Err(unreported()); messages.len()];
+        let index = |id: &str| id.parse::<usize>().ok().filter(|&i| i < messages.len());
+        for failed in output.failed() {
+            if let Some(i) = index(failed.id()) {
+                results[i] = Err(EntryFailure {
+                    code: failed.code().to_owned(),
+                    sender_fault: failed.sender_fault(),
+                });
+            }
+        }
+        for accepted in output.successful() {
+            if let Some(i) = index(accepted.id()) {
+                results[i] = Ok(());
+            }
+        }
+        Ok(results)
     }
 }
 

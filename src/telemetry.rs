@@ -10,7 +10,7 @@ use lambda_runtime::tracing::subscriber::EnvFilter;
 use lambda_runtime::tracing::subscriber::fmt::MakeWriter;
 
 /// Dependencies capped at INFO whatever the configured level.
-const CAPPED_AT_INFO: [&str; 8] = [
+const CAPPED_AT_INFO: [&str; 10] = [
     "lambda_runtime",
     "lambda_runtime_api_client",
     "aws_config",
@@ -19,6 +19,8 @@ const CAPPED_AT_INFO: [&str; 8] = [
     "aws_smithy_http_client",
     "hyper",
     "hyper_util",
+    "tungstenite",
+    "tokio_tungstenite",
 ];
 
 /// Installs the global subscriber, writing to stdout (which Lambda ships to CloudWatch).
@@ -27,9 +29,15 @@ pub fn init() {
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_else(|_| "info".to_owned());
     let json = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    install(&directives, json);
+}
+
+/// Installs the global subscriber for `directives`, as JSON lines or plain text, on stdout (for
+/// processes outside Lambda, such as the stream bridge).
+pub fn install(directives: &str, json: bool) {
     // Fails only if a subscriber is already installed, in which case that one stays.
     let _ = lambda_runtime::tracing::subscriber::util::SubscriberInitExt::try_init(subscriber(
-        &directives,
+        directives,
         json,
         std::io::stdout,
     ));

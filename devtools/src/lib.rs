@@ -1,7 +1,8 @@
 //! Development tools for hookrelay, never deployed: a local AWS endpoint (moto), a Lambda
 //! Runtime API emulator with a Function URL front end, a sender simulator that signs and retries
 //! like the seeds' senders, a fault-injecting proxy in front of SQS, the delivery audit that
-//! puts them together, and the Lambda benchmark (cold start, warm invocations, the Python peer).
+//! puts them together, the Lambda benchmark (cold start, warm invocations, the Python peer), and
+//! stand-ins for the providers' streams (Heisenberg's WebSocket gateway, Rekko's SSE feed).
 
 pub mod audit;
 pub mod cli;
@@ -13,3 +14,4 @@ pub mod moto;
 pub mod seeded;
 pub mod sender_sim;
 pub mod stats;
+pub mod stream_sim;

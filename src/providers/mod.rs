@@ -1,5 +1,6 @@
 //! The senders hookrelay accepts: which path routes to each, how each signs, and how each one's
-//! routing fields (type, identity, market, timestamp) are read from a verified delivery.
+//! routing fields (type, identity, market, timestamp) are read from a verified delivery; and the
+//! same for the events `hookrelay-bridge` reads from the providers' long-lived streams.
 //! Pure: no I/O. One submodule per sender holds its field names and dedupe key.
 //!
 //! Parsing reads only the routing fields (each captured as raw JSON, then typed one by one so an
@@ -7,8 +8,11 @@
 //! well-formed JSON object. The body itself is never re-serialised: the envelope copies it.
 
 mod engine;
+mod heisenberg;
 mod rekko;
 mod standard;
+
+pub use heisenberg::{ControlFrame, HeisenbergMessage, parse_heisenberg_frame};
 
 use serde_json::value::RawValue;
 use time::OffsetDateTime;
@@ -176,6 +180,114 @@ pub fn parse(verified: &Verified<Delivery>) -> Result<ParsedDelivery<'_>, ParseE
         signature,
         body,
     })
+}
+
+/// A provider's long-lived stream, which `hookrelay-bridge` reads into the queue.
+///
+/// Stream events carry no per-message signature: they are authentic because they arrive over a
+/// TLS connection the bridge opened to the provider and authenticated with its API token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StreamSource {
+    /// Heisenberg's WebSocket gateway (seed 003).
+    Heisenberg,
+    /// Rekko's SSE feed, `GET /v1/stream` (seed 000).
+    Rekko,
+}
+
+impl StreamSource {
+    /// Both streams.
+    pub const ALL: [StreamSource; 2] = [StreamSource::Heisenberg, StreamSource::Rekko];
+
+    /// The envelope's `provider` for this stream's events (`rekko` is the same sender as the
+    /// webhook route, so consumers see one provider whichever way its events came).
+    pub fn provider(self) -> &'static str {
+        match self {
+            Self::Heisenberg => "heisenberg",
+            Self::Rekko => "rekko",
+        }
+    }
+}
+
+/// An event read from a stream, routed and ready for the envelope. Only this module's stream
+/// parsers make one (its fields are read through accessors), so like `Verified<Delivery>` for
+/// webhooks, the envelope can only be built from text a stream delivered and the parser routed.
+/// Owns its text: it outlives the read buffer while it waits in the bridge's send buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamEvent {
+    source: StreamSource,
+    event_type: String,
+    dedupe_key: DedupeKey,
+    market_id: Option<String>,
+    occurred_at: Option<String>,
+    body: String,
+}
+
+impl StreamEvent {
+    fn new(
+        source: StreamSource,
+        event_type: String,
+        dedupe_key: DedupeKey,
+        market_id: Option<String>,
+        occurred_at: Option<String>,
+        body: String,
+    ) -> Result<Self, ParseError> {
+        if !queue::can_carry_body(&body) {
+            return Err(ParseError::NotQueueSafe);
+        }
+        Ok(Self {
+            source,
+            event_type,
+            dedupe_key,
+            market_id,
+            occurred_at,
+            body,
+        })
+    }
+
+    /// Which stream.
+    pub fn source(&self) -> StreamSource {
+        self.source
+    }
+
+    /// The event type as sent.
+    pub fn event_type(&self) -> &str {
+        &self.event_type
+    }
+
+    /// The event's identity for deduplication.
+    pub fn dedupe_key(&self) -> &DedupeKey {
+        &self.dedupe_key
+    }
+
+    /// The market, when the event names one.
+    pub fn market_id(&self) -> Option<&str> {
+        self.market_id.as_deref()
+    }
+
+    /// The event's timestamp as sent, when it has one.
+    pub fn occurred_at(&self) -> Option<&str> {
+        self.occurred_at.as_deref()
+    }
+
+    /// The frame (Heisenberg) or event object (Rekko) exactly as received.
+    pub fn body(&self) -> &str {
+        &self.body
+    }
+}
+
+/// Routes one event object from Rekko's SSE feed: the same fields and content-derived dedupe key
+/// as its webhooks (so an event is one key whichever way it came), except that `timestamp` is
+/// optional, as the seed's stream examples don't show it.
+pub fn parse_rekko_stream_event(event: String) -> Result<StreamEvent, ParseError> {
+    let fields = rekko::stream_fields(&event)?;
+    StreamEvent::new(
+        StreamSource::Rekko,
+        fields.event_type,
+        fields.dedupe_key,
+        fields.market_id,
+        fields.occurred_at,
+        event,
+    )
 }
 
 /// What each sender's module extracts.

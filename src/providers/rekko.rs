@@ -29,8 +29,7 @@ pub(super) fn routing_fields(body: &str) -> Result<RoutingFields, super::ParseEr
     let event_type = required_text("type", raw.event_type)?;
     let occurred_at = rfc3339_timestamp("timestamp", raw.timestamp)?;
     let market_id = text("market_id", raw.market_id)?;
-    let digest = hex::encode(Sha256::digest(body.as_bytes()));
-    let dedupe_key = DedupeKey::new("rekko", &[&digest[..32]]);
+    let dedupe_key = content_key(body);
     Ok(RoutingFields {
         event_type,
         dedupe_key,
@@ -41,10 +40,37 @@ pub(super) fn routing_fields(body: &str) -> Result<RoutingFields, super::ParseEr
     })
 }
 
+/// The routing fields of an event from the SSE feed, whose `timestamp` is optional.
+pub(super) struct StreamFields {
+    pub(super) event_type: String,
+    pub(super) dedupe_key: DedupeKey,
+    pub(super) market_id: Option<String>,
+    pub(super) occurred_at: Option<String>,
+}
+
+pub(super) fn stream_fields(event: &str) -> Result<StreamFields, super::ParseError> {
+    let raw: RekkoRoutingFields = raw_fields(event)?;
+    let occurred_at = match raw.timestamp {
+        Some(timestamp) => Some(rfc3339_timestamp("timestamp", Some(timestamp))?.as_sent),
+        None => None,
+    };
+    Ok(StreamFields {
+        event_type: required_text("type", raw.event_type)?,
+        dedupe_key: content_key(event),
+        market_id: text("market_id", raw.market_id)?,
+        occurred_at,
+    })
+}
+
+fn content_key(body: &str) -> DedupeKey {
+    let digest = hex::encode(Sha256::digest(body.as_bytes()));
+    DedupeKey::new("rekko", &[&digest[..32]])
+}
+
 #[cfg(test)]
 mod tests {
     use crate::providers::test_support::verified;
-    use crate::providers::{ParseError, Provider, parse};
+    use crate::providers::{ParseError, Provider, StreamSource, parse, parse_rekko_stream_event};
 
     const SEED_EXAMPLE: &str = r#"{"type":"price_shift","market_id":"KXFED-26MAR19","platform":"kalshi","old_yes":0.62,"new_yes":0.68,"change_pct":9.7,"timestamp":"2026-03-21T14:30:00Z"}"#;
 
@@ -76,5 +102,33 @@ mod tests {
             parse(&verified(Provider::Rekko, &[], no_ts)).unwrap_err(),
             ParseError::MissingField("timestamp")
         );
+    }
+
+    #[test]
+    fn stream_events_share_the_webhook_key_and_may_omit_the_timestamp() {
+        let streamed = parse_rekko_stream_event(SEED_EXAMPLE.to_owned()).unwrap();
+        let delivery = verified(Provider::Rekko, &[], SEED_EXAMPLE);
+        let webhook = parse(&delivery).unwrap();
+        assert_eq!(streamed.dedupe_key, webhook.dedupe_key);
+        assert_eq!(streamed.source, StreamSource::Rekko);
+        assert_eq!(
+            streamed.occurred_at.as_deref(),
+            Some("2026-03-21T14:30:00Z")
+        );
+        let whale = r#"{"type":"whale_alert","market_id":"m","platform":"kalshi","side":"yes","flow":250000,"price":0.4}"#;
+        let e = parse_rekko_stream_event(whale.to_owned()).unwrap();
+        assert_eq!(
+            (e.event_type.as_str(), e.occurred_at),
+            ("whale_alert", None)
+        );
+        assert_eq!(e.body, whale);
+        let bad_time = r#"{"type":"price_shift","timestamp":"yesterday"}"#;
+        assert!(matches!(
+            parse_rekko_stream_event(bad_time.to_owned()),
+            Err(ParseError::InvalidField {
+                field: "timestamp",
+                ..
+            })
+        ));
     }
 }

@@ -64,6 +64,46 @@ async fn every_queued_message_validates_against_the_committed_schema() {
     }
 }
 
+#[test]
+fn stream_envelopes_validate_against_the_committed_schema_and_pass_the_consumer() {
+    use hookrelay::providers::{HeisenbergMessage, parse_heisenberg_frame};
+    use hookrelay_devtools::stream_sim::trade_frame;
+    let HeisenbergMessage::Event(event) =
+        parse_heisenberg_frame(trade_frame(7, "btc-updown-5m-1779889800")).unwrap()
+    else {
+        panic!("a trade frame is an event")
+    };
+    let message =
+        hookrelay::envelope::stream_queue_message(&event, time::OffsetDateTime::now_utc());
+    let body: serde_json::Value = serde_json::from_str(&message.body).unwrap();
+    let validator = jsonschema::validator_for(&committed_schema()).expect("the schema compiles");
+    let errors: Vec<String> = validator
+        .iter_errors(&body)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}\n{body}");
+    let mut bad_via = body.clone();
+    bad_via["via"] = "carrier-pigeon".into();
+    assert!(!validator.is_valid(&bad_via));
+
+    // Unsigned, yet accepted: a stream event has no sender signature to re-check, even when the
+    // consumer holds secrets.
+    let secrets = SenderSecrets::from_lookup(|name| {
+        (name == "HOOKRELAY_REKKO_SECRETS").then(|| REKKO_SECRET.to_owned())
+    })
+    .unwrap();
+    let collected = Collected::default();
+    let consumer = Consumer::new(secrets, &collected);
+    let mut record = SqsMessage::default();
+    record.message_id = Some("m-1".into());
+    record.body = Some(message.body.clone());
+    assert!(consumer.process(&record).is_ok());
+    assert_eq!(
+        collected.0.lock().unwrap().as_slice(),
+        [event.dedupe_key().as_str()]
+    );
+}
+
 #[derive(Default)]
 struct Collected(Mutex<Vec<String>>);
 

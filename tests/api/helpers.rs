@@ -4,10 +4,11 @@
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region};
-use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+use aws_sdk_sqs::types::QueueAttributeName;
 use hookrelay::config::Config;
 use hookrelay::pipeline::{FixedClock, Pipeline};
 use hookrelay::queue::{SqsPublisher, sqs_retries, sqs_timeouts};
@@ -70,24 +71,9 @@ pub async fn create_queue(client: &Client, name: &str) -> String {
 
 /// Everything in the queue, without deleting it (moto forgets a deleted message's dedup id).
 pub async fn receive_all(client: &Client, queue_url: &str) -> Vec<aws_sdk_sqs::types::Message> {
-    let mut all = Vec::new();
-    loop {
-        let batch = client
-            .receive_message()
-            .queue_url(queue_url)
-            .max_number_of_messages(10)
-            .visibility_timeout(300)
-            .message_attribute_names("All")
-            .message_system_attribute_names(MessageSystemAttributeName::All)
-            .send()
-            .await
-            .expect("receive");
-        let messages = batch.messages.unwrap_or_default();
-        if messages.is_empty() {
-            return all;
-        }
-        all.extend(messages);
-    }
+    hookrelay_devtools::local_sqs::collect(client, queue_url, 0, Duration::ZERO, Duration::ZERO)
+        .await
+        .expect("receive")
 }
 
 /// The configuration the tests run with: the test secrets and the default limits.

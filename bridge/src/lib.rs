@@ -1,0 +1,253 @@
+//! hookrelay-bridge: feeds the providers' long-lived streams, which a Lambda can't hold, into the
+//! same SQS queue as the webhook receiver, with the same envelope (`via: "stream"`), dedupe keys
+//! and FIFO ids.
+//!
+//! ```text
+//! Heisenberg WebSocket ─► heisenberg::run ─┐                        ┌─► dedupe ─► SendMessageBatch
+//!                                          ├─► bounded buffer ─► sink
+//! Rekko SSE feed ───────► rekko::run ──────┘   (full: stop reading)  └─► retry failed entries
+//! ```
+//!
+//! Each stream task reads, routes (`hookrelay::providers`, pure) and puts events in one bounded
+//! buffer; the [`sink`] batches them to SQS. When SQS fails, the sink retries and stops taking
+//! from the buffer, the buffer fills, and the streams stop reading their sockets: backpressure,
+//! never a silent drop. On shutdown (SIGTERM) the streams close, and the sink flushes what is
+//! buffered within the grace period. A fatal error (credentials refused, subscriptions the
+//! gateway won't grant) stops everything the same way and is returned, so the process exits
+//! non-zero with a message saying what to fix.
+//!
+//! Modules: [`config`] (read once), [`connect`] (TLS and HTTP), [`heisenberg`] and [`rekko`]
+//! (one per stream), [`sink`] (the queue side), [`backoff`], [`stats`] (counters and EMF).
+
+#![warn(missing_docs)]
+
+pub mod backoff;
+pub mod config;
+pub mod connect;
+pub mod heisenberg;
+pub mod rekko;
+pub mod sink;
+pub mod stats;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hookrelay::providers::StreamEvent;
+use hookrelay::queue::BatchPublisher;
+use rustls::ClientConfig;
+use time::OffsetDateTime;
+use tokio::sync::{mpsc, watch};
+
+use crate::backoff::BackoffPolicy;
+use crate::config::BridgeConfig;
+use crate::connect::{HttpClient, TlsSetupError};
+use crate::sink::{Received, Sink, SinkReport, SinkSettings};
+use crate::stats::Stats;
+
+/// Why the bridge stopped on its own. Messages name what to fix, never a token.
+#[derive(Debug, thiserror::Error)]
+pub enum FatalError {
+    /// The provider refused the credentials.
+    #[error("{stream} refused the credentials (HTTP {status}): check {variable}")]
+    Unauthorized {
+        /// The stream.
+        stream: &'static str,
+        /// The status it answered.
+        status: u16,
+        /// The variable holding the credentials.
+        variable: &'static str,
+    },
+    /// The Heisenberg subscriptions ask for something the catalog doesn't allow.
+    #[error("the Heisenberg subscriptions can't be granted: {0}")]
+    Subscriptions(String),
+    /// A connection could not be set up at all.
+    #[error("setup failed: {0}")]
+    Setup(String),
+    /// TLS could not be set up.
+    #[error(transparent)]
+    Tls(#[from] TlsSetupError),
+}
+
+/// Whether shutdown has been requested; cheap to clone, one per task.
+#[derive(Debug, Clone)]
+pub struct Shutdown(watch::Receiver<bool>);
+
+/// Requests shutdown of everything holding the paired [`Shutdown`].
+#[derive(Debug, Clone)]
+pub struct ShutdownTrigger(Arc<watch::Sender<bool>>);
+
+/// A trigger and the signal it sets.
+pub fn shutdown_pair() -> (ShutdownTrigger, Shutdown) {
+    let (tx, rx) = watch::channel(false);
+    (ShutdownTrigger(Arc::new(tx)), Shutdown(rx))
+}
+
+impl ShutdownTrigger {
+    /// Requests shutdown.
+    pub fn request(&self) {
+        self.0.send_replace(true);
+    }
+}
+
+impl Shutdown {
+    /// Whether shutdown has been requested.
+    pub fn is_requested(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Completes once shutdown is requested (or every trigger is gone).
+    pub async fn requested(&mut self) {
+        let _ = self.0.wait_for(|requested| *requested).await;
+    }
+}
+
+/// How a connection ended.
+pub(crate) enum SessionEnd {
+    /// Shutdown was requested.
+    Shutdown,
+    /// The connection dropped; reconnect.
+    Dropped {
+        /// Why, for the log.
+        reason: String,
+        /// Whether it had been working (subscriptions acknowledged / events delivered).
+        healthy: bool,
+        /// The WebSocket close code, if the server sent one.
+        close_code: Option<u16>,
+    },
+}
+
+/// What every stream task shares.
+#[derive(Clone)]
+pub(crate) struct StreamContext {
+    buffer: mpsc::Sender<Received>,
+    stats: Arc<Stats>,
+    backoff: BackoffPolicy,
+    idle_timeout: Duration,
+    shutdown: Shutdown,
+    tls: Arc<ClientConfig>,
+    http: HttpClient,
+}
+
+impl StreamContext {
+    /// Puts `event` in the buffer, waiting while it is full (which is what stops the stream
+    /// being read). Returns false if shutdown came first; the event then was never buffered.
+    async fn deliver(&mut self, event: StreamEvent) -> bool {
+        let received = Received {
+            event,
+            at: OffsetDateTime::now_utc(),
+        };
+        tokio::select! {
+            biased;
+            sent = self.buffer.send(received) => sent.is_ok(),
+            () = self.shutdown.requested() => false,
+        }
+    }
+
+    /// Sleeps for `delay`; false if shutdown was requested meanwhile.
+    async fn pause(&mut self, delay: Duration) -> bool {
+        tokio::select! {
+            () = tokio::time::sleep(delay) => true,
+            () = self.shutdown.requested() => false,
+        }
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunReport {
+    /// Events SQS accepted.
+    pub published: u64,
+    /// Events given up at shutdown (logged).
+    pub unsent: usize,
+}
+
+/// Runs the bridge until `trigger` requests shutdown (or a stream fails fatally), then flushes.
+/// The top-down story: start each configured stream, the sink and the metrics; wait for the
+/// streams; close the buffer; wait for the sink.
+pub async fn run<P>(
+    config: BridgeConfig,
+    publisher: P,
+    trigger: ShutdownTrigger,
+    shutdown: Shutdown,
+) -> Result<RunReport, FatalError>
+where
+    P: BatchPublisher + Send + 'static,
+{
+    let tls = connect::tls_config()?;
+    let stats = Arc::new(Stats::default());
+    let (buffer, buffered) = mpsc::channel(config.buffer_events.get());
+    let ctx = StreamContext {
+        buffer,
+        stats: stats.clone(),
+        backoff: config.backoff,
+        idle_timeout: config.idle_timeout,
+        shutdown: shutdown.clone(),
+        http: connect::http_client(tls.clone()),
+        tls,
+    };
+
+    let mut streams = tokio::task::JoinSet::new();
+    if let Some(heisenberg) = config.heisenberg.clone() {
+        streams.spawn(heisenberg::run(ctx.clone(), heisenberg));
+    }
+    if let Some(rekko) = config.rekko.clone() {
+        streams.spawn(rekko::run(ctx.clone(), rekko));
+    }
+    drop(ctx); // the streams hold the only senders: the buffer closes when they stop
+
+    let settings = SinkSettings {
+        linger: config.batch_linger,
+        retry: config.backoff,
+        shutdown_grace: config.shutdown_grace,
+        dedupe_window: config.dedupe_window,
+        dedupe_capacity: config.dedupe_capacity,
+    };
+    let sink =
+        tokio::spawn(Sink::new(publisher, settings, stats.clone()).run(buffered, shutdown.clone()));
+    let metrics = tokio::spawn(report_metrics(stats.clone(), config.clone(), shutdown));
+
+    let mut fatal = None;
+    while let Some(ended) = streams.join_next().await {
+        match ended {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                tracing::error!(%error, "stream stopped; shutting down");
+                fatal.get_or_insert(error);
+                trigger.request();
+            }
+            Err(panicked) => {
+                tracing::error!(error = %panicked, "stream task failed; shutting down");
+                fatal.get_or_insert(FatalError::Setup(format!(
+                    "a stream task failed: {panicked}"
+                )));
+                trigger.request();
+            }
+        }
+    }
+    let SinkReport { published, unsent } = sink
+        .await
+        .map_err(|error| FatalError::Setup(format!("the sink task failed: {error}")))?;
+    let _ = metrics.await;
+    for document in stats.report(&config.metrics_namespace, hookrelay::metrics::now_ms()) {
+        hookrelay::metrics::emit_line(&document);
+    }
+    match fatal {
+        Some(error) => Err(error),
+        None => Ok(RunReport { published, unsent }),
+    }
+}
+
+async fn report_metrics(stats: Arc<Stats>, config: BridgeConfig, mut shutdown: Shutdown) {
+    let every = config.metrics_interval;
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                for document in stats.report(&config.metrics_namespace, hookrelay::metrics::now_ms()) {
+                    hookrelay::metrics::emit_line(&document);
+                }
+            }
+            () = shutdown.requested() => return,
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! The `hookrelay-bridge` process: reads its configuration, loads the AWS SDK configuration
+//! once, and runs the bridge until SIGTERM or Ctrl-C. Exits 0 after a clean flush, 1 on a
+//! configuration or fatal stream error, 2 if events were still unsent when the grace ran out.
+//! Wiring only.
+//!
+//! Logs: `RUST_LOG` (default `info`); `HOOKRELAY_LOG_FORMAT=json` for JSON lines.
+
+use std::process::ExitCode;
+
+use aws_config::BehaviorVersion;
+use hookrelay::queue::{self, SqsPublisher};
+use hookrelay_bridge::config::BridgeConfig;
+use hookrelay_bridge::{RunReport, ShutdownTrigger, shutdown_pair};
+use tokio::signal::unix::{SignalKind, signal};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let directives = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned());
+    let json = std::env::var("HOOKRELAY_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    hookrelay::telemetry::install(&directives, json);
+
+    let config = match BridgeConfig::from_lookup(|name| std::env::var(name).ok()) {
+        Ok(config) => config,
+        Err(error) => {
+            tracing::error!(%error, "invalid configuration");
+            return ExitCode::from(1);
+        }
+    };
+    let sdk_config = queue::sdk_config(aws_config::defaults(BehaviorVersion::latest())).await;
+    let publisher = SqsPublisher::from_sdk_config(&sdk_config, config.queue_url.clone());
+    let (trigger, shutdown) = shutdown_pair();
+    if let Err(error) = forward_signals(trigger.clone()) {
+        tracing::error!(%error, "can't install signal handlers");
+        return ExitCode::from(1);
+    }
+    tracing::info!(
+        heisenberg = config.heisenberg.is_some(),
+        rekko = config.rekko.is_some(),
+        "bridge starting"
+    );
+    match hookrelay_bridge::run(config, publisher, trigger, shutdown).await {
+        Ok(RunReport {
+            published,
+            unsent: 0,
+        }) => {
+            tracing::info!(
+                published,
+                "bridge stopped; everything buffered was published"
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(RunReport { published, unsent }) => {
+            tracing::error!(published, unsent, "bridge stopped with unsent events");
+            ExitCode::from(2)
+        }
+        Err(error) => {
+            tracing::error!(%error, "bridge stopped");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Requests shutdown on the first SIGTERM (ECS, systemd) or SIGINT (Ctrl-C).
+fn forward_signals(trigger: ShutdownTrigger) -> std::io::Result<()> {
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: flushing and stopping"),
+            _ = int.recv() => tracing::info!("SIGINT: flushing and stopping"),
+        }
+        trigger.request();
+    });
+    Ok(())
+}

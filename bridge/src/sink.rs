@@ -1,0 +1,487 @@
+//! The queue side of the bridge: takes routed events from the bounded buffer the streams fill,
+//! drops the ones already published, and sends the rest to SQS in batches of up to ten with
+//! `SendMessageBatch`, checking each entry's result. I/O only through [`BatchPublisher`].
+//!
+//! - **Nothing is dropped silently.** An entry SQS did not accept is sent again (first, in
+//!   order) after a backoff; while it is retried no new event is taken from the buffer, the
+//!   buffer fills, and the streams stop reading: backpressure reaches the provider's socket
+//!   instead of memory growing or events being discarded. The only events ever given up are ones
+//!   SQS refuses as invalid ([`EntryFailure::is_permanent`]), which would otherwise block every
+//!   event behind them, and those still unsent when the shutdown grace runs out; both are logged
+//!   with their keys and counted.
+//! - **Dedupe**, as in the receiver: an event whose key this process published within the window
+//!   (or is about to publish) is dropped; a key is recorded only once SQS has accepted it. The
+//!   FIFO queue's deduplication id (the same key) covers restarts and other instances for five
+//!   minutes.
+//! - **Batches** are sent as soon as ten events are waiting, or `linger` after the first one.
+//! - **Order**: a batch keeps stream order; an entry retried after a partial failure may land
+//!   after later events of its market (SQS FIFO orders only what it accepted).
+
+use std::collections::{HashSet, VecDeque};
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hookrelay::dedupe::{DedupeDecision, DedupeKey, DedupeWindow};
+use hookrelay::envelope::stream_queue_message;
+use hookrelay::providers::{StreamEvent, StreamSource};
+use hookrelay::queue::{
+    BatchPublisher, EntryFailure, QueueMessage, SQS_MAX_BATCH_ENTRIES, SQS_MAX_MESSAGE_BYTES,
+};
+use time::OffsetDateTime;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::Shutdown;
+use crate::backoff::{Backoff, BackoffPolicy};
+use crate::stats::{Stats, bump};
+
+/// An event as a stream read it, and when.
+#[derive(Debug)]
+pub struct Received {
+    /// The routed event.
+    pub event: StreamEvent,
+    /// When it was read.
+    pub at: OffsetDateTime,
+}
+
+/// What the sink did by the time it stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SinkReport {
+    /// Events SQS accepted.
+    pub published: u64,
+    /// Events still unsent when the shutdown grace ran out (lost, and logged as such).
+    pub unsent: usize,
+}
+
+/// The sink's settings.
+#[derive(Debug, Clone, Copy)]
+pub struct SinkSettings {
+    /// How long a batch waits to fill.
+    pub linger: Duration,
+    /// Delays between retries of a failed send.
+    pub retry: BackoffPolicy,
+    /// How long to keep trying after shutdown was requested.
+    pub shutdown_grace: Duration,
+    /// How long a published key is remembered.
+    pub dedupe_window: Duration,
+    /// How many keys are remembered.
+    pub dedupe_capacity: NonZeroUsize,
+}
+
+struct Pending {
+    key: DedupeKey,
+    source: StreamSource,
+    message: QueueMessage,
+}
+
+/// Sends buffered events to SQS.
+pub struct Sink<P> {
+    publisher: P,
+    settings: SinkSettings,
+    dedupe: DedupeWindow,
+    stats: Arc<Stats>,
+    pending: VecDeque<Pending>,
+    pending_keys: HashSet<DedupeKey>,
+    published: u64,
+}
+
+impl<P: BatchPublisher> Sink<P> {
+    /// A sink sending through `publisher`.
+    pub fn new(publisher: P, settings: SinkSettings, stats: Arc<Stats>) -> Self {
+        Self {
+            publisher,
+            dedupe: DedupeWindow::new(settings.dedupe_capacity, settings.dedupe_window),
+            settings,
+            stats,
+            pending: VecDeque::new(),
+            pending_keys: HashSet::new(),
+            published: 0,
+        }
+    }
+
+    /// Runs until the buffer is closed (every stream stopped) and empty, or, after `shutdown`
+    /// is requested, until the grace period runs out.
+    pub async fn run(
+        mut self,
+        mut buffer: mpsc::Receiver<Received>,
+        shutdown: Shutdown,
+    ) -> SinkReport {
+        let mut open = true;
+        let mut retry = Backoff::new(self.settings.retry);
+        let mut give_up_at: Option<Instant> = None;
+        loop {
+            if open {
+                open = self.fill(&mut buffer).await;
+            }
+            if self.pending.is_empty() {
+                if open {
+                    continue;
+                }
+                break;
+            }
+            if self.send_one_batch().await {
+                retry.reset();
+                continue;
+            }
+            if shutdown.is_requested() {
+                let deadline = *give_up_at
+                    .get_or_insert_with(|| Instant::now() + self.settings.shutdown_grace);
+                if Instant::now() >= deadline {
+                    break;
+                }
+                tokio::time::sleep_until(deadline.min(Instant::now() + retry.next_jittered()))
+                    .await;
+            } else {
+                tokio::time::sleep(retry.next_jittered()).await;
+            }
+        }
+        buffer.close();
+        let unsent = self.pending.len() + buffer.len();
+        if unsent > 0 {
+            let keys: Vec<&str> = self.pending.iter().map(|p| p.key.as_str()).collect();
+            tracing::error!(
+                unsent,
+                ?keys,
+                "shutdown grace ran out with events SQS had not accepted; they are lost"
+            );
+        }
+        SinkReport {
+            published: self.published,
+            unsent,
+        }
+    }
+
+    /// Takes events from the buffer until a batch is full or `linger` has passed since the
+    /// first; waits for a first event only if nothing is pending. Returns whether the buffer is
+    /// still open.
+    async fn fill(&mut self, buffer: &mut mpsc::Receiver<Received>) -> bool {
+        if self.pending.is_empty() {
+            match buffer.recv().await {
+                Some(received) => self.admit(received),
+                None => return false,
+            }
+        }
+        let until = Instant::now() + self.settings.linger;
+        while self.pending.len() < SQS_MAX_BATCH_ENTRIES {
+            match tokio::time::timeout_at(until, buffer.recv()).await {
+                Ok(Some(received)) => self.admit(received),
+                Ok(None) => return false,
+                Err(_linger_over) => break,
+            }
+        }
+        true
+    }
+
+    /// Queues `received` for sending unless it is a duplicate or can never be sent.
+    fn admit(&mut self, received: Received) {
+        let Received { event, at } = received;
+        let counters = self.stats.of(event.source());
+        let key = event.dedupe_key();
+        if self.pending_keys.contains(key)
+            || self.dedupe.check(key, at) == DedupeDecision::AlreadyPublished
+        {
+            bump(&counters.duplicates);
+            tracing::debug!(key = key.as_str(), "duplicate stream event dropped");
+            return;
+        }
+        let message = stream_queue_message(&event, at);
+        if message.size() > SQS_MAX_MESSAGE_BYTES {
+            bump(&counters.rejected);
+            tracing::error!(
+                key = key.as_str(),
+                size = message.size(),
+                "stream event too large for an SQS message; skipped"
+            );
+            return;
+        }
+        tracing::debug!(key = key.as_str(), "stream event buffered");
+        self.pending_keys.insert(key.clone());
+        self.pending.push_back(Pending {
+            key: key.clone(),
+            source: event.source(),
+            message,
+        });
+    }
+
+    /// Sends the oldest pending events (at most ten, at most SQS's batch size in bytes).
+    /// Returns whether SQS accepted every one.
+    async fn send_one_batch(&mut self) -> bool {
+        let mut bytes = 0;
+        let count = self
+            .pending
+            .iter()
+            .take(SQS_MAX_BATCH_ENTRIES)
+            .take_while(|p| {
+                bytes += p.message.size();
+                bytes <= SQS_MAX_MESSAGE_BYTES
+            })
+            .count()
+            .max(1);
+        let messages: Vec<&QueueMessage> = self
+            .pending
+            .iter()
+            .take(count)
+            .map(|p| &p.message)
+            .collect();
+        let results = match self.publisher.publish_batch(&messages).await {
+            Ok(results) if results.len() == count => results,
+            Ok(_) => {
+                tracing::warn!(
+                    count,
+                    "SQS answered a batch with the wrong number of results; retrying it"
+                );
+                vec![Err(not_confirmed()); count]
+            }
+            Err(error) => {
+                tracing::warn!(%error, count, "SendMessageBatch failed; retrying after a backoff");
+                vec![Err(not_confirmed()); count]
+            }
+        };
+        let now = OffsetDateTime::now_utc();
+        let mut retry = Vec::new();
+        for (pending, result) in self.pending.drain(..count).zip(results) {
+            let counters = self.stats.of(pending.source);
+            match result {
+                Ok(()) => {
+                    self.pending_keys.remove(&pending.key);
+                    self.dedupe.record(pending.key, now);
+                    self.published += 1;
+                    bump(&counters.published);
+                }
+                Err(failure) if failure.is_permanent() => {
+                    self.pending_keys.remove(&pending.key);
+                    bump(&counters.rejected);
+                    tracing::error!(
+                        key = pending.key.as_str(),
+                        code = %failure.code,
+                        "SQS refused the event as invalid; it will not be retried"
+                    );
+                }
+                Err(failure) => {
+                    bump(&counters.publish_failures);
+                    tracing::debug!(key = pending.key.as_str(), code = %failure.code, "entry not accepted; will retry");
+                    retry.push(pending);
+                }
+            }
+        }
+        let all_accepted = retry.is_empty();
+        for pending in retry.into_iter().rev() {
+            self.pending.push_front(pending);
+        }
+        all_accepted
+    }
+}
+
+fn not_confirmed() -> EntryFailure {
+    EntryFailure {
+        code: "NotConfirmed".to_owned(),
+        sender_fault: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use hookrelay::providers::parse_rekko_stream_event;
+    use hookrelay::queue::PublishError;
+
+    use super::*;
+    use crate::shutdown_pair;
+
+    /// A publisher that answers from a script, one entry per call (then accepts everything), and
+    /// records the dedupe ids of what it accepted.
+    #[derive(Default)]
+    struct ScriptedQueue {
+        script: Mutex<VecDeque<Script>>,
+        accepted: Mutex<Vec<String>>,
+        calls: Mutex<Vec<usize>>,
+    }
+
+    enum Script {
+        CallFails,
+        EntryFails { index: usize, permanent: bool },
+    }
+
+    impl BatchPublisher for &ScriptedQueue {
+        async fn publish_batch(
+            &self,
+            messages: &[&QueueMessage],
+        ) -> Result<Vec<Result<(), EntryFailure>>, PublishError> {
+            self.calls.lock().unwrap().push(messages.len());
+            let step = self.script.lock().unwrap().pop_front();
+            if let Some(Script::CallFails) = step {
+                return Err(PublishError::new("connection reset"));
+            }
+            let mut results = Vec::new();
+            for (i, message) in messages.iter().enumerate() {
+                match step {
+                    Some(Script::EntryFails { index, permanent }) if index == i => {
+                        results.push(Err(EntryFailure {
+                            code: if permanent {
+                                "InvalidMessageContents"
+                            } else {
+                                "InternalError"
+                            }
+                            .into(),
+                            sender_fault: permanent,
+                        }));
+                    }
+                    _ => {
+                        self.accepted
+                            .lock()
+                            .unwrap()
+                            .push(message.deduplication_id.clone());
+                        results.push(Ok(()));
+                    }
+                }
+            }
+            Ok(results)
+        }
+    }
+
+    fn settings() -> SinkSettings {
+        SinkSettings {
+            linger: Duration::from_millis(5),
+            retry: BackoffPolicy {
+                initial: Duration::from_millis(1),
+                max: Duration::from_millis(4),
+            },
+            shutdown_grace: Duration::from_millis(50),
+            dedupe_window: Duration::from_secs(600),
+            dedupe_capacity: NonZeroUsize::new(1000).unwrap(),
+        }
+    }
+
+    fn event(n: usize) -> Received {
+        let body = format!(
+            r#"{{"type":"whale_alert","market_id":"m-{}","flow":{n}}}"#,
+            n % 3
+        );
+        Received {
+            event: parse_rekko_stream_event(body).unwrap(),
+            at: OffsetDateTime::now_utc(),
+        }
+    }
+
+    async fn run(queue: &ScriptedQueue, events: Vec<Received>) -> (SinkReport, Arc<Stats>) {
+        let stats = Arc::new(Stats::default());
+        let (tx, rx) = mpsc::channel(4);
+        let (_trigger, shutdown) = shutdown_pair();
+        let sink = Sink::new(queue, settings(), stats.clone());
+        let feeder = async move {
+            for e in events {
+                tx.send(e).await.unwrap();
+            }
+        };
+        let (report, ()) = tokio::join!(sink.run(rx, shutdown), feeder);
+        (report, stats)
+    }
+
+    fn count(counter: &std::sync::atomic::AtomicU64) -> u64 {
+        counter.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    #[tokio::test]
+    async fn batches_of_at_most_ten_and_duplicates_dropped() {
+        let queue = ScriptedQueue::default();
+        let mut events: Vec<Received> = (0..25).map(event).collect();
+        events.extend((0..5).map(event)); // re-sent after a reconnect
+        let (report, stats) = run(&queue, events).await;
+        assert_eq!(
+            report,
+            SinkReport {
+                published: 25,
+                unsent: 0
+            }
+        );
+        let accepted = queue.accepted.lock().unwrap().clone();
+        assert_eq!(accepted.len(), 25);
+        assert_eq!(accepted.iter().collect::<HashSet<_>>().len(), 25);
+        assert!(
+            queue
+                .calls
+                .lock()
+                .unwrap()
+                .iter()
+                .all(|&n| (1..=10).contains(&n))
+        );
+        let rekko = stats.of(StreamSource::Rekko);
+        assert_eq!((count(&rekko.published), count(&rekko.duplicates)), (25, 5));
+    }
+
+    #[tokio::test]
+    async fn failed_calls_and_entries_are_retried_until_accepted() {
+        let queue = ScriptedQueue::default();
+        queue.script.lock().unwrap().extend([
+            Script::CallFails,
+            Script::EntryFails {
+                index: 2,
+                permanent: false,
+            },
+            Script::CallFails,
+            Script::EntryFails {
+                index: 0,
+                permanent: false,
+            },
+        ]);
+        let (report, stats) = run(&queue, (0..12).map(event).collect()).await;
+        assert_eq!(
+            report,
+            SinkReport {
+                published: 12,
+                unsent: 0
+            }
+        );
+        let accepted = queue.accepted.lock().unwrap().clone();
+        assert_eq!(
+            accepted.iter().collect::<HashSet<_>>().len(),
+            12,
+            "each once"
+        );
+        assert_eq!(accepted.len(), 12);
+        assert!(count(&stats.of(StreamSource::Rekko).publish_failures) >= 2);
+    }
+
+    #[tokio::test]
+    async fn an_entry_sqs_refuses_as_invalid_is_counted_not_retried_forever() {
+        let queue = ScriptedQueue::default();
+        queue.script.lock().unwrap().push_back(Script::EntryFails {
+            index: 1,
+            permanent: true,
+        });
+        let (report, stats) = run(&queue, (0..3).map(event).collect()).await;
+        assert_eq!(report.published, 2);
+        assert_eq!(count(&stats.of(StreamSource::Rekko).rejected), 1);
+    }
+
+    #[tokio::test]
+    async fn after_shutdown_the_grace_period_bounds_the_retries() {
+        struct Down;
+        impl BatchPublisher for Down {
+            async fn publish_batch(
+                &self,
+                _: &[&QueueMessage],
+            ) -> Result<Vec<Result<(), EntryFailure>>, PublishError> {
+                Err(PublishError::new("queue unreachable"))
+            }
+        }
+        let stats = Arc::new(Stats::default());
+        let (tx, rx) = mpsc::channel(8);
+        let (trigger, shutdown) = shutdown_pair();
+        for n in 0..3 {
+            tx.send(event(n)).await.unwrap();
+        }
+        drop(tx);
+        trigger.request();
+        let report = Sink::new(Down, settings(), stats).run(rx, shutdown).await;
+        assert_eq!(
+            report,
+            SinkReport {
+                published: 0,
+                unsent: 3
+            }
+        );
+    }
+}
