@@ -4,9 +4,11 @@
 //! as a batch item failure, so one bad message is retried (and eventually dead-lettered) alone
 //! instead of redelivering the whole batch. Pure: no I/O besides what the handler does.
 //!
-//! Events the bridge read from a provider's stream (`via: stream`) have no sender signature to
-//! re-check: their authenticity rests on the bridge's authenticated connection and on the
-//! queue's policy (only the receiver's and the bridge's roles may send to it).
+//! Events the bridge read from a provider's stream (`via: stream`; Heisenberg and Rekko) have no
+//! sender signature to re-check: their authenticity rests on the bridge's authenticated
+//! connection and on who may send to the queue (IAM). The `via` claim counts only for providers
+//! that have a stream: an engine or Standard Webhooks envelope marked `stream` still needs its
+//! signature.
 //!
 //! Requires `ReportBatchItemFailures` on the event source mapping (the template sets it).
 //! Secrets come from the same `HOOKRELAY_*_SECRETS` variables as the receiver; a sender without
@@ -18,7 +20,7 @@ use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent
 use crate::config::SenderSecrets;
 use crate::envelope::{Envelope, Via, attributes};
 use crate::events::{DecodeError, Event};
-use crate::providers::Provider;
+use crate::providers::{Provider, StreamSource};
 use crate::verify::VerifyError;
 
 /// What your code does with each decoded, verified event.
@@ -78,12 +80,15 @@ impl<H: EventHandler> Consumer<H> {
     pub fn process(&self, record: &SqsMessage) -> Result<(), ConsumeError> {
         let body = record.body.as_deref().ok_or(ConsumeError::NoBody)?;
         let envelope = Envelope::from_json(body)?;
-        let secrets = match envelope.via {
-            Via::Webhook => {
-                Provider::from_name(&envelope.provider).and_then(|p| self.secrets.of(p))
-            }
-            Via::Stream => None,
-        };
+        // Only a provider that has a stream can send unsigned (`via: stream`) events; for any
+        // other, the claim is ignored and the signature is required as usual.
+        let unsigned_stream = envelope.via == Via::Stream
+            && StreamSource::ALL
+                .iter()
+                .any(|s| s.provider() == envelope.provider);
+        let secrets = Provider::from_name(&envelope.provider)
+            .and_then(|p| self.secrets.of(p))
+            .filter(|_| !unsigned_stream);
         if let Some(secrets) = secrets {
             let signature = record
                 .message_attributes

@@ -319,9 +319,9 @@ pub struct HeisenbergFrame<D> {
     pub event_type: String,
     /// The gateway's producer of the event (e.g. `polymarket-trade-scraper`).
     pub source: Option<String>,
-    /// When the gateway delivered the frame (RFC 3339). A frame delivered again after a
-    /// reconnect may carry a different value; the event's identity is `data.id`.
-    pub timestamp: String,
+    /// When the gateway delivered the frame (RFC 3339), when it says. A frame delivered again
+    /// after a reconnect may carry a different value; the event's identity is `data.id`.
+    pub timestamp: Option<String>,
     /// The event.
     pub data: D,
 }

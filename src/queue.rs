@@ -140,11 +140,21 @@ pub struct EntryFailure {
     pub sender_fault: bool,
 }
 
+/// Entry error codes that blame the message itself: sending it again can never succeed.
+const PERMANENT_ENTRY_ERRORS: [&str; 5] = [
+    "InvalidMessageContents",
+    "MessageTooLong",
+    "InvalidParameterValue",
+    "InvalidAttributeName",
+    "InvalidAttributeValue",
+];
+
 impl EntryFailure {
-    /// Whether retrying can never succeed: SQS blames the entry itself (its contents or
-    /// attributes), not its own state or the request rate.
+    /// Whether retrying can never succeed: SQS blames the entry's contents or attributes. Any
+    /// other failure (throttling, KMS or permission trouble, SQS's own errors, codes this list
+    /// doesn't know) is worth retrying, since giving up would lose the event.
     pub fn is_permanent(&self) -> bool {
-        self.sender_fault && !self.code.contains("Throttl") && !self.code.contains("Throughput")
+        self.sender_fault && PERMANENT_ENTRY_ERRORS.contains(&self.code.as_str())
     }
 }
 

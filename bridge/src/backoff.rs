@@ -4,6 +4,11 @@
 //! "Equal jitter": attempt `n` waits between half and all of `min(max, initial × 2ⁿ)`. Half is
 //! fixed, so a stream that fails instantly can never spin in a hot loop; half is random, so many
 //! bridges dropped by one gateway deploy don't reconnect in lockstep.
+//!
+//! [`reconnect_delay`] decides after a dropped connection: a healthy session (one that delivered
+//! events or stayed up for a while) starts the curve over; a provider's explicit "reconnect now"
+//! (Heisenberg's close code 4001) after a healthy session waits only 0–250 ms; a server's
+//! `retry:` hint is honoured up to the curve's cap.
 
 use std::time::Duration;
 
@@ -60,6 +65,32 @@ impl Backoff {
     }
 }
 
+/// The longest wait before answering a provider's "reconnect now".
+pub const PROMPT_RECONNECT: Duration = Duration::from_millis(250);
+
+/// How a connection ended, as far as the next delay is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Ending {
+    /// The session worked (delivered events, or stayed up long enough): start the curve over.
+    pub healthy: bool,
+    /// The provider asked for an immediate reconnect.
+    pub prompt: bool,
+    /// The server's own minimum delay (SSE `retry:`), if it gave one.
+    pub at_least: Duration,
+}
+
+/// The delay before reconnecting after `ending`, given a uniform draw `unit` in `[0, 1)`.
+pub fn reconnect_delay(backoff: &mut Backoff, ending: Ending, unit: f64) -> Duration {
+    if ending.healthy {
+        backoff.reset();
+    }
+    let floor = ending.at_least.min(backoff.policy.max);
+    if ending.healthy && ending.prompt {
+        return PROMPT_RECONNECT.mul_f64(unit.clamp(0.0, 1.0)).max(floor);
+    }
+    backoff.next_delay(unit).max(floor)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,5 +132,46 @@ mod tests {
         assert!(b.next_delay(1.0) <= POLICY.max);
         b.reset();
         assert_eq!(b.next_delay(0.0), Duration::from_millis(250));
+    }
+
+    #[test]
+    fn reconnects_are_prompt_only_after_a_healthy_session_asked_for_one() {
+        let mut b = Backoff::new(POLICY);
+        let healthy_4001 = Ending {
+            healthy: true,
+            prompt: true,
+            ..Ending::default()
+        };
+        assert!(reconnect_delay(&mut b, healthy_4001, 0.99) <= PROMPT_RECONNECT);
+        // A gateway that closes 4001 before the session was healthy gets the growing curve.
+        let unhealthy_4001 = Ending {
+            healthy: false,
+            prompt: true,
+            ..Ending::default()
+        };
+        let delays: Vec<u128> = (0..4)
+            .map(|_| reconnect_delay(&mut b, unhealthy_4001, 0.0).as_millis())
+            .collect();
+        assert_eq!(delays, [250, 500, 1000, 2000]);
+        // A healthy drop starts the curve over.
+        let healthy_drop = Ending {
+            healthy: true,
+            ..Ending::default()
+        };
+        assert_eq!(
+            reconnect_delay(&mut b, healthy_drop, 0.0),
+            Duration::from_millis(250)
+        );
+        // `retry:` is honoured, but never beyond the cap.
+        let hinted = Ending {
+            at_least: Duration::from_secs(5),
+            ..Ending::default()
+        };
+        assert_eq!(reconnect_delay(&mut b, hinted, 0.0), Duration::from_secs(5));
+        let huge = Ending {
+            at_least: Duration::from_secs(86_400),
+            ..Ending::default()
+        };
+        assert_eq!(reconnect_delay(&mut b, huge, 0.0), POLICY.max);
     }
 }

@@ -3,15 +3,18 @@
 //! one `subscribe` frame, and reads frames into the buffer until shutdown, reconnecting on any
 //! drop and re-subscribing each time.
 //!
-//! - A 401/403 at the upgrade or from `/event-types` is fatal (the process exits with a message
-//!   naming the token variable) rather than a reconnect loop; so is a filter on a key the catalog
-//!   does not list as filterable, or a type it does not grant.
-//! - Close code 4001 ("reconnect to a fresh upstream feed") after a healthy session reconnects at
-//!   once (within a 0–¼ s jitter); any other drop backs off exponentially with jitter. A session
-//!   is healthy once the gateway acknowledged the subscriptions, and that resets the backoff.
-//! - `error` and `rate_limit` frames are logged and counted; the connection stays up.
+//! - Fatal (the process exits with a message naming what to fix) rather than a reconnect loop:
+//!   a 401/403 at the upgrade or from `/event-types`; a filter on a key the catalog does not list
+//!   as filterable, or a type it does not list; a catalog that is not the documented shape; and
+//!   a configured type the gateway refuses in an `error` frame and leaves out of `subscribed`.
+//! - Close code 4001 ("reconnect to a fresh upstream feed") after a healthy session reconnects
+//!   within 0–250 ms; any other drop backs off exponentially with jitter. A session is healthy
+//!   once the subscriptions were acknowledged and events flowed (or it lasted a minute); only
+//!   that resets the backoff, so a gateway that accepts and at once drops us meets a growing delay.
+//! - Other `error` frames and `rate_limit` frames are logged and counted; the connection stays up.
 //! - The gateway's pings are answered by the WebSocket library; the bridge also pings every 30 s
-//!   and reconnects when nothing at all arrived for the idle timeout (a half-open connection).
+//!   (a third of the idle timeout if that is shorter) and reconnects when nothing at all arrived
+//!   for the idle timeout (a half-open connection). Waiting for buffer room doesn't count.
 
 use std::time::Duration;
 
@@ -20,22 +23,24 @@ use hookrelay::providers::{ControlFrame, HeisenbergMessage, StreamSource, parse_
 use http_body_util::{BodyExt, Empty};
 use hyper::header::AUTHORIZATION;
 use serde::Deserialize;
-use tokio::time::{Instant, timeout, timeout_at};
+use tokio::time::{Instant, MissedTickBehavior, timeout, timeout_at};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{Connector, connect_async_tls_with_config};
 
-use crate::backoff::Backoff;
+use crate::backoff::{Backoff, Ending};
 use crate::config::{HeisenbergConfig, Subscription, vars};
 use crate::connect::{self, RESPONSE_TIMEOUT, bearer_header};
 use crate::stats::bump;
-use crate::{FatalError, SessionEnd, StreamContext};
+use crate::{FatalError, Reconnects, SessionEnd, StreamContext, until_shutdown};
 
 const STREAM: StreamSource = StreamSource::Heisenberg;
-/// How often the bridge pings the gateway.
+/// How often the bridge pings the gateway (more often if the idle timeout is short).
 const PING_EVERY: Duration = Duration::from_secs(30);
+/// How long a subscribed connection must last to count as healthy without delivering events.
+const HEALTHY_AFTER: Duration = Duration::from_secs(60);
 /// The close code with which the gateway asks clients to reconnect to a fresh feed.
 const RECONNECT_NOW: u16 = 4001;
 /// The largest frame accepted; an SQS message holds at most 1 MiB.
@@ -49,36 +54,39 @@ pub(crate) async fn run(
     if !check_filters(&mut ctx, &config).await? {
         return Ok(());
     }
-    let mut backoff = Backoff::new(ctx.backoff);
+    let mut reconnects = Reconnects::new(&ctx, STREAM);
     loop {
         let end = session(&mut ctx, &config).await?;
-        let SessionEnd::Dropped {
+        if !reconnects.after(&mut ctx, end).await {
+            return Ok(());
+        }
+    }
+}
+
+/// What one connection has done so far, which decides how its end is treated.
+struct Session {
+    started: Instant,
+    subscribed: bool,
+    delivered: bool,
+    granted: Vec<String>,
+    refusals: Vec<(Vec<String>, String)>,
+}
+
+impl Session {
+    /// Healthy: the subscriptions were acknowledged and events flowed, or the connection lasted
+    /// a minute. Only then does its end reset the backoff (or earn a prompt reconnect on 4001),
+    /// so a gateway that accepts and at once drops us is met with a growing delay.
+    fn ended(&self, reason: impl Into<String>, close_code: Option<u16>) -> SessionEnd {
+        let healthy =
+            self.subscribed && (self.delivered || self.started.elapsed() >= HEALTHY_AFTER);
+        SessionEnd::dropped(
             reason,
-            healthy,
-            close_code,
-        } = end
-        else {
-            return Ok(());
-        };
-        bump(&ctx.stats.of(STREAM).reconnects);
-        if healthy {
-            backoff.reset();
-        }
-        let delay = if healthy && close_code == Some(RECONNECT_NOW) {
-            ctx.backoff.initial.mul_f64(fastrand::f64() / 2.0)
-        } else {
-            backoff.next_jittered()
-        };
-        tracing::warn!(
-            stream = STREAM.provider(),
-            %reason,
-            close_code,
-            delay_ms = delay.as_millis() as u64,
-            "connection lost; reconnecting and re-subscribing"
-        );
-        if !ctx.pause(delay).await {
-            return Ok(());
-        }
+            Ending {
+                healthy,
+                prompt: close_code == Some(RECONNECT_NOW),
+                at_least: Duration::ZERO,
+            },
+        )
     }
 }
 
@@ -87,20 +95,18 @@ async fn session(
     ctx: &mut StreamContext,
     config: &HeisenbergConfig,
 ) -> Result<SessionEnd, FatalError> {
-    let dropped = |reason: String| SessionEnd::Dropped {
-        reason,
-        healthy: false,
-        close_code: None,
+    let mut session = Session {
+        started: Instant::now(),
+        subscribed: false,
+        delivered: false,
+        granted: Vec::new(),
+        refusals: Vec::new(),
     };
-    let mut request = match config.ws_url.as_str().into_client_request() {
-        Ok(request) => request,
-        Err(error) => {
-            return Err(FatalError::Setup(format!(
-                "{}: {error}",
-                vars::HEISENBERG_URL
-            )));
-        }
-    };
+    let mut request = config
+        .ws_url
+        .as_str()
+        .into_client_request()
+        .map_err(|error| FatalError::Setup(format!("{}: {error}", vars::HEISENBERG_URL)))?;
     request
         .headers_mut()
         .insert(AUTHORIZATION, bearer_header(&config.token.bearer())?);
@@ -108,37 +114,40 @@ async fn session(
         .max_message_size(Some(MAX_FRAME_BYTES))
         .max_frame_size(Some(MAX_FRAME_BYTES));
     let connector = Connector::Rustls(ctx.tls.clone());
-    let connecting = connect_async_tls_with_config(request, Some(ws_config), true, Some(connector));
-    let mut ws = match timeout(RESPONSE_TIMEOUT, connecting).await {
-        Err(_) => return Ok(dropped("the upgrade timed out".into())),
-        Ok(Err(WsError::Http(response))) => {
+    let connecting = timeout(
+        RESPONSE_TIMEOUT,
+        connect_async_tls_with_config(request, Some(ws_config), true, Some(connector)),
+    );
+    let mut shutdown = ctx.shutdown.clone();
+    let mut ws = match until_shutdown(&mut shutdown, connecting).await {
+        None => return Ok(SessionEnd::Shutdown),
+        Some(Err(_)) => return Ok(session.ended("the upgrade timed out", None)),
+        Some(Ok(Err(WsError::Http(response)))) => {
             connect::refused(STREAM, response.status().as_u16(), vars::HEISENBERG_TOKEN)?;
-            return Ok(dropped(format!(
-                "the upgrade was answered {}",
-                response.status()
-            )));
+            let reason = format!("the upgrade was answered {}", response.status());
+            return Ok(session.ended(reason, None));
         }
-        Ok(Err(error)) => return Ok(dropped(format!("connect failed: {error}"))),
-        Ok(Ok((ws, _response))) => ws,
+        Some(Ok(Err(error))) => return Ok(session.ended(format!("connect failed: {error}"), None)),
+        Some(Ok(Ok((ws, _response)))) => ws,
     };
     let subscribe =
         serde_json::json!({"action": "subscribe", "subscriptions": config.subscriptions});
-    if let Err(error) = ws.send(Message::text(subscribe.to_string())).await {
-        return Ok(dropped(format!(
-            "sending the subscribe frame failed: {error}"
-        )));
+    let sending = timeout(
+        RESPONSE_TIMEOUT,
+        ws.send(Message::text(subscribe.to_string())),
+    );
+    if !matches!(sending.await, Ok(Ok(()))) {
+        return Ok(session.ended("sending the subscribe frame failed", None));
     }
 
     let stats = ctx.stats.clone();
     let counters = stats.of(STREAM);
-    let mut healthy = false;
     let mut last_frame = Instant::now();
-    let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
-    let end = |reason: String, healthy: bool, close_code: Option<u16>| SessionEnd::Dropped {
-        reason,
-        healthy,
-        close_code,
-    };
+    // Ping often enough that a healthy but quiet connection never reaches the idle timeout;
+    // after a long wait on the buffer, one ping, not a burst of missed ones.
+    let ping_every = PING_EVERY.min(ctx.idle_timeout / 3);
+    let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
+    ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         let message = tokio::select! {
             biased;
@@ -148,15 +157,16 @@ async fn session(
                 return Ok(SessionEnd::Shutdown);
             }
             _ = ping.tick() => {
-                if let Err(error) = ws.send(Message::Ping(Default::default())).await {
-                    return Ok(end(format!("ping failed: {error}"), healthy, None));
+                let pinging = timeout(RESPONSE_TIMEOUT, ws.send(Message::Ping(Default::default())));
+                if !matches!(pinging.await, Ok(Ok(()))) {
+                    return Ok(session.ended("ping failed", None));
                 }
                 continue;
             }
             next = timeout_at(last_frame + ctx.idle_timeout, ws.next()) => match next {
-                Err(_) => return Ok(end(format!("nothing received for {:?}", ctx.idle_timeout), healthy, None)),
-                Ok(None) => return Ok(end("the connection ended without a close frame".into(), healthy, None)),
-                Ok(Some(Err(error))) => return Ok(end(format!("read failed: {error}"), healthy, None)),
+                Err(_) => return Ok(session.ended(format!("nothing received for {:?}", ctx.idle_timeout), None)),
+                Ok(None) => return Ok(session.ended("the connection ended without a close frame", None)),
+                Ok(Some(Err(error))) => return Ok(session.ended(format!("read failed: {error}"), None)),
                 Ok(Some(Ok(message))) => message,
             },
         };
@@ -166,11 +176,8 @@ async fn session(
             Message::Close(frame) => {
                 let code = frame.as_ref().map(|f| u16::from(f.code));
                 let reason = frame.map(|f| f.reason.to_string()).unwrap_or_default();
-                return Ok(end(
-                    format!("the gateway closed the connection ({reason})"),
-                    healthy,
-                    code,
-                ));
+                let reason = format!("the gateway closed the connection ({reason})");
+                return Ok(session.ended(reason, code));
             }
             Message::Binary(_) => {
                 bump(&counters.malformed);
@@ -189,14 +196,31 @@ async fn session(
                 if !ctx.deliver(event).await {
                     return Ok(SessionEnd::Shutdown);
                 }
+                session.delivered = true;
                 // Time spent waiting for buffer room (backpressure) is not silence.
                 last_frame = Instant::now();
             }
             Ok(HeisenbergMessage::Control(control)) => {
-                if matches!(control, ControlFrame::Subscribed { .. }) {
-                    healthy = true;
+                match &control {
+                    ControlFrame::Subscribed { types, .. } => {
+                        session.subscribed = true;
+                        session.granted.clone_from(types);
+                    }
+                    ControlFrame::Error { types, message } => {
+                        session.refusals.push((types.clone(), message.clone()));
+                    }
+                    _ => {}
                 }
                 on_control(ctx, control);
+                if session.subscribed {
+                    if let Some(problem) = refused_subscriptions(
+                        &config.subscriptions,
+                        &session.granted,
+                        &session.refusals,
+                    ) {
+                        return Err(FatalError::Subscriptions(problem));
+                    }
+                }
             }
             Err(error) => {
                 bump(&counters.malformed);
@@ -204,6 +228,26 @@ async fn session(
             }
         }
     }
+}
+
+/// A configured event type the gateway refused in an `error` frame and did not grant in its
+/// `subscribed` acknowledgement: nothing of that type would ever arrive, so the bridge stops
+/// with the gateway's message instead of running silently empty.
+fn refused_subscriptions(
+    configured: &[Subscription],
+    granted: &[String],
+    refusals: &[(Vec<String>, String)],
+) -> Option<String> {
+    configured
+        .iter()
+        .map(|s| &s.event_type)
+        .filter(|event_type| !granted.contains(event_type))
+        .find_map(|event_type| {
+            refusals
+                .iter()
+                .find(|(types, _)| types.contains(event_type))
+                .map(|(_, message)| format!("the gateway refused `{event_type}`: {message}"))
+        })
 }
 
 fn on_control(ctx: &StreamContext, control: ControlFrame) {
@@ -321,7 +365,12 @@ async fn check_filters(
     let url = format!("{}/event-types", config.api_url);
     let mut backoff = Backoff::new(ctx.backoff);
     loop {
-        let catalog = match fetch_catalog(ctx, config, &url).await? {
+        let mut shutdown = ctx.shutdown.clone();
+        let Some(fetched) = until_shutdown(&mut shutdown, fetch_catalog(ctx, config, &url)).await
+        else {
+            return Ok(false);
+        };
+        let catalog = match fetched? {
             Ok(catalog) => catalog,
             Err(reason) => {
                 let delay = backoff.next_jittered();
@@ -345,7 +394,7 @@ async fn check_filters(
     }
 }
 
-/// `Ok(Ok(catalog))`, `Ok(Err(transient reason))`, or a fatal refusal.
+/// `Ok(Ok(catalog))`, `Ok(Err(transient reason))`, or a fatal refusal or malformed catalog.
 async fn fetch_catalog(
     ctx: &StreamContext,
     config: &HeisenbergConfig,
@@ -364,8 +413,13 @@ async fn fetch_catalog(
         Ok(Err(error)) => return Ok(Err(error.to_string())),
         Err(_) => return Ok(Err("the body timed out".into())),
     };
-    Ok(serde_json::from_slice(&body)
-        .map_err(|error| format!("not the documented catalog: {error}")))
+    // A 2xx whose body is not the catalog won't get better by retrying.
+    serde_json::from_slice(&body).map(Ok).map_err(|error| {
+        FatalError::Subscriptions(format!(
+            "{url} did not answer the documented event-type catalog ({error}): check {}",
+            vars::HEISENBERG_API_URL
+        ))
+    })
 }
 
 #[cfg(test)]
@@ -398,5 +452,34 @@ mod tests {
         assert!(problems[0].contains("filterable: slug, proxy_wallet, outcome"));
         let unknown = subscriptions(r#"[{"type":"polymarket.does_not_exist"}]"#);
         assert!(filter_problems(&catalog, &unknown)[0].contains("polymarket.does_not_exist"));
+    }
+
+    #[test]
+    fn a_type_refused_and_not_granted_is_fatal() {
+        let configured =
+            subscriptions(r#"[{"type":"polymarket.trade"},{"type":"polymarket.new"}]"#);
+        let refusal = (
+            vec!["polymarket.new".to_owned()],
+            "unauthorized: polymarket.new".to_owned(),
+        );
+        let granted_trade = vec!["polymarket.trade".to_owned()];
+        let problem =
+            refused_subscriptions(&configured, &granted_trade, std::slice::from_ref(&refusal));
+        assert_eq!(
+            problem.as_deref(),
+            Some("the gateway refused `polymarket.new`: unauthorized: polymarket.new")
+        );
+        // Granted despite an error frame naming it (e.g. one bad filter among several): fine.
+        let both = vec!["polymarket.trade".to_owned(), "polymarket.new".to_owned()];
+        assert_eq!(refused_subscriptions(&configured, &both, &[refusal]), None);
+        // An error about a type nobody configured: fine.
+        let other = (
+            vec!["polymarket.does_not_exist".to_owned()],
+            "unauthorized".to_owned(),
+        );
+        assert_eq!(
+            refused_subscriptions(&configured[..1], &granted_trade, &[other]),
+            None
+        );
     }
 }

@@ -32,17 +32,17 @@ pub mod stats;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hookrelay::providers::StreamEvent;
+use hookrelay::providers::{StreamEvent, StreamSource};
 use hookrelay::queue::BatchPublisher;
 use rustls::ClientConfig;
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, watch};
 
-use crate::backoff::BackoffPolicy;
+use crate::backoff::{Backoff, BackoffPolicy, Ending};
 use crate::config::BridgeConfig;
 use crate::connect::{HttpClient, TlsSetupError};
 use crate::sink::{Received, Sink, SinkReport, SinkSettings};
-use crate::stats::Stats;
+use crate::stats::{Stats, bump};
 
 /// Why the bridge stopped on its own. Messages name what to fix, never a token.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +66,9 @@ pub enum FatalError {
     /// TLS could not be set up.
     #[error(transparent)]
     Tls(#[from] TlsSetupError),
+    /// A task of the bridge itself failed (a bug: restart it).
+    #[error("internal failure: {0}")]
+    TaskFailed(String),
 }
 
 /// Whether shutdown has been requested; cheap to clone, one per task.
@@ -109,11 +112,63 @@ pub(crate) enum SessionEnd {
     Dropped {
         /// Why, for the log.
         reason: String,
-        /// Whether it had been working (subscriptions acknowledged / events delivered).
-        healthy: bool,
-        /// The WebSocket close code, if the server sent one.
-        close_code: Option<u16>,
+        /// What decides the delay before the next attempt.
+        ending: Ending,
     },
+}
+
+impl SessionEnd {
+    fn dropped(reason: impl Into<String>, ending: Ending) -> Self {
+        Self::Dropped {
+            reason: reason.into(),
+            ending,
+        }
+    }
+}
+
+/// What both streams do after a connection ends: count it, wait as
+/// [`backoff::reconnect_delay`] says, and say whether to connect again.
+pub(crate) struct Reconnects {
+    source: StreamSource,
+    backoff: Backoff,
+}
+
+impl Reconnects {
+    fn new(ctx: &StreamContext, source: StreamSource) -> Self {
+        Self {
+            source,
+            backoff: Backoff::new(ctx.backoff),
+        }
+    }
+
+    /// After `end`: false on shutdown (now or during the wait), else true once it is time to
+    /// reconnect.
+    async fn after(&mut self, ctx: &mut StreamContext, end: SessionEnd) -> bool {
+        let SessionEnd::Dropped { reason, ending } = end else {
+            return false;
+        };
+        bump(&ctx.stats.of(self.source).reconnects);
+        let delay = backoff::reconnect_delay(&mut self.backoff, ending, fastrand::f64());
+        tracing::warn!(
+            stream = self.source.provider(),
+            %reason,
+            delay_ms = delay.as_millis() as u64,
+            "connection lost; reconnecting"
+        );
+        ctx.pause(delay).await
+    }
+}
+
+/// `work`, unless shutdown is requested first (then `None`).
+pub(crate) async fn until_shutdown<T>(
+    shutdown: &mut Shutdown,
+    work: impl Future<Output = T>,
+) -> Option<T> {
+    tokio::select! {
+        biased;
+        () = shutdown.requested() => None,
+        out = work => Some(out),
+    }
 }
 
 /// What every stream task shares.
@@ -130,16 +185,23 @@ pub(crate) struct StreamContext {
 
 impl StreamContext {
     /// Puts `event` in the buffer, waiting while it is full (which is what stops the stream
-    /// being read). Returns false if shutdown came first; the event then was never buffered.
+    /// being read). Shutdown does not interrupt the wait: the sink keeps taking events during
+    /// its grace period, so an event already read is never dropped silently. Returns false only
+    /// if the sink has stopped, in which case the event is logged as lost.
     async fn deliver(&mut self, event: StreamEvent) -> bool {
         let received = Received {
             event,
             at: OffsetDateTime::now_utc(),
         };
-        tokio::select! {
-            biased;
-            sent = self.buffer.send(received) => sent.is_ok(),
-            () = self.shutdown.requested() => false,
+        match self.buffer.send(received).await {
+            Ok(()) => true,
+            Err(unsent) => {
+                tracing::error!(
+                    key = unsent.0.event.dedupe_key().as_str(),
+                    "event read after the sink stopped; it is lost"
+                );
+                false
+            }
         }
     }
 
@@ -217,16 +279,14 @@ where
             }
             Err(panicked) => {
                 tracing::error!(error = %panicked, "stream task failed; shutting down");
-                fatal.get_or_insert(FatalError::Setup(format!(
-                    "a stream task failed: {panicked}"
-                )));
+                fatal.get_or_insert(FatalError::TaskFailed(format!("a stream task: {panicked}")));
                 trigger.request();
             }
         }
     }
     let SinkReport { published, unsent } = sink
         .await
-        .map_err(|error| FatalError::Setup(format!("the sink task failed: {error}")))?;
+        .map_err(|error| FatalError::TaskFailed(format!("the sink task: {error}")))?;
     let _ = metrics.await;
     for document in stats.report(&config.metrics_namespace, hookrelay::metrics::now_ms()) {
         hookrelay::metrics::emit_line(&document);

@@ -1,6 +1,7 @@
 //! The `hookrelay-bridge` process: reads its configuration, loads the AWS SDK configuration
 //! once, and runs the bridge until SIGTERM or Ctrl-C. Exits 0 after a clean flush, 1 on a
-//! configuration or fatal stream error, 2 if events were still unsent when the grace ran out.
+//! configuration, credential or subscription error (restarting won't help), 2 if events were
+//! still unsent when the grace ran out, 3 if a task of the bridge itself failed.
 //! Wiring only.
 //!
 //! Logs: `RUST_LOG` (default `info`); `HOOKRELAY_LOG_FORMAT=json` for JSON lines.
@@ -10,7 +11,7 @@ use std::process::ExitCode;
 use aws_config::BehaviorVersion;
 use hookrelay::queue::{self, SqsPublisher};
 use hookrelay_bridge::config::BridgeConfig;
-use hookrelay_bridge::{RunReport, ShutdownTrigger, shutdown_pair};
+use hookrelay_bridge::{FatalError, RunReport, ShutdownTrigger, shutdown_pair};
 use tokio::signal::unix::{SignalKind, signal};
 
 #[tokio::main(flavor = "current_thread")]
@@ -52,6 +53,10 @@ async fn main() -> ExitCode {
         Ok(RunReport { published, unsent }) => {
             tracing::error!(published, unsent, "bridge stopped with unsent events");
             ExitCode::from(2)
+        }
+        Err(error @ FatalError::TaskFailed(_)) => {
+            tracing::error!(%error, "bridge stopped");
+            ExitCode::from(3)
         }
         Err(error) => {
             tracing::error!(%error, "bridge stopped");

@@ -32,9 +32,9 @@ use time::OffsetDateTime;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::Shutdown;
 use crate::backoff::{Backoff, BackoffPolicy};
 use crate::stats::{Stats, bump};
+use crate::{Shutdown, until_shutdown};
 
 /// An event as a stream read it, and when.
 #[derive(Debug)]
@@ -105,41 +105,49 @@ impl<P: BatchPublisher> Sink<P> {
     pub async fn run(
         mut self,
         mut buffer: mpsc::Receiver<Received>,
-        shutdown: Shutdown,
+        mut shutdown: Shutdown,
     ) -> SinkReport {
         let mut open = true;
         let mut retry = Backoff::new(self.settings.retry);
-        let mut give_up_at: Option<Instant> = None;
+        // The grace period counts from the shutdown request, whatever the sink was doing then.
+        let mut deadline: Option<Instant> = None;
         loop {
             if open {
                 open = self.fill(&mut buffer).await;
             }
-            if self.pending.is_empty() {
-                if open {
-                    continue;
-                }
+            if shutdown.is_requested() {
+                deadline.get_or_insert_with(|| Instant::now() + self.settings.shutdown_grace);
+            }
+            let past_grace = deadline.is_some_and(|d| Instant::now() >= d);
+            if past_grace || (self.pending.is_empty() && !open) {
                 break;
             }
-            if self.send_one_batch().await {
+            if self.pending.is_empty() || self.send_one_batch().await {
                 retry.reset();
                 continue;
             }
-            if shutdown.is_requested() {
-                let deadline = *give_up_at
-                    .get_or_insert_with(|| Instant::now() + self.settings.shutdown_grace);
-                if Instant::now() >= deadline {
-                    break;
+            let delay = retry.next_jittered();
+            match deadline {
+                Some(deadline) => {
+                    tokio::time::sleep_until(deadline.min(Instant::now() + delay)).await;
                 }
-                tokio::time::sleep_until(deadline.min(Instant::now() + retry.next_jittered()))
-                    .await;
-            } else {
-                tokio::time::sleep(retry.next_jittered()).await;
+                // A shutdown request cuts the wait short: the grace period starts then.
+                None => {
+                    let _ = until_shutdown(&mut shutdown, tokio::time::sleep(delay)).await;
+                }
             }
         }
         buffer.close();
-        let unsent = self.pending.len() + buffer.len();
+        let mut keys: Vec<String> = self
+            .pending
+            .iter()
+            .map(|p| p.key.as_str().to_owned())
+            .collect();
+        while let Ok(received) = buffer.try_recv() {
+            keys.push(received.event.dedupe_key().as_str().to_owned());
+        }
+        let unsent = keys.len();
         if unsent > 0 {
-            let keys: Vec<&str> = self.pending.iter().map(|p| p.key.as_str()).collect();
             tracing::error!(
                 unsent,
                 ?keys,

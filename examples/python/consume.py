@@ -51,8 +51,9 @@ def decode(message: dict, secrets: dict[str, list[str]]) -> dict:
     errors = [e.message for e in VALIDATOR.iter_errors(envelope)]
     if errors:
         raise ValueError(f"not a hookrelay v1 envelope: {errors}")
-    # Stream events (via the bridge) are not signed per message: nothing to re-verify.
-    provider_secrets = secrets.get(envelope["provider"]) if envelope.get("via", "webhook") == "webhook" else None
+    # Stream events (via the bridge; Heisenberg and Rekko only) are not signed per message.
+    unsigned_stream = envelope.get("via") == "stream" and envelope["provider"] in ("heisenberg", "rekko")
+    provider_secrets = None if unsigned_stream else secrets.get(envelope["provider"])
     if provider_secrets:
         signature = message.get("MessageAttributes", {}).get("signature", {}).get("StringValue", "")
         if not signature_matches(envelope, signed_data(message["Body"]), signature, provider_secrets):

@@ -10,9 +10,8 @@
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use sha2::{Digest, Sha256};
 
-use super::{ParseError, StreamEvent, StreamSource, raw_fields, required_text, text};
+use super::{ParseError, StreamEvent, StreamSource, content_key, raw_fields, required_text, text};
 use crate::dedupe::DedupeKey;
 
 /// What one text frame from the gateway is.
@@ -132,10 +131,7 @@ pub fn parse_heisenberg_frame(frame: String) -> Result<HeisenbergMessage, ParseE
     })?;
     let dedupe_key = match text("data.id", fields.id)? {
         Some(id) => DedupeKey::new(StreamSource::Heisenberg.provider(), &[&id]),
-        None => {
-            let digest = hex::encode(Sha256::digest(data.get().as_bytes()));
-            DedupeKey::new(StreamSource::Heisenberg.provider(), &[&digest[..32]])
-        }
+        None => content_key(StreamSource::Heisenberg.provider(), data.get()),
     };
     let market_id = text("data.slug", fields.slug)?;
     let occurred_at = text("data.timestamp", fields.timestamp)?.or(frame_timestamp);

@@ -275,6 +275,14 @@ impl StreamEvent {
     }
 }
 
+/// A dedupe key for `provider` from content alone: the first 32 hex characters (128 bits) of the
+/// SHA-256 of `content`, for events that carry no identity of their own.
+fn content_key(provider: &str, content: &str) -> DedupeKey {
+    use sha2::{Digest, Sha256};
+    let digest = hex::encode(Sha256::digest(content.as_bytes()));
+    DedupeKey::new(provider, &[&digest[..32]])
+}
+
 /// Routes one event object from Rekko's SSE feed: the same fields and content-derived dedupe key
 /// as its webhooks (so an event is one key whichever way it came), except that `timestamp` is
 /// optional, as the seed's stream examples don't show it.

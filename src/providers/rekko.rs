@@ -7,9 +7,8 @@
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use sha2::{Digest, Sha256};
 
-use super::{RoutingFields, raw_fields, required_text, rfc3339_timestamp, text};
+use super::{RoutingFields, content_key, raw_fields, required_text, rfc3339_timestamp, text};
 use crate::dedupe::DedupeKey;
 
 pub(super) const SIGNATURE_HEADER: &str = "x-webhook-signature";
@@ -29,7 +28,7 @@ pub(super) fn routing_fields(body: &str) -> Result<RoutingFields, super::ParseEr
     let event_type = required_text("type", raw.event_type)?;
     let occurred_at = rfc3339_timestamp("timestamp", raw.timestamp)?;
     let market_id = text("market_id", raw.market_id)?;
-    let dedupe_key = content_key(body);
+    let dedupe_key = content_key("rekko", body);
     Ok(RoutingFields {
         event_type,
         dedupe_key,
@@ -56,15 +55,10 @@ pub(super) fn stream_fields(event: &str) -> Result<StreamFields, super::ParseErr
     };
     Ok(StreamFields {
         event_type: required_text("type", raw.event_type)?,
-        dedupe_key: content_key(event),
+        dedupe_key: content_key("rekko", event),
         market_id: text("market_id", raw.market_id)?,
         occurred_at,
     })
-}
-
-fn content_key(body: &str) -> DedupeKey {
-    let digest = hex::encode(Sha256::digest(body.as_bytes()));
-    DedupeKey::new("rekko", &[&digest[..32]])
 }
 
 #[cfg(test)]

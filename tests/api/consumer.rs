@@ -102,6 +102,19 @@ fn stream_envelopes_validate_against_the_committed_schema_and_pass_the_consumer(
         collected.0.lock().unwrap().as_slice(),
         [event.dedupe_key().as_str()]
     );
+
+    // Claiming `via: stream` does not excuse a provider without a stream from its signature.
+    let secrets = SenderSecrets::from_lookup(|name| {
+        (name == "HOOKRELAY_ENGINE_SECRETS").then(|| ENGINE_SECRET.to_owned())
+    })
+    .unwrap();
+    let consumer = Consumer::new(secrets, &collected);
+    let forged = r#"{"version":1,"id":"engine:op:1","provider":"engine","via":"stream","type":"ORDER_MATCHED","market_id":null,"sequence":1,"delivery_id":null,"occurred_at":null,"received_at":"2026-02-18T23:00:01.250Z","data":{"sequence":1,"eventType":"ORDER_MATCHED","timestamp":"2026-02-18T23:00:00Z","payload":null}}"#;
+    record.body = Some(forged.to_owned());
+    assert!(matches!(
+        consumer.process(&record),
+        Err(hookrelay::consumer::ConsumeError::NoSignature)
+    ));
 }
 
 #[derive(Default)]
