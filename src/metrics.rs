@@ -137,19 +137,7 @@ pub fn document(namespace: &str, timestamp_ms: i64, metrics: &RequestMetrics) ->
         }
         None => BY_PROVIDER,
     };
-    let document = Document {
-        aws: Metadata {
-            timestamp: timestamp_ms,
-            cloud_watch_metrics: [Directive {
-                namespace,
-                dimensions,
-                metrics: definitions,
-            }],
-        },
-        members,
-    };
-    // Strings, integers and finite floats only: serialisation cannot fail.
-    serde_json::to_string(&document).unwrap_or_default()
+    render(namespace, timestamp_ms, dimensions, definitions, members)
 }
 
 /// An EMF document of `counters` (name, value; unit Count) with `dimensions` (name, value),
@@ -175,17 +163,35 @@ pub fn counters_document(
         // Counts per interval stay far below 2^53, where f64 is exact.
         members.insert(name, Member::Value(value as f64));
     }
+    render(
+        namespace,
+        timestamp_ms,
+        dimension_sets,
+        definitions,
+        members,
+    )
+}
+
+/// One EMF document as a line of JSON.
+fn render(
+    namespace: &str,
+    timestamp_ms: i64,
+    dimensions: &'static [&'static [&'static str]],
+    metrics: Vec<Definition>,
+    members: BTreeMap<&'static str, Member>,
+) -> String {
     let document = Document {
         aws: Metadata {
             timestamp: timestamp_ms,
             cloud_watch_metrics: [Directive {
                 namespace,
-                dimensions: dimension_sets,
-                metrics: definitions,
+                dimensions,
+                metrics,
             }],
         },
         members,
     };
+    // Strings, integers and finite floats only: serialisation cannot fail.
     serde_json::to_string(&document).unwrap_or_default()
 }
 

@@ -266,7 +266,12 @@ where
     };
     let sink =
         tokio::spawn(Sink::new(publisher, settings, stats.clone()).run(buffered, shutdown.clone()));
-    let metrics = tokio::spawn(report_metrics(stats.clone(), config.clone(), shutdown));
+    let metrics = tokio::spawn(report_metrics(
+        stats.clone(),
+        config.metrics_namespace.clone(),
+        config.metrics_interval,
+        shutdown,
+    ));
 
     let mut fatal = None;
     while let Some(ended) = streams.join_next().await {
@@ -288,25 +293,23 @@ where
         .await
         .map_err(|error| FatalError::TaskFailed(format!("the sink task: {error}")))?;
     let _ = metrics.await;
-    for document in stats.report(&config.metrics_namespace, hookrelay::metrics::now_ms()) {
-        hookrelay::metrics::emit_line(&document);
-    }
+    stats.emit(&config.metrics_namespace);
     match fatal {
         Some(error) => Err(error),
         None => Ok(RunReport { published, unsent }),
     }
 }
 
-async fn report_metrics(stats: Arc<Stats>, config: BridgeConfig, mut shutdown: Shutdown) {
-    let every = config.metrics_interval;
+async fn report_metrics(
+    stats: Arc<Stats>,
+    namespace: String,
+    every: Duration,
+    mut shutdown: Shutdown,
+) {
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     loop {
         tokio::select! {
-            _ = tick.tick() => {
-                for document in stats.report(&config.metrics_namespace, hookrelay::metrics::now_ms()) {
-                    hookrelay::metrics::emit_line(&document);
-                }
-            }
+            _ = tick.tick() => stats.emit(&namespace),
             () = shutdown.requested() => return,
         }
     }

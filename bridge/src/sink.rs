@@ -17,7 +17,7 @@
 //! - **Order**: a batch keeps stream order; an entry retried after a partial failure may land
 //!   after later events of its market (SQS FIFO orders only what it accepted).
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
@@ -82,7 +82,6 @@ pub struct Sink<P> {
     dedupe: DedupeWindow,
     stats: Arc<Stats>,
     pending: VecDeque<Pending>,
-    pending_keys: HashSet<DedupeKey>,
     published: u64,
 }
 
@@ -95,7 +94,6 @@ impl<P: BatchPublisher> Sink<P> {
             settings,
             stats,
             pending: VecDeque::new(),
-            pending_keys: HashSet::new(),
             published: 0,
         }
     }
@@ -186,7 +184,7 @@ impl<P: BatchPublisher> Sink<P> {
         let Received { event, at } = received;
         let counters = self.stats.of(event.source());
         let key = event.dedupe_key();
-        if self.pending_keys.contains(key)
+        if self.pending.iter().any(|p| p.key == *key)
             || self.dedupe.check(key, at) == DedupeDecision::AlreadyPublished
         {
             bump(&counters.duplicates);
@@ -204,7 +202,6 @@ impl<P: BatchPublisher> Sink<P> {
             return;
         }
         tracing::debug!(key = key.as_str(), "stream event buffered");
-        self.pending_keys.insert(key.clone());
         self.pending.push_back(Pending {
             key: key.clone(),
             source: event.source(),
@@ -252,13 +249,11 @@ impl<P: BatchPublisher> Sink<P> {
             let counters = self.stats.of(pending.source);
             match result {
                 Ok(()) => {
-                    self.pending_keys.remove(&pending.key);
                     self.dedupe.record(pending.key, now);
                     self.published += 1;
                     bump(&counters.published);
                 }
                 Err(failure) if failure.is_permanent() => {
-                    self.pending_keys.remove(&pending.key);
                     bump(&counters.rejected);
                     tracing::error!(
                         key = pending.key.as_str(),
@@ -290,6 +285,7 @@ fn not_confirmed() -> EntryFailure {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashSet;
     use std::sync::Mutex;
 
     use hookrelay::providers::parse_rekko_stream_event;

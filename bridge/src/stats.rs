@@ -81,6 +81,13 @@ impl Stats {
         }
     }
 
+    /// Takes the counts since the last report and writes one EMF document per stream to stdout.
+    pub fn emit(&self, namespace: &str) {
+        for document in self.report(namespace, hookrelay::metrics::now_ms()) {
+            hookrelay::metrics::emit_line(&document);
+        }
+    }
+
     /// Takes the counts since the last report and returns one EMF document per stream.
     pub fn report(&self, namespace: &str, timestamp_ms: i64) -> Vec<String> {
         StreamSource::ALL
