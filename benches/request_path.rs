@@ -21,15 +21,18 @@ use std::task::{Context, Poll, Waker};
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use hmac::{KeyInit, Mac};
-use hookrelay::config::Config;
-use hookrelay::function_url;
-use hookrelay::metrics;
-use hookrelay::pipeline::{FixedClock, Handled, InboundRequest, Outcome, Pipeline, RequestBody};
-use hookrelay::queue::{PublishError, Publisher, QueueMessage};
 use hookrelay_devtools::audit::test_keys;
 use hookrelay_devtools::sender_sim::{EventSpec, Sender, SignedDelivery};
+use hookrelay_ingest::queue::{PublishError, Publisher};
+use hookrelay_ingest::routed::QueueMessage;
+use hookrelay_receiver::config::Config;
+use hookrelay_receiver::function_url;
+use hookrelay_receiver::metrics;
+use hookrelay_receiver::pipeline::{
+    FixedClock, Handled, InboundRequest, Outcome, Pipeline, RequestBody,
+};
 use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequest;
-use lambda_http::http::{HeaderMap, HeaderName, HeaderValue, Method};
+use lambda_http::http::Method;
 use serde::Deserialize;
 use time::OffsetDateTime;
 
@@ -90,17 +93,14 @@ fn deliveries(sender: Sender, body_len: usize) -> Vec<SignedDelivery> {
 }
 
 fn inbound_request(delivery: &SignedDelivery) -> InboundRequest {
-    let mut headers = HeaderMap::new();
-    for (name, value) in &delivery.headers {
-        headers.append(
-            HeaderName::from_static(name),
-            HeaderValue::from_str(value).expect("a header value"),
-        );
-    }
     InboundRequest {
         method: Method::POST,
         path: delivery.path.to_owned(),
-        headers,
+        headers: delivery
+            .headers
+            .iter()
+            .map(|(name, value)| (*name, value.as_bytes()))
+            .collect(),
         body: RequestBody::Text(String::from_utf8(delivery.body.clone()).expect("JSON text")),
     }
 }
@@ -191,10 +191,11 @@ fn cycle(next: &Cell<usize>, len: usize) -> usize {
 
 fn request_path(c: &mut Criterion) {
     // The receiver's log lines, formatted as in Lambda (JSON) and thrown away.
-    let _ = tracing::subscriber::set_global_default(hookrelay::telemetry::subscriber(
+    let _ = tracing::subscriber::set_global_default(hookrelay_ingest::telemetry::subscriber(
         "info",
         true,
         std::io::sink,
+        &[],
     ));
     for sender in [Sender::Engine, Sender::Rekko, Sender::Standard] {
         for body_len in BODY_SIZES {
@@ -225,7 +226,7 @@ fn request_path(c: &mut Criterion) {
                     || inbound_request(&pool[cycle(&next, pool.len())]),
                     |request| {
                         let handled = ready(receiver.handle(request));
-                        assert!(accepted(&handled), "{handled:?}");
+                        assert!(accepted(&handled.1), "{handled:?}");
                         handled
                     },
                     BatchSize::SmallInput,

@@ -52,7 +52,7 @@ cargo bench --locked --bench request_path -- "${criterion_args[@]}" | tee "$out/
 .venv/bin/python scripts/bench_report.py request-path target/criterion > "$out/request_path.md"
 
 echo "== 2/4 Lambda: cold start, warm invocations, peer"
-cargo build --locked --release -p hookrelay -p hookrelay-devtools --bin hookrelay --bin hookrelay-lambda-bench
+cargo build --locked --release -p hookrelay-receiver -p hookrelay-devtools --bin hookrelay --bin hookrelay-lambda-bench
 .venv/bin/python scripts/bench_tls.py "$out/tls"
 lambda_bench() {
   HOOKRELAY_TEST_PYTHON="$root/.venv/bin/python" target/release/hookrelay-lambda-bench \

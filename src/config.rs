@@ -1,5 +1,6 @@
-//! Configuration: read from the environment once at startup, validated, and refused with a
-//! message naming the variable. Secrets are parsed into [`SecretSet`]s here and never printed.
+//! The receiver's configuration: read from the environment once at startup, validated, and
+//! refused with a message naming the variable (the shared vocabulary: `hookrelay::config`). Also
+//! the one registration of the webhook senders the receiver serves ([`WEBHOOK_ROUTES`]).
 //!
 //! | variable | default | meaning |
 //! |---|---|---|
@@ -22,99 +23,51 @@
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
+use hookrelay::config::{ConfigError, Env};
+use hookrelay::secret::{self, SenderSecrets};
+use hookrelay_ingest::routed::SQS_MAX_MESSAGE_BYTES;
+use hookrelay_ingest::settings;
+use hookrelay_ingest::webhooks::{self, WebhookRoute};
 
-use crate::providers::Provider;
-use crate::queue::SQS_MAX_MESSAGE_BYTES;
-use crate::secret::{SecretSet, SigningSecret};
+/// The webhook senders this receiver serves, each at `/{name}`: adding a sender is one entry here
+/// (after its scheme in `hookrelay::senders`, its routing in `hookrelay_ingest::webhooks`).
+pub const WEBHOOK_ROUTES: [WebhookRoute; 3] =
+    [webhooks::ENGINE, webhooks::REKKO, webhooks::STANDARD];
 
 /// Environment variable names.
 pub mod vars {
+    use hookrelay::senders;
+    use hookrelay_ingest::settings;
+
     /// The SQS queue URL.
-    pub const QUEUE_URL: &str = "HOOKRELAY_QUEUE_URL";
+    pub const QUEUE_URL: &str = settings::QUEUE_URL;
     /// Engine secrets.
-    pub const ENGINE_SECRETS: &str = "HOOKRELAY_ENGINE_SECRETS";
+    pub const ENGINE_SECRETS: &str = senders::ENGINE.secrets_variable;
     /// Rekko secrets.
-    pub const REKKO_SECRETS: &str = "HOOKRELAY_REKKO_SECRETS";
+    pub const REKKO_SECRETS: &str = senders::REKKO.secrets_variable;
     /// Standard Webhooks secrets.
-    pub const STANDARD_SECRETS: &str = "HOOKRELAY_STANDARD_SECRETS";
+    pub const STANDARD_SECRETS: &str = senders::STANDARD.secrets_variable;
     /// Replay tolerance, seconds.
     pub const REPLAY_TOLERANCE_SECS: &str = "HOOKRELAY_REPLAY_TOLERANCE_SECS";
     /// Body size limit, bytes.
     pub const MAX_BODY_BYTES: &str = "HOOKRELAY_MAX_BODY_BYTES";
     /// In-memory dedupe window, seconds.
-    pub const DEDUPE_WINDOW_SECS: &str = "HOOKRELAY_DEDUPE_WINDOW_SECS";
+    pub const DEDUPE_WINDOW_SECS: &str = settings::DEDUPE_WINDOW_SECS;
     /// In-memory dedupe capacity, keys.
-    pub const DEDUPE_CAPACITY: &str = "HOOKRELAY_DEDUPE_CAPACITY";
+    pub const DEDUPE_CAPACITY: &str = settings::DEDUPE_CAPACITY;
     /// CloudWatch namespace for the EMF metrics.
-    pub const METRICS_NAMESPACE: &str = "HOOKRELAY_METRICS_NAMESPACE";
+    pub const METRICS_NAMESPACE: &str = settings::METRICS_NAMESPACE;
     /// All three secret variables, for the "none configured" error.
-    pub const ANY_SECRETS: &str =
-        "HOOKRELAY_ENGINE_SECRETS, HOOKRELAY_REKKO_SECRETS, HOOKRELAY_STANDARD_SECRETS";
+    pub const ANY_SECRETS: &str = hookrelay::secret::ANY_SECRETS;
 }
 
 /// Room kept in an SQS message for the envelope fields and attributes around the body.
 pub const ENVELOPE_ALLOWANCE_BYTES: usize = 16 * 1024;
-const MIN_SECRET_BYTES: usize = 16;
 const MAX_REPLAY_TOLERANCE_SECS: u64 = 86_400;
-
-/// A configuration problem, naming the variable. Never contains a secret.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{variable}: {problem}")]
-pub struct ConfigError {
-    /// The variable at fault.
-    pub variable: &'static str,
-    /// What is wrong with it.
-    pub problem: String,
-}
-
-fn invalid(variable: &'static str, problem: impl Into<String>) -> ConfigError {
-    ConfigError {
-        variable,
-        problem: problem.into(),
-    }
-}
-
-/// The secrets of each sender; `None` disables that sender's route.
-#[derive(Debug, Clone)]
-pub struct SenderSecrets {
-    /// Engine secrets (`/engine`).
-    pub engine: Option<SecretSet>,
-    /// Rekko secrets (`/rekko`).
-    pub rekko: Option<SecretSet>,
-    /// Standard Webhooks secrets (`/standard`).
-    pub standard: Option<SecretSet>,
-}
-
-impl SenderSecrets {
-    /// Reads the three `HOOKRELAY_*_SECRETS` variables through `lookup`; unset ones are `None`.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |name: &str| {
-            lookup(name)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
-        Ok(Self {
-            engine: secrets(vars::ENGINE_SECRETS, get(vars::ENGINE_SECRETS), plain_key)?,
-            rekko: secrets(vars::REKKO_SECRETS, get(vars::REKKO_SECRETS), plain_key)?,
-            standard: secrets(
-                vars::STANDARD_SECRETS,
-                get(vars::STANDARD_SECRETS),
-                standard_key,
-            )?,
-        })
-    }
-
-    /// The secrets of `provider`, if its route is enabled.
-    pub fn of(&self, provider: Provider) -> Option<&SecretSet> {
-        match provider {
-            Provider::Engine => self.engine.as_ref(),
-            Provider::Rekko => self.rekko.as_ref(),
-            Provider::Standard => self.standard.as_ref(),
-        }
-    }
-}
+/// The receiver's dedupe window when unset: at least ten minutes, and at least twice the replay
+/// tolerance (see the module docs). The bridge's default differs (`hookrelay-bridge`'s config).
+const RECEIVER_MIN_DEFAULT_DEDUPE_WINDOW_SECS: u64 = 600;
+const DEFAULT_DEDUPE_CAPACITY: u64 = 20_000;
 
 /// The validated configuration.
 #[derive(Debug, Clone)]
@@ -136,56 +89,41 @@ pub struct Config {
 }
 
 impl Config {
-    /// Reads variables through `lookup` (tests pass a map).
+    /// Reads variables through `lookup` (the environment in production; tests pass a map).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |name: &str| {
-            lookup(name)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
+        let env = Env::new(lookup);
+        let queue_url = settings::queue_url(&env)?;
 
-        let queue_url =
-            get(vars::QUEUE_URL).ok_or_else(|| invalid(vars::QUEUE_URL, "is required"))?;
-        if !(queue_url.starts_with("https://") || queue_url.starts_with("http://")) {
-            return Err(invalid(vars::QUEUE_URL, "must be an http(s) SQS queue URL"));
-        }
-
-        let secrets = SenderSecrets::from_lookup(&lookup)?;
-        if secrets.engine.is_none() && secrets.rekko.is_none() && secrets.standard.is_none() {
-            return Err(invalid(
-                vars::ANY_SECRETS,
+        let secrets = SenderSecrets::from_env(&env)?;
+        if secrets.is_empty() {
+            return Err(ConfigError::new(
+                secret::ANY_SECRETS,
                 "no sender has a secret; set at least one of these",
             ));
         }
 
-        let tolerance_secs = number(
+        let tolerance_secs = env.number_in(
             vars::REPLAY_TOLERANCE_SECS,
-            get(vars::REPLAY_TOLERANCE_SECS),
             300,
+            1..=MAX_REPLAY_TOLERANCE_SECS,
+            "seconds",
         )?;
-        if !(1..=MAX_REPLAY_TOLERANCE_SECS).contains(&tolerance_secs) {
-            return Err(invalid(
-                vars::REPLAY_TOLERANCE_SECS,
-                format!("must be 1 to {MAX_REPLAY_TOLERANCE_SECS} seconds"),
-            ));
-        }
-        let max_body = number(vars::MAX_BODY_BYTES, get(vars::MAX_BODY_BYTES), 262_144)?;
         let body_ceiling = (SQS_MAX_MESSAGE_BYTES - ENVELOPE_ALLOWANCE_BYTES) as u64;
+        let max_body = env.number(vars::MAX_BODY_BYTES, 262_144)?;
         if !(1..=body_ceiling).contains(&max_body) {
-            return Err(invalid(
+            return Err(ConfigError::new(
                 vars::MAX_BODY_BYTES,
                 format!(
                     "must be 1 to {body_ceiling} bytes (an SQS message holds {SQS_MAX_MESSAGE_BYTES} including the envelope)"
                 ),
             ));
         }
-        let window_secs = number(
+        let window_secs = env.number(
             vars::DEDUPE_WINDOW_SECS,
-            get(vars::DEDUPE_WINDOW_SECS),
-            600.max(2 * tolerance_secs),
+            RECEIVER_MIN_DEFAULT_DEDUPE_WINDOW_SECS.max(2 * tolerance_secs),
         )?;
         if window_secs < 2 * tolerance_secs {
-            return Err(invalid(
+            return Err(ConfigError::new(
                 vars::DEDUPE_WINDOW_SECS,
                 format!(
                     "must be at least twice {} ({} s), or a replayed delivery could outlive its dedupe record",
@@ -194,29 +132,15 @@ impl Config {
                 ),
             ));
         }
-        let capacity = number(vars::DEDUPE_CAPACITY, get(vars::DEDUPE_CAPACITY), 20_000)?;
+        let capacity = env.number(vars::DEDUPE_CAPACITY, DEFAULT_DEDUPE_CAPACITY)?;
         let dedupe_capacity = usize::try_from(capacity)
             .ok()
             .and_then(NonZeroUsize::new)
-            .ok_or_else(|| invalid(vars::DEDUPE_CAPACITY, "must be at least 1"))?;
-
-        let metrics_namespace = get(vars::METRICS_NAMESPACE)
-            .unwrap_or_else(|| crate::metrics::DEFAULT_NAMESPACE.to_owned());
-        if metrics_namespace.len() > 255
-            || metrics_namespace.starts_with("AWS/")
-            || !metrics_namespace
-                .chars()
-                .all(|c| c.is_ascii_graphic() || c == ' ')
-        {
-            return Err(invalid(
-                vars::METRICS_NAMESPACE,
-                "must be at most 255 printable ASCII characters and not start with AWS/",
-            ));
-        }
+            .ok_or_else(|| ConfigError::new(vars::DEDUPE_CAPACITY, "must be at least 1"))?;
 
         Ok(Self {
             queue_url,
-            metrics_namespace,
+            metrics_namespace: settings::metrics_namespace(&env)?,
             secrets,
             replay_tolerance: Duration::from_secs(tolerance_secs),
             max_body_bytes: max_body as usize,
@@ -226,59 +150,11 @@ impl Config {
     }
 }
 
-fn number(variable: &'static str, value: Option<String>, default: u64) -> Result<u64, ConfigError> {
-    match value {
-        None => Ok(default),
-        Some(text) => text
-            .parse()
-            .map_err(|_| invalid(variable, "must be a whole number")),
-    }
-}
-
-/// Engine and Rekko secrets are used as the UTF-8 bytes of the text, as both providers'
-/// own verification examples do (`secret.encode()`).
-fn plain_key(entry: &str) -> Result<Vec<u8>, &'static str> {
-    Ok(entry.as_bytes().to_vec())
-}
-
-/// Standard Webhooks secrets are `whsec_` followed by the base64 key (the prefix is optional).
-fn standard_key(entry: &str) -> Result<Vec<u8>, &'static str> {
-    BASE64
-        .decode(entry.strip_prefix("whsec_").unwrap_or(entry))
-        .map_err(|_| "is not whsec_ followed by base64")
-}
-
-fn secrets(
-    variable: &'static str,
-    value: Option<String>,
-    key_of: fn(&str) -> Result<Vec<u8>, &'static str>,
-) -> Result<Option<SecretSet>, ConfigError> {
-    let Some(value) = value else { return Ok(None) };
-    let mut set = Vec::new();
-    for (index, entry) in value.split(',').map(str::trim).enumerate() {
-        let ordinal = index + 1;
-        if entry.is_empty() {
-            return Err(invalid(
-                variable,
-                format!("secret #{ordinal} is empty (check for stray commas)"),
-            ));
-        }
-        let key = key_of(entry)
-            .map_err(|problem| invalid(variable, format!("secret #{ordinal} {problem}")))?;
-        if key.len() < MIN_SECRET_BYTES {
-            return Err(invalid(
-                variable,
-                format!("secret #{ordinal} is shorter than {MIN_SECRET_BYTES} bytes"),
-            ));
-        }
-        set.push(SigningSecret::from_key_bytes(&key));
-    }
-    Ok(SecretSet::new(set))
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
+
+    use hookrelay::senders;
 
     use super::*;
 
@@ -305,9 +181,9 @@ mod tests {
         assert_eq!(config.dedupe_window, Duration::from_secs(600));
         assert_eq!(config.dedupe_capacity.get(), 20_000);
         assert_eq!(config.metrics_namespace, "hookrelay");
-        assert!(config.secrets.of(Provider::Engine).is_some());
-        assert!(config.secrets.of(Provider::Rekko).is_none());
-        assert!(config.secrets.of(Provider::Standard).is_none());
+        assert!(config.secrets.of(senders::ENGINE).is_some());
+        assert!(config.secrets.of(senders::REKKO).is_none());
+        assert!(config.secrets.of(senders::STANDARD).is_none());
     }
 
     #[test]
@@ -325,7 +201,7 @@ mod tests {
     fn comma_separated_secrets_are_a_rotation() {
         let two = format!("{ENGINE_SECRET}, another-secret-of-32-characters!");
         let config = load(&[(vars::QUEUE_URL, QUEUE), (vars::ENGINE_SECRETS, &two)]).unwrap();
-        assert_eq!(config.secrets.engine.unwrap().len(), 2);
+        assert_eq!(config.secrets.of(senders::ENGINE).unwrap().len(), 2);
         let standard = load(&[
             (vars::QUEUE_URL, QUEUE),
             (
@@ -334,7 +210,7 @@ mod tests {
             ),
         ])
         .unwrap();
-        assert_eq!(standard.secrets.standard.unwrap().len(), 2);
+        assert_eq!(standard.secrets.of(senders::STANDARD).unwrap().len(), 2);
     }
 
     #[test]

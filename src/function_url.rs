@@ -1,21 +1,35 @@
 //! The HTTP edge: a Lambda Function URL event (API Gateway v2 payload) in, a JSON response out,
-//! one structured log line and one EMF metrics line per request. The pipeline does the work.
+//! one structured log line and one EMF metrics line per request; and [`serve`], the Lambda
+//! runtime loop that hands each event here. The pipeline does the work.
 //!
 //! Why not lambda_http's `Request` conversion: it decodes base64 bodies with `expect`, so one
 //! event with `isBase64Encoded: true` and a body that isn't base64 would panic the runtime (and
 //! kill the process outright under `panic = "abort"`, which `cargo lambda build --release` uses).
 //! Taking the event as data and decoding the body ourselves turns that case into a 400.
 
+use hookrelay::signature::Headers;
+use hookrelay_ingest::queue::Publisher;
 use lambda_http::Body;
 use lambda_http::aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use lambda_http::http::header::{ALLOW, CONTENT_TYPE};
 use lambda_http::http::{HeaderMap, HeaderValue};
+use lambda_runtime::{LambdaEvent, service_fn};
 use serde::Serialize;
 
 use crate::metrics::{self, RequestMetrics};
 use crate::pipeline::{Clock, Handled, InboundRequest, Outcome, Pipeline, Rejection, RequestBody};
-use crate::providers::Provider;
-use crate::queue::Publisher;
+
+/// Serves Function URL invocations through `pipeline` until the runtime stops.
+pub async fn serve<P: Publisher + Sync, C: Clock>(
+    pipeline: &Pipeline<P, C>,
+) -> Result<(), lambda_runtime::Error> {
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<ApiGatewayV2httpRequest>| async move {
+            Ok::<_, lambda_runtime::Error>(handle(pipeline, event.payload).await)
+        },
+    ))
+    .await
+}
 
 /// Handles one Function URL invocation and writes its metrics to stdout. Never fails: every
 /// outcome is an HTTP response.
@@ -35,8 +49,8 @@ pub async fn handle_measured<P: Publisher, C: Clock>(
 ) -> (ApiGatewayV2httpResponse, RequestMetrics) {
     let request = inbound_request(event);
     let route = loggable_path(&request.path);
-    let routed_to = Provider::from_path(&request.path).map_or("none", Provider::as_str);
-    let result = pipeline.handle(request).await;
+    let (sender, result) = pipeline.handle(request).await;
+    let routed_to = sender.map_or("none", |sender| sender.name);
     log_result(&route, routed_to, &result);
     (response(&result), request_metrics(routed_to, &result))
 }
@@ -45,11 +59,11 @@ fn request_metrics(routed_to: &'static str, result: &Result<Handled, Rejection>)
     match result {
         Ok(handled) => match handled.outcome {
             Outcome::Accepted { publish_latency } => RequestMetrics::Accepted {
-                provider: handled.provider.as_str(),
+                provider: handled.provider.name,
                 publish_latency,
             },
             Outcome::Duplicate => RequestMetrics::Duplicate {
-                provider: handled.provider.as_str(),
+                provider: handled.provider.name,
             },
         },
         Err(Rejection::QueueUnavailable { after, .. }) => RequestMetrics::PublishFailed {
@@ -84,9 +98,15 @@ fn inbound_request(event: ApiGatewayV2httpRequest) -> InboundRequest {
     InboundRequest {
         method: http.method,
         path,
-        headers: event.headers,
+        headers: headers(&event.headers),
         body,
     }
+}
+
+fn headers(map: &HeaderMap) -> Headers {
+    map.iter()
+        .map(|(name, value)| (name.as_str(), value.as_bytes()))
+        .collect()
 }
 
 #[derive(Serialize)]
@@ -138,7 +158,7 @@ fn response(result: &Result<Handled, Rejection>) -> ApiGatewayV2httpResponse {
 fn log_result(route: &str, routed_to: &str, result: &Result<Handled, Rejection>) {
     match result {
         Ok(handled) => tracing::info!(
-            provider = handled.provider.as_str(),
+            provider = handled.provider.name,
             route,
             dedupe_key = handled.dedupe_key.as_str(),
             delivery_id = handled.delivery_id.as_deref(),
@@ -186,27 +206,20 @@ mod tests {
         }));
         let r = inbound_request(e);
         assert_eq!((r.method.as_str(), r.path.as_str()), ("POST", "/engine"));
-        assert_eq!(r.headers.get("x-webhook-signature").unwrap(), "sha256=ab");
+        assert_eq!(r.headers.get("x-webhook-signature"), Ok("sha256=ab"));
         assert!(matches!(r.body, RequestBody::Base64(ref b) if b == "e30="));
     }
 
     #[tokio::test]
     async fn log_lines_carry_outcomes_but_never_bodies_signatures_or_secrets() {
-        use hmac::Mac;
-        use lambda_runtime::tracing::subscriber::util::SubscriberInitExt;
+        use hookrelay::senders::REKKO;
+        use hookrelay::signature::SigningSecret;
+        use hookrelay_devtools::memory::DiscardingPublisher as AcceptAll;
+        use hookrelay_ingest::telemetry::{self, test_support::CapturedLogs};
+        use tracing_subscriber::util::SubscriberInitExt;
 
         use crate::config::Config;
         use crate::pipeline::FixedClock;
-        use crate::queue::{PublishError, QueueMessage};
-        use crate::secret::SigningSecret;
-        use crate::telemetry::{self, test_support::CapturedLogs};
-
-        struct AcceptAll;
-        impl Publisher for AcceptAll {
-            async fn publish(&self, _: &QueueMessage) -> Result<(), PublishError> {
-                Ok(())
-            }
-        }
 
         const SECRET: &str = "log-test-secret-0123456789";
         let vars = [
@@ -222,9 +235,12 @@ mod tests {
         let now = time::OffsetDateTime::from_unix_timestamp(1_771_455_600).unwrap();
         let pipeline = Pipeline::new(&config, AcceptAll, FixedClock(now));
         let sign = |body: &str| {
-            let mut mac = SigningSecret::from_key_bytes(SECRET.as_bytes()).mac();
-            mac.update(body.as_bytes());
-            hex::encode(mac.finalize().into_bytes())
+            let secret = SigningSecret::from_key_bytes(SECRET.as_bytes());
+            REKKO
+                .scheme
+                .sign(&secret, None, body.as_bytes())
+                .remove(0)
+                .1
         };
         let request = |body: &str, signature: &str| {
             event(serde_json::json!({
@@ -236,7 +252,7 @@ mod tests {
         };
 
         let logs = CapturedLogs::default();
-        let _guard = telemetry::subscriber("trace", true, logs.clone()).set_default();
+        let _guard = telemetry::subscriber("trace", true, logs.clone(), &[]).set_default();
         let valid = r#"{"type":"price_shift","timestamp":"2026-02-18T23:00:00Z","note":"BODY-MARKER-valid"}"#;
         let valid_signature = sign(valid);
         let malformed = r#"["BODY-MARKER-array"]"#;

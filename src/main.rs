@@ -5,30 +5,24 @@
 use std::time::Instant;
 
 use aws_config::{BehaviorVersion, SdkConfig};
-use hookrelay::config::{Config, ConfigError};
-use hookrelay::function_url;
-use hookrelay::pipeline::{Pipeline, SystemClock};
-use hookrelay::queue::{self, SqsPublisher};
-use hookrelay::secrets_manager::{self, SECRETS_ARN};
-use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequest;
-use lambda_runtime::{Error, LambdaEvent, service_fn};
+use hookrelay::config::ConfigError;
+use hookrelay_aws::SqsPublisher;
+use hookrelay_aws::secrets_manager::{self, SECRETS_ARN};
+use hookrelay_receiver::config::Config;
+use hookrelay_receiver::function_url;
+use hookrelay_receiver::pipeline::{Pipeline, SystemClock};
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), Error> {
-    hookrelay::telemetry::init();
-    let sdk_config = queue::sdk_config(aws_config::defaults(BehaviorVersion::latest())).await;
+async fn main() -> Result<(), lambda_runtime::Error> {
+    hookrelay_ingest::telemetry::init();
+    let sdk_config =
+        hookrelay_aws::sdk_config(aws_config::defaults(BehaviorVersion::latest())).await;
     let config = load_config(&sdk_config)
         .await
         .inspect_err(|error| tracing::error!(%error, "invalid configuration"))?;
     let publisher = SqsPublisher::from_sdk_config(&sdk_config, config.queue_url.clone());
     let pipeline = Pipeline::new(&config, publisher, SystemClock);
-    let pipeline = &pipeline;
-    lambda_runtime::run(service_fn(
-        move |event: LambdaEvent<ApiGatewayV2httpRequest>| async move {
-            Ok::<_, Error>(function_url::handle(pipeline, event.payload).await)
-        },
-    ))
-    .await
+    function_url::serve(&pipeline).await
 }
 
 async fn load_config(sdk_config: &SdkConfig) -> Result<Config, ConfigError> {

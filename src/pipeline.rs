@@ -1,7 +1,10 @@
-//! The life of a webhook, top-down in [`Pipeline::handle`]: route, verify, parse, check the
-//! replay window, dedupe, publish. Also the one [`Rejection`] enum of this boundary and the one
-//! place rejections map to HTTP status codes and error codes. I/O only through [`Publisher`];
-//! time only through [`Clock`].
+//! The life of a webhook, top-down in [`Pipeline::handle`]: route the path to a sender, verify
+//! the signature (`hookrelay::signature`), read the routing fields (`hookrelay_ingest::webhooks`),
+//! check the replay window, dedupe (`hookrelay_ingest::dedupe`), build the queue message
+//! (`hookrelay_ingest::routed`) and publish. Each stage is called once, here, and no stage calls
+//! another. Also the one [`Rejection`] enum of this boundary and the one place rejections map to
+//! HTTP status codes and error codes. I/O only through [`Publisher`]; time only through
+//! [`Clock`].
 //!
 //! Nothing is answered `accepted` before SQS has accepted the message: a Lambda may be frozen as
 //! soon as it responds, so "respond first, publish later" would lose events.
@@ -11,17 +14,17 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use lambda_http::http::{HeaderMap, Method};
+use hookrelay::secret::SenderSecrets;
+use hookrelay::senders::Sender;
+use hookrelay::signature::{self, Headers, SignedRequest, VerifyError};
+use hookrelay_ingest::dedupe::{DedupeDecision, DedupeKey, DedupeWindow};
+use hookrelay_ingest::queue::{PublishError, Publisher};
+use hookrelay_ingest::routed::{ParseError, SQS_MAX_MESSAGE_BYTES};
+use hookrelay_ingest::webhooks::WebhookRoute;
+use lambda_http::http::Method;
 use time::OffsetDateTime;
 
-use crate::config::{Config, SenderSecrets};
-use crate::dedupe::{DedupeDecision, DedupeKey, DedupeWindow};
-use crate::delivery::Delivery;
-use crate::envelope;
-use crate::providers::{self, ParseError, Provider};
-use crate::queue::{PublishError, Publisher, SQS_MAX_MESSAGE_BYTES};
-use crate::secret::SecretSet;
-use crate::verify::{self, VerifyError};
+use crate::config::{Config, WEBHOOK_ROUTES};
 
 /// Where the pipeline gets the time from (injected so tests can fix it).
 pub trait Clock: Send + Sync {
@@ -66,7 +69,7 @@ pub struct InboundRequest {
     /// The URL path, which picks the sender.
     pub path: String,
     /// The request headers.
-    pub headers: HeaderMap,
+    pub headers: Headers,
     /// The body.
     pub body: RequestBody,
 }
@@ -75,7 +78,7 @@ pub struct InboundRequest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Handled {
     /// Who sent it.
-    pub provider: Provider,
+    pub provider: Sender,
     /// The event's dedupe key.
     pub dedupe_key: DedupeKey,
     /// The sender's delivery id, if any.
@@ -218,40 +221,65 @@ impl<P: Publisher, C: Clock> Pipeline<P, C> {
         &self.metrics_namespace
     }
 
-    /// Takes one request from arrival to a queued (or refused) event.
-    pub async fn handle(&self, request: InboundRequest) -> Result<Handled, Rejection> {
-        let (provider, secrets) = self.route(&request.path)?;
+    /// Takes one request from arrival to a queued (or refused) event. Also says which sender the
+    /// path routes to (`None` for no route; a disabled sender is still named), for the edge's log
+    /// line and metrics.
+    pub async fn handle(
+        &self,
+        request: InboundRequest,
+    ) -> (Option<Sender>, Result<Handled, Rejection>) {
+        let route = route_of(&request.path);
+        (
+            route.map(|r| r.sender),
+            self.handle_routed(route, request).await,
+        )
+    }
+
+    async fn handle_routed(
+        &self,
+        route: Option<WebhookRoute>,
+        request: InboundRequest,
+    ) -> Result<Handled, Rejection> {
+        let route = route.ok_or(Rejection::UnknownRoute)?;
+        // A sender without secrets is disabled, and looks exactly like an unknown path.
+        let secrets = self
+            .secrets
+            .of(route.sender)
+            .ok_or(Rejection::UnknownRoute)?;
         if request.method != Method::POST {
             return Err(Rejection::MethodNotAllowed);
         }
         let body = self.body_bytes(request.body)?;
-        let delivery = Delivery {
-            provider,
+        let signed = SignedRequest {
             headers: request.headers,
             body,
         };
 
-        let verified = verify::verify(provider.scheme(), secrets, delivery)?;
-        let parsed = providers::parse(&verified)?;
+        let verified = signature::verify(route.sender.scheme, secrets, signed)?;
+        let event = (route.route)(&verified)?;
 
         let now = self.clock.now();
-        if (now - parsed.occurred_at.instant).unsigned_abs() > self.replay_tolerance {
+        // Webhook routing always reads a signed time; without one, fail closed.
+        let stale = event
+            .signed_at()
+            .is_none_or(|signed_at| (now - signed_at).unsigned_abs() > self.replay_tolerance);
+        if stale {
             return Err(Rejection::StaleTimestamp {
                 tolerance_secs: self.replay_tolerance.as_secs(),
             });
         }
 
         let handled = |outcome| Handled {
-            provider,
-            dedupe_key: parsed.dedupe_key.clone(),
-            delivery_id: parsed.delivery_id.clone(),
+            provider: route.sender,
+            dedupe_key: event.dedupe_key().clone(),
+            delivery_id: event.delivery_id().map(str::to_owned),
             outcome,
         };
-        if self.dedupe().check(&parsed.dedupe_key, now) == DedupeDecision::AlreadyPublished {
+        if self.dedupe().check(event.dedupe_key(), now) == DedupeDecision::AlreadyPublished {
             return Ok(handled(Outcome::Duplicate));
         }
 
-        let message = envelope::queue_message(&parsed, now);
+        let message = event.queue_message(now);
         if message.size() > SQS_MAX_MESSAGE_BYTES {
             return Err(Rejection::MessageTooLarge {
                 limit: SQS_MAX_MESSAGE_BYTES,
@@ -264,15 +292,8 @@ impl<P: Publisher, C: Clock> Pipeline<P, C> {
             error,
             after: publish_latency,
         })?;
-        self.dedupe().record(parsed.dedupe_key.clone(), now);
+        self.dedupe().record(event.dedupe_key().clone(), now);
         Ok(handled(Outcome::Accepted { publish_latency }))
-    }
-
-    fn route(&self, path: &str) -> Result<(Provider, &SecretSet), Rejection> {
-        let provider = Provider::from_path(path).ok_or(Rejection::UnknownRoute)?;
-        // A sender without secrets is disabled, and looks exactly like an unknown path.
-        let secrets = self.secrets.of(provider).ok_or(Rejection::UnknownRoute)?;
-        Ok((provider, secrets))
     }
 
     fn body_bytes(&self, body: RequestBody) -> Result<Vec<u8>, Rejection> {
@@ -306,35 +327,21 @@ impl<P: Publisher, C: Clock> Pipeline<P, C> {
     }
 }
 
+/// The route serving `path`: `/{sender name}`, a trailing `/` tolerated.
+pub fn route_of(path: &str) -> Option<WebhookRoute> {
+    let name = path.strip_suffix('/').unwrap_or(path).strip_prefix('/')?;
+    WEBHOOK_ROUTES
+        .into_iter()
+        .find(|route| route.sender.name == name)
+}
+
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    use hmac::Mac;
-    use lambda_http::http::HeaderValue;
+    use hookrelay::senders::REKKO;
+    use hookrelay::signature::SigningSecret;
+    use hookrelay_devtools::memory::MemoryPublisher as RecordingPublisher;
 
     use super::*;
-    use crate::queue::QueueMessage;
-    use crate::secret::SigningSecret;
-
-    /// Records messages; fails the first `fail_first` calls.
-    #[derive(Default, Clone)]
-    struct RecordingPublisher {
-        sent: Arc<Mutex<Vec<QueueMessage>>>,
-        calls: Arc<AtomicUsize>,
-        fail_first: usize,
-    }
-
-    impl Publisher for RecordingPublisher {
-        async fn publish(&self, message: &QueueMessage) -> Result<(), PublishError> {
-            if self.calls.fetch_add(1, Ordering::SeqCst) < self.fail_first {
-                return Err(PublishError::new("injected failure"));
-            }
-            self.sent.lock().unwrap().push(message.clone());
-            Ok(())
-        }
-    }
 
     const SECRET: &str = "rekko-unit-test-secret";
     const T0: i64 = 1_771_455_600; // 2026-02-18T23:00:00Z
@@ -372,22 +379,17 @@ mod tests {
     }
 
     fn signed(body: &str) -> InboundRequest {
-        let mut mac = SigningSecret::from_key_bytes(SECRET.as_bytes()).mac();
-        mac.update(body.as_bytes());
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            "x-webhook-signature",
-            HeaderValue::from_str(&hex::encode(mac.finalize().into_bytes())).unwrap(),
-        );
+        let secret = SigningSecret::from_key_bytes(SECRET.as_bytes());
+        let headers = REKKO.scheme.sign(&secret, None, body.as_bytes());
         InboundRequest {
             method: Method::POST,
             path: "/rekko".into(),
-            headers,
+            headers: headers.into_iter().collect(),
             body: RequestBody::Text(body.into()),
         }
     }
 
-    fn status(result: Result<Handled, Rejection>) -> (u16, &'static str) {
+    fn status((_, result): (Option<Sender>, Result<Handled, Rejection>)) -> (u16, &'static str) {
         match result {
             Ok(handled) => (200, handled.outcome.as_str()),
             Err(rejection) => rejection.status_and_code(),
@@ -410,15 +412,12 @@ mod tests {
             status(p.handle(signed(&rekko_body("n"))).await),
             (200, "accepted")
         );
-        assert_eq!(publisher.sent.lock().unwrap().len(), 2);
+        assert_eq!(publisher.len(), 2);
     }
 
     #[tokio::test]
     async fn a_failed_publish_is_503_and_the_retry_is_published() {
-        let publisher = RecordingPublisher {
-            fail_first: 1,
-            ..Default::default()
-        };
+        let publisher = RecordingPublisher::failing_first(1);
         let p = pipeline(publisher.clone(), T0);
         let first = p.handle(signed(&rekko_body("m"))).await;
         assert_eq!(status(first), (503, "queue_unavailable"));
@@ -427,7 +426,7 @@ mod tests {
             (200, "accepted"),
             "not recorded as published"
         );
-        assert_eq!(publisher.sent.lock().unwrap().len(), 1);
+        assert_eq!(publisher.len(), 1);
     }
 
     #[tokio::test]
@@ -446,10 +445,7 @@ mod tests {
                 "now = T0 {:+}",
                 now - T0
             );
-            assert_eq!(
-                publisher.sent.lock().unwrap().len(),
-                usize::from(expected.0 == 200)
-            );
+            assert_eq!(publisher.len(), usize::from(expected.0 == 200));
         }
     }
 
@@ -497,13 +493,13 @@ mod tests {
         // The type is repeated in the envelope and the attributes: 3 x 400 kB > 1 MiB.
         let long_type = "t".repeat(400_000);
         let body = format!(r#"{{"type":"{long_type}","timestamp":"2026-02-18T23:00:00Z"}}"#);
-        let rejection = p.handle(signed(&body)).await.unwrap_err();
+        let rejection = p.handle(signed(&body)).await.1.unwrap_err();
         assert_eq!(rejection.status_and_code(), (413, "payload_too_large"));
         assert!(
             rejection.to_string().contains("SQS message limit"),
             "{rejection}"
         );
-        assert!(publisher.sent.lock().unwrap().is_empty());
+        assert!(publisher.is_empty());
     }
 
     #[tokio::test]
@@ -514,8 +510,27 @@ mod tests {
         let mut r = signed(&body);
         r.body = RequestBody::Base64(BASE64.encode(&body));
         assert_eq!(status(p.handle(r).await), (200, "accepted"));
-        let sent = publisher.sent.lock().unwrap();
+        let sent = publisher.sent();
         assert!(sent[0].body.ends_with(&format!("\"data\":{body}}}")));
+    }
+
+    #[test]
+    fn paths_route_to_senders() {
+        let sender = |path| route_of(path).map(|route| route.sender.name);
+        assert_eq!(sender("/engine"), Some("engine"));
+        assert_eq!(sender("/rekko/"), Some("rekko"));
+        assert_eq!(sender("/standard"), Some("standard"));
+        for other in [
+            "/",
+            "",
+            "/Engine",
+            "/engine/x",
+            "/engine//",
+            "/webhook",
+            "engine",
+        ] {
+            assert_eq!(sender(other), None, "{other}");
+        }
     }
 
     #[test]

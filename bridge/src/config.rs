@@ -27,7 +27,6 @@
 //! At least one stream must be configured. The defaults keep ECS's 30 s stop timeout: 20 s of
 //! flushing leaves room for the process to exit on its own.
 
-use std::fmt;
 use std::num::NonZeroUsize;
 use std::path::Path;
 use std::time::Duration;
@@ -35,12 +34,16 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+pub use hookrelay::config::ConfigError;
+use hookrelay::config::{Env, Redacted};
+use hookrelay_ingest::settings;
+
 use crate::backoff::BackoffPolicy;
 
 /// The variables' names.
 pub mod vars {
     /// The SQS queue URL.
-    pub const QUEUE_URL: &str = "HOOKRELAY_QUEUE_URL";
+    pub const QUEUE_URL: &str = hookrelay_ingest::settings::QUEUE_URL;
     /// Heisenberg's API token.
     pub const HEISENBERG_TOKEN: &str = "HOOKRELAY_HEISENBERG_TOKEN";
     /// Heisenberg's WebSocket gateway.
@@ -70,11 +73,11 @@ pub mod vars {
     /// Flush time on shutdown.
     pub const SHUTDOWN_GRACE_SECS: &str = "HOOKRELAY_BRIDGE_SHUTDOWN_GRACE_SECS";
     /// Dedupe window.
-    pub const DEDUPE_WINDOW_SECS: &str = "HOOKRELAY_DEDUPE_WINDOW_SECS";
+    pub const DEDUPE_WINDOW_SECS: &str = hookrelay_ingest::settings::DEDUPE_WINDOW_SECS;
     /// Dedupe capacity.
-    pub const DEDUPE_CAPACITY: &str = "HOOKRELAY_DEDUPE_CAPACITY";
+    pub const DEDUPE_CAPACITY: &str = hookrelay_ingest::settings::DEDUPE_CAPACITY;
     /// Metrics namespace.
-    pub const METRICS_NAMESPACE: &str = "HOOKRELAY_METRICS_NAMESPACE";
+    pub const METRICS_NAMESPACE: &str = hookrelay_ingest::settings::METRICS_NAMESPACE;
     /// Metrics interval.
     pub const METRICS_INTERVAL_SECS: &str = "HOOKRELAY_BRIDGE_METRICS_INTERVAL_SECS";
 }
@@ -83,26 +86,20 @@ const DEFAULT_HEISENBERG_URL: &str = "wss://ripple.heisenberg.so/ws";
 const DEFAULT_REKKO_STREAM_URL: &str = "https://api.rekko.ai/v1/stream";
 const DEFAULT_REKKO_EVENTS: &str = "price_shift,whale_alert,analysis_complete";
 
-/// A provider API token. Its `Debug` prints a redaction; only [`ApiToken::bearer`] reveals it,
-/// to build the `Authorization` header.
-#[derive(Clone)]
-pub struct ApiToken(String);
+/// A provider API token: the shared [`Redacted`] text, so its `Debug` prints a redaction; only
+/// [`ApiToken::bearer`] reveals it, to build the `Authorization` header.
+#[derive(Clone, Debug)]
+pub struct ApiToken(Redacted<String>);
 
 impl ApiToken {
     /// A token from its text.
     pub fn new(token: impl Into<String>) -> Self {
-        Self(token.into())
+        Self(Redacted::new(token.into()))
     }
 
     /// The `Authorization` header value.
     pub fn bearer(&self) -> String {
-        format!("Bearer {}", self.0)
-    }
-}
-
-impl fmt::Debug for ApiToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ApiToken([redacted])")
+        format!("Bearer {}", self.0.expose())
     }
 }
 
@@ -171,38 +168,21 @@ pub struct BridgeConfig {
     pub metrics_interval: Duration,
 }
 
-/// Why the configuration is unusable. Messages name the variable, never a token.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ConfigError {
-    /// A required variable is unset or empty.
-    #[error("{0} is required")]
-    Missing(&'static str),
-    /// A variable's value is unusable.
-    #[error("{name} {problem}")]
-    Invalid {
-        /// The variable.
-        name: &'static str,
-        /// What is wrong with it.
-        problem: String,
-    },
-    /// Neither stream has credentials.
-    #[error(
-        "no stream to bridge: set {} and/or {}",
-        vars::HEISENBERG_TOKEN,
-        vars::REKKO_API_KEY
-    )]
-    NoStream,
-}
+/// The variables of which at least one must be set.
+const ANY_STREAM: &str = "HOOKRELAY_HEISENBERG_TOKEN, HOOKRELAY_REKKO_API_KEY";
+/// The bridge's dedupe window when unset: 30 minutes, longer than the receiver's, because a
+/// stream replays what it already sent after every reconnect (Heisenberg after a 4001, Rekko
+/// from `Last-Event-ID`), and a long outage's backlog can replay long after the original.
+const BRIDGE_DEFAULT_DEDUPE_WINDOW_SECS: u64 = 1800;
+/// The bridge's dedupe capacity when unset: a stream delivers far more events than webhooks do.
+const BRIDGE_DEFAULT_DEDUPE_CAPACITY: u64 = 100_000;
 
 impl BridgeConfig {
     /// Reads the configuration through `lookup` (the environment, in production).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |name: &str| {
-            lookup(name)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
-        let queue_url = get(vars::QUEUE_URL).ok_or(ConfigError::Missing(vars::QUEUE_URL))?;
+        let env = Env::new(lookup);
+        let get = |name: &str| env.text(name);
+        let queue_url = settings::queue_url(&env)?;
 
         let heisenberg = match get(vars::HEISENBERG_TOKEN) {
             None => None,
@@ -210,9 +190,8 @@ impl BridgeConfig {
                 let ws_url = get(vars::HEISENBERG_URL).unwrap_or(DEFAULT_HEISENBERG_URL.into());
                 let api_url = match get(vars::HEISENBERG_API_URL) {
                     Some(url) => url,
-                    None => api_origin(&ws_url).ok_or_else(|| ConfigError::Invalid {
-                        name: vars::HEISENBERG_URL,
-                        problem: "must be a ws:// or wss:// URL".into(),
+                    None => api_origin(&ws_url).ok_or_else(|| {
+                        ConfigError::new(vars::HEISENBERG_URL, "must be a ws:// or wss:// URL")
                     })?,
                 };
                 Some(HeisenbergConfig {
@@ -239,18 +218,20 @@ impl BridgeConfig {
             }),
         };
         if heisenberg.is_none() && rekko.is_none() {
-            return Err(ConfigError::NoStream);
+            return Err(ConfigError::new(
+                ANY_STREAM,
+                "no stream to bridge: set at least one of these",
+            ));
         }
 
         let number = |name: &'static str, default: u64| -> Result<u64, ConfigError> {
             match get(name) {
                 None => Ok(default),
-                Some(text) => text.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| {
-                    ConfigError::Invalid {
-                        name,
-                        problem: "must be a positive whole number".into(),
-                    }
-                }),
+                Some(text) => text
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| ConfigError::new(name, "must be a positive whole number")),
             }
         };
         let count = |name, default| {
@@ -263,10 +244,10 @@ impl BridgeConfig {
             max: Duration::from_millis(number(vars::BACKOFF_MAX_MS, 30_000)?),
         };
         if backoff.max < backoff.initial {
-            return Err(ConfigError::Invalid {
-                name: vars::BACKOFF_MAX_MS,
-                problem: format!("must be at least {}", vars::BACKOFF_INITIAL_MS),
-            });
+            return Err(ConfigError::new(
+                vars::BACKOFF_MAX_MS,
+                format!("must be at least {}", vars::BACKOFF_INITIAL_MS),
+            ));
         }
         Ok(Self {
             queue_url,
@@ -277,10 +258,12 @@ impl BridgeConfig {
             idle_timeout: Duration::from_secs(number(vars::IDLE_TIMEOUT_SECS, 90)?),
             backoff,
             shutdown_grace: Duration::from_secs(number(vars::SHUTDOWN_GRACE_SECS, 20)?),
-            dedupe_window: Duration::from_secs(number(vars::DEDUPE_WINDOW_SECS, 1800)?),
-            dedupe_capacity: count(vars::DEDUPE_CAPACITY, 100_000)?,
-            metrics_namespace: get(vars::METRICS_NAMESPACE)
-                .unwrap_or(hookrelay::metrics::DEFAULT_NAMESPACE.into()),
+            dedupe_window: Duration::from_secs(number(
+                vars::DEDUPE_WINDOW_SECS,
+                BRIDGE_DEFAULT_DEDUPE_WINDOW_SECS,
+            )?),
+            dedupe_capacity: count(vars::DEDUPE_CAPACITY, BRIDGE_DEFAULT_DEDUPE_CAPACITY)?,
+            metrics_namespace: settings::metrics_namespace(&env)?,
             metrics_interval: Duration::from_secs(number(vars::METRICS_INTERVAL_SECS, 60)?),
         })
     }
@@ -309,10 +292,10 @@ fn url(name: &'static str, value: String, schemes: &[&str]) -> Result<String, Co
     if ok && value.parse::<hyper::Uri>().is_ok() {
         Ok(value.trim_end_matches('/').to_owned())
     } else {
-        Err(ConfigError::Invalid {
+        Err(ConfigError::new(
             name,
-            problem: format!("must be a {} URL", schemes.join(" or ")),
-        })
+            format!("must be a {} URL", schemes.join(" or ")),
+        ))
     }
 }
 
@@ -322,10 +305,10 @@ fn subscriptions(
 ) -> Result<Vec<Subscription>, ConfigError> {
     let (name, text) = match (inline, file) {
         (Some(_), Some(_)) => {
-            return Err(ConfigError::Invalid {
-                name: vars::HEISENBERG_SUBSCRIPTIONS_FILE,
-                problem: format!("and {} can't both be set", vars::HEISENBERG_SUBSCRIPTIONS),
-            });
+            return Err(ConfigError::new(
+                vars::HEISENBERG_SUBSCRIPTIONS_FILE,
+                format!("and {} can't both be set", vars::HEISENBERG_SUBSCRIPTIONS),
+            ));
         }
         (None, None) => {
             return Ok(vec![Subscription {
@@ -336,37 +319,38 @@ fn subscriptions(
         (Some(text), None) => (vars::HEISENBERG_SUBSCRIPTIONS, text),
         (None, Some(path)) => (
             vars::HEISENBERG_SUBSCRIPTIONS_FILE,
-            std::fs::read_to_string(Path::new(&path)).map_err(|error| ConfigError::Invalid {
-                name: vars::HEISENBERG_SUBSCRIPTIONS_FILE,
-                problem: format!("can't be read: {error}"),
+            std::fs::read_to_string(Path::new(&path)).map_err(|error| {
+                ConfigError::new(
+                    vars::HEISENBERG_SUBSCRIPTIONS_FILE,
+                    format!("can't be read: {error}"),
+                )
             })?,
         ),
     };
-    let subscriptions: Vec<Subscription> =
-        serde_json::from_str(&text).map_err(|error| ConfigError::Invalid {
+    let subscriptions: Vec<Subscription> = serde_json::from_str(&text).map_err(|error| {
+        ConfigError::new(
             name,
-            problem: format!(
-                "must be a JSON array of {{\"type\": ..., \"filters\": {{...}}}} ({error})"
-            ),
-        })?;
+            format!("must be a JSON array of {{\"type\": ..., \"filters\": {{...}}}} ({error})"),
+        )
+    })?;
     if subscriptions.is_empty() {
-        return Err(ConfigError::Invalid {
+        return Err(ConfigError::new(
             name,
-            problem: "must hold at least one subscription".into(),
-        });
+            "must hold at least one subscription",
+        ));
     }
     if let Some(bad) = subscriptions
         .iter()
         .flat_map(|s| s.filters.iter())
         .find(|(_, value)| value.is_array() || value.is_object() || value.is_null())
     {
-        return Err(ConfigError::Invalid {
+        return Err(ConfigError::new(
             name,
-            problem: format!(
+            format!(
                 "filter `{}` must be a string, number or boolean (filters match exactly)",
                 bad.0
             ),
-        });
+        ));
     }
     Ok(subscriptions)
 }
@@ -381,10 +365,10 @@ fn rekko_events(value: Option<&str>) -> Result<Vec<String>, ConfigError> {
         .collect();
     let valid = |e: &String| e.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
     if events.is_empty() || !events.iter().all(valid) {
-        return Err(ConfigError::Invalid {
-            name: vars::REKKO_EVENTS,
-            problem: "must be a comma-separated list of event types (letters, digits, _)".into(),
-        });
+        return Err(ConfigError::new(
+            vars::REKKO_EVENTS,
+            "must be a comma-separated list of event types (letters, digits, _)",
+        ));
     }
     Ok(events)
 }
@@ -452,7 +436,7 @@ mod tests {
     #[test]
     fn errors_name_the_variable_and_never_the_token() {
         for (vars, expected) in [
-            (vec![], "HOOKRELAY_QUEUE_URL is required"),
+            (vec![], "HOOKRELAY_QUEUE_URL: is required"),
             (vec![QUEUE], "no stream to bridge"),
             (
                 vec![

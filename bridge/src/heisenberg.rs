@@ -18,8 +18,9 @@
 
 use std::time::Duration;
 
+use crate::frames::{ControlFrame, HeisenbergMessage, parse_heisenberg_frame};
 use futures_util::{SinkExt, StreamExt};
-use hookrelay::providers::{ControlFrame, HeisenbergMessage, StreamSource, parse_heisenberg_frame};
+use hookrelay_ingest::routed::StreamSource;
 use http_body_util::{BodyExt, Empty};
 use hyper::header::AUTHORIZATION;
 use serde::Deserialize;
@@ -212,14 +213,14 @@ async fn session(
                     _ => {}
                 }
                 on_control(ctx, control);
-                if session.subscribed {
-                    if let Some(problem) = refused_subscriptions(
+                if session.subscribed
+                    && let Some(problem) = refused_subscriptions(
                         &config.subscriptions,
                         &session.granted,
                         &session.refusals,
-                    ) {
-                        return Err(FatalError::Subscriptions(problem));
-                    }
+                    )
+                {
+                    return Err(FatalError::Subscriptions(problem));
                 }
             }
             Err(error) => {

@@ -8,7 +8,7 @@
 //! Rekko SSE feed ───────► rekko::run ──────┘   (full: stop reading)  └─► retry failed entries
 //! ```
 //!
-//! Each stream task reads, routes (`hookrelay::providers`, pure) and puts events in one bounded
+//! Each stream task reads, routes (`frames` and `hookrelay_ingest::webhooks::rekko`, pure) and puts events in one bounded
 //! buffer; the [`sink`] batches them to SQS. When SQS fails, the sink retries and stops taking
 //! from the buffer, the buffer fills, and the streams stop reading their sockets: backpressure,
 //! never a silent drop. On shutdown (SIGTERM) the streams close, and the sink flushes what is
@@ -24,6 +24,7 @@
 pub mod backoff;
 pub mod config;
 pub mod connect;
+pub mod frames;
 pub mod heisenberg;
 pub mod rekko;
 pub mod sink;
@@ -32,8 +33,8 @@ pub mod stats;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hookrelay::providers::{StreamEvent, StreamSource};
-use hookrelay::queue::BatchPublisher;
+use hookrelay_ingest::queue::BatchPublisher;
+use hookrelay_ingest::routed::{StreamEvent, StreamSource};
 use rustls::ClientConfig;
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, watch};

@@ -9,7 +9,7 @@
 use std::process::ExitCode;
 
 use aws_config::BehaviorVersion;
-use hookrelay::queue::{self, SqsPublisher};
+use hookrelay_aws::SqsPublisher;
 use hookrelay_bridge::config::BridgeConfig;
 use hookrelay_bridge::{FatalError, RunReport, ShutdownTrigger, shutdown_pair};
 use tokio::signal::unix::{SignalKind, signal};
@@ -18,7 +18,8 @@ use tokio::signal::unix::{SignalKind, signal};
 async fn main() -> ExitCode {
     let directives = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned());
     let json = std::env::var("HOOKRELAY_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
-    hookrelay::telemetry::install(&directives, json);
+    // The WebSocket client's crates log frames at TRACE: capped like the runtime's.
+    hookrelay_ingest::telemetry::install(&directives, json, &["tungstenite", "tokio_tungstenite"]);
 
     let config = match BridgeConfig::from_lookup(|name| std::env::var(name).ok()) {
         Ok(config) => config,
@@ -27,7 +28,8 @@ async fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let sdk_config = queue::sdk_config(aws_config::defaults(BehaviorVersion::latest())).await;
+    let sdk_config =
+        hookrelay_aws::sdk_config(aws_config::defaults(BehaviorVersion::latest())).await;
     let publisher = SqsPublisher::from_sdk_config(&sdk_config, config.queue_url.clone());
     let (trigger, shutdown) = shutdown_pair();
     if let Err(error) = forward_signals(trigger.clone()) {

@@ -22,11 +22,10 @@ use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hookrelay::dedupe::{DedupeDecision, DedupeKey, DedupeWindow};
-use hookrelay::envelope::stream_queue_message;
-use hookrelay::providers::{StreamEvent, StreamSource};
-use hookrelay::queue::{
-    BatchPublisher, EntryFailure, QueueMessage, SQS_MAX_BATCH_ENTRIES, SQS_MAX_MESSAGE_BYTES,
+use hookrelay_ingest::dedupe::{DedupeDecision, DedupeKey, DedupeWindow};
+use hookrelay_ingest::queue::{BatchPublisher, EntryFailure};
+use hookrelay_ingest::routed::{
+    QueueMessage, SQS_MAX_BATCH_ENTRIES, SQS_MAX_MESSAGE_BYTES, StreamEvent, StreamSource,
 };
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
@@ -191,7 +190,7 @@ impl<P: BatchPublisher> Sink<P> {
             tracing::debug!(key = key.as_str(), "duplicate stream event dropped");
             return;
         }
-        let message = stream_queue_message(&event, at);
+        let message = event.queue_message(at);
         if message.size() > SQS_MAX_MESSAGE_BYTES {
             bump(&counters.rejected);
             tracing::error!(
@@ -288,8 +287,8 @@ mod tests {
     use std::collections::HashSet;
     use std::sync::Mutex;
 
-    use hookrelay::providers::parse_rekko_stream_event;
-    use hookrelay::queue::PublishError;
+    use hookrelay_ingest::queue::PublishError;
+    use hookrelay_ingest::webhooks::rekko::route_stream_event as parse_rekko_stream_event;
 
     use super::*;
     use crate::shutdown_pair;

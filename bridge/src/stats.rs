@@ -16,7 +16,10 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use hookrelay::providers::StreamSource;
+use std::collections::BTreeMap;
+
+use hookrelay_ingest::emf::{self, Definition, Member, render};
+use hookrelay_ingest::routed::StreamSource;
 
 /// One stream's counters.
 #[derive(Debug, Default)]
@@ -83,8 +86,8 @@ impl Stats {
 
     /// Takes the counts since the last report and writes one EMF document per stream to stdout.
     pub fn emit(&self, namespace: &str) {
-        for document in self.report(namespace, hookrelay::metrics::now_ms()) {
-            hookrelay::metrics::emit_line(&document);
+        for document in self.report(namespace, emf::now_ms()) {
+            emf::emit_line(&document);
         }
     }
 
@@ -95,7 +98,7 @@ impl Stats {
             .map(|source| {
                 let counts = self.of(source).take();
                 tracing::info!(stream = source.provider(), ?counts, "stream counters");
-                hookrelay::metrics::counters_document(
+                counters_document(
                     namespace,
                     timestamp_ms,
                     BY_STREAM,
@@ -107,9 +110,61 @@ impl Stats {
     }
 }
 
+/// An EMF document of `counters` (name, value; unit Count) with `dimensions` (name, value),
+/// aggregated by `dimension_sets`: the form a long-running process (the stream bridge) reports
+/// its per-interval totals in. One line of JSON (no newline).
+fn counters_document(
+    namespace: &str,
+    timestamp_ms: i64,
+    dimension_sets: &'static [&'static [&'static str]],
+    dimensions: &[(&'static str, &'static str)],
+    counters: &[(&'static str, u64)],
+) -> String {
+    let mut members: BTreeMap<&'static str, Member> = dimensions
+        .iter()
+        .map(|&(name, value)| (name, Member::Dimension(value)))
+        .collect();
+    let mut definitions = Vec::with_capacity(counters.len());
+    for &(name, value) in counters {
+        definitions.push(Definition {
+            name,
+            unit: "Count",
+        });
+        // Counts per interval stay far below 2^53, where f64 is exact.
+        members.insert(name, Member::Value(value as f64));
+    }
+    render(
+        namespace,
+        timestamp_ms,
+        dimension_sets,
+        definitions,
+        members,
+    )
+}
+
 #[cfg(test)]
 mod tests {
+    use hookrelay_ingest::emf::validate as validate_emf;
+
     use super::*;
+
+    #[test]
+    fn counters_documents_are_valid_emf() {
+        const BY_STREAM: &[&[&str]] = &[&["stream"], &[]];
+        let line = counters_document(
+            "hookrelay",
+            1_700_000_000_000,
+            BY_STREAM,
+            &[("stream", "heisenberg")],
+            &[("StreamEvents", 12), ("Reconnects", 0)],
+        );
+        let doc = validate_emf(&line).unwrap_or_else(|e| panic!("{e}\n{line}"));
+        assert_eq!(doc["stream"], "heisenberg");
+        assert_eq!(
+            (doc["StreamEvents"].as_f64(), doc["Reconnects"].as_f64()),
+            (Some(12.0), Some(0.0))
+        );
+    }
 
     #[test]
     fn a_report_takes_the_counts() {

@@ -13,15 +13,15 @@ use aws_sdk_sqs::config::{Credentials, Region};
 use aws_sdk_sqs::types::Message;
 use hookrelay::envelope::{Envelope, Via};
 use hookrelay::events::{Event, HeisenbergEvent, RekkoEvent};
-use hookrelay::queue::{
-    self, BatchPublisher, EntryFailure, PublishError, QueueMessage, SqsPublisher,
-};
+use hookrelay_aws::SqsPublisher;
 use hookrelay_bridge::config::BridgeConfig;
 use hookrelay_bridge::{FatalError, RunReport, ShutdownTrigger, shutdown_pair};
 use hookrelay_devtools::fault_proxy::{FaultPlan, FaultProxy};
 use hookrelay_devtools::local_sqs;
 use hookrelay_devtools::moto::moto;
 use hookrelay_devtools::stream_sim::{self, SseStep, WsStep, rekko_event, trade_frame};
+use hookrelay_ingest::queue::{BatchPublisher, EntryFailure, PublishError};
+use hookrelay_ingest::routed::QueueMessage;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::task::JoinHandle;
 
@@ -70,7 +70,7 @@ async fn publisher(endpoint: &str, queue_url: &str) -> SqsPublisher {
         .endpoint_url(endpoint)
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("test", "test", None, None, "bridge-tests"));
-    SqsPublisher::from_sdk_config(&queue::sdk_config(loader).await, queue_url)
+    SqsPublisher::from_sdk_config(&hookrelay_aws::sdk_config(loader).await, queue_url)
 }
 
 struct Running {

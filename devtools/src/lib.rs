@@ -1,4 +1,5 @@
-//! Development tools for hookrelay, never deployed: a local AWS endpoint (moto), a Lambda
+//! hookrelay's test kit and development tools, never deployed: in-memory publishers
+//! ([`memory`]), a local AWS endpoint (moto) and SQS helpers ([`local_sqs`]), a Lambda
 //! Runtime API emulator with a Function URL front end, a sender simulator that signs and retries
 //! like the seeds' senders, a fault-injecting proxy in front of SQS, the delivery audit that
 //! puts them together, the Lambda benchmark (cold start, warm invocations, the Python peer), and
@@ -10,6 +11,7 @@ pub mod fault_proxy;
 pub mod lambda_bench;
 pub mod lambda_emulator;
 pub mod local_sqs;
+pub mod memory;
 pub mod moto;
 pub mod seeded;
 pub mod sender_sim;

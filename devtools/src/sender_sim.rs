@@ -16,10 +16,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
-use hmac::{KeyInit, Mac};
+use hookrelay::senders;
+use hookrelay::signature::SigningSecret;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use hyper_util::client::legacy::Client;
@@ -87,13 +86,38 @@ impl SignedDelivery {
     }
 }
 
-/// HMAC-SHA256 of the concatenated `parts` with `key` (the hmac crate, not hookrelay's verifier).
-pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
-    let mut mac = hmac::Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
-    for part in parts {
-        mac.update(part);
-    }
-    mac.finalize().into_bytes().to_vec()
+/// The headers that sign `body` as `sender` signs, with the secret written as in configuration
+/// (`whsec_<base64>` for Standard Webhooks, the text itself for the hex schemes): the library's
+/// `Scheme::sign`, the one implementation of each scheme. `id_and_timestamp` are Standard
+/// Webhooks' `webhook-id` and `webhook-timestamp`.
+pub fn sign(
+    sender: senders::Sender,
+    secret: &str,
+    id_and_timestamp: Option<(&str, &str)>,
+    body: &[u8],
+) -> Vec<(&'static str, String)> {
+    let key = sender
+        .scheme
+        .key_from_text(secret)
+        .expect("a test secret in its configuration form");
+    sender
+        .scheme
+        .sign(&SigningSecret::from_key_bytes(&key), id_and_timestamp, body)
+}
+
+/// The signature header's value alone, as [`sign`] writes it.
+pub fn signature(
+    sender: senders::Sender,
+    secret: &str,
+    id_and_timestamp: Option<(&str, &str)>,
+    body: &[u8],
+) -> String {
+    let signature_header = sender.scheme.signature_header();
+    sign(sender, secret, id_and_timestamp, body)
+        .into_iter()
+        .find(|(name, _)| *name == signature_header)
+        .map(|(_, value)| value)
+        .unwrap_or_default()
 }
 
 fn rfc3339(unix_seconds: f64, millis: bool) -> String {
@@ -176,10 +200,7 @@ impl EventSpec {
         match self.sender {
             Sender::Engine => {
                 // Seed 004: X-Webhook-Signature: sha256=<hex HMAC-SHA256(body, secret)>.
-                let signature = format!(
-                    "sha256={}",
-                    hex::encode(hmac_sha256(keys.engine.as_bytes(), &[&body]))
-                );
+                let signature = signature(senders::ENGINE, &keys.engine, None, &body);
                 SignedDelivery {
                     path: "/engine",
                     headers: vec![
@@ -194,7 +215,7 @@ impl EventSpec {
             }
             Sender::Rekko => {
                 // Seed 000: x-webhook-signature: <hex HMAC-SHA256(body, secret)>.
-                let signature = hex::encode(hmac_sha256(keys.rekko.as_bytes(), &[&body]));
+                let signature = signature(senders::REKKO, &keys.rekko, None, &body);
                 let digest = hex::encode(Sha256::digest(&body));
                 SignedDelivery {
                     path: "/rekko",
@@ -210,21 +231,16 @@ impl EventSpec {
                 // Standard Webhooks: v1,<base64 HMAC-SHA256(id.timestamp.body)> with the whsec key.
                 let id = format!("msg_audit_{n}");
                 let timestamp = (now as i64).to_string();
-                let key = BASE64
-                    .decode(keys.standard.trim_start_matches("whsec_"))
-                    .unwrap_or_default();
-                let mac = hmac_sha256(
-                    &key,
-                    &[id.as_bytes(), b".", timestamp.as_bytes(), b".", &body],
-                );
+                let mut headers = vec![("content-type", "application/json".to_owned())];
+                headers.extend(sign(
+                    senders::STANDARD,
+                    &keys.standard,
+                    Some((&id, &timestamp)),
+                    &body,
+                ));
                 SignedDelivery {
                     path: "/standard",
-                    headers: vec![
-                        ("content-type", "application/json".into()),
-                        ("webhook-id", id.clone()),
-                        ("webhook-timestamp", timestamp),
-                        ("webhook-signature", format!("v1,{}", BASE64.encode(mac))),
-                    ],
+                    headers,
                     body,
                     dedupe_key: format!("standard:{id}"),
                 }

@@ -6,9 +6,11 @@ use std::sync::Mutex;
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::Message;
-use hookrelay::config::SenderSecrets;
+use hookrelay::config::Env;
 use hookrelay::consumer::{Consumer, EventHandler};
+use hookrelay::secret::SenderSecrets;
 use hookrelay::{Envelope, Event};
+use hookrelay_example_consumer::{process, process_batch};
 
 use crate::fixtures::run_all_fixtures;
 use crate::helpers::*;
@@ -66,15 +68,20 @@ async fn every_queued_message_validates_against_the_committed_schema() {
 
 #[test]
 fn stream_envelopes_validate_against_the_committed_schema_and_pass_the_consumer() {
-    use hookrelay::providers::{HeisenbergMessage, parse_heisenberg_frame};
     use hookrelay_devtools::stream_sim::trade_frame;
-    let HeisenbergMessage::Event(event) =
-        parse_heisenberg_frame(trade_frame(7, "btc-updown-5m-1779889800")).unwrap()
-    else {
-        panic!("a trade frame is an event")
-    };
-    let message =
-        hookrelay::envelope::stream_queue_message(&event, time::OffsetDateTime::now_utc());
+    use hookrelay_ingest::dedupe::DedupeKey;
+    use hookrelay_ingest::routed::{StreamEvent, StreamSource};
+    // As the bridge routes a trade frame (its routing is tested in the bridge).
+    let event = StreamEvent::stream(
+        StreamSource::Heisenberg,
+        "polymarket.trade".to_owned(),
+        DedupeKey::new("heisenberg", &["trade-7"]),
+        Some("btc-updown-5m-1779889800".to_owned()),
+        None,
+        trade_frame(7, "btc-updown-5m-1779889800"),
+    )
+    .unwrap();
+    let message = event.queue_message(time::OffsetDateTime::now_utc());
     let body: serde_json::Value = serde_json::from_str(&message.body).unwrap();
     let validator = jsonschema::validator_for(&committed_schema()).expect("the schema compiles");
     let errors: Vec<String> = validator
@@ -88,31 +95,31 @@ fn stream_envelopes_validate_against_the_committed_schema_and_pass_the_consumer(
 
     // Unsigned, yet accepted: a stream event has no sender signature to re-check, even when the
     // consumer holds secrets.
-    let secrets = SenderSecrets::from_lookup(|name| {
+    let secrets = SenderSecrets::from_env(&Env::new(|name| {
         (name == "HOOKRELAY_REKKO_SECRETS").then(|| REKKO_SECRET.to_owned())
-    })
+    }))
     .unwrap();
     let collected = Collected::default();
     let consumer = Consumer::new(secrets, &collected);
     let mut record = SqsMessage::default();
     record.message_id = Some("m-1".into());
     record.body = Some(message.body.clone());
-    assert!(consumer.process(&record).is_ok());
+    assert!(process(&consumer, &record).is_ok());
     assert_eq!(
         collected.0.lock().unwrap().as_slice(),
         [event.dedupe_key().as_str()]
     );
 
     // Claiming `via: stream` does not excuse a provider without a stream from its signature.
-    let secrets = SenderSecrets::from_lookup(|name| {
+    let secrets = SenderSecrets::from_env(&Env::new(|name| {
         (name == "HOOKRELAY_ENGINE_SECRETS").then(|| ENGINE_SECRET.to_owned())
-    })
+    }))
     .unwrap();
     let consumer = Consumer::new(secrets, &collected);
     let forged = r#"{"version":1,"id":"engine:op:1","provider":"engine","via":"stream","type":"ORDER_MATCHED","market_id":null,"sequence":1,"delivery_id":null,"occurred_at":null,"received_at":"2026-02-18T23:00:01.250Z","data":{"sequence":1,"eventType":"ORDER_MATCHED","timestamp":"2026-02-18T23:00:00Z","payload":null}}"#;
     record.body = Some(forged.to_owned());
     assert!(matches!(
-        consumer.process(&record),
+        process(&consumer, &record),
         Err(hookrelay::consumer::ConsumeError::NoSignature)
     ));
 }
@@ -186,15 +193,15 @@ async fn the_consumer_fails_only_the_poison_and_the_tampered_message() {
 
     let mut event = SqsEvent::default();
     event.records = genuine.iter().chain(&batch).map(lambda_record).collect();
-    let secrets = SenderSecrets::from_lookup(|name| match name {
+    let secrets = SenderSecrets::from_env(&Env::new(|name| match name {
         "HOOKRELAY_ENGINE_SECRETS" => Some(ENGINE_SECRET.into()),
         "HOOKRELAY_REKKO_SECRETS" => Some(REKKO_SECRET.into()),
         "HOOKRELAY_STANDARD_SECRETS" => Some(STANDARD_SECRET.into()),
         _ => None,
-    })
+    }))
     .unwrap();
     let collected = Collected::default();
-    let response = Consumer::new(secrets, &collected).process_batch(event);
+    let response = process_batch(&Consumer::new(secrets, &collected), event);
 
     let mut failed: Vec<String> = response
         .batch_item_failures

@@ -4,9 +4,9 @@
 
 use std::collections::HashMap;
 
-use hookrelay::function_url;
-use hookrelay::metrics::RequestMetrics;
 use hookrelay::{Envelope, Event, events::EngineEvent, events::RekkoEvent};
+use hookrelay_receiver::function_url;
+use hookrelay_receiver::metrics::RequestMetrics;
 
 use crate::helpers::*;
 
@@ -217,7 +217,7 @@ async fn consumers_decode_typed_events_and_re_verify_them() {
             ("HOOKRELAY_QUEUE_URL", "http://127.0.0.1/q"),
             (variable, value),
         ];
-        hookrelay::config::Config::from_lookup(|n| {
+        hookrelay_receiver::config::Config::from_lookup(|n| {
             vars.iter()
                 .find(|(k, _)| *k == n)
                 .map(|(_, v)| v.to_string())
@@ -226,16 +226,19 @@ async fn consumers_decode_typed_events_and_re_verify_them() {
     };
     let engine = secrets("HOOKRELAY_ENGINE_SECRETS", ENGINE_SECRET)
         .secrets
-        .engine
-        .unwrap();
+        .of(hookrelay::senders::ENGINE)
+        .unwrap()
+        .clone();
     let rekko = secrets("HOOKRELAY_REKKO_SECRETS", REKKO_SECRET)
         .secrets
-        .rekko
-        .unwrap();
+        .of(hookrelay::senders::REKKO)
+        .unwrap()
+        .clone();
     let standard = secrets("HOOKRELAY_STANDARD_SECRETS", STANDARD_SECRET)
         .secrets
-        .standard
-        .unwrap();
+        .of(hookrelay::senders::STANDARD)
+        .unwrap()
+        .clone();
 
     let mut order_matched = 0;
     let mut rekko_typed = 0;

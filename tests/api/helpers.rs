@@ -9,9 +9,9 @@ use std::time::Duration;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_sqs::types::QueueAttributeName;
-use hookrelay::config::Config;
-use hookrelay::pipeline::{FixedClock, Pipeline};
-use hookrelay::queue::{SqsPublisher, sqs_retries, sqs_timeouts};
+use hookrelay_aws::SqsPublisher;
+use hookrelay_receiver::config::Config;
+use hookrelay_receiver::pipeline::{FixedClock, Pipeline};
 use lambda_http::aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use time::OffsetDateTime;
 
@@ -41,8 +41,8 @@ pub fn sqs_client(endpoint: &str) -> Client {
         .region(Region::new("us-east-1"))
         .credentials_provider(local_credentials())
         .endpoint_url(endpoint)
-        .timeout_config(sqs_timeouts())
-        .retry_config(sqs_retries())
+        .timeout_config(hookrelay_aws::timeouts())
+        .retry_config(hookrelay_aws::retries())
         .build();
     Client::from_conf(config)
 }
@@ -114,32 +114,36 @@ pub async fn production_pipeline(endpoint: &str, queue_url: &str) -> TestPipelin
         .region(Region::new("us-east-1"))
         .credentials_provider(local_credentials());
     let publisher =
-        SqsPublisher::from_sdk_config(&hookrelay::queue::sdk_config(loader).await, queue_url);
+        SqsPublisher::from_sdk_config(&hookrelay_aws::sdk_config(loader).await, queue_url);
     let clock = FixedClock(OffsetDateTime::from_unix_timestamp(FIXTURE_TIME + 2).unwrap());
     Pipeline::new(&test_config(queue_url), publisher, clock)
 }
 
-pub use hookrelay_devtools::sender_sim::hmac_sha256;
+pub use hookrelay_devtools::memory::MemoryPublisher;
+pub use hookrelay_devtools::sender_sim::signature;
+
+/// The signature header value `sender`'s scheme writes for `body` under raw key bytes `key`
+/// (the library's `Scheme::sign`), for forgeries with keys no configuration would hold.
+pub fn signature_with_key(
+    sender: hookrelay::senders::Sender,
+    key: &[u8],
+    id_and_timestamp: Option<(&str, &str)>,
+    body: &[u8],
+) -> String {
+    let secret = hookrelay::signature::SigningSecret::from_key_bytes(key);
+    let header = sender.scheme.signature_header();
+    sender
+        .scheme
+        .sign(&secret, id_and_timestamp, body)
+        .into_iter()
+        .find(|(name, _)| *name == header)
+        .map(|(_, value)| value)
+        .unwrap_or_default()
+}
 
 /// Signs `body` as Rekko does (hex HMAC-SHA256 with the test secret), for bodies made in tests.
 pub fn rekko_signature(body: &[u8]) -> String {
-    hex::encode(hmac_sha256(REKKO_SECRET.as_bytes(), &[body]))
-}
-
-/// A publisher that keeps messages in memory, for tests where SQS behaviour doesn't matter.
-#[derive(Clone, Default)]
-pub struct MemoryPublisher(
-    pub std::sync::Arc<std::sync::Mutex<Vec<hookrelay::queue::QueueMessage>>>,
-);
-
-impl hookrelay::queue::Publisher for MemoryPublisher {
-    async fn publish(
-        &self,
-        message: &hookrelay::queue::QueueMessage,
-    ) -> Result<(), hookrelay::queue::PublishError> {
-        self.0.lock().unwrap().push(message.clone());
-        Ok(())
-    }
+    signature(hookrelay::senders::REKKO, REKKO_SECRET, None, body)
 }
 
 /// A pipeline over a [`MemoryPublisher`], its clock `offset_secs` after the fixture time.

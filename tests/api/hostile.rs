@@ -6,8 +6,9 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use hookrelay::function_url;
-use hookrelay::{Envelope, config::SenderSecrets};
+use hookrelay::senders::{ENGINE, REKKO, STANDARD};
+use hookrelay::{Envelope, secret::SenderSecrets};
+use hookrelay_receiver::function_url;
 use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use lambda_http::http::HeaderValue;
 use proptest::prelude::*;
@@ -21,7 +22,10 @@ fn answer(event: ApiGatewayV2httpRequest) -> (i64, String) {
 }
 
 fn answer_with(
-    pipeline: &hookrelay::pipeline::Pipeline<MemoryPublisher, hookrelay::pipeline::FixedClock>,
+    pipeline: &hookrelay_receiver::pipeline::Pipeline<
+        MemoryPublisher,
+        hookrelay_receiver::pipeline::FixedClock,
+    >,
     event: ApiGatewayV2httpRequest,
 ) -> (i64, String) {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -139,33 +143,24 @@ fn wrong_and_foreign_secrets_are_refused() {
         (
             "engine-valid",
             "x-webhook-signature",
-            format!(
-                "sha256={}",
-                hex::encode(hmac_sha256(b"a-completely-wrong-secret", &[&engine_body]))
-            ),
+            signature_with_key(ENGINE, b"a-completely-wrong-secret", None, &engine_body),
         ),
         // Signed with the Rekko secret, sent to the engine route (and vice versa).
         (
             "engine-valid",
             "x-webhook-signature",
-            format!(
-                "sha256={}",
-                hex::encode(hmac_sha256(REKKO_SECRET.as_bytes(), &[&engine_body]))
-            ),
+            signature_with_key(ENGINE, REKKO_SECRET.as_bytes(), None, &engine_body),
         ),
         (
             "rekko-valid",
             "x-webhook-signature",
-            hex::encode(hmac_sha256(ENGINE_SECRET.as_bytes(), &[&rekko_body])),
+            signature_with_key(REKKO, ENGINE_SECRET.as_bytes(), None, &rekko_body),
         ),
         // The engine's own format (with its tag) on the Rekko route, correctly keyed.
         (
             "rekko-valid",
             "x-webhook-signature",
-            format!(
-                "sha256={}",
-                hex::encode(hmac_sha256(REKKO_SECRET.as_bytes(), &[&rekko_body]))
-            ),
+            signature_with_key(ENGINE, REKKO_SECRET.as_bytes(), None, &rekko_body),
         ),
     ] {
         let event = with_header(fixture(name), header, value.as_bytes()).unwrap();
@@ -183,16 +178,8 @@ fn wrong_and_foreign_secrets_are_refused() {
         .unwrap()
         .to_owned();
     let body = fixture_body("standard-valid");
-    let forged = BASE64.encode(hmac_sha256(
-        ENGINE_SECRET.as_bytes(),
-        &[id.as_bytes(), b".", ts.as_bytes(), b".", &body],
-    ));
-    let event = with_header(
-        event,
-        "webhook-signature",
-        format!("v1,{forged}").as_bytes(),
-    )
-    .unwrap();
+    let forged = signature_with_key(STANDARD, ENGINE_SECRET.as_bytes(), Some((&id, &ts)), &body);
+    let event = with_header(event, "webhook-signature", forged.as_bytes()).unwrap();
     assert_eq!(answer(event), (401, "invalid_signature".to_owned()));
 }
 
@@ -492,20 +479,16 @@ fn event_of(request: &ArbitraryRequest) -> ApiGatewayV2httpRequest {
         let (header, value) = match request.path.as_str() {
             "/engine" => (
                 "x-webhook-signature",
-                format!(
-                    "sha256={}",
-                    hex::encode(hmac_sha256(
-                        key_for(ENGINE_SECRET.as_bytes()),
-                        &[&request.body]
-                    ))
+                signature_with_key(
+                    ENGINE,
+                    key_for(ENGINE_SECRET.as_bytes()),
+                    None,
+                    &request.body,
                 ),
             ),
             "/rekko" => (
                 "x-webhook-signature",
-                hex::encode(hmac_sha256(
-                    key_for(REKKO_SECRET.as_bytes()),
-                    &[&request.body],
-                )),
+                signature_with_key(REKKO, key_for(REKKO_SECRET.as_bytes()), None, &request.body),
             ),
             _ => {
                 let key = BASE64
@@ -522,11 +505,8 @@ fn event_of(request: &ArbitraryRequest) -> ApiGatewayV2httpRequest {
                 } else {
                     WRONG_KEY
                 };
-                let mac = hmac_sha256(
-                    key,
-                    &[id.as_bytes(), b".", ts.as_bytes(), b".", &request.body],
-                );
-                ("webhook-signature", format!("v1,{}", BASE64.encode(mac)))
+                let value = signature_with_key(STANDARD, key, Some((id, &ts)), &request.body);
+                ("webhook-signature", value)
             }
         };
         event
@@ -544,12 +524,12 @@ fn event_of(request: &ArbitraryRequest) -> ApiGatewayV2httpRequest {
 }
 
 fn all_secrets() -> SenderSecrets {
-    SenderSecrets::from_lookup(|name| match name {
+    SenderSecrets::from_env(&hookrelay::config::Env::new(|name: &str| match name {
         "HOOKRELAY_ENGINE_SECRETS" => Some(ENGINE_SECRET.into()),
         "HOOKRELAY_REKKO_SECRETS" => Some(REKKO_SECRET.into()),
         "HOOKRELAY_STANDARD_SECRETS" => Some(STANDARD_SECRET.into()),
         _ => None,
-    })
+    }))
     .unwrap()
 }
 
@@ -577,9 +557,9 @@ proptest! {
         prop_assert!(CONTRACT.contains(&(status, word.as_str())), "{status} {word}");
 
         let secrets = all_secrets();
-        for message in published.0.lock().unwrap().iter() {
+        for message in published.sent().iter() {
             let envelope = Envelope::from_json(&message.body).expect("published messages are envelopes");
-            let provider = hookrelay::providers::Provider::from_name(&envelope.provider).unwrap();
+            let provider = hookrelay::senders::by_name(&envelope.provider).unwrap();
             let signature = message.attribute("signature").unwrap();
             prop_assert!(envelope.verify_signature(signature, secrets.of(provider).unwrap()).is_ok());
             prop_assert_eq!(envelope.signed_data().as_bytes(), request.body.as_slice());

@@ -1,7 +1,7 @@
 //! What the queue side promises: dedupe across instances through FIFO ids, 503 (and a clean
 //! retry) when SQS fails or hangs, and contract errors for requests that never reach the queue.
 
-use hookrelay::function_url;
+use hookrelay_receiver::function_url;
 
 use crate::helpers::*;
 

@@ -5,9 +5,9 @@
 
 use std::time::Duration;
 
-use hookrelay::config::{Config, ENVELOPE_ALLOWANCE_BYTES};
-use hookrelay::metrics::{self, RequestMetrics};
-use hookrelay::queue::SQS_MAX_MESSAGE_BYTES;
+use hookrelay_ingest::routed::SQS_MAX_MESSAGE_BYTES;
+use hookrelay_receiver::config::{Config, ENVELOPE_ALLOWANCE_BYTES};
+use hookrelay_receiver::metrics::{self, RequestMetrics};
 
 fn template() -> String {
     std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/template.yaml")).unwrap()
@@ -89,7 +89,7 @@ fn the_function_environment_uses_the_receivers_variable_names() {
         );
     }
     assert_eq!(
-        format!("{}:", hookrelay::secrets_manager::SECRETS_ARN),
+        format!("{}:", hookrelay_aws::secrets_manager::SECRETS_ARN),
         "HOOKRELAY_SECRETS_ARN:"
     );
 }
@@ -97,7 +97,10 @@ fn the_function_environment_uses_the_receivers_variable_names() {
 #[test]
 fn the_alarms_watch_metrics_the_receiver_emits() {
     let text = template();
-    assert!(text.contains(&format!("Namespace: {}", metrics::DEFAULT_NAMESPACE)));
+    assert!(text.contains(&format!(
+        "Namespace: {}",
+        hookrelay_ingest::emf::DEFAULT_NAMESPACE
+    )));
     let latency = Duration::from_millis(1);
     let failure = metrics::document(
         "hookrelay",

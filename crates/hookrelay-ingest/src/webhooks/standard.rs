@@ -10,13 +10,16 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use time::OffsetDateTime;
 
-use super::{ParseError, RoutingFields, SenderTimestamp, raw_fields, text};
+use hookrelay::senders::STANDARD;
+use hookrelay::signature::{SignedRequest, Verified, standard_headers};
+
 use crate::dedupe::DedupeKey;
-use crate::delivery::Delivery;
-use crate::verify::standard_headers;
+use crate::routed::{
+    ParseError, RoutedEvent, SenderTimestamp, WebhookFields, raw_fields, text, webhook_body,
+};
 
 /// The event type recorded when the body carries none.
-pub(super) const UNKNOWN_TYPE: &str = "unknown";
+pub const UNKNOWN_TYPE: &str = "unknown";
 
 #[derive(Deserialize)]
 struct StandardRoutingFields<'b> {
@@ -24,20 +27,21 @@ struct StandardRoutingFields<'b> {
     event_type: Option<&'b RawValue>,
 }
 
-pub(super) fn routing_fields(delivery: &Delivery, body: &str) -> Result<RoutingFields, ParseError> {
+/// Routes a verified Standard Webhooks delivery.
+pub fn route(verified: &Verified<SignedRequest>) -> Result<RoutedEvent<'_>, ParseError> {
+    let body = webhook_body(verified)?;
+    let headers = &verified.get().headers;
     let raw: StandardRoutingFields = raw_fields(body)?;
     let event_type = text("type", raw.event_type)?.unwrap_or_else(|| UNKNOWN_TYPE.to_owned());
     // Both headers were read during verification; read failures here are impossible in practice
     // but are still answered as malformed rather than assumed away.
-    let id = delivery
-        .header(standard_headers::ID)
+    let id = headers
+        .get(standard_headers::ID)
         .map_err(|_| ParseError::InvalidHeader {
             header: standard_headers::ID,
             expected: "one visible-ASCII value",
         })?;
-    let timestamp = delivery
-        .header(standard_headers::TIMESTAMP)
-        .unwrap_or_default();
+    let timestamp = headers.get(standard_headers::TIMESTAMP).unwrap_or_default();
     let instant = timestamp
         .parse::<i64>()
         .ok()
@@ -46,9 +50,9 @@ pub(super) fn routing_fields(delivery: &Delivery, body: &str) -> Result<RoutingF
             header: standard_headers::TIMESTAMP,
             expected: "integer Unix seconds",
         })?;
-    Ok(RoutingFields {
+    let fields = WebhookFields {
         event_type,
-        dedupe_key: DedupeKey::new("standard", &[id]),
+        dedupe_key: DedupeKey::new(STANDARD.name, &[id]),
         market_id: None,
         sequence: None,
         delivery_id: Some(id.to_owned()),
@@ -56,13 +60,16 @@ pub(super) fn routing_fields(delivery: &Delivery, body: &str) -> Result<RoutingF
             as_sent: timestamp.to_owned(),
             instant,
         },
-    })
+    };
+    RoutedEvent::webhook(STANDARD, verified, body, fields)
 }
 
 #[cfg(test)]
 mod tests {
-    use crate::providers::test_support::verified;
-    use crate::providers::{ParseError, Provider, parse};
+    use crate::routed::test_support::verified;
+    use hookrelay::senders::STANDARD;
+
+    use crate::routed::ParseError;
 
     fn headers(ts: &str) -> [(&'static str, &str); 2] {
         [("webhook-id", "msg_2b6hJ"), ("webhook-timestamp", ts)]
@@ -71,29 +78,29 @@ mod tests {
     #[test]
     fn reads_id_timestamp_and_type() {
         let body = r#"{"type":"invoice.paid","timestamp":"2026-02-18T23:00:00Z","data":{"n":1}}"#;
-        let v = verified(Provider::Standard, &headers("1771455600"), body);
-        let p = parse(&v).unwrap();
-        assert_eq!(p.event_type, "invoice.paid");
-        assert_eq!(p.dedupe_key.as_str(), "standard:msg_2b6hJ");
-        assert_eq!(p.delivery_id.as_deref(), Some("msg_2b6hJ"));
-        assert_eq!(p.occurred_at.as_sent, "1771455600");
-        assert_eq!(p.occurred_at.instant.unix_timestamp(), 1_771_455_600);
-        assert_eq!(p.market_id, None);
+        let v = verified(STANDARD, &headers("1771455600"), body);
+        let p = v.parse().unwrap();
+        assert_eq!(p.event_type(), "invoice.paid");
+        assert_eq!(p.dedupe_key().as_str(), "standard:msg_2b6hJ");
+        assert_eq!(p.delivery_id(), Some("msg_2b6hJ"));
+        assert_eq!(p.occurred_at().unwrap(), "1771455600");
+        assert_eq!(p.signed_at().unwrap().unix_timestamp(), 1_771_455_600);
+        assert_eq!(p.market_id(), None);
     }
 
     #[test]
     fn a_body_without_type_is_unknown() {
-        let v = verified(Provider::Standard, &headers("1771455600"), r#"{"data":{}}"#);
-        assert_eq!(parse(&v).unwrap().event_type, "unknown");
+        let v = verified(STANDARD, &headers("1771455600"), r#"{"data":{}}"#);
+        assert_eq!(v.parse().unwrap().event_type(), "unknown");
     }
 
     #[test]
     fn the_timestamp_header_must_be_unix_seconds() {
         for ts in ["2026-02-18T23:00:00Z", "1.5", "-", "99999999999999999999"] {
-            let v = verified(Provider::Standard, &headers(ts), "{}");
+            let v = verified(STANDARD, &headers(ts), "{}");
             assert!(
                 matches!(
-                    parse(&v),
+                    v.parse(),
                     Err(ParseError::InvalidHeader {
                         header: "webhook-timestamp",
                         ..

@@ -1,9 +1,9 @@
 //! Duplicate suppression inside one warm instance: a bounded, time-windowed record of the
 //! dedupe keys already published. Pure (the caller passes the time), no I/O.
 //!
-//! This is layer one of three (see the README): it absorbs a sender's quick retries without a
-//! call to SQS. Across Lambda instances, the FIFO queue's `MessageDeduplicationId` (the same key)
-//! does the work. A key is recorded only after SQS accepted the message, so a failed publish is
+//! This is layer one of three (see `docs/`): it absorbs a sender's quick retries without a call
+//! to SQS. Across Lambda instances, the FIFO queue's `MessageDeduplicationId` (the same key) does
+//! the work. The receiver and the bridge each keep one window. A key is recorded only after SQS accepted the message, so a failed publish is
 //! retried in full by the sender's next attempt.
 //!
 //! Bounded: when `capacity` keys are held, recording another evicts the least recently used one.

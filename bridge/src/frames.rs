@@ -11,11 +11,17 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::{ParseError, StreamEvent, StreamSource, content_key, raw_fields, required_text, text};
-use crate::dedupe::DedupeKey;
+use hookrelay_ingest::dedupe::DedupeKey;
+use hookrelay_ingest::routed::{
+    ParseError, StreamEvent, StreamSource, content_key, raw_fields, required_text, text,
+};
 
 /// What one text frame from the gateway is.
 #[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one value per frame, moved straight into the buffer; boxing would allocate per event"
+)]
 pub enum HeisenbergMessage {
     /// A control message.
     Control(ControlFrame),
@@ -135,7 +141,7 @@ pub fn parse_heisenberg_frame(frame: String) -> Result<HeisenbergMessage, ParseE
     };
     let market_id = text("data.slug", fields.slug)?;
     let occurred_at = text("data.timestamp", fields.timestamp)?.or(frame_timestamp);
-    Ok(HeisenbergMessage::Event(StreamEvent::new(
+    Ok(HeisenbergMessage::Event(StreamEvent::stream(
         StreamSource::Heisenberg,
         event_type,
         dedupe_key,
@@ -147,8 +153,10 @@ pub fn parse_heisenberg_frame(frame: String) -> Result<HeisenbergMessage, ParseE
 
 #[cfg(test)]
 mod tests {
+    use hookrelay_ingest::routed::Origin;
+
     use super::*;
-    use crate::events::tests::POLYMARKET_TRADE;
+    const POLYMARKET_TRADE: &str = r#"{"type":"polymarket.trade","source":"polymarket-trade-scraper","timestamp":"2026-05-27T13:50:00.167247+00:00","data":{"id":"0x8902f2…498832_0x31ba8c…a5aa09","side":"BUY","size":11,"price":0.53,"timestamp":"2026-05-27T13:49:52+00:00","transaction_hash":"0x8902f299…d6d498832","order_hash":"0x31ba8c8c…454aa5aa09","block_number":87514326,"condition_id":"0x9ad19824…2d7f2d9","asset":"67025362…363793","title":"Bitcoin Up or Down - May 27, 9:50AM-9:55AM ET","slug":"btc-updown-5m-1779889800","event_slug":"btc-updown-5m","outcome":"Up","outcome_index":0,"icon":"https://polymarket-upload.s3…/BTC+fullsize.png","maker":"0x55338c…d1b8220","taker":"0x6833c0…1b5cfe1","proxy_wallet":"0x55338c…d1b8220","name":null,"pseudonym":null,"bio":null,"profile_image":null,"profile_image_optimized":null}}"#;
 
     fn event(frame: &str) -> StreamEvent {
         match parse_heisenberg_frame(frame.to_owned()).unwrap() {
@@ -167,32 +175,42 @@ mod tests {
     #[test]
     fn routes_the_seed_trade() {
         let e = event(POLYMARKET_TRADE);
-        assert_eq!(e.source, StreamSource::Heisenberg);
-        assert_eq!(e.event_type, "polymarket.trade");
+        assert_eq!(e.origin(), Origin::Stream(StreamSource::Heisenberg));
+        assert_eq!(e.event_type(), "polymarket.trade");
         assert_eq!(
-            e.dedupe_key.as_str(),
+            e.dedupe_key().as_str(),
             "heisenberg:0x8902f2…498832_0x31ba8c…a5aa09"
         );
-        assert_eq!(e.market_id.as_deref(), Some("btc-updown-5m-1779889800"));
-        assert_eq!(e.occurred_at.as_deref(), Some("2026-05-27T13:49:52+00:00"));
-        assert_eq!(e.body, POLYMARKET_TRADE, "the frame is kept byte for byte");
+        assert_eq!(e.market_id(), Some("btc-updown-5m-1779889800"));
+        assert_eq!(e.occurred_at(), Some("2026-05-27T13:49:52+00:00"));
+        assert_eq!(
+            e.body(),
+            POLYMARKET_TRADE,
+            "the frame is kept byte for byte"
+        );
     }
 
     #[test]
     fn a_redelivered_frame_keeps_its_key() {
         let again = POLYMARKET_TRADE.replace("13:50:00.167247", "13:51:07.000001");
-        assert_eq!(event(&again).dedupe_key, event(POLYMARKET_TRADE).dedupe_key);
+        assert_eq!(
+            event(&again).dedupe_key(),
+            event(POLYMARKET_TRADE).dedupe_key()
+        );
         let without_id = r#"{"type":"x.new","timestamp":"2026-01-01T00:00:00Z","data":{"a":1}}"#;
         let redelivered = without_id.replace("00:00:00Z", "00:00:09Z");
-        assert_eq!(event(without_id).dedupe_key, event(&redelivered).dedupe_key);
+        assert_eq!(
+            event(without_id).dedupe_key(),
+            event(&redelivered).dedupe_key()
+        );
         assert!(
             event(without_id)
-                .dedupe_key
+                .dedupe_key()
                 .as_str()
                 .starts_with("heisenberg:")
         );
         assert_eq!(
-            event(without_id).occurred_at.as_deref(),
+            event(without_id).occurred_at(),
             Some("2026-01-01T00:00:00Z")
         );
     }
@@ -254,5 +272,45 @@ mod tests {
                 .to_string();
             assert!(error.contains(expected), "{frame}: {error}");
         }
+    }
+
+    #[test]
+    fn stream_events_are_enveloped_unsigned_with_the_frame_verbatim() {
+        use hookrelay::Envelope;
+        use hookrelay::envelope::Via;
+        use hookrelay::events::{Event, HeisenbergEvent};
+        let frame = POLYMARKET_TRADE;
+        let HeisenbergMessage::Event(event) = parse_heisenberg_frame(frame.to_owned()).unwrap()
+        else {
+            panic!("not an event")
+        };
+        let received =
+            time::OffsetDateTime::from_unix_timestamp_nanos(1_771_455_601_250_999_000).unwrap();
+        let message = event.queue_message(received);
+        let envelope = Envelope::from_json(&message.body).unwrap();
+        assert_eq!(envelope.data.get(), frame);
+        assert_eq!(
+            (envelope.provider.as_str(), envelope.via),
+            ("heisenberg", Via::Stream)
+        );
+        assert_eq!(envelope.event_type, "polymarket.trade");
+        assert_eq!(envelope.id, "heisenberg:0x8902f2…498832_0x31ba8c…a5aa09");
+        assert_eq!(
+            envelope.market_id.as_deref(),
+            Some("btc-updown-5m-1779889800")
+        );
+        assert_eq!(
+            (envelope.sequence, envelope.delivery_id.as_deref()),
+            (None, None)
+        );
+        assert!(matches!(
+            envelope.event().unwrap(),
+            Event::Heisenberg(HeisenbergEvent::PolymarketTrade(_))
+        ));
+        assert_eq!(message.attribute("signature"), None);
+        assert_eq!(message.attribute("provider"), Some("heisenberg"));
+        assert_eq!(message.group_id, "btc-updown-5m-1779889800");
+        // The id has non-ASCII characters (the seed's abbreviations), so it is hashed for SQS.
+        assert!(message.deduplication_id.starts_with("heisenberg:sha256:"));
     }
 }

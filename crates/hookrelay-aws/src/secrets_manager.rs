@@ -17,16 +17,11 @@
 
 use std::collections::BTreeMap;
 
-use crate::config::{ConfigError, vars};
+use hookrelay::config::ConfigError;
+use hookrelay::senders::SENDERS;
 
 /// The variable naming the Secrets Manager secret.
 pub const SECRETS_ARN: &str = "HOOKRELAY_SECRETS_ARN";
-
-const KEYS: [(&str, &str); 3] = [
-    ("engine", vars::ENGINE_SECRETS),
-    ("rekko", vars::REKKO_SECRETS),
-    ("standard", vars::STANDARD_SECRETS),
-];
 
 /// The sender secrets held in the Secrets Manager secret, by `HOOKRELAY_*_SECRETS` name.
 /// `Debug` prints only which senders are present.
@@ -42,10 +37,7 @@ impl std::fmt::Debug for ManagedSecrets {
 }
 
 fn invalid(problem: impl Into<String>) -> ConfigError {
-    ConfigError {
-        variable: SECRETS_ARN,
-        problem: problem.into(),
-    }
+    ConfigError::new(SECRETS_ARN, problem)
 }
 
 impl ManagedSecrets {
@@ -57,10 +49,10 @@ impl ManagedSecrets {
             })?;
         let mut by_variable = BTreeMap::new();
         for (key, value) in object {
-            let variable = KEYS
+            let variable = SENDERS
                 .iter()
-                .find(|(name, _)| *name == key)
-                .map(|(_, variable)| *variable)
+                .find(|sender| sender.name == key)
+                .map(|sender| sender.secrets_variable)
                 .ok_or_else(|| {
                     invalid(format!(
                         "unknown key {key:?} in the secret (expected engine, rekko, standard)"
@@ -82,7 +74,7 @@ impl ManagedSecrets {
         self,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<impl Fn(&str) -> Option<String>, ConfigError> {
-        for (_, variable) in KEYS {
+        for variable in SENDERS.map(|sender| sender.secrets_variable) {
             if env(variable).is_some_and(|v| !v.trim().is_empty()) {
                 return Err(invalid(format!(
                     "set either {SECRETS_ARN} or {variable}, not both"
@@ -91,7 +83,7 @@ impl ManagedSecrets {
         }
         Ok(move |name: &str| match self.by_variable.get(name) {
             Some(value) => Some(value.clone()),
-            None if KEYS.iter().any(|(_, v)| *v == name) => None,
+            None if SENDERS.iter().any(|sender| sender.secrets_variable == name) => None,
             None => env(name),
         })
     }
@@ -122,8 +114,11 @@ pub async fn fetch(
 
 #[cfg(test)]
 mod tests {
+    use hookrelay::config::Env;
+    use hookrelay::secret::SenderSecrets;
+    use hookrelay::senders::{ENGINE, REKKO, STANDARD};
+
     use super::*;
-    use crate::config::Config;
 
     fn env(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
         move |name| {
@@ -142,10 +137,14 @@ mod tests {
                 "https://sqs.example/1/q.fifo",
             )]))
             .unwrap();
-        let config = Config::from_lookup(lookup).unwrap();
-        assert!(config.secrets.engine.is_some() && config.secrets.standard.is_some());
-        assert!(config.secrets.rekko.is_none());
-        assert_eq!(config.queue_url, "https://sqs.example/1/q.fifo");
+        let env = Env::new(lookup);
+        let secrets = SenderSecrets::from_env(&env).unwrap();
+        assert!(secrets.of(ENGINE).is_some() && secrets.of(STANDARD).is_some());
+        assert!(secrets.of(REKKO).is_none());
+        assert_eq!(
+            env.text("HOOKRELAY_QUEUE_URL").as_deref(),
+            Some("https://sqs.example/1/q.fifo")
+        );
     }
 
     #[test]

@@ -8,10 +8,13 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::{RoutingFields, content_key, raw_fields, required_text, rfc3339_timestamp, text};
-use crate::dedupe::DedupeKey;
+use hookrelay::senders::REKKO;
+use hookrelay::signature::{SignedRequest, Verified};
 
-pub(super) const SIGNATURE_HEADER: &str = "x-webhook-signature";
+use crate::routed::{
+    ParseError, RoutedEvent, StreamEvent, StreamSource, WebhookFields, content_key, raw_fields,
+    required_text, rfc3339_timestamp, text, webhook_body,
+};
 
 #[derive(Deserialize)]
 struct RekkoRoutingFields<'b> {
@@ -23,63 +26,69 @@ struct RekkoRoutingFields<'b> {
     timestamp: Option<&'b RawValue>,
 }
 
-pub(super) fn routing_fields(body: &str) -> Result<RoutingFields, super::ParseError> {
+/// Routes a verified Rekko delivery.
+pub fn route(verified: &Verified<SignedRequest>) -> Result<RoutedEvent<'_>, ParseError> {
+    let body = webhook_body(verified)?;
     let raw: RekkoRoutingFields = raw_fields(body)?;
     let event_type = required_text("type", raw.event_type)?;
     let occurred_at = rfc3339_timestamp("timestamp", raw.timestamp)?;
     let market_id = text("market_id", raw.market_id)?;
-    let dedupe_key = content_key("rekko", body);
-    Ok(RoutingFields {
+    let dedupe_key = content_key(REKKO.name, body);
+    let fields = WebhookFields {
         event_type,
         dedupe_key,
         market_id,
         sequence: None,
         delivery_id: None,
         occurred_at,
-    })
+    };
+    RoutedEvent::webhook(REKKO, verified, body, fields)
 }
 
-/// The routing fields of an event from the SSE feed, whose `timestamp` is optional.
-pub(super) struct StreamFields {
-    pub(super) event_type: String,
-    pub(super) dedupe_key: DedupeKey,
-    pub(super) market_id: Option<String>,
-    pub(super) occurred_at: Option<String>,
-}
-
-pub(super) fn stream_fields(event: &str) -> Result<StreamFields, super::ParseError> {
-    let raw: RekkoRoutingFields = raw_fields(event)?;
+/// Routes one event object from Rekko's SSE feed: the same fields and content-derived dedupe key
+/// as its webhooks (so an event is one key whichever way it came), except that `timestamp` is
+/// optional, as the seed's stream examples don't show it.
+pub fn route_stream_event(event: String) -> Result<StreamEvent, ParseError> {
+    let raw: RekkoRoutingFields = raw_fields(&event)?;
     let occurred_at = match raw.timestamp {
         Some(timestamp) => Some(rfc3339_timestamp("timestamp", Some(timestamp))?.as_sent),
         None => None,
     };
-    Ok(StreamFields {
-        event_type: required_text("type", raw.event_type)?,
-        dedupe_key: content_key("rekko", event),
-        market_id: text("market_id", raw.market_id)?,
+    let event_type = required_text("type", raw.event_type)?;
+    let dedupe_key = content_key(StreamSource::Rekko.provider(), &event);
+    let market_id = text("market_id", raw.market_id)?;
+    StreamEvent::stream(
+        StreamSource::Rekko,
+        event_type,
+        dedupe_key,
+        market_id,
         occurred_at,
-    })
+        event,
+    )
 }
 
 #[cfg(test)]
 mod tests {
-    use crate::providers::test_support::verified;
-    use crate::providers::{ParseError, Provider, StreamSource, parse, parse_rekko_stream_event};
+    use crate::routed::test_support::verified;
+    use hookrelay::senders::REKKO;
+
+    use super::route_stream_event;
+    use crate::routed::{Origin, ParseError, StreamSource};
 
     const SEED_EXAMPLE: &str = r#"{"type":"price_shift","market_id":"KXFED-26MAR19","platform":"kalshi","old_yes":0.62,"new_yes":0.68,"change_pct":9.7,"timestamp":"2026-03-21T14:30:00Z"}"#;
 
     #[test]
     fn reads_the_seed_example_and_keys_it_by_content() {
-        let v = verified(Provider::Rekko, &[], SEED_EXAMPLE);
-        let p = parse(&v).unwrap();
-        assert_eq!(p.event_type, "price_shift");
-        assert_eq!(p.market_id.as_deref(), Some("KXFED-26MAR19"));
-        assert_eq!(p.sequence, None);
-        assert_eq!(p.delivery_id, None);
-        assert_eq!(p.occurred_at.as_sent, "2026-03-21T14:30:00Z");
+        let v = verified(REKKO, &[], SEED_EXAMPLE);
+        let p = v.parse().unwrap();
+        assert_eq!(p.event_type(), "price_shift");
+        assert_eq!(p.market_id(), Some("KXFED-26MAR19"));
+        assert_eq!(p.sequence(), None);
+        assert_eq!(p.delivery_id(), None);
+        assert_eq!(p.occurred_at().unwrap(), "2026-03-21T14:30:00Z");
         // sha256 of SEED_EXAMPLE, computed with `printf %s "$body" | sha256sum`.
         assert_eq!(
-            p.dedupe_key.as_str(),
+            p.dedupe_key().as_str(),
             "rekko:a3774ed3a247f974d7ddc9d3c1bfb761"
         );
     }
@@ -88,37 +97,31 @@ mod tests {
     fn type_and_timestamp_are_required() {
         let no_type = r#"{"market_id":"m","timestamp":"2026-03-21T14:30:00Z"}"#;
         assert_eq!(
-            parse(&verified(Provider::Rekko, &[], no_type)).unwrap_err(),
+            verified(REKKO, &[], no_type).parse().unwrap_err(),
             ParseError::MissingField("type")
         );
         let no_ts = r#"{"type":"whale_alert"}"#;
         assert_eq!(
-            parse(&verified(Provider::Rekko, &[], no_ts)).unwrap_err(),
+            verified(REKKO, &[], no_ts).parse().unwrap_err(),
             ParseError::MissingField("timestamp")
         );
     }
 
     #[test]
     fn stream_events_share_the_webhook_key_and_may_omit_the_timestamp() {
-        let streamed = parse_rekko_stream_event(SEED_EXAMPLE.to_owned()).unwrap();
-        let delivery = verified(Provider::Rekko, &[], SEED_EXAMPLE);
-        let webhook = parse(&delivery).unwrap();
-        assert_eq!(streamed.dedupe_key, webhook.dedupe_key);
-        assert_eq!(streamed.source, StreamSource::Rekko);
-        assert_eq!(
-            streamed.occurred_at.as_deref(),
-            Some("2026-03-21T14:30:00Z")
-        );
+        let streamed = route_stream_event(SEED_EXAMPLE.to_owned()).unwrap();
+        let delivery = verified(REKKO, &[], SEED_EXAMPLE);
+        let webhook = delivery.parse().unwrap();
+        assert_eq!(streamed.dedupe_key(), webhook.dedupe_key());
+        assert_eq!(streamed.origin(), Origin::Stream(StreamSource::Rekko));
+        assert_eq!(streamed.occurred_at(), Some("2026-03-21T14:30:00Z"));
         let whale = r#"{"type":"whale_alert","market_id":"m","platform":"kalshi","side":"yes","flow":250000,"price":0.4}"#;
-        let e = parse_rekko_stream_event(whale.to_owned()).unwrap();
-        assert_eq!(
-            (e.event_type.as_str(), e.occurred_at),
-            ("whale_alert", None)
-        );
-        assert_eq!(e.body, whale);
+        let e = route_stream_event(whale.to_owned()).unwrap();
+        assert_eq!((e.event_type(), e.occurred_at()), ("whale_alert", None));
+        assert_eq!(e.body(), whale);
         let bad_time = r#"{"type":"price_shift","timestamp":"yesterday"}"#;
         assert!(matches!(
-            parse_rekko_stream_event(bad_time.to_owned()),
+            route_stream_event(bad_time.to_owned()),
             Err(ParseError::InvalidField {
                 field: "timestamp",
                 ..

@@ -1,9 +1,11 @@
-//! Signature schemes: which bytes each sender signs, how the tag is written, and the
-//! constant-time check against every configured secret. No I/O, no parsing of the body.
+//! Signature schemes: which bytes each sender signs, how the tag is written, the constant-time
+//! check against every configured secret, and signing, written beside verifying so tests, tools
+//! and benchmarks sign with the same code. Also the request headers as received and the HMAC
+//! keys, whose `Debug` is redacted. No I/O, no parsing of the body.
 //!
-//! [`verify`] is the only way to obtain a [`Verified`] value, and parsing
-//! ([`crate::providers::parse`]) only accepts a `Verified<Delivery>`, so an unverified body cannot
-//! reach the queue without failing to compile.
+//! [`verify`] is the only way to obtain a [`Verified`] value, and routing accepts only a
+//! `Verified<SignedRequest>`, so an unverified body cannot reach the queue without failing to
+//! compile.
 //!
 //! Schemes:
 //! - engine: `X-Webhook-Signature: sha256=<hex HMAC-SHA256(body)>`; the `sha256=` tag is exact
@@ -13,30 +15,215 @@
 //!   `{webhook-id}.{webhook-timestamp}.{body}`; any listed `v1` signature may match, other
 //!   versions (such as asymmetric `v1a`) are skipped.
 //!
-//! Timestamps are checked after parsing (see [`crate::pipeline`]), because two of the three
+//! Timestamps are checked after routing (the receiver's pipeline), because two of the three
 //! senders carry theirs inside the signed body.
+
+use std::fmt;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use hmac::Mac;
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use crate::delivery::{Delivery, HeaderProblem};
-use crate::secret::SecretSet;
+use crate::config::Redacted;
 
-/// A value whose signature has been checked. Only [`verify`] can build one.
+type HmacSha256 = Hmac<Sha256>;
+
+/// One HMAC-SHA256 key a sender may sign with, held pre-keyed: each verification clones a ready
+/// state instead of re-deriving the key pads. Its `Debug` prints `[redacted]`; nothing in this
+/// crate turns it back into text.
+#[derive(Clone)]
+pub struct SigningSecret {
+    keyed: Redacted<HmacSha256>,
+}
+
+impl SigningSecret {
+    /// A secret from its key bytes (the secret string's UTF-8 bytes for the engine and Rekko,
+    /// the base64-decoded part after `whsec_` for Standard Webhooks).
+    pub fn from_key_bytes(key: &[u8]) -> Self {
+        // HMAC accepts keys of any length (long keys are hashed), so this cannot fail.
+        let keyed = HmacSha256::new_from_slice(key).unwrap_or_else(|_| unreachable!());
+        Self {
+            keyed: Redacted::new(keyed),
+        }
+    }
+
+    /// The HMAC-SHA256 of the concatenated `parts` under this key.
+    fn mac(&self, parts: &[&[u8]]) -> [u8; SHA256_LEN] {
+        let mut mac = self.keyed.expose().clone();
+        for part in parts {
+            mac.update(part);
+        }
+        mac.finalize().into_bytes().into()
+    }
+}
+
+impl fmt::Debug for SigningSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SigningSecret([redacted])")
+    }
+}
+
+/// The secrets one sender may currently sign with: more than one during a rotation.
+/// Never empty: a sender without secrets is disabled rather than given an empty set.
+#[derive(Clone, Debug)]
+pub struct SecretSet {
+    secrets: Vec<SigningSecret>,
+}
+
+impl SecretSet {
+    /// A set from at least one secret; `None` when `secrets` is empty.
+    pub fn new(secrets: Vec<SigningSecret>) -> Option<Self> {
+        (!secrets.is_empty()).then_some(Self { secrets })
+    }
+
+    /// The secrets, in configuration order.
+    pub fn iter(&self) -> impl Iterator<Item = &SigningSecret> {
+        self.secrets.iter()
+    }
+
+    /// How many secrets are configured.
+    pub fn len(&self) -> usize {
+        self.secrets.len()
+    }
+
+    /// Always false: a set is never empty (kept for clippy's `len_without_is_empty`).
+    pub fn is_empty(&self) -> bool {
+        self.secrets.is_empty()
+    }
+}
+
+/// Request headers as received: names compared case-insensitively, values as bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Headers {
+    entries: Vec<(String, Vec<u8>)>,
+}
+
+/// Why a header could not be read as one text value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderProblem {
+    /// The header is absent, or present with an empty value.
+    Missing,
+    /// The header appears more than once, so which value counts would be a guess.
+    Repeated,
+    /// The value is not visible ASCII text.
+    NotText,
+}
+
+impl Headers {
+    /// No headers.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds one header (a repeated name is kept as a second value).
+    pub fn append(&mut self, name: &str, value: impl Into<Vec<u8>>) {
+        self.entries.push((name.to_ascii_lowercase(), value.into()));
+    }
+
+    /// Sets `name` to `value`, replacing every earlier value of it.
+    pub fn insert(&mut self, name: &str, value: impl Into<Vec<u8>>) {
+        self.remove(name);
+        self.append(name, value);
+    }
+
+    /// Removes every value of `name`.
+    pub fn remove(&mut self, name: &str) {
+        self.entries.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+    }
+
+    /// Removes every header.
+    pub fn clear(&mut self) {
+        self.entries.clear();
+    }
+
+    /// Every header, names in lowercase, in arrival order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.entries.iter().map(|(n, v)| (n.as_str(), v.as_slice()))
+    }
+
+    /// The single text value of header `name`, trimmed.
+    pub fn get(&self, name: &str) -> Result<&str, HeaderProblem> {
+        self.text(self.position(name)?)
+    }
+
+    fn position(&self, name: &str) -> Result<usize, HeaderProblem> {
+        let mut found = self
+            .entries
+            .iter()
+            .enumerate()
+            .filter(|(_, (n, _))| n.eq_ignore_ascii_case(name))
+            .map(|(at, _)| at);
+        let at = found.next().ok_or(HeaderProblem::Missing)?;
+        if found.next().is_some() {
+            return Err(HeaderProblem::Repeated);
+        }
+        Ok(at)
+    }
+
+    fn text(&self, at: usize) -> Result<&str, HeaderProblem> {
+        let value = &self.entries[at].1;
+        // Visible ASCII and tab only, as the `http` crate's `HeaderValue::to_str` reads it.
+        if !value
+            .iter()
+            .all(|&b| b == b'\t' || (0x20..0x7f).contains(&b))
+        {
+            return Err(HeaderProblem::NotText);
+        }
+        // Checked above: ASCII is UTF-8.
+        let text = std::str::from_utf8(value).unwrap_or_default().trim();
+        if text.is_empty() {
+            return Err(HeaderProblem::Missing);
+        }
+        Ok(text)
+    }
+}
+
+impl<N: AsRef<str>, V: Into<Vec<u8>>> FromIterator<(N, V)> for Headers {
+    fn from_iter<I: IntoIterator<Item = (N, V)>>(pairs: I) -> Self {
+        let mut headers = Self::new();
+        for (name, value) in pairs {
+            headers.append(name.as_ref(), value);
+        }
+        headers
+    }
+}
+
+/// A request as received, before anything is trusted: its headers and the body bytes exactly as
+/// the sender signed them (after Lambda's base64 transport encoding, if any, was undone).
+#[derive(Debug, Clone)]
+pub struct SignedRequest {
+    /// Request headers.
+    pub headers: Headers,
+    /// The body bytes.
+    pub body: Vec<u8>,
+}
+
+/// A request whose signature has been checked. Only [`verify`] can build one.
 #[derive(Debug)]
-pub struct Verified<T>(T);
+pub struct Verified<T> {
+    value: T,
+    signature_at: usize,
+}
 
-impl<T> Verified<T> {
-    /// The verified value.
-    pub fn get(&self) -> &T {
-        &self.0
+impl Verified<SignedRequest> {
+    /// The verified request.
+    pub fn get(&self) -> &SignedRequest {
+        &self.value
+    }
+
+    /// The signature header's value as verified (trimmed), read once during verification.
+    pub fn signature(&self) -> &str {
+        self.value
+            .headers
+            .text(self.signature_at)
+            .unwrap_or_default()
     }
 }
 
 /// How a sender signs its deliveries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Scheme {
     /// Hex HMAC-SHA256 of the raw body in `header`, preceded by exactly `tag`.
     HexBodyHmac {
@@ -81,24 +268,81 @@ pub enum VerifyError {
 
 const SHA256_LEN: usize = 32;
 
-/// Checks `delivery` against `scheme` with each of `secrets`; any one secret may have signed.
+impl Scheme {
+    /// The header carrying the signature.
+    pub fn signature_header(self) -> &'static str {
+        match self {
+            Self::HexBodyHmac { header, .. } => header,
+            Self::StandardWebhooks => standard_headers::SIGNATURE,
+        }
+    }
+
+    /// The key bytes of one configured secret: the text's UTF-8 bytes for the hex schemes (as
+    /// the engine's and Rekko's own examples use them), the base64 after an optional `whsec_`
+    /// for Standard Webhooks.
+    pub fn key_from_text(self, text: &str) -> Result<Vec<u8>, &'static str> {
+        match self {
+            Self::HexBodyHmac { .. } => Ok(text.as_bytes().to_vec()),
+            Self::StandardWebhooks => BASE64
+                .decode(text.strip_prefix("whsec_").unwrap_or(text))
+                .map_err(|_| "is not whsec_ followed by base64"),
+        }
+    }
+
+    /// The headers that sign `body` with `secret`, as this scheme's senders send them. For
+    /// Standard Webhooks, `id_and_timestamp` are the `webhook-id` and `webhook-timestamp` values
+    /// (signed, and returned as headers too); the hex schemes ignore them.
+    pub fn sign(
+        self,
+        secret: &SigningSecret,
+        id_and_timestamp: Option<(&str, &str)>,
+        body: &[u8],
+    ) -> Vec<(&'static str, String)> {
+        match self {
+            Self::HexBodyHmac { header, tag } => {
+                vec![(header, format!("{tag}{}", hex::encode(secret.mac(&[body]))))]
+            }
+            Self::StandardWebhooks => {
+                let (id, timestamp) = id_and_timestamp.unwrap_or_default();
+                vec![
+                    (standard_headers::ID, id.to_owned()),
+                    (standard_headers::TIMESTAMP, timestamp.to_owned()),
+                    (
+                        standard_headers::SIGNATURE,
+                        format!(
+                            "v1,{}",
+                            BASE64.encode(standard_mac(secret, id, timestamp, body))
+                        ),
+                    ),
+                ]
+            }
+        }
+    }
+}
+
+/// Checks `request` against `scheme` with each of `secrets`; any one secret may have signed.
 pub fn verify(
     scheme: Scheme,
     secrets: &SecretSet,
-    delivery: Delivery,
-) -> Result<Verified<Delivery>, VerifyError> {
+    request: SignedRequest,
+) -> Result<Verified<SignedRequest>, VerifyError> {
+    let signature_at = signature_position(&request.headers, scheme.signature_header())?;
+    let signature = request
+        .headers
+        .text(signature_at)
+        .map_err(|problem| signature_problem(scheme.signature_header(), problem))?;
     match scheme {
-        Scheme::HexBodyHmac { header, tag } => verify_hex_body(header, tag, secrets, &delivery)?,
-        Scheme::StandardWebhooks => verify_standard(secrets, &delivery)?,
+        Scheme::HexBodyHmac { tag, .. } => verify_hex_body(signature, tag, secrets, &request.body)?,
+        Scheme::StandardWebhooks => verify_standard(signature, secrets, &request)?,
     }
-    Ok(Verified(delivery))
+    Ok(Verified {
+        value: request,
+        signature_at,
+    })
 }
 
-fn signature_header<'d>(
-    delivery: &'d Delivery,
-    header: &'static str,
-) -> Result<&'d str, VerifyError> {
-    delivery.header(header).map_err(|problem| match problem {
+fn signature_problem(header: &'static str, problem: HeaderProblem) -> VerifyError {
+    match problem {
         HeaderProblem::Missing => VerifyError::MissingSignature { header },
         HeaderProblem::Repeated => {
             VerifyError::InvalidSignature("the signature header appears more than once")
@@ -106,16 +350,21 @@ fn signature_header<'d>(
         HeaderProblem::NotText => {
             VerifyError::InvalidSignature("the signature header is not ASCII text")
         }
-    })
+    }
+}
+
+fn signature_position(headers: &Headers, header: &'static str) -> Result<usize, VerifyError> {
+    headers
+        .position(header)
+        .map_err(|problem| signature_problem(header, problem))
 }
 
 fn verify_hex_body(
-    header: &'static str,
+    value: &str,
     tag: &'static str,
     secrets: &SecretSet,
-    delivery: &Delivery,
+    body: &[u8],
 ) -> Result<(), VerifyError> {
-    let value = signature_header(delivery, header)?;
     let hex_digits = value
         .strip_prefix(tag)
         .ok_or(VerifyError::InvalidSignature(
@@ -128,9 +377,7 @@ fn verify_hex_body(
     // Every secret is tried (no early exit), so timing does not reveal which one matched.
     let mut matched = subtle::Choice::from(0);
     for secret in secrets.iter() {
-        let mut mac = secret.mac();
-        mac.update(&delivery.body);
-        matched |= mac.finalize().into_bytes().as_slice().ct_eq(&claimed);
+        matched |= secret.mac(&[body]).ct_eq(&claimed);
     }
     if bool::from(matched) {
         Ok(())
@@ -141,17 +388,32 @@ fn verify_hex_body(
     }
 }
 
-fn verify_standard(secrets: &SecretSet, delivery: &Delivery) -> Result<(), VerifyError> {
-    use standard_headers::{ID, SIGNATURE, TIMESTAMP};
+fn standard_mac(
+    secret: &SigningSecret,
+    id: &str,
+    timestamp: &str,
+    body: &[u8],
+) -> [u8; SHA256_LEN] {
+    secret.mac(&[id.as_bytes(), b".", timestamp.as_bytes(), b".", body])
+}
+
+fn verify_standard(
+    signatures: &str,
+    secrets: &SecretSet,
+    request: &SignedRequest,
+) -> Result<(), VerifyError> {
+    use standard_headers::{ID, TIMESTAMP};
     let signed_header = |header: &'static str| {
-        delivery.header(header).map_err(|problem| match problem {
-            HeaderProblem::Missing => VerifyError::MissingSignedHeader { header },
-            HeaderProblem::Repeated | HeaderProblem::NotText => {
-                VerifyError::InvalidSignature("a signed header is repeated or not ASCII text")
-            }
-        })
+        request
+            .headers
+            .get(header)
+            .map_err(|problem| match problem {
+                HeaderProblem::Missing => VerifyError::MissingSignedHeader { header },
+                HeaderProblem::Repeated | HeaderProblem::NotText => {
+                    VerifyError::InvalidSignature("a signed header is repeated or not ASCII text")
+                }
+            })
     };
-    let signatures = signature_header(delivery, SIGNATURE)?;
     let id = signed_header(ID)?;
     let timestamp = signed_header(TIMESTAMP)?;
 
@@ -174,13 +436,7 @@ fn verify_standard(secrets: &SecretSet, delivery: &Delivery) -> Result<(), Verif
 
     let mut matched = subtle::Choice::from(0);
     for secret in secrets.iter() {
-        let mut mac = secret.mac();
-        mac.update(id.as_bytes());
-        mac.update(b".");
-        mac.update(timestamp.as_bytes());
-        mac.update(b".");
-        mac.update(&delivery.body);
-        let expected = mac.finalize().into_bytes();
+        let expected = standard_mac(secret, id, timestamp, &request.body);
         for candidate in &claimed {
             matched |= expected.as_slice().ct_eq(candidate);
         }
@@ -197,9 +453,6 @@ fn verify_standard(secrets: &SecretSet, delivery: &Delivery) -> Result<(), Verif
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::Provider;
-    use crate::secret::SigningSecret;
-    use lambda_http::http::{HeaderMap, HeaderValue};
 
     // Known-answer vectors computed outside Rust, with Python's `hmac` module exactly as the seed
     // documents do (`hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()`).
@@ -243,19 +496,14 @@ mod tests {
         BASE64.decode(STANDARD_SECRET).unwrap()
     }
 
-    fn delivery(headers: &[(&'static str, &str)], body: &[u8]) -> Delivery {
-        let mut map = HeaderMap::new();
-        for (name, value) in headers {
-            map.append(*name, HeaderValue::from_bytes(value.as_bytes()).unwrap());
-        }
-        Delivery {
-            provider: Provider::Engine,
-            headers: map,
+    fn delivery(headers: &[(&'static str, &str)], body: &[u8]) -> SignedRequest {
+        SignedRequest {
+            headers: headers.iter().map(|(n, v)| (*n, v.as_bytes())).collect(),
             body: body.to_vec(),
         }
     }
 
-    fn standard_delivery(signature: &str, body: &[u8]) -> Delivery {
+    fn standard_delivery(signature: &str, body: &[u8]) -> SignedRequest {
         delivery(
             &[
                 ("webhook-id", STANDARD_ID),
@@ -376,15 +624,12 @@ mod tests {
             );
         }
         let mut other_id = standard_delivery(STANDARD_SIGNATURE, body);
-        other_id.headers.insert(
-            "webhook-id",
-            HeaderValue::from_static("msg_p5jXN8AQM9LWM0D4loKWxJel"),
-        );
+        other_id
+            .headers
+            .insert("webhook-id", "msg_p5jXN8AQM9LWM0D4loKWxJel");
         assert!(verify(Scheme::StandardWebhooks, &keys, other_id).is_err());
         let mut other_ts = standard_delivery(STANDARD_SIGNATURE, body);
-        other_ts
-            .headers
-            .insert("webhook-timestamp", HeaderValue::from_static("1614265331"));
+        other_ts.headers.insert("webhook-timestamp", "1614265331");
         assert!(verify(Scheme::StandardWebhooks, &keys, other_ts).is_err());
     }
 
@@ -502,5 +747,94 @@ mod tests {
         let d = delivery(&[("x-webhook-signature", ENGINE_SIGNATURE)], b"{}");
         let message = verify(ENGINE, &keys, d).unwrap_err().to_string();
         assert!(!message.contains(&ENGINE_SIGNATURE[10..30]), "{message}");
+    }
+    #[test]
+    fn signing_produces_what_verification_accepts_and_the_published_vectors() {
+        let engine = SigningSecret::from_key_bytes(ENGINE_SECRET.as_bytes());
+        let headers = ENGINE.sign(&engine, None, ENGINE_BODY.as_bytes());
+        assert_eq!(
+            headers,
+            [("x-webhook-signature", ENGINE_SIGNATURE.to_owned())]
+        );
+        let rekko = SigningSecret::from_key_bytes(REKKO_SECRET.as_bytes());
+        let headers = REKKO.sign(&rekko, None, REKKO_BODY.as_bytes());
+        assert_eq!(
+            headers,
+            [("x-webhook-signature", REKKO_SIGNATURE.to_owned())]
+        );
+        let standard = SigningSecret::from_key_bytes(&standard_key());
+        let headers = Scheme::StandardWebhooks.sign(
+            &standard,
+            Some((STANDARD_ID, STANDARD_TIMESTAMP)),
+            STANDARD_BODY.as_bytes(),
+        );
+        assert_eq!(
+            headers,
+            [
+                ("webhook-id", STANDARD_ID.to_owned()),
+                ("webhook-timestamp", STANDARD_TIMESTAMP.to_owned()),
+                ("webhook-signature", STANDARD_SIGNATURE.to_owned()),
+            ]
+        );
+        let request = SignedRequest {
+            headers: headers.into_iter().collect(),
+            body: STANDARD_BODY.as_bytes().to_vec(),
+        };
+        let verified = verify(
+            Scheme::StandardWebhooks,
+            &secrets(&[&standard_key()]),
+            request,
+        )
+        .expect("what sign writes, verify accepts");
+        assert_eq!(verified.signature(), STANDARD_SIGNATURE);
+    }
+
+    #[test]
+    fn the_standard_secret_text_is_whsec_base64_and_hex_secrets_are_their_text() {
+        assert_eq!(
+            Scheme::StandardWebhooks.key_from_text(&format!("whsec_{STANDARD_SECRET}")),
+            Ok(standard_key())
+        );
+        assert_eq!(
+            Scheme::StandardWebhooks.key_from_text(STANDARD_SECRET),
+            Ok(standard_key())
+        );
+        assert!(Scheme::StandardWebhooks.key_from_text("whsec_*").is_err());
+        assert_eq!(REKKO.key_from_text("abc"), Ok(b"abc".to_vec()));
+    }
+
+    #[test]
+    fn header_names_are_case_insensitive_and_values_trimmed() {
+        let d = delivery(&[("X-Webhook-Signature", " sha256=ab ")], b"");
+        assert_eq!(d.headers.get("x-webhook-signature"), Ok("sha256=ab"));
+        assert_eq!(d.headers.get("X-WEBHOOK-SIGNATURE"), Ok("sha256=ab"));
+    }
+
+    #[test]
+    fn absent_empty_repeated_and_binary_headers_are_told_apart() {
+        let one = |name: &str, value: &[u8]| -> Headers { [(name, value)].into_iter().collect() };
+        assert_eq!(Headers::new().get("a"), Err(HeaderProblem::Missing));
+        assert_eq!(one("a", b"  ").get("a"), Err(HeaderProblem::Missing));
+        let twice: Headers = [("a", b"1"), ("A", b"1")].into_iter().collect();
+        assert_eq!(twice.get("a"), Err(HeaderProblem::Repeated));
+        assert_eq!(one("a", b"\xff").get("a"), Err(HeaderProblem::NotText));
+        assert_eq!(one("a", b"x\x01").get("a"), Err(HeaderProblem::NotText));
+        assert_eq!(one("a", b"x\ty").get("a"), Ok("x\ty"));
+    }
+
+    #[test]
+    fn secret_debug_never_shows_the_key() {
+        let secret = SigningSecret::from_key_bytes(b"super-secret-value");
+        let set = SecretSet::new(vec![secret.clone()]).unwrap();
+        for text in [
+            format!("{secret:?}"),
+            format!("{set:?}"),
+            format!("{set:#?}"),
+        ] {
+            assert!(text.contains("[redacted]"), "{text}");
+            assert!(!text.contains("super-secret-value"), "{text}");
+            assert!(!text.contains("73757065"), "hex of the key leaked: {text}");
+        }
+        assert!(SecretSet::new(Vec::new()).is_none());
     }
 }

@@ -10,12 +10,17 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::{RoutingFields, raw_fields, required_sequence, required_text, rfc3339_timestamp, text};
-use crate::dedupe::DedupeKey;
-use crate::delivery::Delivery;
+use hookrelay::senders::ENGINE;
+use hookrelay::signature::{SignedRequest, Verified};
 
-pub(super) const SIGNATURE_HEADER: &str = "x-webhook-signature";
-const DELIVERY_ID_HEADER: &str = "x-webhook-id";
+use crate::dedupe::DedupeKey;
+use crate::routed::{
+    ParseError, RoutedEvent, WebhookFields, can_carry_text, raw_fields, required_sequence,
+    required_text, rfc3339_timestamp, text, webhook_body,
+};
+
+/// The unsigned delivery-id header, used when the body has no `id`.
+pub const DELIVERY_ID_HEADER: &str = "x-webhook-id";
 
 #[derive(Deserialize)]
 struct EngineRoutingFields<'b> {
@@ -33,10 +38,9 @@ struct EngineRoutingFields<'b> {
     timestamp: Option<&'b RawValue>,
 }
 
-pub(super) fn routing_fields(
-    delivery: &Delivery,
-    body: &str,
-) -> Result<RoutingFields, super::ParseError> {
+/// Routes a verified engine delivery.
+pub fn route(verified: &Verified<SignedRequest>) -> Result<RoutedEvent<'_>, ParseError> {
+    let body = webhook_body(verified)?;
     let raw: EngineRoutingFields = raw_fields(body)?;
     let event_type = required_text("eventType", raw.event_type)?;
     let sequence = required_sequence("sequence", raw.sequence)?;
@@ -45,10 +49,12 @@ pub(super) fn routing_fields(
     let market_id = text("marketId", raw.market_id)?;
     let delivery_id = match text("id", raw.id)? {
         Some(id) => Some(id),
-        None => delivery
-            .header(DELIVERY_ID_HEADER)
+        None => verified
+            .get()
+            .headers
+            .get(DELIVERY_ID_HEADER)
             .ok()
-            .filter(|id| crate::queue::can_carry_text(id))
+            .filter(|id| can_carry_text(id))
             .map(str::to_owned),
     };
     let sequence_text = sequence.to_string();
@@ -56,55 +62,54 @@ pub(super) fn routing_fields(
         Some(operator) => DedupeKey::new("engine", &[operator, &sequence_text]),
         None => DedupeKey::new("engine", &[&sequence_text]),
     };
-    Ok(RoutingFields {
+    let fields = WebhookFields {
         event_type,
         dedupe_key,
         market_id,
         sequence: Some(sequence),
         delivery_id,
         occurred_at,
-    })
+    };
+    RoutedEvent::webhook(ENGINE, verified, body, fields)
 }
 
 #[cfg(test)]
 mod tests {
-    use crate::providers::test_support::verified;
-    use crate::providers::{ParseError, Provider, parse};
+    use crate::routed::test_support::verified;
+    use hookrelay::senders::ENGINE;
+
+    use crate::routed::ParseError;
 
     const SEED_EXAMPLE: &str = r#"{"id":"delivery-uuid","sequence":42,"eventType":"ORDER_MATCHED","marketId":"market-uuid","operatorId":"operator-uuid","payload":{"orderId":"order-uuid","price":0.65,"timestamp":1708293600000},"timestamp":"2026-02-18T23:00:00.000Z"}"#;
 
     #[test]
     fn reads_the_seed_example() {
-        let v = verified(
-            Provider::Engine,
-            &[("x-webhook-id", "header-id")],
-            SEED_EXAMPLE,
-        );
-        let p = parse(&v).unwrap();
-        assert_eq!(p.event_type, "ORDER_MATCHED");
-        assert_eq!(p.dedupe_key.as_str(), "engine:operator-uuid:42");
-        assert_eq!(p.market_id.as_deref(), Some("market-uuid"));
-        assert_eq!(p.sequence, Some(42));
+        let v = verified(ENGINE, &[("x-webhook-id", "header-id")], SEED_EXAMPLE);
+        let p = v.parse().unwrap();
+        assert_eq!(p.event_type(), "ORDER_MATCHED");
+        assert_eq!(p.dedupe_key().as_str(), "engine:operator-uuid:42");
+        assert_eq!(p.market_id(), Some("market-uuid"));
+        assert_eq!(p.sequence(), Some(42));
         assert_eq!(
-            p.delivery_id.as_deref(),
+            p.delivery_id(),
             Some("delivery-uuid"),
             "the signed body id wins"
         );
-        assert_eq!(p.occurred_at.as_sent, "2026-02-18T23:00:00.000Z");
-        assert_eq!(p.occurred_at.instant.unix_timestamp(), 1_771_455_600);
-        assert!(p.signature.starts_with("sha256="));
-        assert_eq!(p.body, SEED_EXAMPLE);
+        assert_eq!(p.occurred_at().unwrap(), "2026-02-18T23:00:00.000Z");
+        assert_eq!(p.signed_at().unwrap().unix_timestamp(), 1_771_455_600);
+        assert!(p.signature().unwrap().starts_with("sha256="));
+        assert_eq!(p.body(), SEED_EXAMPLE);
     }
 
     #[test]
     fn without_operator_or_body_id_falls_back() {
         let body =
             r#"{"sequence":7,"eventType":"MARKET_CREATED","timestamp":"2026-02-18T23:00:00Z"}"#;
-        let v = verified(Provider::Engine, &[("X-Webhook-Id", "hdr-7")], body);
-        let p = parse(&v).unwrap();
-        assert_eq!(p.dedupe_key.as_str(), "engine:7");
-        assert_eq!(p.delivery_id.as_deref(), Some("hdr-7"));
-        assert_eq!(p.market_id, None);
+        let v = verified(ENGINE, &[("X-Webhook-Id", "hdr-7")], body);
+        let p = v.parse().unwrap();
+        assert_eq!(p.dedupe_key().as_str(), "engine:7");
+        assert_eq!(p.delivery_id(), Some("hdr-7"));
+        assert_eq!(p.market_id(), None);
     }
 
     #[test]
@@ -112,9 +117,7 @@ mod tests {
         let body =
             r#"{"sequence":8,"eventType":"SOMETHING_NEW","timestamp":"2026-02-18T23:00:00Z"}"#;
         assert_eq!(
-            parse(&verified(Provider::Engine, &[], body))
-                .unwrap()
-                .event_type,
+            verified(ENGINE, &[], body).parse().unwrap().event_type(),
             "SOMETHING_NEW"
         );
     }
@@ -190,7 +193,7 @@ mod tests {
             ),
         ] {
             assert_eq!(
-                parse(&verified(Provider::Engine, &[], &body)).unwrap_err(),
+                verified(ENGINE, &[], &body).parse().unwrap_err(),
                 expected,
                 "{body}"
             );

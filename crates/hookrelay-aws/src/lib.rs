@@ -1,0 +1,42 @@
+//! hookrelay-aws: the AWS adapters the receiver, the bridge and the tools share: the SQS
+//! publishers ([`sqs`]), the webhook secrets from Secrets Manager ([`secrets_manager`]), and the
+//! one AWS SDK configuration every client is built from, with hookrelay's bounded timeouts.
+//!
+//! Bounded time: an SQS call gets 1 s to connect, 2 s per attempt and 3 attempts within 5 s in
+//! all, so a failing queue is answered with a 503 well inside the engine's 10 s delivery timeout
+//! and the sender retries.
+
+#![warn(missing_docs)]
+
+pub mod secrets_manager;
+pub mod sqs;
+
+use std::time::Duration;
+
+pub use sqs::SqsPublisher;
+
+/// SDK call limits; see the crate docs for why these values.
+pub fn timeouts() -> aws_config::timeout::TimeoutConfig {
+    aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(1))
+        .operation_attempt_timeout(Duration::from_secs(2))
+        .operation_timeout(Duration::from_secs(5))
+        .build()
+}
+
+/// SDK retry policy: the SDK's standard mode, three attempts in all.
+pub fn retries() -> aws_config::retry::RetryConfig {
+    aws_config::retry::RetryConfig::standard().with_max_attempts(3)
+}
+
+/// The AWS SDK configuration every hookrelay client uses: `loader` (the environment, as the SDK
+/// reads it: region, credentials, `AWS_ENDPOINT_URL_SQS` / `AWS_ENDPOINT_URL`; tests pin these)
+/// with hookrelay's timeouts and retries applied on top. The one place they are applied; load it
+/// once per process and build every client from it.
+pub async fn sdk_config(loader: aws_config::ConfigLoader) -> aws_config::SdkConfig {
+    loader
+        .timeout_config(timeouts())
+        .retry_config(retries())
+        .load()
+        .await
+}

@@ -1,0 +1,135 @@
+//! The Amazon SQS publishers: one message per call for the receiver ([`Publisher`]), and
+//! `SendMessageBatch` with per-entry results for the stream bridge ([`BatchPublisher`], with the
+//! `batch` feature). The only I/O in the queue path; calls are bounded by [`crate::sdk_config`].
+
+use std::collections::HashMap;
+
+use aws_sdk_sqs::Client;
+use aws_sdk_sqs::error::DisplayErrorContext;
+use aws_sdk_sqs::types::MessageAttributeValue;
+#[cfg(feature = "batch")]
+use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+#[cfg(feature = "batch")]
+use hookrelay_ingest::queue::{BatchPublisher, EntryFailure};
+use hookrelay_ingest::queue::{PublishError, Publisher, QueueKind};
+use hookrelay_ingest::routed::QueueMessage;
+
+/// The Amazon SQS publisher.
+#[derive(Debug, Clone)]
+pub struct SqsPublisher {
+    client: Client,
+    queue_url: String,
+    kind: QueueKind,
+}
+
+impl SqsPublisher {
+    /// A publisher to `queue_url` with an already configured client.
+    pub fn new(client: Client, queue_url: impl Into<String>) -> Self {
+        let queue_url = queue_url.into();
+        Self {
+            client,
+            kind: QueueKind::of_url(&queue_url),
+            queue_url,
+        }
+    }
+
+    /// A publisher from an AWS SDK configuration made by [`crate::sdk_config`].
+    pub fn from_sdk_config(config: &aws_config::SdkConfig, queue_url: impl Into<String>) -> Self {
+        Self::new(Client::new(config), queue_url)
+    }
+}
+
+impl Publisher for SqsPublisher {
+    async fn publish(&self, message: &QueueMessage) -> Result<(), PublishError> {
+        let mut request = self
+            .client
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(&message.body)
+            .set_message_attributes(Some(sqs_attributes(message)?));
+        if self.kind == QueueKind::Fifo {
+            request = request
+                .message_group_id(&message.group_id)
+                .message_deduplication_id(&message.deduplication_id);
+        }
+        request
+            .send()
+            .await
+            .map(drop)
+            .map_err(|error| PublishError::new(DisplayErrorContext(error).to_string()))
+    }
+}
+
+/// `message`'s attributes as SQS string attributes.
+fn sqs_attributes(
+    message: &QueueMessage,
+) -> Result<HashMap<String, MessageAttributeValue>, PublishError> {
+    message
+        .attributes
+        .iter()
+        .map(|(name, value)| {
+            let attribute = MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(value)
+                .build()
+                .map_err(|error| PublishError::new(format!("attribute {name}: {error}")))?;
+            Ok(((*name).to_owned(), attribute))
+        })
+        .collect()
+}
+
+#[cfg(feature = "batch")]
+impl BatchPublisher for SqsPublisher {
+    async fn publish_batch(
+        &self,
+        messages: &[&QueueMessage],
+    ) -> Result<Vec<Result<(), EntryFailure>>, PublishError> {
+        let mut entries = Vec::with_capacity(messages.len());
+        for (index, message) in messages.iter().enumerate() {
+            let mut entry = SendMessageBatchRequestEntry::builder()
+                .id(index.to_string())
+                .message_body(&message.body)
+                .set_message_attributes(Some(sqs_attributes(message)?));
+            if self.kind == QueueKind::Fifo {
+                entry = entry
+                    .message_group_id(&message.group_id)
+                    .message_deduplication_id(&message.deduplication_id);
+            }
+            entries.push(
+                entry
+                    .build()
+                    .map_err(|error| PublishError::new(format!("batch entry: {error}")))?,
+            );
+        }
+        let output = self
+            .client
+            .send_message_batch()
+            .queue_url(&self.queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|error| PublishError::new(DisplayErrorContext(error).to_string()))?;
+        // An entry SQS lists in neither `Successful` nor `Failed` counts as failed: only an
+        // explicit success may be treated as queued.
+        let unreported = || EntryFailure {
+            code: "NotReported".to_owned(),
+            sender_fault: false,
+        };
+        let mut results = vec![Err(unreported()); messages.len()];
+        let index = |id: &str| id.parse::<usize>().ok().filter(|&i| i < messages.len());
+        for failed in output.failed() {
+            if let Some(i) = index(failed.id()) {
+                results[i] = Err(EntryFailure {
+                    code: failed.code().to_owned(),
+                    sender_fault: failed.sender_fault(),
+                });
+            }
+        }
+        for accepted in output.successful() {
+            if let Some(i) = index(accepted.id()) {
+                results[i] = Ok(());
+            }
+        }
+        Ok(results)
+    }
+}

@@ -1,0 +1,21 @@
+//! hookrelay-ingest: the pure logic the receiver (Lambda) and the stream bridge share, from a
+//! verified delivery or a stream frame to the message that goes on the queue. No AWS SDK, no
+//! Lambda runtime, no I/O but the two stdout writers (log lines, metric lines).
+//!
+//! - [`webhooks`]: each sender's routing of a verified delivery, and their registration;
+//! - [`routed`]: the routed event, the field readers routing uses, and the SQS message an event
+//!   becomes (envelope, attributes, FIFO ids, SQS's character and size rules);
+//! - [`dedupe`]: dedupe keys and the per-process window of keys already published;
+//! - [`queue`]: the publisher contracts the AWS adapters and the test kit implement;
+//! - [`settings`]: configuration both processes read under the same names;
+//! - [`emf`]: CloudWatch Embedded Metric Format rendering; [`telemetry`]: log setup.
+
+#![warn(missing_docs)]
+
+pub mod dedupe;
+pub mod emf;
+pub mod queue;
+pub mod routed;
+pub mod settings;
+pub mod telemetry;
+pub mod webhooks;

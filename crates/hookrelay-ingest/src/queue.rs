@@ -1,0 +1,119 @@
+//! The queue side's contracts: the [`Publisher`] the receiver's pipeline sends one message
+//! through, the [`BatchPublisher`] the bridge sends batches through, what their failures say, and
+//! whether a queue is FIFO. Implemented for Amazon SQS in `hookrelay-aws`, in memory in the
+//! test kit. No I/O here.
+
+use crate::routed::QueueMessage;
+
+/// Whether the queue is FIFO (its URL ends in `.fifo`) or standard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueKind {
+    /// FIFO: messages carry a group id and a deduplication id.
+    Fifo,
+    /// Standard: neither id is sent.
+    Standard,
+}
+
+impl QueueKind {
+    /// The kind named by a queue URL.
+    pub fn of_url(url: &str) -> Self {
+        if url.ends_with(".fifo") {
+            Self::Fifo
+        } else {
+            Self::Standard
+        }
+    }
+}
+
+/// Why a message was not published. The sender must retry: this always answers 503.
+#[derive(Debug, thiserror::Error)]
+#[error("SQS did not accept the message: {detail}")]
+pub struct PublishError {
+    detail: String,
+}
+
+impl PublishError {
+    /// An error with a description of what failed (never the message body).
+    pub fn new(detail: impl Into<String>) -> Self {
+        Self {
+            detail: detail.into(),
+        }
+    }
+}
+
+/// Sends messages to the queue. `Ok` means the queue has durably accepted the message.
+pub trait Publisher {
+    /// Sends one message.
+    fn publish(
+        &self,
+        message: &QueueMessage,
+    ) -> impl Future<Output = Result<(), PublishError>> + Send;
+}
+
+/// Why SQS refused one entry of a batch (the entry's `Failed` result, never its body).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryFailure {
+    /// SQS's error code, e.g. `InternalError`.
+    pub code: String,
+    /// Whether SQS blames the request (retrying the same entry will fail again) rather than
+    /// itself.
+    pub sender_fault: bool,
+}
+
+/// Entry error codes that blame the message itself: sending it again can never succeed.
+const PERMANENT_ENTRY_ERRORS: [&str; 5] = [
+    "InvalidMessageContents",
+    "MessageTooLong",
+    "InvalidParameterValue",
+    "InvalidAttributeName",
+    "InvalidAttributeValue",
+];
+
+impl EntryFailure {
+    /// Whether retrying can never succeed: SQS blames the entry's contents or attributes. Any
+    /// other failure (throttling, KMS or permission trouble, SQS's own errors, codes this list
+    /// doesn't know) is worth retrying, since giving up would lose the event.
+    pub fn is_permanent(&self) -> bool {
+        self.sender_fault && PERMANENT_ENTRY_ERRORS.contains(&self.code.as_str())
+    }
+}
+
+/// Sends messages to the queue in batches. `Ok` holds one result per message, in order: each
+/// `Ok(())` means the queue durably accepted that message.
+pub trait BatchPublisher {
+    /// Sends at most [`crate::routed::SQS_MAX_BATCH_ENTRIES`] messages, whose sizes add up to at most
+    /// [`crate::routed::SQS_MAX_MESSAGE_BYTES`], in one call.
+    fn publish_batch(
+        &self,
+        messages: &[&QueueMessage],
+    ) -> impl Future<Output = Result<Vec<Result<(), EntryFailure>>, PublishError>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_kind_follows_the_url() {
+        assert_eq!(
+            QueueKind::of_url("https://sqs.us-east-1.amazonaws.com/1/events.fifo"),
+            QueueKind::Fifo
+        );
+        assert_eq!(
+            QueueKind::of_url("https://sqs.us-east-1.amazonaws.com/1/events"),
+            QueueKind::Standard
+        );
+    }
+
+    #[test]
+    fn only_failures_that_blame_the_entry_are_permanent() {
+        let failure = |code: &str, sender_fault| EntryFailure {
+            code: code.to_owned(),
+            sender_fault,
+        };
+        assert!(failure("InvalidMessageContents", true).is_permanent());
+        assert!(!failure("InvalidMessageContents", false).is_permanent());
+        assert!(!failure("KMS.DisabledException", true).is_permanent());
+        assert!(!failure("InternalError", false).is_permanent());
+    }
+}

@@ -1,0 +1,577 @@
+//! A routed event: the facts routing reads from a verified webhook body or a stream frame (type,
+//! identity, market, sequence, time), the field readers every provider's routing uses, and the
+//! SQS message the event becomes (the envelope with the body spliced in verbatim, its attributes
+//! and FIFO ids, within SQS's rules for what a message may carry). Pure: no I/O.
+//!
+//! Field readers capture each routing field as raw JSON, then type it one by one so an error
+//! names the field without echoing its value, while checking that the whole body is one
+//! well-formed JSON object. The body itself is never re-serialised: the envelope copies it.
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+
+use hookrelay::envelope::{ENVELOPE_VERSION, Via, attributes};
+use hookrelay::senders::Sender;
+use hookrelay::signature::{SignedRequest, Verified};
+use serde::Serialize;
+use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::dedupe::DedupeKey;
+
+/// The largest message SQS accepts (body plus attributes), in bytes.
+pub const SQS_MAX_MESSAGE_BYTES: usize = 1_048_576;
+/// The most entries one `SendMessageBatch` call may carry.
+pub const SQS_MAX_BATCH_ENTRIES: usize = 10;
+/// SQS's limit on `MessageGroupId` and `MessageDeduplicationId`.
+pub const SQS_MAX_ID_CHARS: usize = 128;
+
+/// A sender's timestamp: the text as sent and the instant it names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SenderTimestamp {
+    /// Exactly as the sender wrote it (RFC 3339 for engine and Rekko, Unix seconds for Standard).
+    pub as_sent: String,
+    /// The instant, for the replay-window check.
+    pub instant: OffsetDateTime,
+}
+
+/// Where a routed event came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// A webhook whose signature was verified.
+    Webhook(Sender),
+    /// A provider's stream, read by the bridge.
+    Stream(StreamSource),
+}
+
+impl Origin {
+    /// The envelope's `provider`.
+    pub fn provider(self) -> &'static str {
+        match self {
+            Self::Webhook(sender) => sender.name,
+            Self::Stream(source) => source.provider(),
+        }
+    }
+}
+
+/// An event routed and ready for the envelope: from a verified webhook (borrowing the request's
+/// body and signature) or from a stream (owning its text, a [`StreamEvent`]). Only routing makes
+/// one: a webhook's from a `Verified<SignedRequest>`, a stream's through [`RoutedEvent::stream`],
+/// which the bridge calls on text its authenticated connection delivered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoutedEvent<'a> {
+    origin: Origin,
+    event_type: String,
+    dedupe_key: DedupeKey,
+    market_id: Option<String>,
+    sequence: Option<u64>,
+    delivery_id: Option<String>,
+    occurred_at: Option<String>,
+    signed_at: Option<OffsetDateTime>,
+    signature: Option<&'a str>,
+    body: Cow<'a, str>,
+}
+
+/// A stream event: a routed event that owns its text, so it can wait in the bridge's buffer, and
+/// knows its stream. Reads as the [`RoutedEvent`] it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamEvent {
+    source: StreamSource,
+    event: RoutedEvent<'static>,
+}
+
+impl std::ops::Deref for StreamEvent {
+    type Target = RoutedEvent<'static>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.event
+    }
+}
+
+/// What a provider's webhook routing reads from a verified body.
+#[derive(Debug)]
+pub struct WebhookFields {
+    /// The sender's event type.
+    pub event_type: String,
+    /// The event's identity for deduplication.
+    pub dedupe_key: DedupeKey,
+    /// The market, when the sender names one.
+    pub market_id: Option<String>,
+    /// The sender's sequence number.
+    pub sequence: Option<u64>,
+    /// The sender's delivery id.
+    pub delivery_id: Option<String>,
+    /// The signed timestamp the replay window is checked against.
+    pub occurred_at: SenderTimestamp,
+}
+
+/// The verified body as text: webhook bodies must be UTF-8 JSON.
+pub fn webhook_body(verified: &Verified<SignedRequest>) -> Result<&str, ParseError> {
+    std::str::from_utf8(&verified.get().body).map_err(|_| ParseError::NotUtf8)
+}
+
+impl<'a> RoutedEvent<'a> {
+    /// The event `sender`'s routing read from `verified` (whose body is `body`).
+    pub fn webhook(
+        sender: Sender,
+        verified: &'a Verified<SignedRequest>,
+        body: &'a str,
+        fields: WebhookFields,
+    ) -> Result<Self, ParseError> {
+        if !can_carry_body(body) {
+            return Err(ParseError::NotQueueSafe);
+        }
+        Ok(Self {
+            origin: Origin::Webhook(sender),
+            event_type: fields.event_type,
+            dedupe_key: fields.dedupe_key,
+            market_id: fields.market_id,
+            sequence: fields.sequence,
+            delivery_id: fields.delivery_id,
+            occurred_at: Some(fields.occurred_at.as_sent),
+            signed_at: Some(fields.occurred_at.instant),
+            signature: Some(verified.signature()),
+            body: Cow::Borrowed(body),
+        })
+    }
+}
+
+impl StreamEvent {
+    /// An event `source` delivered, `body` exactly as received.
+    pub fn stream(
+        source: StreamSource,
+        event_type: String,
+        dedupe_key: DedupeKey,
+        market_id: Option<String>,
+        occurred_at: Option<String>,
+        body: String,
+    ) -> Result<Self, ParseError> {
+        if !can_carry_body(&body) {
+            return Err(ParseError::NotQueueSafe);
+        }
+        let event = RoutedEvent {
+            origin: Origin::Stream(source),
+            event_type,
+            dedupe_key,
+            market_id,
+            sequence: None,
+            delivery_id: None,
+            occurred_at,
+            signed_at: None,
+            signature: None,
+            body: Cow::Owned(body),
+        };
+        Ok(Self { source, event })
+    }
+
+    /// Which stream.
+    pub fn source(&self) -> StreamSource {
+        self.source
+    }
+}
+
+impl RoutedEvent<'_> {
+    /// Where it came from.
+    pub fn origin(&self) -> Origin {
+        self.origin
+    }
+
+    /// The event type as sent (`unknown` for a Standard Webhooks body without `type`).
+    pub fn event_type(&self) -> &str {
+        &self.event_type
+    }
+
+    /// The event's identity for deduplication.
+    pub fn dedupe_key(&self) -> &DedupeKey {
+        &self.dedupe_key
+    }
+
+    /// The market, when the event names one.
+    pub fn market_id(&self) -> Option<&str> {
+        self.market_id.as_deref()
+    }
+
+    /// The sender's sequence number (engine).
+    pub fn sequence(&self) -> Option<u64> {
+        self.sequence
+    }
+
+    /// The sender's delivery id, when it gives one.
+    pub fn delivery_id(&self) -> Option<&str> {
+        self.delivery_id.as_deref()
+    }
+
+    /// The event's timestamp exactly as sent, when it has one.
+    pub fn occurred_at(&self) -> Option<&str> {
+        self.occurred_at.as_deref()
+    }
+
+    /// The signed instant the replay window is checked against (webhooks only).
+    pub fn signed_at(&self) -> Option<OffsetDateTime> {
+        self.signed_at
+    }
+
+    /// The signature header value as verified (webhooks only).
+    pub fn signature(&self) -> Option<&str> {
+        self.signature
+    }
+
+    /// The body: the verified webhook body, or the frame (Heisenberg) or event object (Rekko)
+    /// exactly as received.
+    pub fn body(&self) -> &str {
+        &self.body
+    }
+
+    /// The SQS message for this event, received at `received_at`: the envelope with the body
+    /// spliced in as `data`, its attributes (a `signature` attribute for webhooks only) and
+    /// FIFO ids.
+    pub fn queue_message(&self, received_at: OffsetDateTime) -> QueueMessage {
+        let received_at = rfc3339_millis(received_at);
+        let head = EnvelopeHead {
+            version: ENVELOPE_VERSION,
+            id: self.dedupe_key.as_str(),
+            provider: self.origin.provider(),
+            via: match self.origin {
+                Origin::Webhook(_) => Via::Webhook,
+                Origin::Stream(_) => Via::Stream,
+            },
+            event_type: &self.event_type,
+            market_id: self.market_id.as_deref(),
+            sequence: self.sequence,
+            delivery_id: self.delivery_id.as_deref(),
+            occurred_at: self.occurred_at.as_deref(),
+            received_at: &received_at,
+        };
+        message(&head, &self.body, self.signature)
+    }
+}
+
+/// Why a verified delivery can't be routed. Messages name fields, never their values.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// The body is not UTF-8 (so it is not JSON).
+    #[error("the body is not valid UTF-8 JSON")]
+    NotUtf8,
+    /// The body is not a single well-formed JSON value.
+    #[error("the body is not valid JSON ({0})")]
+    NotJson(String),
+    /// The body is JSON but not an object, or repeats a routing field.
+    #[error("the body must be a JSON object{0}")]
+    NotAnObject(&'static str),
+    /// A required routing field is absent or null.
+    #[error("the body has no `{0}` field")]
+    MissingField(&'static str),
+    /// A routing field has the wrong type or form.
+    #[error("the `{field}` field must be {expected}")]
+    InvalidField {
+        /// The field's name in the sender's payload.
+        field: &'static str,
+        /// What it must be.
+        expected: &'static str,
+    },
+    /// A routing header has the wrong form.
+    #[error("the {header} header must be {expected}")]
+    InvalidHeader {
+        /// The header's name.
+        header: &'static str,
+        /// What it must be.
+        expected: &'static str,
+    },
+    /// The body holds characters an SQS message cannot carry.
+    #[error("the body contains U+FFFE or U+FFFF, which SQS messages cannot carry")]
+    NotQueueSafe,
+}
+
+/// A provider's long-lived stream, which `hookrelay-bridge` reads into the queue.
+///
+/// Stream events carry no per-message signature: they are authentic because they arrive over a
+/// TLS connection the bridge opened to the provider and authenticated with its API token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StreamSource {
+    /// Heisenberg's WebSocket gateway (seed 003).
+    Heisenberg,
+    /// Rekko's SSE feed, `GET /v1/stream` (seed 000).
+    Rekko,
+}
+
+impl StreamSource {
+    /// Both streams.
+    pub const ALL: [StreamSource; 2] = [StreamSource::Heisenberg, StreamSource::Rekko];
+
+    /// The envelope's `provider` for this stream's events (`rekko` is the same sender as the
+    /// webhook route, so consumers see one provider whichever way its events came).
+    pub fn provider(self) -> &'static str {
+        match self {
+            Self::Heisenberg => "heisenberg",
+            Self::Rekko => "rekko",
+        }
+    }
+}
+
+/// The envelope's fields before `data`, in contract order, borrowing from the parsed event.
+#[derive(Serialize)]
+struct EnvelopeHead<'a> {
+    version: u32,
+    id: &'a str,
+    provider: &'a str,
+    via: Via,
+    #[serde(rename = "type")]
+    event_type: &'a str,
+    market_id: Option<&'a str>,
+    sequence: Option<u64>,
+    delivery_id: Option<&'a str>,
+    occurred_at: Option<&'a str>,
+    received_at: &'a str,
+}
+
+/// The message for `head` with `body` spliced in as `data`, its attributes and FIFO ids.
+fn message(head: &EnvelopeHead<'_>, body: &str, signature: Option<&str>) -> QueueMessage {
+    // Serialising a struct of strings and integers into a String cannot fail.
+    let mut text = serde_json::to_string(head).unwrap_or_default();
+    // Splice the body in verbatim: `{head...}` becomes `{head...,"data":<body>}`.
+    text.pop();
+    text.reserve(body.len() + 9);
+    text.push_str(",\"data\":");
+    text.push_str(body);
+    text.push('}');
+
+    let mut attributes = vec![
+        (attributes::PROVIDER, head.provider.to_owned()),
+        (attributes::EVENT_TYPE, head.event_type.to_owned()),
+    ];
+    if let Some(market) = head.market_id {
+        attributes.push((attributes::MARKET_ID, market.to_owned()));
+    }
+    if let Some(delivery_id) = head.delivery_id {
+        attributes.push((attributes::DELIVERY_ID, delivery_id.to_owned()));
+    }
+    if let Some(signature) = signature {
+        attributes.push((attributes::SIGNATURE, signature.to_owned()));
+    }
+
+    let group_id = match head.market_id {
+        Some(market) => fifo_id("market", market),
+        None => head.provider.to_owned(),
+    };
+    let deduplication_id = fifo_id(head.provider, head.id);
+    QueueMessage {
+        body: text,
+        attributes,
+        group_id,
+        deduplication_id,
+    }
+}
+
+/// RFC 3339 in UTC with millisecond precision, e.g. `2026-02-18T23:00:01.250Z`.
+fn rfc3339_millis(at: OffsetDateTime) -> String {
+    let at = at.to_offset(time::UtcOffset::UTC);
+    let whole = at.replace_nanosecond(0).unwrap_or(at);
+    let text = whole.format(&Rfc3339).unwrap_or_default();
+    // `text` ends in `Z`; insert the milliseconds before it.
+    let mut out = String::with_capacity(text.len() + 4);
+    out.push_str(text.trim_end_matches('Z'));
+    let _ = write!(out, ".{:03}Z", at.millisecond());
+    out
+}
+
+/// One message ready to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueMessage {
+    /// The JSON envelope.
+    pub body: String,
+    /// String message attributes, by name.
+    pub attributes: Vec<(&'static str, String)>,
+    /// FIFO `MessageGroupId`: ordering is kept within a group.
+    pub group_id: String,
+    /// FIFO `MessageDeduplicationId`.
+    pub deduplication_id: String,
+}
+
+impl QueueMessage {
+    /// The value of the attribute `name`, if the message has it.
+    pub fn attribute(&self, name: &str) -> Option<&str> {
+        self.attributes
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// The size SQS counts against its limit: body, plus each attribute's name, type and value.
+    pub fn size(&self) -> usize {
+        self.body.len()
+            + self
+                .attributes
+                .iter()
+                .map(|(name, value)| name.len() + "String".len() + value.len())
+                .sum::<usize>()
+    }
+}
+
+/// Whether SQS can carry `text` in a message body or attribute: XML 1.0 characters only
+/// (tab, newline, carriage return, U+0020..U+D7FF, U+E000..U+FFFD, U+10000 and above).
+pub fn can_carry_text(text: &str) -> bool {
+    text.chars()
+        .all(|c| matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..))
+}
+
+/// Whether SQS can carry a JSON body. Valid JSON cannot hold raw control characters, so only the
+/// two noncharacters need looking for. Two single-character searches, because each runs as a
+/// byte search (memchr on the character's last UTF-8 byte, which ASCII never contains), while a
+/// search for either of two characters decodes every character: 16 KiB in ~1 µs instead of ~15.
+pub fn can_carry_body(json: &str) -> bool {
+    !json.contains('\u{FFFE}') && !json.contains('\u{FFFF}')
+}
+
+/// `id` if SQS accepts it as a FIFO group or deduplication id (1 to 128 visible ASCII
+/// characters); otherwise `{prefix}:` and the hex SHA-256 of `id`, which always fits and keeps
+/// equal inputs equal.
+pub fn fifo_id(prefix: &str, id: &str) -> String {
+    let fits =
+        !id.is_empty() && id.len() <= SQS_MAX_ID_CHARS && id.bytes().all(|b| b.is_ascii_graphic());
+    if fits {
+        id.to_owned()
+    } else {
+        format!(
+            "{prefix}:sha256:{}",
+            hex::encode(Sha256::digest(id.as_bytes()))
+        )
+    }
+}
+
+/// A dedupe key for `provider` from content alone: the first 32 hex characters (128 bits) of the
+/// SHA-256 of `content`, for events that carry no identity of their own.
+pub fn content_key(provider: &str, content: &str) -> DedupeKey {
+    let digest = hex::encode(Sha256::digest(content.as_bytes()));
+    DedupeKey::new(provider, &[&digest[..32]])
+}
+
+/// Deserializes the body into a struct of raw routing fields, mapping serde's errors to ones
+/// that never quote the body.
+pub fn raw_fields<'b, T: serde::Deserialize<'b>>(body: &'b str) -> Result<T, ParseError> {
+    // Derived struct deserializers also accept a JSON array (fields by position): refuse
+    // anything but an object before serde sees it.
+    if !body
+        .trim_start_matches([' ', '\t', '\n', '\r'])
+        .starts_with('{')
+    {
+        return match serde_json::from_str::<serde::de::IgnoredAny>(body) {
+            Ok(_) => Err(ParseError::NotAnObject("")),
+            Err(error) => Err(ParseError::NotJson(format!(
+                "line {} column {}",
+                error.line(),
+                error.column()
+            ))),
+        };
+    }
+    serde_json::from_str(body).map_err(|error| match error.classify() {
+        serde_json::error::Category::Data => {
+            if error.to_string().starts_with("duplicate field") {
+                ParseError::NotAnObject(" with each routing field at most once")
+            } else {
+                ParseError::NotAnObject("")
+            }
+        }
+        _ => ParseError::NotJson(format!("line {} column {}", error.line(), error.column())),
+    })
+}
+
+/// The text of optional string field `field`: `None` when absent, null or empty; an error when it
+/// is not a string or holds characters SQS cannot carry.
+pub fn text(field: &'static str, raw: Option<&RawValue>) -> Result<Option<String>, ParseError> {
+    let Some(raw) = raw else { return Ok(None) };
+    let value: String = serde_json::from_str(raw.get()).map_err(|_| ParseError::InvalidField {
+        field,
+        expected: "a string",
+    })?;
+    if !can_carry_text(&value) {
+        return Err(ParseError::InvalidField {
+            field,
+            expected: "text without control characters",
+        });
+    }
+    Ok((!value.is_empty()).then_some(value))
+}
+
+/// [`text`], required.
+pub fn required_text(field: &'static str, raw: Option<&RawValue>) -> Result<String, ParseError> {
+    text(field, raw)?.ok_or(ParseError::MissingField(field))
+}
+
+/// A required non-negative integer field.
+pub fn required_sequence(field: &'static str, raw: Option<&RawValue>) -> Result<u64, ParseError> {
+    let raw = raw.ok_or(ParseError::MissingField(field))?;
+    serde_json::from_str(raw.get()).map_err(|_| ParseError::InvalidField {
+        field,
+        expected: "a non-negative integer",
+    })
+}
+
+/// A required RFC 3339 timestamp field.
+pub fn rfc3339_timestamp(
+    field: &'static str,
+    raw: Option<&RawValue>,
+) -> Result<SenderTimestamp, ParseError> {
+    let as_sent = required_text(field, raw)?;
+    let instant =
+        OffsetDateTime::parse(&as_sent, &Rfc3339).map_err(|_| ParseError::InvalidField {
+            field,
+            expected: "an RFC 3339 timestamp",
+        })?;
+    Ok(SenderTimestamp { as_sent, instant })
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    use hookrelay::senders::Sender;
+    use hookrelay::signature::{SecretSet, SignedRequest, SigningSecret, Verified, verify};
+
+    use super::{ParseError, RoutedEvent};
+    use crate::webhooks;
+
+    /// A delivery verified the honest way: signed with the sender's scheme, then verified.
+    pub struct TestDelivery {
+        sender: Sender,
+        verified: Verified<SignedRequest>,
+    }
+
+    impl TestDelivery {
+        /// The sender's routing of it.
+        pub fn parse(&self) -> Result<RoutedEvent<'_>, ParseError> {
+            let route = webhooks::ROUTES
+                .iter()
+                .find(|route| route.sender == self.sender)
+                .expect("a registered sender");
+            (route.route)(&self.verified)
+        }
+    }
+
+    pub const KEY: &[u8] = b"unit-test-key";
+
+    /// `body` from `sender` with `headers`, signed with [`KEY`] and verified.
+    pub fn verified(
+        sender: Sender,
+        headers: &[(&'static str, &str)],
+        body: impl AsRef<[u8]>,
+    ) -> TestDelivery {
+        let body = body.as_ref();
+        let secret = SigningSecret::from_key_bytes(KEY);
+        let find = |name: &str| headers.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
+        let id_and_timestamp = find("webhook-id").zip(find("webhook-timestamp"));
+        let mut request = SignedRequest {
+            headers: headers.iter().map(|(n, v)| (*n, v.as_bytes())).collect(),
+            body: body.to_vec(),
+        };
+        for (name, value) in sender.scheme.sign(&secret, id_and_timestamp, body) {
+            request.headers.insert(name, value);
+        }
+        let secrets = SecretSet::new(vec![secret]).unwrap();
+        let verified = verify(sender.scheme, &secrets, request).expect("test delivery verifies");
+        TestDelivery { sender, verified }
+    }
+}
+
+#[cfg(test)]
+#[path = "routed_tests.rs"]
+mod tests;

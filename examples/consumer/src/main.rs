@@ -1,0 +1,24 @@
+//! The example SQS consumer Lambda: decodes hookrelay envelopes, re-verifies them when given the
+//! senders' secrets (the `HOOKRELAY_*_SECRETS` variables), and reports partial batch failures.
+//! Wiring only; see the crate's `process_batch`.
+
+use aws_lambda_events::event::sqs::SqsEvent;
+use hookrelay::config::Env;
+use hookrelay::consumer::Consumer;
+use hookrelay::secret::SenderSecrets;
+use hookrelay_example_consumer::{LogEvents, process_batch};
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Error> {
+    // Lambda's log controls (AWS_LAMBDA_LOG_FORMAT, AWS_LAMBDA_LOG_LEVEL), as the runtime reads them.
+    lambda_runtime::tracing::init_default_subscriber();
+    let secrets = SenderSecrets::from_env(&Env::process())
+        .inspect_err(|error| tracing::error!(%error, "invalid configuration"))?;
+    let consumer = Consumer::new(secrets, LogEvents);
+    let consumer = &consumer;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        Ok::<_, Error>(process_batch(consumer, event.payload))
+    }))
+    .await
+}
