@@ -24,7 +24,7 @@ import boto3
 import senders
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "examples" / "python"))
-import consume  # noqa: E402  (the README's Python consumer, run here against the real queue)
+import consume  # noqa: E402  (the Python consumer of docs/operations.md, run here against the real queue)
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 LOCAL = ROOT / ".local"

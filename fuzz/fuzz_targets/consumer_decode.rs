@@ -4,7 +4,8 @@
 #![no_main]
 
 use hookrelay::Envelope;
-use hookrelay::config::SenderSecrets;
+use hookrelay::config::Env;
+use hookrelay::secret::SenderSecrets;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|input: &[u8]| {
@@ -15,7 +16,7 @@ fuzz_target!(|input: &[u8]| {
         return;
     };
     let _ = envelope.event();
-    let secrets = SenderSecrets::from_lookup(|name| match name {
+    let secrets = SenderSecrets::from_env(&Env::new(|name: &str| match name {
         "HOOKRELAY_ENGINE_SECRETS" | "HOOKRELAY_REKKO_SECRETS" => {
             Some("fuzzing-secret-0123456789abcdef".into())
         }
@@ -23,9 +24,9 @@ fuzz_target!(|input: &[u8]| {
             Some("whsec_aG9va3JlbGF5LXRlc3Qtc3RhbmRhcmQtc2VjcmV0ISE=".into())
         }
         _ => None,
-    })
+    }))
     .unwrap();
-    for provider in hookrelay::providers::Provider::ALL {
+    for provider in hookrelay::senders::SENDERS {
         if let Some(set) = secrets.of(provider) {
             let _ = envelope.verify_signature("sha256=00", set);
             let _ = envelope.verify_signature("v1,AAAA", set);

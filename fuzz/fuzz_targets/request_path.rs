@@ -9,10 +9,12 @@ use std::cell::RefCell;
 use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
-use hmac::{KeyInit, Mac};
-use hookrelay::config::Config;
-use hookrelay::pipeline::{FixedClock, Pipeline};
-use hookrelay::queue::{PublishError, Publisher, QueueMessage};
+use hookrelay::senders::{ENGINE, REKKO};
+use hookrelay::signature::SigningSecret;
+use hookrelay_ingest::queue::{PublishError, Publisher};
+use hookrelay_ingest::routed::QueueMessage;
+use hookrelay_receiver::config::Config;
+use hookrelay_receiver::pipeline::{FixedClock, Pipeline};
 use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use libfuzzer_sys::fuzz_target;
 
@@ -48,10 +50,11 @@ fn config() -> Config {
     })
 }
 
-fn hex_hmac(body: &[u8]) -> String {
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
-    mac.update(body);
-    hex::encode(mac.finalize().into_bytes())
+/// The signature header value `route`'s sender writes for `body` (the library's `sign`).
+fn signature(route: &str, body: &[u8]) -> String {
+    let sender = if route == "/engine" { ENGINE } else { REKKO };
+    let secret = SigningSecret::from_key_bytes(SECRET.as_bytes());
+    sender.scheme.sign(&secret, None, body).remove(0).1
 }
 
 fuzz_target!(|input: &[u8]| {
@@ -63,12 +66,7 @@ fuzz_target!(|input: &[u8]| {
     let signed = control & 8 != 0;
     let mut headers = serde_json::Map::new();
     if signed {
-        let signature = if route == "/engine" {
-            format!("sha256={}", hex_hmac(body))
-        } else {
-            hex_hmac(body)
-        };
-        headers.insert("x-webhook-signature".into(), signature.into());
+        headers.insert("x-webhook-signature".into(), signature(route, body).into());
     } else if control & 16 != 0 {
         headers.insert(
             "x-webhook-signature".into(),
@@ -96,7 +94,7 @@ fuzz_target!(|input: &[u8]| {
     let now = time::OffsetDateTime::from_unix_timestamp(1_771_455_600).unwrap();
     let pipeline = Pipeline::new(&config(), publisher.clone(), FixedClock(now));
     let (response, _) =
-        RUNTIME.with(|rt| rt.block_on(hookrelay::function_url::handle_measured(&pipeline, event)));
+        RUNTIME.with(|rt| rt.block_on(hookrelay_receiver::function_url::handle_measured(&pipeline, event)));
     assert!(
         [200, 400, 401, 404, 405, 413, 503].contains(&response.status_code),
         "{}",
@@ -107,7 +105,7 @@ fuzz_target!(|input: &[u8]| {
     for message in publisher.0.lock().unwrap().iter() {
         let envelope =
             hookrelay::Envelope::from_json(&message.body).expect("published messages decode");
-        let provider = hookrelay::providers::Provider::from_name(&envelope.provider).unwrap();
+        let provider = hookrelay::senders::by_name(&envelope.provider).unwrap();
         let signature = message.attribute("signature").unwrap();
         assert!(
             envelope
