@@ -14,9 +14,8 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use hookrelay::secret::SenderSecrets;
 use hookrelay::senders::Sender;
-use hookrelay::signature::{self, Headers, SignedRequest, VerifyError};
+use hookrelay::signature::{self, Headers, SecretSet, SignedRequest, VerifyError};
 use hookrelay_ingest::dedupe::{DedupeDecision, DedupeKey, DedupeWindow};
 use hookrelay_ingest::queue::{PublishError, Publisher};
 use hookrelay_ingest::routed::{ParseError, SQS_MAX_MESSAGE_BYTES};
@@ -187,10 +186,18 @@ impl Rejection {
     }
 }
 
+/// A route and, when its sender is enabled, the secrets it verifies with: resolved once, at
+/// construction, so the request path only looks through this list.
+#[derive(Debug)]
+struct ServedRoute {
+    route: WebhookRoute,
+    secrets: Option<SecretSet>,
+}
+
 /// The receiver: configuration, per-instance dedupe memory, the queue, and the clock.
 #[derive(Debug)]
 pub struct Pipeline<P, C> {
-    secrets: SenderSecrets,
+    routes: Vec<ServedRoute>,
     replay_tolerance: Duration,
     max_body_bytes: usize,
     published: Mutex<DedupeWindow>,
@@ -202,8 +209,15 @@ pub struct Pipeline<P, C> {
 impl<P: Publisher, C: Clock> Pipeline<P, C> {
     /// A pipeline for `config`, publishing through `publisher`, reading time from `clock`.
     pub fn new(config: &Config, publisher: P, clock: C) -> Self {
+        let routes = WEBHOOK_ROUTES
+            .into_iter()
+            .map(|route| ServedRoute {
+                route,
+                secrets: config.secrets.of(route.sender).cloned(),
+            })
+            .collect();
         Self {
-            secrets: config.secrets.clone(),
+            routes,
             replay_tolerance: config.replay_tolerance,
             max_body_bytes: config.max_body_bytes,
             published: Mutex::new(DedupeWindow::new(
@@ -228,24 +242,22 @@ impl<P: Publisher, C: Clock> Pipeline<P, C> {
         &self,
         request: InboundRequest,
     ) -> (Option<Sender>, Result<Handled, Rejection>) {
-        let route = route_of(&request.path);
+        let served = self.served_route(&request.path);
         (
-            route.map(|r| r.sender),
-            self.handle_routed(route, request).await,
+            served.map(|served| served.route.sender),
+            self.handle_routed(served, request).await,
         )
     }
 
     async fn handle_routed(
         &self,
-        route: Option<WebhookRoute>,
+        served: Option<&ServedRoute>,
         request: InboundRequest,
     ) -> Result<Handled, Rejection> {
-        let route = route.ok_or(Rejection::UnknownRoute)?;
+        let served = served.ok_or(Rejection::UnknownRoute)?;
+        let route = served.route;
         // A sender without secrets is disabled, and looks exactly like an unknown path.
-        let secrets = self
-            .secrets
-            .of(route.sender)
-            .ok_or(Rejection::UnknownRoute)?;
+        let secrets = served.secrets.as_ref().ok_or(Rejection::UnknownRoute)?;
         if request.method != Method::POST {
             return Err(Rejection::MethodNotAllowed);
         }
@@ -296,6 +308,14 @@ impl<P: Publisher, C: Clock> Pipeline<P, C> {
         Ok(handled(Outcome::Accepted { publish_latency }))
     }
 
+    /// The route serving `path`: `/{sender name}`, a trailing `/` tolerated.
+    fn served_route(&self, path: &str) -> Option<&ServedRoute> {
+        let name = path.strip_suffix('/').unwrap_or(path).strip_prefix('/')?;
+        self.routes
+            .iter()
+            .find(|served| served.route.sender.name == name)
+    }
+
     fn body_bytes(&self, body: RequestBody) -> Result<Vec<u8>, Rejection> {
         let too_large = Rejection::PayloadTooLarge {
             limit: self.max_body_bytes,
@@ -325,14 +345,6 @@ impl<P: Publisher, C: Clock> Pipeline<P, C> {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
-}
-
-/// The route serving `path`: `/{sender name}`, a trailing `/` tolerated.
-pub fn route_of(path: &str) -> Option<WebhookRoute> {
-    let name = path.strip_suffix('/').unwrap_or(path).strip_prefix('/')?;
-    WEBHOOK_ROUTES
-        .into_iter()
-        .find(|route| route.sender.name == name)
 }
 
 #[cfg(test)]
@@ -516,7 +528,8 @@ mod tests {
 
     #[test]
     fn paths_route_to_senders() {
-        let sender = |path| route_of(path).map(|route| route.sender.name);
+        let p = pipeline(RecordingPublisher::default(), T0);
+        let sender = |path| p.served_route(path).map(|served| served.route.sender.name);
         assert_eq!(sender("/engine"), Some("engine"));
         assert_eq!(sender("/rekko/"), Some("rekko"));
         assert_eq!(sender("/standard"), Some("standard"));
