@@ -6,25 +6,78 @@
 //! event with `isBase64Encoded: true` and a body that isn't base64 would panic the runtime (and
 //! kill the process outright under `panic = "abort"`, which `cargo lambda build --release` uses).
 //! Taking the event as data and decoding the body ourselves turns that case into a 400.
+//!
+//! Why not aws_lambda_events' `ApiGatewayV2httpRequest` either: it reads headers into an `http`
+//! `HeaderMap`, which refuses a value with a control character (or a trailing CR/LF) and a name
+//! that is not an HTTP token, even in a header nobody reads. The runtime then fails the
+//! invocation before this code runs: no JSON answer, no log line, no metric, and a Lambda error
+//! on the alarm. [`FunctionUrlRequest`] keeps every header as the text Lambda sent; a header the
+//! pipeline never reads is ignored, and one it does read is judged there: a signature header, or
+//! a signed Standard Webhooks id or timestamp, that is not visible ASCII is
+//! `401 invalid_signature` (the signed content can't be read); an unsigned engine
+//! `X-Webhook-Id` that isn't is ignored, as if absent.
+
+use std::collections::BTreeMap;
 
 use hookrelay::signature::Headers;
 use hookrelay_ingest::queue::Publisher;
 use lambda_http::Body;
-use lambda_http::aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
+use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpResponse;
 use lambda_http::http::header::{ALLOW, CONTENT_TYPE};
 use lambda_http::http::{HeaderMap, HeaderValue};
 use lambda_runtime::{LambdaEvent, service_fn};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::metrics::{self, RequestMetrics};
 use crate::pipeline::{Clock, Handled, InboundRequest, Outcome, Pipeline, Rejection, RequestBody};
+
+/// A Function URL invocation (the API Gateway v2 payload, version 2.0) as plain data: the fields
+/// hookrelay reads, with every header kept as the text Lambda sent (see the module docs for why).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FunctionUrlRequest {
+    /// The request path.
+    #[serde(default)]
+    pub raw_path: Option<String>,
+    /// Headers by (lowercase) name; Lambda joins a repeated header's values with commas.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// The request context (method, path).
+    #[serde(default)]
+    pub request_context: RequestContext,
+    /// The body, as text or as base64 (`is_base64_encoded`).
+    #[serde(default)]
+    pub body: Option<String>,
+    /// Whether Lambda base64-encoded the body (it does for non-text content types).
+    #[serde(default)]
+    pub is_base64_encoded: bool,
+}
+
+/// The part of the request context hookrelay reads.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub struct RequestContext {
+    /// The HTTP facts.
+    #[serde(default)]
+    pub http: HttpContext,
+}
+
+/// The request's method and path.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub struct HttpContext {
+    /// The HTTP method.
+    #[serde(default)]
+    pub method: String,
+    /// The path (also in `raw_path`).
+    #[serde(default)]
+    pub path: Option<String>,
+}
 
 /// Serves Function URL invocations through `pipeline` until the runtime stops.
 pub async fn serve<P: Publisher + Sync, C: Clock>(
     pipeline: &Pipeline<P, C>,
 ) -> Result<(), lambda_runtime::Error> {
     lambda_runtime::run(service_fn(
-        move |event: LambdaEvent<ApiGatewayV2httpRequest>| async move {
+        move |event: LambdaEvent<FunctionUrlRequest>| async move {
             Ok::<_, lambda_runtime::Error>(handle(pipeline, event.payload).await)
         },
     ))
@@ -35,7 +88,7 @@ pub async fn serve<P: Publisher + Sync, C: Clock>(
 /// outcome is an HTTP response.
 pub async fn handle<P: Publisher, C: Clock>(
     pipeline: &Pipeline<P, C>,
-    event: ApiGatewayV2httpRequest,
+    event: FunctionUrlRequest,
 ) -> ApiGatewayV2httpResponse {
     let (response, request_metrics) = handle_measured(pipeline, event).await;
     metrics::emit(pipeline.metrics_namespace(), &request_metrics);
@@ -45,7 +98,7 @@ pub async fn handle<P: Publisher, C: Clock>(
 /// [`handle`], returning the request's metrics instead of writing them.
 pub async fn handle_measured<P: Publisher, C: Clock>(
     pipeline: &Pipeline<P, C>,
-    event: ApiGatewayV2httpRequest,
+    event: FunctionUrlRequest,
 ) -> (ApiGatewayV2httpResponse, RequestMetrics) {
     let request = inbound_request(event);
     let route = loggable_path(&request.path);
@@ -87,7 +140,7 @@ fn loggable_path(path: &str) -> String {
     cut.escape_debug().to_string()
 }
 
-fn inbound_request(event: ApiGatewayV2httpRequest) -> InboundRequest {
+fn inbound_request(event: FunctionUrlRequest) -> InboundRequest {
     let http = event.request_context.http;
     let path = event.raw_path.or(http.path).unwrap_or_default();
     let body = match event.body {
@@ -98,15 +151,9 @@ fn inbound_request(event: ApiGatewayV2httpRequest) -> InboundRequest {
     InboundRequest {
         method: http.method,
         path,
-        headers: headers(&event.headers),
+        headers: event.headers.into_iter().collect::<Headers>(),
         body,
     }
-}
-
-fn headers(map: &HeaderMap) -> Headers {
-    map.iter()
-        .map(|(name, value)| (name.as_str(), value.as_bytes()))
-        .collect()
 }
 
 #[derive(Serialize)]
@@ -192,7 +239,7 @@ fn log_result(route: &str, routed_to: &str, result: &Result<Handled, Rejection>)
 mod tests {
     use super::*;
 
-    fn event(json: serde_json::Value) -> ApiGatewayV2httpRequest {
+    fn event(json: serde_json::Value) -> FunctionUrlRequest {
         serde_json::from_value(json).unwrap()
     }
 
@@ -206,6 +253,10 @@ mod tests {
         }));
         let r = inbound_request(e);
         assert_eq!((r.method.as_str(), r.path.as_str()), ("POST", "/engine"));
+        assert_eq!(
+            r.headers.get("content-type"),
+            Ok("application/octet-stream")
+        );
         assert_eq!(r.headers.get("x-webhook-signature"), Ok("sha256=ab"));
         assert!(matches!(r.body, RequestBody::Base64(ref b) if b == "e30="));
     }
@@ -292,6 +343,83 @@ mod tests {
         ] {
             assert!(!text.contains(secret), "logs leak {secret}: {text}");
         }
+    }
+
+    #[tokio::test]
+    async fn headers_the_http_crate_refuses_get_a_json_answer_not_a_failed_invocation() {
+        use hookrelay_devtools::memory::MemoryPublisher;
+
+        use crate::config::Config;
+        use crate::pipeline::FixedClock;
+
+        // A subscriber of this test's own: tracing caches each log line's interest per
+        // callsite, so logging here with none installed could disable the lines for the test
+        // above that captures them on another thread.
+        let logs = hookrelay_ingest::telemetry::test_support::CapturedLogs::default();
+        let _guard = tracing_subscriber::util::SubscriberInitExt::set_default(
+            hookrelay_ingest::telemetry::subscriber("trace", true, logs, &[]),
+        );
+        let config = Config::from_lookup(|name| match name {
+            "HOOKRELAY_QUEUE_URL" => Some("http://127.0.0.1:9/q".into()),
+            "HOOKRELAY_REKKO_SECRETS" | "HOOKRELAY_STANDARD_SECRETS" => {
+                Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into())
+            }
+            _ => None,
+        })
+        .unwrap();
+        let now = time::OffsetDateTime::from_unix_timestamp(1_771_455_600).unwrap();
+        let publisher = MemoryPublisher::default();
+        let pipeline = Pipeline::new(&config, publisher.clone(), FixedClock(now));
+        // Raw event JSON as the runtime receives it: `http` refuses each of these headers.
+        let raw = |path: &str, headers: &str| {
+            format!(
+                r#"{{"rawPath":"{path}","headers":{{{headers}}},"requestContext":{{"http":{{"method":"POST"}}}},"body":"{{}}","isBase64Encoded":false}}"#
+            )
+        };
+        for (path, headers, status, code) in [
+            // A control character in a header nobody reads: ignored, the request is judged as usual.
+            ("/rekko", r#""x-note":"a\u0001b""#, 401, "missing_signature"),
+            // A trailing CR/LF and a name that is not a token, likewise.
+            (
+                "/rekko",
+                r#""x-trailing":"v\r\n","bad name":"v""#,
+                401,
+                "missing_signature",
+            ),
+            // In the signature header itself: an unreadable signature.
+            (
+                "/rekko",
+                r#""x-webhook-signature":"ab\u0000""#,
+                401,
+                "invalid_signature",
+            ),
+            // In a signed Standard Webhooks header: the signed content cannot be read.
+            (
+                "/standard",
+                r#""webhook-id":"msg\u0007","webhook-timestamp":"1771455600","webhook-signature":"v1,AAAA""#,
+                401,
+                "invalid_signature",
+            ),
+        ] {
+            let event: FunctionUrlRequest = serde_json::from_str(&raw(path, headers))
+                .expect("the edge decodes any header text");
+            let response = handle(&pipeline, event).await;
+            assert_eq!(response.status_code, status, "{headers}");
+            let Some(Body::Text(text)) = response.body else {
+                panic!("a JSON body")
+            };
+            let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(json["error"], code, "{headers}: {text}");
+        }
+        assert!(publisher.is_empty());
+        // The old event type refuses the same JSON outright (what failed the invocation).
+        let refused = serde_json::from_str::<
+            lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequest,
+        >(&raw("/rekko", r#""x-note":"a\u0001b""#));
+        assert!(
+            refused.is_err(),
+            "aws_lambda_events now accepts it: revisit the edge"
+        );
     }
 
     #[test]

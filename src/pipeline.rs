@@ -20,7 +20,6 @@ use hookrelay_ingest::dedupe::{DedupeDecision, DedupeKey, DedupeWindow};
 use hookrelay_ingest::queue::{PublishError, Publisher};
 use hookrelay_ingest::routed::{ParseError, SQS_MAX_MESSAGE_BYTES};
 use hookrelay_ingest::webhooks::WebhookRoute;
-use lambda_http::http::Method;
 use time::OffsetDateTime;
 
 use crate::config::{Config, WEBHOOK_ROUTES};
@@ -63,8 +62,8 @@ pub enum RequestBody {
 /// An HTTP request, before anything is trusted.
 #[derive(Debug)]
 pub struct InboundRequest {
-    /// The HTTP method.
-    pub method: Method,
+    /// The HTTP method, as sent.
+    pub method: String,
     /// The URL path, which picks the sender.
     pub path: String,
     /// The request headers.
@@ -258,7 +257,7 @@ impl<P: Publisher, C: Clock> Pipeline<P, C> {
         let route = served.route;
         // A sender without secrets is disabled, and looks exactly like an unknown path.
         let secrets = served.secrets.as_ref().ok_or(Rejection::UnknownRoute)?;
-        if request.method != Method::POST {
+        if request.method != "POST" {
             return Err(Rejection::MethodNotAllowed);
         }
         let body = self.body_bytes(request.body)?;
@@ -394,7 +393,7 @@ mod tests {
         let secret = SigningSecret::from_key_bytes(SECRET.as_bytes());
         let headers = REKKO.scheme.sign(&secret, None, body.as_bytes());
         InboundRequest {
-            method: Method::POST,
+            method: "POST".into(),
             path: "/rekko".into(),
             headers: headers.into_iter().collect(),
             body: RequestBody::Text(body.into()),
@@ -473,7 +472,7 @@ mod tests {
         r.path = "/nope".into();
         assert_eq!(status(p.handle(r).await), (404, "unknown_route"));
         let mut r = signed(&body);
-        r.method = Method::GET;
+        r.method = "GET".into();
         assert_eq!(status(p.handle(r).await), (405, "method_not_allowed"));
         let mut r = signed(&body);
         r.headers.clear();

@@ -15,7 +15,7 @@ use hookrelay_ingest::queue::{PublishError, Publisher};
 use hookrelay_ingest::routed::QueueMessage;
 use hookrelay_receiver::config::Config;
 use hookrelay_receiver::pipeline::{FixedClock, Pipeline};
-use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequest;
+use hookrelay_receiver::function_url::FunctionUrlRequest;
 use libfuzzer_sys::fuzz_target;
 
 const SECRET: &str = "fuzzing-secret-0123456789abcdef";
@@ -86,7 +86,7 @@ fuzz_target!(|input: &[u8]| {
         "body": body_field,
         "isBase64Encoded": base64,
     });
-    let Ok(event) = serde_json::from_value::<ApiGatewayV2httpRequest>(event) else {
+    let Ok(event) = serde_json::from_value::<FunctionUrlRequest>(event) else {
         return;
     };
 

@@ -11,8 +11,9 @@ use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_sqs::types::QueueAttributeName;
 use hookrelay_aws::SqsPublisher;
 use hookrelay_receiver::config::Config;
+use hookrelay_receiver::function_url::FunctionUrlRequest;
 use hookrelay_receiver::pipeline::{FixedClock, Pipeline};
-use lambda_http::aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
+use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpResponse;
 use time::OffsetDateTime;
 
 /// The instant the fixtures were signed at (see scripts/make_fixtures.py).
@@ -162,7 +163,7 @@ pub fn memory_pipeline(
 }
 
 /// A fixture event from events/.
-pub fn fixture(name: &str) -> ApiGatewayV2httpRequest {
+pub fn fixture(name: &str) -> FunctionUrlRequest {
     let path = project_dir().join("events").join(format!("{name}.json"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
@@ -198,4 +199,17 @@ pub fn black_hole() -> (TcpListener, String) {
     let listener = TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)).unwrap();
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
     (listener, endpoint)
+}
+
+/// Adds a header to a Function URL event as Lambda delivers it: a name seen twice has its values
+/// joined with commas.
+pub fn add_header(event: &mut FunctionUrlRequest, name: &str, value: &str) {
+    event
+        .headers
+        .entry(name.to_ascii_lowercase())
+        .and_modify(|joined| {
+            joined.push(',');
+            joined.push_str(value);
+        })
+        .or_insert_with(|| value.to_owned());
 }

@@ -6,6 +6,7 @@ mod consumer;
 mod fixtures;
 mod helpers;
 mod hostile;
+mod official;
 mod queue_contract;
 mod startup;
 mod survival;

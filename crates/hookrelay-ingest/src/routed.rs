@@ -424,17 +424,24 @@ pub fn can_carry_body(json: &str) -> bool {
     !json.contains('\u{FFFE}') && !json.contains('\u{FFFF}')
 }
 
+/// The marker of a hashed FIFO id: `{prefix}:sha256:{hex}`.
+const HASHED_ID_MARKER: &str = ":sha256:";
+
 /// `id` if SQS accepts it as a FIFO group or deduplication id (1 to 128 visible ASCII
-/// characters); otherwise `{prefix}:` and the hex SHA-256 of `id`, which always fits and keeps
-/// equal inputs equal.
+/// characters) and it does not contain the hashed form's marker `:sha256:`; otherwise `{prefix}`,
+/// the marker and the hex SHA-256 of `id`, which always fits and keeps equal inputs equal. Every
+/// hashed id holds the marker and no passed-through id does, so a sender can't choose an id (a
+/// `webhook-id` of `sha256:<hex>`, say) that meets another event's hashed one.
 pub fn fifo_id(prefix: &str, id: &str) -> String {
-    let fits =
-        !id.is_empty() && id.len() <= SQS_MAX_ID_CHARS && id.bytes().all(|b| b.is_ascii_graphic());
+    let fits = !id.is_empty()
+        && id.len() <= SQS_MAX_ID_CHARS
+        && id.bytes().all(|b| b.is_ascii_graphic())
+        && !id.contains(HASHED_ID_MARKER);
     if fits {
         id.to_owned()
     } else {
         format!(
-            "{prefix}:sha256:{}",
+            "{prefix}{HASHED_ID_MARKER}{}",
             hex::encode(Sha256::digest(id.as_bytes()))
         )
     }

@@ -289,3 +289,43 @@ fn size_counts_body_and_attributes() {
         5 + "provider".len() + "String".len() + "engine".len()
     );
 }
+
+#[test]
+fn a_chosen_id_can_never_meet_a_hashed_one() {
+    // A key too long for SQS is hashed to `standard:sha256:<hex>`...
+    let long_key = format!("standard:{}", "x".repeat(200));
+    let hashed = fifo_id("standard", &long_key);
+    assert!(hashed.starts_with("standard:sha256:"));
+    // ...and a sender choosing the webhook-id `sha256:<that hex>` makes exactly that text its
+    // key: it must not pass through as the same deduplication id.
+    let chosen_key = format!("standard:{}", hashed.trim_start_matches("standard:"));
+    assert_eq!(chosen_key, hashed);
+    let chosen = fifo_id("standard", &chosen_key);
+    assert_ne!(chosen, hashed, "hashed and unhashed ids must be disjoint");
+    assert!(chosen.starts_with("standard:sha256:"));
+    assert_eq!(chosen, fifo_id("standard", &chosen_key), "stable");
+    // Ordinary keys still pass through untouched.
+    assert_eq!(fifo_id("standard", "standard:msg_1"), "standard:msg_1");
+    assert_eq!(fifo_id("engine", "engine:sha256"), "engine:sha256");
+}
+
+#[test]
+fn routing_strings_carry_tab_newline_carriage_return_and_delete_but_no_other_control() {
+    let ts = r#""timestamp":"2026-01-01T00:00:00Z""#;
+    // JSON escapes in the body: the decoded `type` holds the character itself.
+    for carried in [r"\t", r"\n", r"\r", r"\u007f"] {
+        let v = verified(REKKO, &[], format!(r#"{{"type":"a{carried}b",{ts}}}"#));
+        assert!(v.parse().is_ok(), "{carried} is text SQS can carry");
+    }
+    for refused in [r"\u0001", r"\u001f", r"\u0000", r"\ufffe"] {
+        let v = verified(REKKO, &[], format!(r#"{{"type":"a{refused}b",{ts}}}"#));
+        assert_eq!(
+            v.parse().unwrap_err(),
+            ParseError::InvalidField {
+                field: "type",
+                expected: "text without control characters",
+            },
+            "{refused}"
+        );
+    }
+}

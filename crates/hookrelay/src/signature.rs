@@ -13,7 +13,12 @@
 //! - Rekko: `x-webhook-signature: <hex HMAC-SHA256(body)>`, no tag.
 //! - Standard Webhooks: `webhook-signature: v1,<base64> [v1,<base64> ...]` over
 //!   `{webhook-id}.{webhook-timestamp}.{body}`; any listed `v1` signature may match, other
-//!   versions (such as asymmetric `v1a`) are skipped.
+//!   versions (such as asymmetric `v1a`) are skipped. Svix sends the same scheme under its own
+//!   header names (`svix-id`, `svix-timestamp`, `svix-signature`) unless a customer renamed them:
+//!   a complete `svix-*` set is used when all three are present, and so is an incomplete one
+//!   when no `webhook-*` header is present; otherwise the `webhook-*` set, so a mix of the two is
+//!   read as an incomplete `webhook-*` set (never one header from each). The chosen family's
+//!   names are the ones errors name, and a missing header gets the same answer in either family.
 //!
 //! Timestamps are checked after routing (the receiver's pipeline), because two of the three
 //! senders carry theirs inside the signed body.
@@ -205,6 +210,7 @@ pub struct SignedRequest {
 pub struct Verified<T> {
     value: T,
     signature_at: usize,
+    standard_names: Option<StandardHeaderNames>,
 }
 
 impl Verified<SignedRequest> {
@@ -219,6 +225,12 @@ impl Verified<SignedRequest> {
             .headers
             .text(self.signature_at)
             .unwrap_or_default()
+    }
+
+    /// For a Standard Webhooks delivery, the header family that was verified (`webhook-*` or
+    /// `svix-*`): where its id and timestamp are.
+    pub fn standard_names(&self) -> Option<StandardHeaderNames> {
+        self.standard_names
     }
 }
 
@@ -236,14 +248,58 @@ pub enum Scheme {
     StandardWebhooks,
 }
 
-/// Standard Webhooks header names.
+/// One family of Standard Webhooks header names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct StandardHeaderNames {
+    /// The delivery's unique id, part of the signed content.
+    pub id: &'static str,
+    /// Unix seconds when the delivery was signed, part of the signed content.
+    pub timestamp: &'static str,
+    /// Space-separated `version,signature` pairs.
+    pub signature: &'static str,
+}
+
+/// Standard Webhooks header names: the spec's (`webhook-*`) and Svix's (`svix-*`).
 pub mod standard_headers {
+    use super::{Headers, StandardHeaderNames};
+
     /// The delivery's unique id, part of the signed content.
     pub const ID: &str = "webhook-id";
     /// Unix seconds when the delivery was signed, part of the signed content.
     pub const TIMESTAMP: &str = "webhook-timestamp";
     /// Space-separated `version,signature` pairs.
     pub const SIGNATURE: &str = "webhook-signature";
+
+    /// The spec's names.
+    pub const WEBHOOK: StandardHeaderNames = StandardHeaderNames {
+        id: ID,
+        timestamp: TIMESTAMP,
+        signature: SIGNATURE,
+    };
+
+    /// Svix's default names.
+    pub const SVIX: StandardHeaderNames = StandardHeaderNames {
+        id: "svix-id",
+        timestamp: "svix-timestamp",
+        signature: "svix-signature",
+    };
+
+    /// The family a request uses: `svix-*` when all three of its headers are present, or when
+    /// some are and no `webhook-*` header is; else `webhook-*` (so a mix is an incomplete
+    /// `webhook-*` set).
+    pub fn family(headers: &Headers) -> StandardHeaderNames {
+        let present = |names: StandardHeaderNames| {
+            [names.id, names.timestamp, names.signature]
+                .into_iter()
+                .filter(|name| headers.iter().any(|(n, _)| n == *name))
+                .count()
+        };
+        match (present(SVIX), present(WEBHOOK)) {
+            (3, _) => SVIX,
+            (1.., 0) => SVIX,
+            _ => WEBHOOK,
+        }
+    }
 }
 
 /// Why a delivery failed verification. Messages never include a signature or a secret.
@@ -326,18 +382,25 @@ pub fn verify(
     secrets: &SecretSet,
     request: SignedRequest,
 ) -> Result<Verified<SignedRequest>, VerifyError> {
-    let signature_at = signature_position(&request.headers, scheme.signature_header())?;
+    let standard_names =
+        (scheme == Scheme::StandardWebhooks).then(|| standard_headers::family(&request.headers));
+    let signature_header = standard_names.map_or(scheme.signature_header(), |n| n.signature);
+    let signature_at = signature_position(&request.headers, signature_header)?;
     let signature = request
         .headers
         .text(signature_at)
-        .map_err(|problem| signature_problem(scheme.signature_header(), problem))?;
+        .map_err(|problem| signature_problem(signature_header, problem))?;
     match scheme {
         Scheme::HexBodyHmac { tag, .. } => verify_hex_body(signature, tag, secrets, &request.body)?,
-        Scheme::StandardWebhooks => verify_standard(signature, secrets, &request)?,
+        Scheme::StandardWebhooks => {
+            let names = standard_names.unwrap_or(standard_headers::WEBHOOK);
+            verify_standard(names, signature, secrets, &request)?
+        }
     }
     Ok(Verified {
         value: request,
         signature_at,
+        standard_names,
     })
 }
 
@@ -398,11 +461,11 @@ fn standard_mac(
 }
 
 fn verify_standard(
+    names: StandardHeaderNames,
     signatures: &str,
     secrets: &SecretSet,
     request: &SignedRequest,
 ) -> Result<(), VerifyError> {
-    use standard_headers::{ID, TIMESTAMP};
     let signed_header = |header: &'static str| {
         request
             .headers
@@ -414,8 +477,8 @@ fn verify_standard(
                 }
             })
     };
-    let id = signed_header(ID)?;
-    let timestamp = signed_header(TIMESTAMP)?;
+    let id = signed_header(names.id)?;
+    let timestamp = signed_header(names.timestamp)?;
 
     let mut claimed = Vec::new();
     for entry in signatures.split_ascii_whitespace() {
@@ -836,5 +899,103 @@ mod tests {
             assert!(!text.contains("73757065"), "hex of the key leaked: {text}");
         }
         assert!(SecretSet::new(Vec::new()).is_none());
+    }
+
+    #[test]
+    fn svix_names_are_a_second_family_chosen_per_complete_set() {
+        let keys = secrets(&[&standard_key()]);
+        let svix = delivery(
+            &[
+                ("svix-id", STANDARD_ID),
+                ("svix-timestamp", STANDARD_TIMESTAMP),
+                ("svix-signature", STANDARD_SIGNATURE),
+            ],
+            STANDARD_BODY.as_bytes(),
+        );
+        let verified = verify(Scheme::StandardWebhooks, &keys, svix).unwrap();
+        assert_eq!(verified.standard_names(), Some(standard_headers::SVIX));
+        assert_eq!(verified.signature(), STANDARD_SIGNATURE);
+
+        // Both complete: Svix's set is the one used (a wrong webhook-* set doesn't matter).
+        let both = delivery(
+            &[
+                ("svix-id", STANDARD_ID),
+                ("svix-timestamp", STANDARD_TIMESTAMP),
+                ("svix-signature", STANDARD_SIGNATURE),
+                ("webhook-id", "other"),
+                ("webhook-timestamp", "1"),
+                ("webhook-signature", "v1,AAAA"),
+            ],
+            STANDARD_BODY.as_bytes(),
+        );
+        assert!(verify(Scheme::StandardWebhooks, &keys, both).is_ok());
+
+        // A mix is an incomplete webhook-* set, whichever header is borrowed.
+        let mixed = delivery(
+            &[
+                ("svix-id", STANDARD_ID),
+                ("svix-timestamp", STANDARD_TIMESTAMP),
+                ("webhook-signature", STANDARD_SIGNATURE),
+            ],
+            STANDARD_BODY.as_bytes(),
+        );
+        assert_eq!(
+            verify(Scheme::StandardWebhooks, &keys, mixed).unwrap_err(),
+            VerifyError::MissingSignedHeader {
+                header: "webhook-id"
+            }
+        );
+        // An incomplete svix set alone names its own missing header, as the spec's set would.
+        let no_signature = delivery(
+            &[
+                ("svix-id", STANDARD_ID),
+                ("svix-timestamp", STANDARD_TIMESTAMP),
+            ],
+            STANDARD_BODY.as_bytes(),
+        );
+        assert_eq!(
+            verify(Scheme::StandardWebhooks, &keys, no_signature).unwrap_err(),
+            VerifyError::MissingSignature {
+                header: "svix-signature"
+            }
+        );
+        let no_id = delivery(
+            &[
+                ("svix-timestamp", STANDARD_TIMESTAMP),
+                ("svix-signature", STANDARD_SIGNATURE),
+            ],
+            STANDARD_BODY.as_bytes(),
+        );
+        assert_eq!(
+            verify(Scheme::StandardWebhooks, &keys, no_id).unwrap_err(),
+            VerifyError::MissingSignedHeader { header: "svix-id" }
+        );
+        // A complete svix set with a wrong signature names svix-signature's problem.
+        let forged = delivery(
+            &[
+                ("svix-id", STANDARD_ID),
+                ("svix-timestamp", "1614265331"),
+                ("svix-signature", STANDARD_SIGNATURE),
+            ],
+            STANDARD_BODY.as_bytes(),
+        );
+        assert!(matches!(
+            verify(Scheme::StandardWebhooks, &keys, forged),
+            Err(VerifyError::InvalidSignature(_))
+        ));
+        let empty_svix = delivery(
+            &[
+                ("svix-id", STANDARD_ID),
+                ("svix-timestamp", STANDARD_TIMESTAMP),
+                ("svix-signature", " "),
+            ],
+            STANDARD_BODY.as_bytes(),
+        );
+        assert_eq!(
+            verify(Scheme::StandardWebhooks, &keys, empty_svix).unwrap_err(),
+            VerifyError::MissingSignature {
+                header: "svix-signature"
+            }
+        );
     }
 }

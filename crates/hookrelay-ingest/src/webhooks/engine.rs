@@ -199,4 +199,47 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn null_optional_fields_count_as_absent() {
+        let body = r#"{"sequence":9,"eventType":"A","marketId":null,"operatorId":null,"id":null,"timestamp":"2026-02-18T23:00:00Z"}"#;
+        let v = verified(ENGINE, &[], body);
+        let p = v.parse().unwrap();
+        assert_eq!(p.market_id(), None);
+        assert_eq!(p.delivery_id(), None);
+        assert_eq!(
+            p.dedupe_key().as_str(),
+            "engine:9",
+            "no operator: the sequence alone"
+        );
+    }
+
+    #[test]
+    fn a_header_delivery_id_that_is_not_visible_ascii_is_ignored() {
+        // The header is unsigned and only a fallback for a body without `id`; a value that is
+        // not visible ASCII (here UTF-8 text) is dropped rather than refusing the event.
+        let body = r#"{"sequence":10,"eventType":"A","timestamp":"2026-02-18T23:00:00Z"}"#;
+        let v = verified(ENGINE, &[("x-webhook-id", "hdr-é")], body);
+        assert_eq!(v.parse().unwrap().delivery_id(), None);
+        let v = verified(ENGINE, &[("x-webhook-id", "hdr-10")], body);
+        assert_eq!(v.parse().unwrap().delivery_id(), Some("hdr-10"));
+    }
+
+    #[test]
+    fn the_signature_attribute_is_the_verified_value_trimmed() {
+        use hookrelay::signature::{SecretSet, SignedRequest, SigningSecret, verify};
+        let body = br#"{"sequence":11,"eventType":"A","timestamp":"2026-02-18T23:00:00Z"}"#;
+        let secret = SigningSecret::from_key_bytes(b"unit-test-key");
+        let (name, value) = ENGINE.scheme.sign(&secret, None, body).remove(0);
+        let request = SignedRequest {
+            headers: [(name, format!("  {value}\t"))].into_iter().collect(),
+            body: body.to_vec(),
+        };
+        let secrets = SecretSet::new(vec![secret]).unwrap();
+        let verified = verify(ENGINE.scheme, &secrets, request).unwrap();
+        let event = super::route(&verified).unwrap();
+        assert_eq!(event.signature(), Some(value.as_str()));
+        let message = event.queue_message(time::OffsetDateTime::UNIX_EPOCH);
+        assert_eq!(message.attribute("signature"), Some(value.as_str()));
+    }
 }

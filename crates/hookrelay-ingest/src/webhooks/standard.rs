@@ -1,6 +1,11 @@
 //! Standard Webhooks senders (Svix and others): `webhook-id`, `webhook-timestamp` (Unix seconds)
-//! and `webhook-signature` headers; the body is the sender's JSON, conventionally
-//! `{"type": .., "timestamp": .., "data": ..}`.
+//! and `webhook-signature` headers, or Svix's default names for them (`svix-id`,
+//! `svix-timestamp`, `svix-signature`): whichever family verification chose. The body is the
+//! sender's JSON, conventionally `{"type": .., "timestamp": .., "data": ..}`.
+//!
+//! The timestamp is integer Unix seconds as an `i64` parses them: an optional `+` or `-` and
+//! leading zeros are accepted (`+1796153378`, `01796153378`), as the official Python libraries
+//! accept them too; the signature covers the exact text, which the envelope keeps as sent.
 //!
 //! Dedupe key: `standard:{webhook-id}`, which the spec keeps identical across retries. The event
 //! type is the body's `type` when present, else `unknown`. The signed header timestamp is the one
@@ -31,23 +36,27 @@ struct StandardRoutingFields<'b> {
 pub fn route(verified: &Verified<SignedRequest>) -> Result<RoutedEvent<'_>, ParseError> {
     let body = webhook_body(verified)?;
     let headers = &verified.get().headers;
+    // The family verification used (`webhook-*` or `svix-*`): the id and timestamp it signed.
+    let names = verified
+        .standard_names()
+        .unwrap_or(standard_headers::WEBHOOK);
     let raw: StandardRoutingFields = raw_fields(body)?;
     let event_type = text("type", raw.event_type)?.unwrap_or_else(|| UNKNOWN_TYPE.to_owned());
     // Both headers were read during verification; read failures here are impossible in practice
     // but are still answered as malformed rather than assumed away.
     let id = headers
-        .get(standard_headers::ID)
+        .get(names.id)
         .map_err(|_| ParseError::InvalidHeader {
-            header: standard_headers::ID,
+            header: names.id,
             expected: "one visible-ASCII value",
         })?;
-    let timestamp = headers.get(standard_headers::TIMESTAMP).unwrap_or_default();
+    let timestamp = headers.get(names.timestamp).unwrap_or_default();
     let instant = timestamp
         .parse::<i64>()
         .ok()
         .and_then(|seconds| OffsetDateTime::from_unix_timestamp(seconds).ok())
         .ok_or(ParseError::InvalidHeader {
-            header: standard_headers::TIMESTAMP,
+            header: names.timestamp,
             expected: "integer Unix seconds",
         })?;
     let fields = WebhookFields {
@@ -109,5 +118,62 @@ mod tests {
                 "{ts}"
             );
         }
+    }
+
+    #[test]
+    fn a_sign_or_leading_zeros_in_the_timestamp_are_still_unix_seconds() {
+        for ts in ["+1771455600", "01771455600", "1771455600"] {
+            let v = verified(STANDARD, &headers(ts), "{}");
+            let p = v.parse().unwrap();
+            assert_eq!(
+                p.signed_at().unwrap().unix_timestamp(),
+                1_771_455_600,
+                "{ts}"
+            );
+            assert_eq!(p.occurred_at(), Some(ts), "kept as sent");
+        }
+    }
+
+    #[test]
+    fn svix_header_names_route_exactly_as_the_spec_names_do() {
+        use hookrelay::signature::{SecretSet, SignedRequest, SigningSecret, verify};
+        let secret = SigningSecret::from_key_bytes(b"unit-test-key");
+        let secrets = SecretSet::new(vec![secret.clone()]).unwrap();
+        let route = |ts: &str| {
+            let body = br#"{"type":"invoice.paid"}"#;
+            let headers = STANDARD
+                .scheme
+                .sign(&secret, Some(("msg_svix", ts)), body)
+                .into_iter()
+                .map(|(name, value)| (name.replace("webhook-", "svix-"), value))
+                .collect();
+            let request = SignedRequest {
+                headers,
+                body: body.to_vec(),
+            };
+            let verified = verify(STANDARD.scheme, &secrets, request).unwrap();
+            super::route(&verified).map(|e| {
+                (
+                    e.dedupe_key().as_str().to_owned(),
+                    e.delivery_id().map(str::to_owned),
+                    e.occurred_at().map(str::to_owned),
+                )
+            })
+        };
+        assert_eq!(
+            route("1771455600"),
+            Ok((
+                "standard:msg_svix".to_owned(),
+                Some("msg_svix".to_owned()),
+                Some("1771455600".to_owned())
+            ))
+        );
+        assert_eq!(
+            route("yesterday"),
+            Err(ParseError::InvalidHeader {
+                header: "svix-timestamp",
+                expected: "integer Unix seconds",
+            })
+        );
     }
 }
