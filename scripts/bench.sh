@@ -24,8 +24,7 @@ for arg in "$@"; do
   esac
 done
 
-source scripts/venv.sh
-ensure_venv "$root/.venv-bench" "$root/requirements-bench.txt"
+source scripts/venv.sh bench
 export PATH="$root/.venv/bin:$PATH"   # cargo-lambda and zig for the arm64 build
 
 out="$root/target/bench"

@@ -4,8 +4,8 @@
 # streams, and what arrived in the queue).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source scripts/venv.sh
+source scripts/venv.sh run
 echo "== building the receiver (as cargo lambda watch builds it), the stream bridge and the stand-ins"
 cargo build --locked --bin hookrelay
-cargo build --locked -p hookrelay-bridge -p hookrelay-devtools --bin hookrelay-bridge --bin hookrelay-stream-sim
+cargo build --locked -p hookrelay-bridge -p hookrelay-devtools --bin hookrelay-bridge --bin hookrelay-stream-sim --bin hookrelay-dev
 exec .venv/bin/python scripts/run_local.py

@@ -130,6 +130,28 @@ def main() -> int:
             print(f"{delivery['name']:20} {expected_status} {expected_word:22} {status} {json.dumps(body)}"
                   + ("" if ok else "   <-- UNEXPECTED"))
 
+        # 3b. A committed fixture, re-signed for now by `hookrelay-dev event` (the library's own
+        # signing), handed to the function the way a Rust Lambda user would: `cargo lambda invoke`.
+        fixture = LOCAL / "standard-valid.now.json"
+        fixture.write_text(subprocess.run(
+            [str(ROOT / "target/debug/hookrelay-dev"), "event", "standard", "valid"],
+            check=True, capture_output=True, text=True).stdout)
+        invoked = subprocess.run(
+            [str(VENV_BIN / "cargo-lambda"), "lambda", "invoke", "hookrelay", "--data-file", str(fixture),
+             "-A", "127.0.0.1", "-P", str(lambda_port), "-o", "json"],
+            cwd=ROOT, capture_output=True, text=True)
+        try:
+            answer = json.loads(invoked.stdout)
+            status, body = answer.get("statusCode"), json.loads(answer.get("body") or "{}")
+        except ValueError:
+            status, body = None, {"output": invoked.stdout[-300:], "stderr": invoked.stderr[-300:]}
+        ok = status == 200
+        failures += not ok
+        if ok and body.get("status") == "accepted":
+            accepted.append(body["id"])
+        print(f"\n{'cargo lambda invoke':20} {'200':26} {status} {json.dumps(body)}"
+              f"   (hookrelay-dev event standard valid, re-signed for now)" + ("" if ok else "   <-- UNEXPECTED"))
+
         # 4. What arrived in the queue.
         messages = []
         while True:
@@ -164,8 +186,9 @@ def main() -> int:
                 if metric["Unit"] == "Count":
                     counted[metric["Name"]] = counted.get(metric["Name"], 0) + 1
         print(f"\nEMF metric documents in the receiver's log: {len(emf)} {json.dumps(counted, sort_keys=True)}")
-        if len(emf) != len(senders.deliveries(now)):
-            print(f"expected one EMF document per delivery ({len(senders.deliveries(now))})")
+        expected_documents = len(senders.deliveries(now)) + 1  # the deliveries and the invoke
+        if len(emf) != expected_documents:
+            print(f"expected one EMF document per delivery ({expected_documents})")
             failures += 1
 
         # The Python consumer must refuse a message whose data changed after signing.

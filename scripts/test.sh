@@ -2,7 +2,7 @@
 # Command two: every check and test. Installs its Python tools into ./.venv first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source scripts/venv.sh
+source scripts/venv.sh test
 
 echo "== fixtures match their generator"
 .venv/bin/python scripts/make_fixtures.py --check

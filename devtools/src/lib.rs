@@ -8,6 +8,7 @@
 pub mod audit;
 pub mod cli;
 pub mod fault_proxy;
+pub mod fixtures;
 pub mod lambda_bench;
 pub mod lambda_emulator;
 pub mod local_sqs;
