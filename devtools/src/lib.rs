@@ -18,3 +18,4 @@ pub mod seeded;
 pub mod sender_sim;
 pub mod stats;
 pub mod stream_sim;
+pub mod template;

@@ -95,12 +95,153 @@ fn the_function_environment_uses_the_receivers_variable_names() {
 }
 
 #[test]
+fn alarms_dashboard_and_function_share_the_configured_namespace() {
+    let text = template();
+    assert_eq!(
+        number_free_line(&text, "  MetricsNamespace:", "Default:"),
+        hookrelay_ingest::emf::DEFAULT_NAMESPACE,
+        "the parameter's default is the receiver's"
+    );
+    assert!(text.contains("HOOKRELAY_METRICS_NAMESPACE: !Ref MetricsNamespace"));
+    assert_eq!(
+        text.matches("Namespace: !Ref MetricsNamespace").count(),
+        2,
+        "both hookrelay alarms read the configured namespace"
+    );
+    for line in text.lines() {
+        let line = line.trim();
+        assert!(
+            !(line.starts_with("Namespace:") && line.contains("hookrelay")),
+            "a hard-coded namespace: {line}"
+        );
+    }
+    for metric in hookrelay_devtools::template::dashboard_metrics(&text) {
+        assert!(
+            metric.namespace.starts_with("AWS/")
+                || metric.namespace == hookrelay_devtools::template::NAMESPACE_PLACEHOLDER,
+            "{}: {} is not the configured namespace",
+            metric.widget,
+            metric.namespace
+        );
+    }
+}
+
+/// The text after `key:` on the first line at or after `from` that has it.
+fn number_free_line(text: &str, from: &str, key: &str) -> String {
+    let start = text
+        .find(from)
+        .unwrap_or_else(|| panic!("{from} not in template.yaml"));
+    let line = text[start..]
+        .lines()
+        .find(|l| l.trim_start().starts_with(key))
+        .unwrap_or_else(|| panic!("no {key} after {from}"));
+    line.split_once(':').unwrap().1.trim().to_owned()
+}
+
+#[test]
+fn every_dashboard_widget_names_a_metric_and_dimension_set_the_receiver_emits() {
+    let text = template();
+    let metrics = hookrelay_devtools::template::dashboard_metrics(&text);
+    let providers = ["engine", "rekko", "standard"];
+    let reasons = [
+        "invalid_signature",
+        "missing_signature",
+        "stale_timestamp",
+        "malformed_payload",
+        "unknown_route",
+        "method_not_allowed",
+        "payload_too_large",
+    ];
+    let mut checked = 0;
+    for metric in &metrics {
+        if metric.namespace != hookrelay_devtools::template::NAMESPACE_PLACEHOLDER {
+            continue;
+        }
+        // The bridge's counters are checked against the bridge's code in bridge/tests/.
+        if ["Published", "Reconnects"].contains(&metric.name.as_str()) {
+            continue;
+        }
+        let value = |name: &str| {
+            metric
+                .dimensions
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str())
+        };
+        let provider = value("provider").unwrap_or("engine");
+        let provider: &'static str = providers
+            .iter()
+            .find(|p| **p == provider)
+            .unwrap_or_else(|| panic!("{metric:?}: no such provider"));
+        let latency = Duration::from_millis(3);
+        let request = match metric.name.as_str() {
+            "Accepted" | "PublishLatency" => RequestMetrics::Accepted {
+                provider,
+                publish_latency: latency,
+            },
+            "Duplicate" => RequestMetrics::Duplicate { provider },
+            "PublishFailures" => RequestMetrics::PublishFailed {
+                provider,
+                publish_latency: latency,
+            },
+            "Rejected" => {
+                let reason = value("reason").expect("rejections are read by reason");
+                assert!(reasons.contains(&reason), "{reason} is no error code");
+                let reason = reasons.iter().find(|r| **r == reason).unwrap();
+                RequestMetrics::Rejected { provider, reason }
+            }
+            other => panic!("{}: the receiver emits no {other}", metric.widget),
+        };
+        let document: serde_json::Value =
+            serde_json::from_str(&metrics::document("hookrelay", 1, &request)).unwrap();
+        assert!(
+            document[metric.name.as_str()].is_number(),
+            "{metric:?}: {document}"
+        );
+        let names: Vec<&str> = metric.dimensions.iter().map(|(n, _)| n.as_str()).collect();
+        let sets = document["_aws"]["CloudWatchMetrics"][0]["Dimensions"]
+            .as_array()
+            .unwrap();
+        assert!(
+            sets.contains(&serde_json::json!(names)),
+            "{}: {} by {names:?} is not a dimension set the receiver publishes ({sets:?})",
+            metric.widget,
+            metric.name
+        );
+        for (name, expected) in &metric.dimensions {
+            assert_eq!(document[name.as_str()], expected.as_str(), "{metric:?}");
+        }
+        checked += 1;
+    }
+    assert!(
+        checked >= 20,
+        "only {checked} receiver metrics on the dashboard"
+    );
+    for provider in providers {
+        assert!(
+            metrics
+                .iter()
+                .any(|m| m.dimensions.contains(&("provider".into(), provider.into()))),
+            "no row for {provider}"
+        );
+    }
+    for (namespace, name) in [
+        ("AWS/SQS", "ApproximateAgeOfOldestMessage"),
+        ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
+    ] {
+        assert!(
+            metrics
+                .iter()
+                .any(|m| m.namespace == namespace && m.name == name),
+            "the dashboard shows {name}"
+        );
+    }
+    assert!(text.contains("DashboardUrl:"), "linked from the outputs");
+}
+
+#[test]
 fn the_alarms_watch_metrics_the_receiver_emits() {
     let text = template();
-    assert!(text.contains(&format!(
-        "Namespace: {}",
-        hookrelay_ingest::emf::DEFAULT_NAMESPACE
-    )));
     let latency = Duration::from_millis(1);
     let failure = metrics::document(
         "hookrelay",
