@@ -39,8 +39,10 @@ pub struct FunctionUrlRequest {
     /// The request path.
     #[serde(default)]
     pub raw_path: Option<String>,
-    /// Headers by (lowercase) name; Lambda joins a repeated header's values with commas.
-    #[serde(default)]
+    /// Headers by (lowercase) name; Lambda joins a repeated header's values with commas. Read
+    /// leniently: `null` is no headers, a list of values is joined with commas, a non-string
+    /// value is its JSON text.
+    #[serde(default, deserialize_with = "lenient_headers")]
     pub headers: BTreeMap<String, String>,
     /// The request context (method, path).
     #[serde(default)]
@@ -51,6 +53,34 @@ pub struct FunctionUrlRequest {
     /// Whether Lambda base64-encoded the body (it does for non-text content types).
     #[serde(default)]
     pub is_base64_encoded: bool,
+}
+
+fn lenient_headers<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
+    let raw: Option<BTreeMap<String, serde_json::Value>> = Option::deserialize(deserializer)?;
+    let text = |value: serde_json::Value| match value {
+        serde_json::Value::String(text) => Some(text),
+        serde_json::Value::Null => None,
+        other => Some(other.to_string()),
+    };
+    Ok(raw
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(name, value)| {
+            let value = match value {
+                serde_json::Value::Array(values) => Some(
+                    values
+                        .into_iter()
+                        .filter_map(text)
+                        .collect::<Vec<_>>()
+                        .join(","),
+                ),
+                other => text(other),
+            };
+            value.map(|value| (name, value))
+        })
+        .collect())
 }
 
 /// The part of the request context hookrelay reads.
@@ -412,6 +442,22 @@ mod tests {
             assert_eq!(json["error"], code, "{headers}: {text}");
         }
         assert!(publisher.is_empty());
+        // Shapes Lambda doesn't send but a test harness might: still an answer, not a failure.
+        for headers in [
+            r#""headers":null"#,
+            r#""headers":{"x":["a","b"],"y":7,"z":null}"#,
+        ] {
+            let raw = format!(
+                r#"{{"rawPath":"/rekko",{headers},"requestContext":{{"http":{{"method":"POST"}}}},"body":"{{}}"}}"#
+            );
+            let event: FunctionUrlRequest = serde_json::from_str(&raw).expect(headers);
+            assert_eq!(handle(&pipeline, event).await.status_code, 401, "{headers}");
+        }
+        let listed: FunctionUrlRequest =
+            serde_json::from_str(r#"{"headers":{"x":["a","b"],"y":7,"z":null}}"#).unwrap();
+        assert_eq!(listed.headers.get("x").map(String::as_str), Some("a,b"));
+        assert_eq!(listed.headers.get("y").map(String::as_str), Some("7"));
+        assert!(!listed.headers.contains_key("z"));
         // The old event type refuses the same JSON outright (what failed the invocation).
         let refused = serde_json::from_str::<
             lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequest,

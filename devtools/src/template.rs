@@ -64,7 +64,10 @@ pub fn dashboard_metrics(template: &str) -> Vec<DashboardMetric> {
                 .iter()
                 .filter_map(|part| part.as_str())
                 .collect();
-            assert!(parts.len() >= 2 && parts.len().is_multiple_of(2), "{title}: {line}");
+            assert!(
+                parts.len() >= 2 && parts.len().is_multiple_of(2),
+                "{title}: {line}"
+            );
             metrics.push(DashboardMetric {
                 widget: title.to_owned(),
                 namespace: parts[0].to_owned(),

@@ -42,6 +42,11 @@ fn config() -> Config {
                 Config::from_lookup(|name| match name {
                     "HOOKRELAY_QUEUE_URL" => Some("http://127.0.0.1:9/1/q.fifo".into()),
                     "HOOKRELAY_ENGINE_SECRETS" | "HOOKRELAY_REKKO_SECRETS" => Some(SECRET.into()),
+                    // Unsigned here, but it puts the header-family and header-reading code on
+                    // the fuzzed path.
+                    "HOOKRELAY_STANDARD_SECRETS" => {
+                        Some("whsec_ZnV6emluZy1zdGFuZGFyZC1zZWNyZXQtMTIz".into())
+                    }
                     _ => None,
                 })
                 .unwrap()

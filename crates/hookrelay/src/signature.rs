@@ -284,14 +284,15 @@ pub mod standard_headers {
         signature: "svix-signature",
     };
 
-    /// The family a request uses: `svix-*` when all three of its headers are present, or when
-    /// some are and no `webhook-*` header is; else `webhook-*` (so a mix is an incomplete
-    /// `webhook-*` set).
+    /// The family a request uses: `svix-*` when all three of its headers are present (with a
+    /// value), or when some are and no `webhook-*` header is; else `webhook-*` (so a mix is an
+    /// incomplete `webhook-*` set).
     pub fn family(headers: &Headers) -> StandardHeaderNames {
+        // Present: there, with a value that isn't blank (a repeated or unreadable one counts).
         let present = |names: StandardHeaderNames| {
             [names.id, names.timestamp, names.signature]
                 .into_iter()
-                .filter(|name| headers.iter().any(|(n, _)| n == *name))
+                .filter(|name| headers.get(name) != Err(super::HeaderProblem::Missing))
                 .count()
         };
         match (present(SVIX), present(WEBHOOK)) {
@@ -983,6 +984,21 @@ mod tests {
             verify(Scheme::StandardWebhooks, &keys, forged),
             Err(VerifyError::InvalidSignature(_))
         ));
+        // A blank header is not there: a complete webhook-* set beside two svix-* headers and a
+        // blank svix-signature is the webhook-* set.
+        let blank_beside_spec = delivery(
+            &[
+                ("webhook-id", STANDARD_ID),
+                ("webhook-timestamp", STANDARD_TIMESTAMP),
+                ("webhook-signature", STANDARD_SIGNATURE),
+                ("svix-id", STANDARD_ID),
+                ("svix-timestamp", STANDARD_TIMESTAMP),
+                ("svix-signature", ""),
+            ],
+            STANDARD_BODY.as_bytes(),
+        );
+        let verified = verify(Scheme::StandardWebhooks, &keys, blank_beside_spec).unwrap();
+        assert_eq!(verified.standard_names(), Some(standard_headers::WEBHOOK));
         let empty_svix = delivery(
             &[
                 ("svix-id", STANDARD_ID),

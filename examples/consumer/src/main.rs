@@ -11,8 +11,10 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
-    // Lambda's log controls (AWS_LAMBDA_LOG_FORMAT, AWS_LAMBDA_LOG_LEVEL), as the runtime reads them.
-    lambda_runtime::tracing::init_default_subscriber();
+    // Lambda's log controls (AWS_LAMBDA_LOG_FORMAT, AWS_LAMBDA_LOG_LEVEL), with the runtime capped
+    // at INFO whatever the level: at TRACE it would log every raw batch, envelopes and signature
+    // attributes included.
+    hookrelay_ingest::telemetry::init();
     let secrets = SenderSecrets::from_env(&Env::process())
         .inspect_err(|error| tracing::error!(%error, "invalid configuration"))?;
     let consumer = Consumer::new(secrets, LogEvents);

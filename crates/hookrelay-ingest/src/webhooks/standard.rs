@@ -36,10 +36,12 @@ struct StandardRoutingFields<'b> {
 pub fn route(verified: &Verified<SignedRequest>) -> Result<RoutedEvent<'_>, ParseError> {
     let body = webhook_body(verified)?;
     let headers = &verified.get().headers;
-    // The family verification used (`webhook-*` or `svix-*`): the id and timestamp it signed.
-    let names = verified
-        .standard_names()
-        .unwrap_or(standard_headers::WEBHOOK);
+    // The family verification used (`webhook-*` or `svix-*`): the id and timestamp it signed. A
+    // delivery verified by another scheme has none, and its headers are not signed: refuse.
+    let names = verified.standard_names().ok_or(ParseError::InvalidHeader {
+        header: standard_headers::ID,
+        expected: "part of a Standard Webhooks signature",
+    })?;
     let raw: StandardRoutingFields = raw_fields(body)?;
     let event_type = text("type", raw.event_type)?.unwrap_or_else(|| UNKNOWN_TYPE.to_owned());
     // Both headers were read during verification; read failures here are impossible in practice
