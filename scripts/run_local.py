@@ -213,6 +213,19 @@ def main() -> int:
         for m in messages:
             sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"])
 
+        # 5b. The smoke test a user runs against a deployed stack, here against this one: accepted,
+        # found in the queue, envelope and signature checked, deleted; consumers skip its type.
+        smoke = subprocess.run(
+            [str(ROOT / "target/debug/hookrelay-dev"), "send", "--url", base, "--provider", "rekko",
+             "--queue-url", queue_url, "--i-own-this-queue", "--wait-secs", "20"],
+            cwd=ROOT, capture_output=True, text=True,
+            env=os.environ | {"HOOKRELAY_REKKO_SECRETS": senders.REKKO_SECRET, "AWS_ENDPOINT_URL_SQS": endpoint,
+                              "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "local",
+                              "AWS_SECRET_ACCESS_KEY": "local"})
+        print(f"\nhookrelay-dev send (smoke test):\n{smoke.stdout.strip()}{smoke.stderr.strip()}"
+              + ("" if smoke.returncode == 0 else "   <-- UNEXPECTED"))
+        failures += smoke.returncode != 0
+
         # 6. The streams, through the bridge, into the same queue.
         failures += run_streams(sqs, queue_url, endpoint, processes, secrets)
         print(f"\n{'OK' if failures == 0 else 'FAILED'}: webhooks and both streams")

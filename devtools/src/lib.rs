@@ -16,6 +16,7 @@ pub mod memory;
 pub mod moto;
 pub mod seeded;
 pub mod sender_sim;
+pub mod smoke;
 pub mod stats;
 pub mod stream_sim;
 pub mod template;

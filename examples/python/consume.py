@@ -61,6 +61,14 @@ def decode(message: dict, secrets: dict[str, list[str]]) -> dict:
     return envelope
 
 
+SMOKE_TEST_TYPE = "hookrelay.smoke_test"
+
+
+def is_smoke_test(envelope: dict) -> bool:
+    """hookrelay's own smoke test (`hookrelay-dev send`): acknowledge (delete) it, never act on it."""
+    return envelope.get("type") == SMOKE_TEST_TYPE
+
+
 def secrets_from_env() -> dict[str, list[str]]:
     return {p: [s.strip() for s in os.environ.get(f"HOOKRELAY_{p.upper()}_SECRETS", "").split(",") if s.strip()]
             for p in ("engine", "rekko", "standard")}
@@ -79,7 +87,10 @@ def main() -> None:
             except ValueError as error:
                 print(f"skipping {message['MessageId']}: {error}")  # left for the redrive policy / DLQ
                 continue
-            print(envelope["provider"], envelope["type"], envelope["id"])  # your logic here
+            if is_smoke_test(envelope):
+                print(f"smoke test {envelope['id']} acknowledged")  # never act on it
+            else:
+                print(envelope["provider"], envelope["type"], envelope["id"])  # your logic here
             sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
 
 

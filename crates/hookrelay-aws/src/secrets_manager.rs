@@ -41,6 +41,12 @@ fn invalid(problem: impl Into<String>) -> ConfigError {
 }
 
 impl ManagedSecrets {
+    /// The comma-separated secrets the secret holds for the sender whose variable is
+    /// `variable` (e.g. `HOOKRELAY_ENGINE_SECRETS`), if any.
+    pub fn get(&self, variable: &str) -> Option<&str> {
+        self.by_variable.get(variable).map(String::as_str)
+    }
+
     /// Parses the secret's string (never echoing it in an error).
     pub fn parse(secret_string: &str) -> Result<Self, ConfigError> {
         let object: BTreeMap<String, serde_json::Value> = serde_json::from_str(secret_string)

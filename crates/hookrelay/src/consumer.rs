@@ -47,6 +47,16 @@ pub enum ConsumeError {
     Handler(String),
 }
 
+/// What [`Consumer::process`] did with a message that didn't fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Processed {
+    /// The handler took the event.
+    Handled,
+    /// A smoke test (`hookrelay.smoke_test`), verified like any message and acknowledged
+    /// without reaching the handler: it must never move a trading bot.
+    SkippedSmokeTest,
+}
+
 /// Decodes, re-verifies and hands over messages.
 pub struct Consumer<H> {
     secrets: SenderSecrets,
@@ -61,7 +71,11 @@ impl<H: EventHandler> Consumer<H> {
 
     /// Processes one message, given its body and its `signature` message attribute (both as
     /// the queue delivered them; `None` when absent).
-    pub fn process(&self, body: Option<&str>, signature: Option<&str>) -> Result<(), ConsumeError> {
+    pub fn process(
+        &self,
+        body: Option<&str>,
+        signature: Option<&str>,
+    ) -> Result<Processed, ConsumeError> {
         let body = body.ok_or(ConsumeError::NoBody)?;
         let envelope = Envelope::from_json(body)?;
         // Only a provider that has a stream can send unsigned (`via: stream`) events; for any
@@ -75,10 +89,14 @@ impl<H: EventHandler> Consumer<H> {
             let signature = signature.ok_or(ConsumeError::NoSignature)?;
             envelope.verify_signature(signature, secrets)?;
         }
+        if envelope.is_smoke_test() {
+            return Ok(Processed::SkippedSmokeTest);
+        }
         let event = envelope.event()?;
         self.handler
             .handle(&envelope, event)
-            .map_err(ConsumeError::Handler)
+            .map_err(ConsumeError::Handler)?;
+        Ok(Processed::Handled)
     }
 }
 
@@ -108,7 +126,10 @@ mod tests {
             SenderSecrets::from_env(&Env::new(|_| None)).unwrap(),
             &collected,
         );
-        assert!(consumer.process(Some(GOOD), None).is_ok());
+        assert_eq!(
+            consumer.process(Some(GOOD), None).unwrap(),
+            Processed::Handled
+        );
         assert!(matches!(
             consumer.process(None, None),
             Err(ConsumeError::NoBody)
@@ -123,6 +144,38 @@ mod tests {
             Err(ConsumeError::Decode(DecodeError::UnsupportedVersion(9)))
         ));
         assert_eq!(*collected.0.lock().unwrap(), ["rekko:1"]);
+    }
+
+    #[test]
+    fn smoke_tests_are_verified_acknowledged_and_never_handed_over() {
+        let collected = Collect::default();
+        let consumer = Consumer::new(
+            SenderSecrets::from_env(&Env::new(|_| None)).unwrap(),
+            &collected,
+        );
+        let smoke = GOOD
+            .replace("\"type\":\"news\"", "\"type\":\"hookrelay.smoke_test\"")
+            .replace("\"id\":\"rekko:1\"", "\"id\":\"rekko:smoke\"");
+        assert_eq!(
+            consumer.process(Some(&smoke), None).unwrap(),
+            Processed::SkippedSmokeTest
+        );
+        assert!(
+            collected.0.lock().unwrap().is_empty(),
+            "the handler never sees it"
+        );
+        // Verified first: with the sender's secret configured, an unsigned one still fails.
+        let strict = Consumer::new(
+            SenderSecrets::from_env(&Env::new(|name: &str| {
+                (name == "HOOKRELAY_REKKO_SECRETS").then(|| "a-rekko-secret-long-enough".to_owned())
+            }))
+            .unwrap(),
+            &collected,
+        );
+        assert!(matches!(
+            strict.process(Some(&smoke), None),
+            Err(ConsumeError::NoSignature)
+        ));
     }
 
     #[test]

@@ -38,6 +38,13 @@ pub mod attributes {
     pub const SIGNATURE: &str = "signature";
 }
 
+/// The event type of hookrelay's own smoke tests (`hookrelay-dev send`): a delivery that proves a
+/// deployed receiver works end to end and must never move a trading bot. Consumers acknowledge
+/// and skip it ([`Envelope::is_smoke_test`]; the crate's `Consumer` does so).
+pub const SMOKE_TEST_TYPE: &str = "hookrelay.smoke_test";
+/// The market a smoke test names (where the sender has a market field).
+pub const SMOKE_TEST_MARKET: &str = "hookrelay-smoke";
+
 /// The providers whose events can arrive over a stream (`via: stream`), unsigned per message.
 /// For any other provider a `stream` claim is ignored and the signature is required as usual.
 pub const STREAM_PROVIDERS: [&str; 2] = ["heisenberg", "rekko"];
@@ -135,6 +142,12 @@ impl Envelope {
     /// bytes to re-verify. Equal to `data` unless the body had such whitespace.
     pub fn signed_data(&self) -> &str {
         self.signed_data.as_deref().unwrap_or(self.data.get())
+    }
+
+    /// Whether this is one of hookrelay's smoke tests ([`SMOKE_TEST_TYPE`]), to acknowledge
+    /// without acting on it.
+    pub fn is_smoke_test(&self) -> bool {
+        self.event_type == SMOKE_TEST_TYPE
     }
 
     /// The typed event carried in `data`.

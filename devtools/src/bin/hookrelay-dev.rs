@@ -2,29 +2,148 @@
 //!
 //! ```text
 //! hookrelay-dev event <engine|rekko|standard> <valid|duplicate|forged|stale|malformed|base64> [--at UNIX_SECONDS]
+//! hookrelay-dev send --url <FUNCTION_URL> --provider <engine|rekko|standard>
+//!                    [--secrets-arn ARN] [--queue-url URL --i-own-this-queue] [--wait-secs N]
 //! ```
 //!
 //! `event` prints an `events/` fixture re-signed for now (or `--at`), with the fixtures' test
 //! secrets (events/README.md), for `cargo lambda invoke --data-file`: the committed fixtures are
 //! signed for a fixed date, which the replay window refuses. Signing is the library's.
+//!
+//! `send` is the smoke test for a deployed stack (devtools/src/smoke.rs): one delivery of type
+//! `hookrelay.smoke_test` (market `hookrelay-smoke`, which consumers acknowledge and skip),
+//! signed with the provider's real secret: from `HOOKRELAY_<PROVIDER>_SECRETS` (its first entry)
+//! or else the Secrets Manager secret `--secrets-arn` / `HOOKRELAY_SECRETS_ARN` (AWS credentials
+//! and region from the environment, as the SDK reads them). It prints the answer and exits 0 only
+//! on `200 accepted`. With `--queue-url` and `--i-own-this-queue` it then waits (default 30 s) for
+//! its own message, checks the envelope and the signature, and deletes it; any other message it
+//! receives is handed straight back and never deleted.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
+use aws_config::BehaviorVersion;
 use hookrelay_devtools::fixtures::{self, CASES, PROVIDERS};
+use hookrelay_devtools::smoke;
 
-const USAGE: &str = "usage: hookrelay-dev event <engine|rekko|standard> <valid|duplicate|forged|stale|malformed|base64> [--at UNIX_SECONDS]";
+const USAGE: &str = "usage: hookrelay-dev event <engine|rekko|standard> <valid|duplicate|forged|stale|malformed|base64> [--at UNIX_SECONDS]
+       hookrelay-dev send --url <FUNCTION_URL> --provider <engine|rekko|standard> [--secrets-arn ARN] [--queue-url URL --i-own-this-queue] [--wait-secs N]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match args
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .as_slice()
-    {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    match args.as_slice() {
         ["event", provider, case, rest @ ..] => event(provider, case, rest),
+        ["send", rest @ ..] => match tokio::runtime::Runtime::new() {
+            Ok(runtime) => runtime.block_on(send(rest)),
+            Err(error) => fail(&format!("no runtime: {error}")),
+        },
         _ => fail(USAGE),
     }
+}
+
+async fn send(args: &[&str]) -> ExitCode {
+    let mut url = None;
+    let mut provider = None;
+    let mut secrets_arn = std::env::var("HOOKRELAY_SECRETS_ARN").ok();
+    let mut queue_url = None;
+    let mut owned = false;
+    let mut wait = Duration::from_secs(30);
+    let mut args = args.iter();
+    while let Some(flag) = args.next() {
+        if *flag == "--i-own-this-queue" {
+            owned = true;
+            continue;
+        }
+        let Some(value) = args.next() else {
+            return fail(&format!("{flag} needs a value\n{USAGE}"));
+        };
+        match *flag {
+            "--url" => url = Some(value.to_string()),
+            "--provider" => provider = Some(value.to_string()),
+            "--secrets-arn" => secrets_arn = Some(value.to_string()),
+            "--queue-url" => queue_url = Some(value.to_string()),
+            "--wait-secs" => match value.parse() {
+                Ok(seconds) => wait = Duration::from_secs(seconds),
+                Err(_) => return fail("--wait-secs takes whole seconds"),
+            },
+            other => return fail(&format!("unknown flag {other}\n{USAGE}")),
+        }
+    }
+    let (Some(url), Some(provider)) = (url, provider) else {
+        return fail(&format!("--url and --provider are required\n{USAGE}"));
+    };
+    let Some(sender) = smoke::sender(&provider) else {
+        return fail("--provider is engine, rekko or standard");
+    };
+    if queue_url.is_some() && !owned {
+        return fail(
+            "--queue-url receives from the queue (each receive counts toward its redrive policy): \
+             add --i-own-this-queue to confirm it is yours",
+        );
+    }
+    let sdk = hookrelay_aws::sdk_config(aws_config::defaults(BehaviorVersion::latest())).await;
+    let secret = match secret(sender, secrets_arn.as_deref(), &sdk).await {
+        Ok(secret) => secret,
+        Err(problem) => return fail(&problem),
+    };
+    let now = time::OffsetDateTime::now_utc();
+    let nonce = u64::try_from(now.unix_timestamp_nanos() / 1_000).unwrap_or_default();
+    let delivery = smoke::delivery(sender, &secret, now, nonce);
+    let target = smoke::route_url(&url, sender);
+    let (status, body) = match smoke::send(&target, &delivery).await {
+        Ok(answer) => answer,
+        Err(problem) => return fail(&format!("{target}: {problem}")),
+    };
+    println!("{target} answered {status} {body}");
+    if !(status == 200 && body.contains("\"accepted\"")) {
+        return fail("the smoke test was not accepted");
+    }
+    if let Some(queue_url) = queue_url {
+        let sqs = aws_sdk_sqs::Client::new(&sdk);
+        match smoke::check_queue(&sqs, &queue_url, &delivery, &secret, wait).await {
+            Ok(found) => println!(
+                "{} found in the queue, envelope and signature checked, deleted ({} other message(s) handed back untouched)",
+                found.id, found.returned
+            ),
+            Err(problem) => return fail(&problem),
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// The first configured secret of `sender`: from its variable, else from Secrets Manager.
+async fn secret(
+    sender: hookrelay::senders::Sender,
+    secrets_arn: Option<&str>,
+    sdk: &aws_config::SdkConfig,
+) -> Result<String, String> {
+    let first = |list: &str| {
+        list.split(',')
+            .map(str::trim)
+            .find(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+    if let Some(secret) = std::env::var(sender.secrets_variable)
+        .ok()
+        .as_deref()
+        .and_then(first)
+    {
+        return Ok(secret);
+    }
+    let Some(arn) = secrets_arn else {
+        return Err(format!(
+            "no secret: set {} or --secrets-arn (HOOKRELAY_SECRETS_ARN)",
+            sender.secrets_variable
+        ));
+    };
+    let managed = hookrelay_aws::secrets_manager::fetch(sdk, arn)
+        .await
+        .map_err(|e| e.to_string())?;
+    managed
+        .get(sender.secrets_variable)
+        .and_then(first)
+        .ok_or_else(|| format!("the secret has no {:?} key", sender.name))
 }
 
 fn event(provider: &str, case: &str, rest: &[&str]) -> ExitCode {

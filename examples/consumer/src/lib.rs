@@ -8,7 +8,7 @@
 //! Requires `ReportBatchItemFailures` on the event source mapping (the template sets it).
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
-use hookrelay::consumer::{ConsumeError, Consumer, EventHandler};
+use hookrelay::consumer::{ConsumeError, Consumer, EventHandler, Processed};
 use hookrelay::envelope::attributes;
 use hookrelay::{Envelope, Event};
 
@@ -36,7 +36,14 @@ pub fn process<H: EventHandler>(
         .message_attributes
         .get(attributes::SIGNATURE)
         .and_then(|attribute| attribute.string_value.as_deref());
-    consumer.process(record.body.as_deref(), signature)
+    match consumer.process(record.body.as_deref(), signature)? {
+        Processed::Handled => {}
+        Processed::SkippedSmokeTest => {
+            let id = record.message_id.as_deref().unwrap_or_default();
+            tracing::info!(message_id = %id, "hookrelay smoke test acknowledged, not handled");
+        }
+    }
+    Ok(())
 }
 
 /// The example's handler: logs a one-line summary of each event. Replace with your logic.

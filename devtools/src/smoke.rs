@@ -1,0 +1,301 @@
+//! The smoke test for a deployed (or local) stack, `hookrelay-dev send`: one delivery signed as a
+//! provider signs (the library's `sign`, the provider's real secret), of type
+//! `hookrelay.smoke_test` and market `hookrelay-smoke`, which the consumer API and the examples
+//! acknowledge and skip, so it can't move a trading bot. Optionally it then waits for its own
+//! message in the queue and checks it: the envelope, the provider's signature over `data`.
+//!
+//! The queue check is for a queue you own (`--i-own-this-queue`): it never deletes a message it
+//! did not send, and hands any other message it received straight back (visibility 0), but a
+//! received message still counts one receive toward the queue's redrive policy.
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_sqs::Client;
+use bytes::Bytes;
+use hookrelay::Envelope;
+use hookrelay::envelope::{SMOKE_TEST_MARKET, SMOKE_TEST_TYPE, attributes};
+use hookrelay::senders::{self, Sender};
+use hookrelay::signature::{SecretSet, SigningSecret};
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper_util::client::legacy::Client as HttpClient;
+use hyper_util::rt::TokioExecutor;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// One smoke-test delivery, signed.
+#[derive(Debug, Clone)]
+pub struct SmokeDelivery {
+    /// Who it claims to come from.
+    pub sender: Sender,
+    /// The headers, signature included.
+    pub headers: Vec<(&'static str, String)>,
+    /// The body.
+    pub body: String,
+    /// The envelope id (dedupe key) hookrelay will give it.
+    pub dedupe_key: String,
+}
+
+/// A smoke test as `sender` sends it, signed at `now` with `secret` (in its configuration
+/// form: the text for the engine and Rekko, `whsec_…` for Standard Webhooks). `nonce` makes it
+/// unique (the dedupe key): a fresh one per run.
+pub fn delivery(sender: Sender, secret: &str, now: OffsetDateTime, nonce: u64) -> SmokeDelivery {
+    let at = now.replace_nanosecond(0).unwrap_or(now);
+    let timestamp = at.format(&Rfc3339).unwrap_or_default();
+    let (body, id_ts, dedupe_key) = match sender.name {
+        "engine" => (
+            format!(
+                r#"{{"id":"smoke-{nonce}","sequence":{nonce},"eventType":"{SMOKE_TEST_TYPE}","marketId":"{SMOKE_TEST_MARKET}","operatorId":"{SMOKE_TEST_MARKET}","payload":{{}},"timestamp":"{timestamp}"}}"#
+            ),
+            None,
+            format!("engine:{SMOKE_TEST_MARKET}:{nonce}"),
+        ),
+        "rekko" => {
+            let body = format!(
+                r#"{{"type":"{SMOKE_TEST_TYPE}","market_id":"{SMOKE_TEST_MARKET}","platform":"hookrelay","nonce":{nonce},"timestamp":"{timestamp}"}}"#
+            );
+            let key = hookrelay_ingest::routed::content_key("rekko", &body);
+            (body, None, key.as_str().to_owned())
+        }
+        _ => (
+            format!(
+                r#"{{"type":"{SMOKE_TEST_TYPE}","timestamp":"{timestamp}","data":{{"market_id":"{SMOKE_TEST_MARKET}","nonce":{nonce}}}}}"#
+            ),
+            Some((
+                format!("msg_hookrelay_smoke_{nonce}"),
+                at.unix_timestamp().to_string(),
+            )),
+            format!("standard:msg_hookrelay_smoke_{nonce}"),
+        ),
+    };
+    let mut headers = vec![("content-type", "application/json".to_owned())];
+    headers.extend(crate::sender_sim::sign(
+        sender,
+        secret,
+        id_ts.as_ref().map(|(id, ts)| (id.as_str(), ts.as_str())),
+        body.as_bytes(),
+    ));
+    SmokeDelivery {
+        sender,
+        headers,
+        body,
+        dedupe_key,
+    }
+}
+
+/// The route URL for `sender` under a Function URL (with or without the route already on it).
+pub fn route_url(function_url: &str, sender: Sender) -> String {
+    let base = function_url.trim_end_matches('/');
+    if base.ends_with(&format!("/{}", sender.name)) {
+        base.to_owned()
+    } else {
+        format!("{base}/{}", sender.name)
+    }
+}
+
+/// POSTs `delivery` to `url` (http or https, the OS's CA roots); the answer's status and body.
+pub async fn send(url: &str, delivery: &SmokeDelivery) -> Result<(u16, String), String> {
+    let roots = rustls_native_certs::load_native_certs();
+    let mut store = rustls::RootCertStore::empty();
+    for cert in roots.certs {
+        let _ = store.add(cert);
+    }
+    let tls = rustls::ClientConfig::builder()
+        .with_root_certificates(store)
+        .with_no_client_auth();
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .build();
+    let client: HttpClient<_, Full<Bytes>> =
+        HttpClient::builder(TokioExecutor::new()).build(connector);
+    let mut request = Request::post(url);
+    for (name, value) in &delivery.headers {
+        request = request.header(*name, value);
+    }
+    let request = request
+        .body(Full::new(Bytes::from(delivery.body.clone())))
+        .map_err(|e| format!("bad request: {e}"))?;
+    let response = tokio::time::timeout(Duration::from_secs(15), client.request(request))
+        .await
+        .map_err(|_| "no answer within 15 s".to_owned())?
+        .map_err(|e| format!("request failed: {e}"))?;
+    let status = response.status().as_u16();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| format!("reading the answer: {e}"))?
+        .to_bytes();
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// What the queue check found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueCheck {
+    /// The envelope id found.
+    pub id: String,
+    /// Messages that were not ours, handed back at once.
+    pub returned: usize,
+}
+
+/// Waits up to `timeout` for the message of `delivery` in `queue_url`, checks its envelope and
+/// the provider's signature over `data` with `secret`, and deletes it. Every other message it
+/// receives goes straight back to the queue (visibility 0) and is never deleted.
+pub async fn check_queue(
+    sqs: &Client,
+    queue_url: &str,
+    delivery: &SmokeDelivery,
+    secret: &str,
+    timeout: Duration,
+) -> Result<QueueCheck, String> {
+    let key = delivery
+        .sender
+        .scheme
+        .key_from_text(secret)
+        .map_err(|e| format!("the secret {e}"))?;
+    let secrets = SecretSet::new(vec![SigningSecret::from_key_bytes(&key)]).ok_or("no secret")?;
+    let started = Instant::now();
+    let mut returned = 0;
+    while started.elapsed() < timeout {
+        let batch = sqs
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(2)
+            .visibility_timeout(30)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .map_err(|e| {
+                format!(
+                    "ReceiveMessage: {}",
+                    aws_sdk_sqs::error::DisplayErrorContext(e)
+                )
+            })?;
+        for message in batch.messages() {
+            let receipt = message.receipt_handle().unwrap_or_default();
+            let envelope = message
+                .body()
+                .and_then(|body| Envelope::from_json(body).ok());
+            let ours = envelope.as_ref().filter(|e| e.id == delivery.dedupe_key);
+            let Some(envelope) = ours else {
+                sqs.change_message_visibility()
+                    .queue_url(queue_url)
+                    .receipt_handle(receipt)
+                    .visibility_timeout(0)
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        format!(
+                            "returning a message: {}",
+                            aws_sdk_sqs::error::DisplayErrorContext(e)
+                        )
+                    })?;
+                returned += 1;
+                continue;
+            };
+            let signature = message
+                .message_attributes()
+                .and_then(|a| a.get(attributes::SIGNATURE))
+                .and_then(|a| a.string_value());
+            if let Err(problem) = check(envelope, signature, delivery, &secrets) {
+                // Ours but wrong: leave it in the queue, visible, for a look.
+                let _ = sqs
+                    .change_message_visibility()
+                    .queue_url(queue_url)
+                    .receipt_handle(receipt)
+                    .visibility_timeout(0)
+                    .send()
+                    .await;
+                return Err(problem);
+            }
+            sqs.delete_message()
+                .queue_url(queue_url)
+                .receipt_handle(receipt)
+                .send()
+                .await
+                .map_err(|e| {
+                    format!(
+                        "DeleteMessage: {}",
+                        aws_sdk_sqs::error::DisplayErrorContext(e)
+                    )
+                })?;
+            return Ok(QueueCheck {
+                id: envelope.id.clone(),
+                returned,
+            });
+        }
+    }
+    Err(format!(
+        "the smoke test did not arrive within {} s ({returned} other message(s) handed back)",
+        timeout.as_secs()
+    ))
+}
+
+/// What a consumer must see in the smoke test's message: the envelope of this delivery, `data`
+/// byte for byte, and the provider's signature over it.
+fn check(
+    envelope: &Envelope,
+    signature: Option<&str>,
+    delivery: &SmokeDelivery,
+    secrets: &SecretSet,
+) -> Result<(), String> {
+    if envelope.provider != delivery.sender.name || !envelope.is_smoke_test() {
+        return Err(format!(
+            "the envelope is not this smoke test: {} {}",
+            envelope.provider, envelope.event_type
+        ));
+    }
+    if envelope.signed_data() != delivery.body {
+        return Err("the envelope's data is not the body sent".to_owned());
+    }
+    let signature = signature.ok_or("the message has no signature attribute")?;
+    envelope
+        .verify_signature(signature, secrets)
+        .map_err(|e| format!("the signature attribute does not verify: {e}"))
+}
+
+/// The sender named `name`.
+pub fn sender(name: &str) -> Option<Sender> {
+    senders::by_name(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn smoke_deliveries_are_typed_keyed_and_routed_per_provider() {
+        let now = OffsetDateTime::from_unix_timestamp(1_771_455_600).unwrap();
+        let engine = delivery(senders::ENGINE, "an-engine-secret-long-enough", now, 7);
+        assert_eq!(engine.dedupe_key, "engine:hookrelay-smoke:7");
+        assert!(
+            engine
+                .body
+                .contains(r#""eventType":"hookrelay.smoke_test""#)
+        );
+        let standard = delivery(
+            senders::STANDARD,
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            now,
+            7,
+        );
+        assert_eq!(standard.dedupe_key, "standard:msg_hookrelay_smoke_7");
+        assert!(
+            standard
+                .headers
+                .iter()
+                .any(|(n, v)| *n == "webhook-timestamp" && v == "1771455600")
+        );
+        assert_eq!(
+            route_url("https://x.lambda-url.on.aws/", senders::REKKO),
+            "https://x.lambda-url.on.aws/rekko"
+        );
+        assert_eq!(
+            route_url("http://127.0.0.1:9/rekko", senders::REKKO),
+            "http://127.0.0.1:9/rekko"
+        );
+    }
+}

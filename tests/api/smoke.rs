@@ -1,0 +1,123 @@
+//! `hookrelay-dev send`'s smoke test against the local pipeline: the shipped binary under the
+//! Lambda emulator's Function URL front end, a real local SQS queue. The delivery is accepted,
+//! the queue check finds and verifies its own message, a message that isn't its own is handed
+//! back and left in the queue, and the consumer API acknowledges a smoke test without handing it
+//! to the handler.
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use hookrelay::config::Env;
+use hookrelay::consumer::{Consumer, EventHandler, Processed};
+use hookrelay::secret::SenderSecrets;
+use hookrelay::senders::{REKKO, STANDARD};
+use hookrelay::{Envelope, Event};
+use hookrelay_devtools::lambda_emulator::LambdaInstance;
+use hookrelay_devtools::smoke;
+use time::OffsetDateTime;
+
+use crate::helpers::*;
+
+#[derive(Default)]
+struct Handled(Mutex<Vec<String>>);
+
+impl EventHandler for &Handled {
+    fn handle(&self, envelope: &Envelope, _: Event) -> Result<(), String> {
+        self.0.lock().unwrap().push(envelope.id.clone());
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_smoke_test_is_accepted_found_checked_and_skipped_by_consumers() {
+    let client = sqs_client(&moto().endpoint);
+    let queue_url = create_queue(&client, &unique_queue_name(true)).await;
+    // Somebody else's message, already in the queue: it must survive the check untouched.
+    client
+        .send_message()
+        .queue_url(&queue_url)
+        .message_body(r#"{"not":"ours"}"#)
+        .message_group_id("someone-else")
+        .message_deduplication_id("someone-else-1")
+        .send()
+        .await
+        .unwrap();
+    let env = [
+        ("HOOKRELAY_QUEUE_URL", queue_url.as_str()),
+        ("HOOKRELAY_REKKO_SECRETS", REKKO_SECRET),
+        ("HOOKRELAY_STANDARD_SECRETS", STANDARD_SECRET),
+        ("AWS_ENDPOINT_URL_SQS", moto().endpoint.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+    ];
+    let instance = LambdaInstance::start(Path::new(env!("CARGO_BIN_EXE_hookrelay")), &env, None)
+        .await
+        .unwrap();
+
+    let now = OffsetDateTime::now_utc();
+    let rekko = smoke::delivery(REKKO, REKKO_SECRET, now, 1);
+    let (status, body) = smoke::send(&smoke::route_url(&instance.url, REKKO), &rekko)
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"accepted\""), "{body}");
+    let found = smoke::check_queue(
+        &client,
+        &queue_url,
+        &rekko,
+        REKKO_SECRET,
+        Duration::from_secs(20),
+    )
+    .await
+    .unwrap();
+    assert_eq!(found.id, rekko.dedupe_key);
+    // The foreign message is still there, and visible again at once.
+    let left = receive_all(&client, &queue_url).await;
+    assert_eq!(left.len(), 1, "only the foreign message remains");
+    assert_eq!(left[0].body(), Some(r#"{"not":"ours"}"#));
+
+    // A wrong secret fails the check instead of passing it.
+    let standard = smoke::delivery(STANDARD, STANDARD_SECRET, now, 2);
+    let (status, _) = smoke::send(&smoke::route_url(&instance.url, STANDARD), &standard)
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    let wrong = "whsec_YS1jb21wbGV0ZWx5LWRpZmZlcmVudC1zZWNyZXQ=";
+    assert!(
+        smoke::check_queue(
+            &client,
+            &queue_url,
+            &standard,
+            wrong,
+            Duration::from_secs(5)
+        )
+        .await
+        .unwrap_err()
+        .contains("does not verify")
+    );
+
+    // Consumers acknowledge a smoke test without acting on it (it is verified like any other).
+    let message = receive_all(&client, &queue_url)
+        .await
+        .into_iter()
+        .find(|m| m.body().is_some_and(|b| b.contains("hookrelay.smoke_test")))
+        .expect("the standard smoke test is back in the queue after the failed check");
+    let secrets = SenderSecrets::from_env(&Env::new(|name: &str| {
+        (name == "HOOKRELAY_STANDARD_SECRETS").then(|| STANDARD_SECRET.to_owned())
+    }))
+    .unwrap();
+    let handled = Handled::default();
+    let consumer = Consumer::new(secrets, &handled);
+    let signature = message.message_attributes().unwrap()["signature"]
+        .string_value()
+        .map(str::to_owned);
+    assert_eq!(
+        consumer
+            .process(message.body(), signature.as_deref())
+            .unwrap(),
+        Processed::SkippedSmokeTest
+    );
+    assert!(handled.0.lock().unwrap().is_empty());
+}
