@@ -105,8 +105,8 @@ fn alarms_dashboard_and_function_share_the_configured_namespace() {
     assert!(text.contains("HOOKRELAY_METRICS_NAMESPACE: !Ref MetricsNamespace"));
     assert_eq!(
         text.matches("Namespace: !Ref MetricsNamespace").count(),
-        2,
-        "both hookrelay alarms read the configured namespace"
+        4,
+        "every hookrelay alarm reads the configured namespace"
     );
     for line in text.lines() {
         let line = line.trim();
@@ -273,7 +273,30 @@ fn the_alarms_watch_metrics_the_receiver_emits() {
     );
 
     assert!(text.contains("MetricName: Rejected"));
-    assert!(text.contains("Value: invalid_signature"));
+    // Rejections that lose events (a stale signed time is refused on every retry; a missing
+    // signature header means a sender's headers changed) are alarmed, as are forgeries.
+    for reason in ["invalid_signature", "stale_timestamp", "missing_signature"] {
+        assert!(
+            text.contains(&format!("Value: {reason}")),
+            "no alarm on {reason}"
+        );
+        let document = metrics::document(
+            "hookrelay",
+            1,
+            &RequestMetrics::Rejected {
+                provider: "standard",
+                reason,
+            },
+        );
+        let document: serde_json::Value = serde_json::from_str(&document).unwrap();
+        assert!(
+            document["_aws"]["CloudWatchMetrics"][0]["Dimensions"]
+                .as_array()
+                .unwrap()
+                .contains(&serde_json::json!(["reason"])),
+            "{reason}: the alarms read Rejected by reason alone"
+        );
+    }
     assert_eq!(
         (rejection["Rejected"].as_f64(), rejection["reason"].as_str()),
         (Some(1.0), Some("invalid_signature"))

@@ -12,13 +12,56 @@ use hookrelay::consumer::{ConsumeError, Consumer, EventHandler, Processed};
 use hookrelay::envelope::attributes;
 use hookrelay::{Envelope, Event};
 
-/// Processes a batch through `consumer`, returning the ids of the messages that failed.
+/// What a failure in a FIFO batch does to the batch's later messages.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum FifoOnFailure {
+    /// Every later message of the batch is reported failed too, unprocessed: AWS's guidance for
+    /// FIFO queues with `ReportBatchItemFailures`, so nothing of any market is acted on ahead of
+    /// a message that must be retried first.
+    #[default]
+    FailRestOfBatch,
+    /// Only the later messages of the failed message's group (`MessageGroupId`: one market) are
+    /// reported failed; other groups go on (as Powertools' `skip_group_on_error`).
+    FailRestOfGroup,
+}
+
+/// Processes a batch through `consumer`, returning the ids of the messages that failed, with
+/// [`FifoOnFailure::FailRestOfBatch`].
 pub fn process_batch<H: EventHandler>(consumer: &Consumer<H>, event: SqsEvent) -> SqsBatchResponse {
+    process_batch_with(consumer, event, FifoOnFailure::default())
+}
+
+/// Processes a batch through `consumer`, returning the ids of the messages that failed. A
+/// message from a FIFO queue (it has a `MessageGroupId`) that fails holds back the later ones as
+/// `on_failure` says; a standard queue's messages (no group) fail alone.
+pub fn process_batch_with<H: EventHandler>(
+    consumer: &Consumer<H>,
+    event: SqsEvent,
+    on_failure: FifoOnFailure,
+) -> SqsBatchResponse {
     let mut response = SqsBatchResponse::default();
+    let mut batch_failed = false;
+    let mut failed_groups: Vec<&str> = Vec::new();
     for record in &event.records {
-        if let Err(error) = process(consumer, record) {
-            let id = record.message_id.clone().unwrap_or_default();
-            tracing::warn!(message_id = %id, %error, "message failed; reported as a batch item failure");
+        let id = record.message_id.clone().unwrap_or_default();
+        let group = record.attributes.get("MessageGroupId").map(String::as_str);
+        let held_back = group.is_some_and(|group| match on_failure {
+            FifoOnFailure::FailRestOfBatch => batch_failed,
+            FifoOnFailure::FailRestOfGroup => failed_groups.contains(&group),
+        });
+        let outcome = if held_back {
+            tracing::warn!(message_id = %id, "an earlier message of the batch failed; held back unprocessed");
+            Err(())
+        } else {
+            process(consumer, record).map_err(|error| {
+                tracing::warn!(message_id = %id, %error, "message failed; reported as a batch item failure");
+            })
+        };
+        if outcome.is_err() {
+            if let Some(group) = group {
+                batch_failed = true;
+                failed_groups.push(group);
+            }
             let mut failure = BatchItemFailure::default();
             failure.item_identifier = id;
             response.batch_item_failures.push(failure);
@@ -122,5 +165,52 @@ mod tests {
             .collect();
         assert_eq!(failed, ["m-2", "m-3"]);
         assert_eq!(*collected.0.lock().unwrap(), ["rekko:1"]);
+    }
+
+    fn fifo_record(id: &str, group: &str, body: &str) -> SqsMessage {
+        serde_json::from_value(serde_json::json!({
+            "messageId": id, "body": body, "attributes": {"MessageGroupId": group}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_fifo_failure_holds_back_the_rest_of_the_batch_or_of_its_group() {
+        let good = |id: &str| {
+            r#"{"version":1,"id":"ID","provider":"rekko","type":"news","market_id":null,"sequence":null,"delivery_id":null,"occurred_at":null,"received_at":"2026-02-18T23:00:00.000Z","data":{"type":"news"}}"#
+                .replace("ID", id)
+        };
+        let batch = || {
+            let mut event = SqsEvent::default();
+            event.records = vec![
+                fifo_record("a1", "a", &good("a1")),
+                fifo_record("b1", "b", &good("b1")),
+                fifo_record("a2", "a", "not an envelope"),
+                fifo_record("b2", "b", &good("b2")),
+                fifo_record("a3", "a", &good("a3")),
+                fifo_record("c1", "c", &good("c1")),
+            ];
+            event
+        };
+        let failed = |response: SqsBatchResponse| -> Vec<String> {
+            response
+                .batch_item_failures
+                .into_iter()
+                .map(|f| f.item_identifier)
+                .collect()
+        };
+        let none = || SenderSecrets::from_env(&Env::new(|_| None)).unwrap();
+
+        let handled = Collect::default();
+        let consumer = Consumer::new(none(), &handled);
+        let response = process_batch(&consumer, batch());
+        assert_eq!(failed(response), ["a2", "b2", "a3", "c1"]);
+        assert_eq!(*handled.0.lock().unwrap(), ["a1", "b1"]);
+
+        let handled = Collect::default();
+        let consumer = Consumer::new(none(), &handled);
+        let response = process_batch_with(&consumer, batch(), FifoOnFailure::FailRestOfGroup);
+        assert_eq!(failed(response), ["a2", "a3"]);
+        assert_eq!(*handled.0.lock().unwrap(), ["a1", "b1", "b2", "c1"]);
     }
 }
