@@ -309,7 +309,7 @@ mod tests {
         ));
         assert_eq!(message.attribute("signature"), None);
         assert_eq!(message.attribute("provider"), Some("heisenberg"));
-        assert_eq!(message.group_id, "btc-updown-5m-1779889800");
+        assert_eq!(message.group_id, "heisenberg:btc-updown-5m-1779889800");
         // The id has non-ASCII characters (the seed's abbreviations), so it is hashed for SQS.
         assert!(message.deduplication_id.starts_with("heisenberg:sha256:"));
     }

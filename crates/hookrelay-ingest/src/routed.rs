@@ -351,8 +351,10 @@ fn message(head: &EnvelopeHead<'_>, body: &str, signature: Option<&str>) -> Queu
         attributes.push((attributes::SIGNATURE, signature.to_owned()));
     }
 
+    // One FIFO group per provider and market, so two providers' markets never share a group
+    // (and never hold each other back); the provider alone when there is no market.
     let group_id = match head.market_id {
-        Some(market) => fifo_id("market", market),
+        Some(market) => fifo_id(head.provider, &format!("{}:{market}", head.provider)),
         None => head.provider.to_owned(),
     };
     let deduplication_id = fifo_id(head.provider, head.id);

@@ -149,7 +149,7 @@ fn attributes_and_fifo_ids() {
             .starts_with("sha256=")
     );
     // "m 1" has a space, which SQS group ids can't hold: it is hashed, stably.
-    assert!(message.group_id.starts_with("market:sha256:"));
+    assert!(message.group_id.starts_with("engine:sha256:"));
     assert_eq!(message.deduplication_id, "engine:op:42");
 
     let rekko = verified(
@@ -328,4 +328,26 @@ fn routing_strings_carry_tab_newline_carriage_return_and_delete_but_no_other_con
             "{refused}"
         );
     }
+}
+
+#[test]
+fn fifo_groups_are_per_provider_and_market() {
+    let engine = verified(
+        ENGINE,
+        &[],
+        r#"{"sequence":1,"eventType":"A","marketId":"KX-1","timestamp":"2026-02-18T23:00:00Z"}"#,
+    );
+    let rekko = verified(
+        REKKO,
+        &[],
+        r#"{"type":"price_shift","market_id":"KX-1","timestamp":"2026-02-18T23:00:00Z"}"#,
+    );
+    let engine = engine.parse().unwrap().queue_message(received());
+    let rekko = rekko.parse().unwrap().queue_message(received());
+    assert_eq!(engine.group_id, "engine:KX-1");
+    assert_eq!(rekko.group_id, "rekko:KX-1");
+    assert_ne!(
+        engine.group_id, rekko.group_id,
+        "one market name, two providers, two groups"
+    );
 }
