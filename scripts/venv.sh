@@ -10,7 +10,8 @@
 # uv comes from PyPI: the one on PATH if there is one, else it is installed into ./.venv-uv with
 # pip; when neither works, pip installs the lock files itself (slower, same hashes). Each venv
 # keeps a stamp per lock file, so a second run only compares checksums. Sourcing this from your
-# own shell never closes it: failures return an error instead of exiting.
+# own shell never closes it (failures return an error instead of exiting), and puts ./.venv/bin
+# on PATH for sam, cargo-lambda and zig.
 HOOKRELAY_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 HOOKRELAY_UV_VERSION="0.13.9"
 
@@ -80,6 +81,11 @@ hookrelay_venvs() {
     *) echo "scripts/venv.sh: unknown set '$set' (run, test or bench)" >&2; return 2 ;;
   esac
   export SAM_CLI_TELEMETRY=0
+  # sam, cargo-lambda and zig for the commands you type next (scripts use explicit paths).
+  case ":$PATH:" in
+    *":$HOOKRELAY_ROOT/.venv/bin:"*) ;;
+    *) export PATH="$HOOKRELAY_ROOT/.venv/bin:$PATH" ;;
+  esac
 }
 
 hookrelay_venvs "${1:-test}"

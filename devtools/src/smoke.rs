@@ -83,14 +83,17 @@ pub fn delivery(sender: Sender, secret: &str, now: OffsetDateTime, nonce: u64) -
     }
 }
 
-/// The route URL for `sender` under a Function URL (with or without the route already on it).
+/// The route URL for `sender` under a Function URL: the base URL, or any sender's route URL (a
+/// stack output such as `EngineWebhookUrl`), with `sender`'s route in place of the one given.
 pub fn route_url(function_url: &str, sender: Sender) -> String {
-    let base = function_url.trim_end_matches('/');
-    if base.ends_with(&format!("/{}", sender.name)) {
-        base.to_owned()
-    } else {
-        format!("{base}/{}", sender.name)
+    let mut base = function_url.trim_end_matches('/');
+    for other in senders::SENDERS {
+        if let Some(stripped) = base.strip_suffix(&format!("/{}", other.name)) {
+            base = stripped;
+            break;
+        }
     }
+    format!("{base}/{}", sender.name)
 }
 
 /// POSTs `delivery` to `url` (http or https, the OS's CA roots); the answer's status and body.

@@ -308,3 +308,92 @@ fn the_alarms_watch_metrics_the_receiver_emits() {
             .contains(&serde_json::json!(["reason"]))
     );
 }
+
+/// The lines of the resource `name` in template.yaml (up to the next resource).
+fn resource<'t>(text: &'t str, name: &str) -> &'t str {
+    let start = text
+        .find(&format!("\n  {name}:\n"))
+        .unwrap_or_else(|| panic!("no resource {name}"))
+        + 1;
+    let rest = &text[start + name.len() + 4..];
+    let end = rest
+        .find("\n\n  ")
+        .map_or(text.len(), |end| start + name.len() + 4 + end);
+    &text[start..end]
+}
+
+#[test]
+fn only_the_queue_writers_may_send_and_only_over_tls() {
+    let text = template();
+    let policy = resource(&text, "EventsQueuePolicy");
+    assert!(policy.contains("Queues: [!Ref EventsQueue, !Ref EventsDeadLetterQueue]"));
+    // The deny names exactly the writers: the receiver's role, the bridge's, the redrive operator's.
+    let writers: Vec<&str> = policy
+        .split("aws:PrincipalArn:")
+        .nth(1)
+        .expect("a principal condition")
+        .lines()
+        .skip(1)
+        .take_while(|line| {
+            let item = line.trim_start();
+            item.starts_with("- ") && !item.starts_with("- Sid:")
+        })
+        .map(|line| line.trim_start().trim_start_matches("- "))
+        .collect();
+    assert_eq!(
+        writers,
+        [
+            "!GetAtt ReceiverFunctionRole.Arn",
+            "!If [HasBridgeRole, !Ref BridgeRoleArn, !Ref AWS::NoValue]",
+            "!If [HasRedriveOperatorRole, !Ref RedriveOperatorRoleArn, !Ref AWS::NoValue]",
+        ]
+    );
+    let send_deny = policy.split("- Sid: TlsOnly").next().unwrap();
+    for must in [
+        "Effect: Deny",
+        "Principal: \"*\"",
+        "Action: sqs:SendMessage",
+        "ArnNotEquals:",
+    ] {
+        assert!(send_deny.contains(must), "the send deny lacks {must}");
+    }
+    let tls = policy
+        .split("- Sid: TlsOnly")
+        .nth(1)
+        .expect("a TLS statement");
+    for must in [
+        "Effect: Deny",
+        "Action: \"sqs:*\"",
+        "aws:SecureTransport: \"false\"",
+    ] {
+        assert!(tls.contains(must), "the TLS deny lacks {must}");
+    }
+}
+
+#[test]
+fn the_example_consumer_reads_this_queue_only_and_no_secret() {
+    let text = template();
+    let function = resource(&text, "ExampleConsumerFunction");
+    assert!(function.contains("Role: !GetAtt ExampleConsumerRole.Arn"));
+    assert!(
+        !function.contains("Policies:"),
+        "no SAM policy templates beside the role"
+    );
+    let role = resource(&text, "ExampleConsumerRole");
+    assert!(!role.to_lowercase().contains("secretsmanager"), "{role}");
+    assert!(!role.contains("Resource: \"*\""), "{role}");
+    for line in role
+        .lines()
+        .filter(|l| l.trim_start().starts_with("Resource:"))
+    {
+        let resource = line.trim_start().trim_start_matches("Resource:").trim();
+        assert!(
+            ["!GetAtt EventsQueue.Arn", "!GetAtt ConsumerLogGroup.Arn"].contains(&resource),
+            "the consumer's role reaches {resource}"
+        );
+    }
+    // Lambda's SQS guidance: the visibility timeout is at least six times the function timeout.
+    let timeout = number_after(&text, "  ExampleConsumerFunction:", "Timeout:");
+    let visibility = number_after(&text, "  EventsQueue:", "VisibilityTimeout:");
+    assert!(visibility >= 6 * timeout, "{visibility} < 6 x {timeout}");
+}

@@ -129,6 +129,12 @@ async fn secret(
         .as_deref()
         .and_then(first)
     {
+        if secrets_arn.is_some() {
+            eprintln!(
+                "hookrelay-dev: signing with {} from the environment, not the Secrets Manager secret",
+                sender.secrets_variable
+            );
+        }
         return Ok(secret);
     }
     let Some(arn) = secrets_arn else {
