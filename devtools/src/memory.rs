@@ -1,10 +1,13 @@
-//! In-memory publishers for tests, benches and tools where SQS behaviour doesn't matter: they
-//! keep every message they accept, and can fail the first calls to exercise retry paths. (Where
-//! SQS behaviour matters, tests use [`crate::local_sqs`] against a real local endpoint.)
+//! In-memory stand-ins for tests, benches and tools where SQS behaviour doesn't matter:
+//! publishers that keep every message they accept (and can fail the first calls to exercise
+//! retry paths), and a consumer handler that records what it was handed. (Where SQS behaviour
+//! matters, tests use [`crate::local_sqs`] against a real local endpoint.)
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use hookrelay::consumer::EventHandler;
+use hookrelay::{Envelope, Event};
 use hookrelay_ingest::queue::{PublishError, Publisher};
 use hookrelay_ingest::routed::QueueMessage;
 
@@ -68,6 +71,30 @@ pub struct DiscardingPublisher;
 
 impl Publisher for DiscardingPublisher {
     async fn publish(&self, _: &QueueMessage) -> Result<(), PublishError> {
+        Ok(())
+    }
+}
+
+/// A consumer `EventHandler` that records the envelope id of every event it is handed.
+#[derive(Debug, Default)]
+pub struct RecordingHandler(Mutex<Vec<String>>);
+
+impl RecordingHandler {
+    /// The ids handed over so far, in order.
+    pub fn ids(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl EventHandler for &RecordingHandler {
+    fn handle(&self, envelope: &Envelope, _: Event) -> Result<(), String> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(envelope.id.clone());
         Ok(())
     }
 }

@@ -5,29 +5,18 @@
 //! to the handler.
 
 use std::path::Path;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use hookrelay::config::Env;
-use hookrelay::consumer::{Consumer, EventHandler, Processed};
+use hookrelay::consumer::{Consumer, Processed};
 use hookrelay::secret::SenderSecrets;
 use hookrelay::senders::{REKKO, STANDARD};
-use hookrelay::{Envelope, Event};
 use hookrelay_devtools::lambda_emulator::LambdaInstance;
+use hookrelay_devtools::memory::RecordingHandler;
 use hookrelay_devtools::smoke;
 use time::OffsetDateTime;
 
 use crate::helpers::*;
-
-#[derive(Default)]
-struct Handled(Mutex<Vec<String>>);
-
-impl EventHandler for &Handled {
-    fn handle(&self, envelope: &Envelope, _: Event) -> Result<(), String> {
-        self.0.lock().unwrap().push(envelope.id.clone());
-        Ok(())
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_smoke_test_is_accepted_found_checked_and_skipped_by_consumers() {
@@ -108,7 +97,7 @@ async fn a_smoke_test_is_accepted_found_checked_and_skipped_by_consumers() {
         (name == "HOOKRELAY_STANDARD_SECRETS").then(|| STANDARD_SECRET.to_owned())
     }))
     .unwrap();
-    let handled = Handled::default();
+    let handled = RecordingHandler::default();
     let consumer = Consumer::new(secrets, &handled);
     let signature = message.message_attributes().unwrap()["signature"]
         .string_value()
@@ -119,5 +108,5 @@ async fn a_smoke_test_is_accepted_found_checked_and_skipped_by_consumers() {
             .unwrap(),
         Processed::SkippedSmokeTest
     );
-    assert!(handled.0.lock().unwrap().is_empty());
+    assert!(handled.ids().is_empty());
 }

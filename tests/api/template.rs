@@ -15,6 +15,19 @@ fn template() -> String {
 
 /// The number after `key:` on the first line at or after `from` that has it.
 fn number_after(text: &str, from: &str, key: &str) -> usize {
+    let value = value_after(text, from, key);
+    let digits: String = value
+        .chars()
+        .take_while(|c| !c.is_alphabetic() && *c != '#')
+        .collect();
+    digits
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{key} {value}"))
+}
+
+/// The text after `key:` on the first line at or after `from` that has it.
+fn value_after(text: &str, from: &str, key: &str) -> String {
     let start = text
         .find(from)
         .unwrap_or_else(|| panic!("{from} not in template.yaml"));
@@ -22,14 +35,7 @@ fn number_after(text: &str, from: &str, key: &str) -> usize {
         .lines()
         .find(|l| l.trim_start().starts_with(key))
         .unwrap_or_else(|| panic!("no {key} after {from}"));
-    let digits: String = line
-        .split(':')
-        .nth(1)
-        .unwrap()
-        .chars()
-        .take_while(|c| !c.is_alphabetic() && *c != '#')
-        .collect();
-    digits.trim().parse().unwrap_or_else(|_| panic!("{line}"))
+    line.split_once(':').unwrap().1.trim().to_owned()
 }
 
 fn config_with_max_body(bytes: usize) -> Result<Config, hookrelay::config::ConfigError> {
@@ -98,7 +104,7 @@ fn the_function_environment_uses_the_receivers_variable_names() {
 fn alarms_dashboard_and_function_share_the_configured_namespace() {
     let text = template();
     assert_eq!(
-        number_free_line(&text, "  MetricsNamespace:", "Default:"),
+        value_after(&text, "  MetricsNamespace:", "Default:"),
         hookrelay_ingest::emf::DEFAULT_NAMESPACE,
         "the parameter's default is the receiver's"
     );
@@ -124,18 +130,6 @@ fn alarms_dashboard_and_function_share_the_configured_namespace() {
             metric.namespace
         );
     }
-}
-
-/// The text after `key:` on the first line at or after `from` that has it.
-fn number_free_line(text: &str, from: &str, key: &str) -> String {
-    let start = text
-        .find(from)
-        .unwrap_or_else(|| panic!("{from} not in template.yaml"));
-    let line = text[start..]
-        .lines()
-        .find(|l| l.trim_start().starts_with(key))
-        .unwrap_or_else(|| panic!("no {key} after {from}"));
-    line.split_once(':').unwrap().1.trim().to_owned()
 }
 
 #[test]

@@ -122,22 +122,11 @@ impl EventHandler for LogEvents {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
-
     use hookrelay::config::Env;
     use hookrelay::secret::SenderSecrets;
+    use hookrelay_devtools::memory::RecordingHandler as Collect;
 
     use super::*;
-
-    #[derive(Default)]
-    struct Collect(Mutex<Vec<String>>);
-
-    impl EventHandler for &Collect {
-        fn handle(&self, envelope: &Envelope, _: Event) -> Result<(), String> {
-            self.0.lock().unwrap().push(envelope.id.clone());
-            Ok(())
-        }
-    }
 
     fn record(id: &str, body: &str) -> SqsMessage {
         serde_json::from_value(serde_json::json!({"messageId": id, "body": body})).unwrap()
@@ -164,7 +153,7 @@ mod tests {
             .map(|f| f.item_identifier.as_str())
             .collect();
         assert_eq!(failed, ["m-2", "m-3"]);
-        assert_eq!(*collected.0.lock().unwrap(), ["rekko:1"]);
+        assert_eq!(collected.ids(), ["rekko:1"]);
     }
 
     fn fifo_record(id: &str, group: &str, body: &str) -> SqsMessage {
@@ -205,12 +194,12 @@ mod tests {
         let consumer = Consumer::new(none(), &handled);
         let response = process_batch(&consumer, batch());
         assert_eq!(failed(response), ["a2", "b2", "a3", "c1"]);
-        assert_eq!(*handled.0.lock().unwrap(), ["a1", "b1"]);
+        assert_eq!(handled.ids(), ["a1", "b1"]);
 
         let handled = Collect::default();
         let consumer = Consumer::new(none(), &handled);
         let response = process_batch_with(&consumer, batch(), FifoOnFailure::FailRestOfGroup);
         assert_eq!(failed(response), ["a2", "a3"]);
-        assert_eq!(*handled.0.lock().unwrap(), ["a1", "b1", "b2", "c1"]);
+        assert_eq!(handled.ids(), ["a1", "b1", "b2", "c1"]);
     }
 }
