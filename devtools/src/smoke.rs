@@ -260,6 +260,39 @@ fn check(
         .map_err(|e| format!("the signature attribute does not verify: {e}"))
 }
 
+/// The first secret configured for `sender`: from `env_value` (its `HOOKRELAY_*_SECRETS`
+/// variable's text), else from the Secrets Manager secret `secrets_arn` (the receiver's JSON
+/// secret, by the sender's name).
+pub async fn secret(
+    sender: Sender,
+    env_value: Option<&str>,
+    secrets_arn: Option<&str>,
+    sdk: &aws_config::SdkConfig,
+) -> Result<String, String> {
+    let first = |list: &str| {
+        list.split(',')
+            .map(str::trim)
+            .find(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+    if let Some(secret) = env_value.and_then(first) {
+        return Ok(secret);
+    }
+    let Some(arn) = secrets_arn else {
+        return Err(format!(
+            "no secret: set {} or --secrets-arn (HOOKRELAY_SECRETS_ARN)",
+            sender.secrets_variable
+        ));
+    };
+    let managed = hookrelay_aws::secrets_manager::fetch(sdk, arn)
+        .await
+        .map_err(|e| e.to_string())?;
+    managed
+        .get(sender.secrets_variable)
+        .and_then(first)
+        .ok_or_else(|| format!("the secret has no {:?} key", sender.name))
+}
+
 /// The sender named `name`.
 pub fn sender(name: &str) -> Option<Sender> {
     senders::by_name(name)

@@ -110,3 +110,38 @@ async fn a_smoke_test_is_accepted_found_checked_and_skipped_by_consumers() {
     );
     assert!(handled.ids().is_empty());
 }
+
+#[tokio::test]
+async fn the_smoke_test_reads_its_secret_from_the_environment_or_secrets_manager() {
+    let arn = crate::startup::create_secret(&format!(
+        r#"{{"rekko": "{REKKO_SECRET}, a-second-rekko-secret-in-rotation"}}"#
+    ))
+    .await;
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(&moto().endpoint)
+        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+            "test", "test", None, None, "tests",
+        ))
+        .load()
+        .await;
+    assert_eq!(
+        smoke::secret(REKKO, None, Some(&arn), &sdk).await.unwrap(),
+        REKKO_SECRET,
+        "the first of the secret's list"
+    );
+    assert_eq!(
+        smoke::secret(REKKO, Some(" env-secret-first , x"), Some(&arn), &sdk)
+            .await
+            .unwrap(),
+        "env-secret-first",
+        "the environment wins"
+    );
+    assert!(
+        smoke::secret(STANDARD, None, Some(&arn), &sdk)
+            .await
+            .unwrap_err()
+            .contains("no \"standard\" key")
+    );
+    assert!(smoke::secret(REKKO, None, None, &sdk).await.is_err());
+}

@@ -67,7 +67,7 @@ fn run_against_moto(vars: &[(&str, &str)]) -> (bool, String) {
     run_hookrelay(&all)
 }
 
-async fn create_secret(value: &str) -> String {
+pub async fn create_secret(value: &str) -> String {
     let config = aws_sdk_secretsmanager::Config::builder()
         .behavior_version(aws_sdk_secretsmanager::config::BehaviorVersion::latest())
         .region(aws_sdk_secretsmanager::config::Region::new("us-east-1"))

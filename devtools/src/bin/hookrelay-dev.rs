@@ -83,10 +83,18 @@ async fn send(args: &[&str]) -> ExitCode {
         );
     }
     let sdk = hookrelay_aws::sdk_config(aws_config::defaults(BehaviorVersion::latest())).await;
-    let secret = match secret(sender, secrets_arn.as_deref(), &sdk).await {
-        Ok(secret) => secret,
-        Err(problem) => return fail(&problem),
-    };
+    let env_secret = std::env::var(sender.secrets_variable).ok();
+    if env_secret.is_some() && secrets_arn.is_some() {
+        eprintln!(
+            "hookrelay-dev: signing with {} from the environment, not the Secrets Manager secret",
+            sender.secrets_variable
+        );
+    }
+    let secret =
+        match smoke::secret(sender, env_secret.as_deref(), secrets_arn.as_deref(), &sdk).await {
+            Ok(secret) => secret,
+            Err(problem) => return fail(&problem),
+        };
     let now = time::OffsetDateTime::now_utc();
     let nonce = u64::try_from(now.unix_timestamp_nanos() / 1_000).unwrap_or_default();
     let delivery = smoke::delivery(sender, &secret, now, nonce);
@@ -110,46 +118,6 @@ async fn send(args: &[&str]) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
-}
-
-/// The first configured secret of `sender`: from its variable, else from Secrets Manager.
-async fn secret(
-    sender: hookrelay::senders::Sender,
-    secrets_arn: Option<&str>,
-    sdk: &aws_config::SdkConfig,
-) -> Result<String, String> {
-    let first = |list: &str| {
-        list.split(',')
-            .map(str::trim)
-            .find(|s| !s.is_empty())
-            .map(str::to_owned)
-    };
-    if let Some(secret) = std::env::var(sender.secrets_variable)
-        .ok()
-        .as_deref()
-        .and_then(first)
-    {
-        if secrets_arn.is_some() {
-            eprintln!(
-                "hookrelay-dev: signing with {} from the environment, not the Secrets Manager secret",
-                sender.secrets_variable
-            );
-        }
-        return Ok(secret);
-    }
-    let Some(arn) = secrets_arn else {
-        return Err(format!(
-            "no secret: set {} or --secrets-arn (HOOKRELAY_SECRETS_ARN)",
-            sender.secrets_variable
-        ));
-    };
-    let managed = hookrelay_aws::secrets_manager::fetch(sdk, arn)
-        .await
-        .map_err(|e| e.to_string())?;
-    managed
-        .get(sender.secrets_variable)
-        .and_then(first)
-        .ok_or_else(|| format!("the secret has no {:?} key", sender.name))
 }
 
 fn event(provider: &str, case: &str, rest: &[&str]) -> ExitCode {
