@@ -47,8 +47,13 @@ def signature_matches(envelope: dict, data: bytes, signature: str, secrets: list
 def decode(message: dict, secrets: dict[str, list[str]]) -> dict:
     """One SQS message (as boto3 returns it) to a checked envelope; raises ValueError if it is
     not a valid v1 envelope or fails re-verification for a sender we hold secrets for."""
-    envelope = json.loads(message["Body"])
-    errors = [e.message for e in VALIDATOR.iter_errors(envelope)]
+    try:
+        envelope = json.loads(message["Body"])
+        errors = [e.message for e in VALIDATOR.iter_errors(envelope)]
+    except RecursionError:
+        # JSON nested deeper than Python's recursion limit (about 1,000 levels): one poison
+        # message must fail alone (ValueError, like every other bad message), not end the process.
+        raise ValueError(f"{message.get('MessageId')}: nested too deeply to decode") from None
     if errors:
         raise ValueError(f"not a hookrelay v1 envelope: {errors}")
     # Stream events (via the bridge; Heisenberg and Rekko only) are not signed per message.
