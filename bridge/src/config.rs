@@ -19,6 +19,7 @@
 //! | `HOOKRELAY_BRIDGE_BACKOFF_INITIAL_MS` | 500 | first reconnect delay; doubles per failed attempt |
 //! | `HOOKRELAY_BRIDGE_BACKOFF_MAX_MS` | 30000 | reconnect delay cap |
 //! | `HOOKRELAY_BRIDGE_SHUTDOWN_GRACE_SECS` | 20 | on SIGTERM, how long to keep flushing to SQS |
+//! | `HOOKRELAY_BRIDGE_AUTH_RETRY_DELAYS_MS` | `15000,30000,60000` | after a provider refuses the credentials (401/403), the waits before each retry; when they are used up the bridge exits 1 |
 //! | `HOOKRELAY_DEDUPE_WINDOW_SECS` | 1800 | how long a published key is remembered |
 //! | `HOOKRELAY_DEDUPE_CAPACITY` | 100000 | how many keys are remembered at most |
 //! | `HOOKRELAY_METRICS_NAMESPACE` | `hookrelay` | CloudWatch namespace of the EMF metrics |
@@ -72,6 +73,8 @@ pub mod vars {
     pub const BACKOFF_MAX_MS: &str = "HOOKRELAY_BRIDGE_BACKOFF_MAX_MS";
     /// Flush time on shutdown.
     pub const SHUTDOWN_GRACE_SECS: &str = "HOOKRELAY_BRIDGE_SHUTDOWN_GRACE_SECS";
+    /// Waits before retrying refused credentials.
+    pub const AUTH_RETRY_DELAYS_MS: &str = "HOOKRELAY_BRIDGE_AUTH_RETRY_DELAYS_MS";
     /// Dedupe window.
     pub const DEDUPE_WINDOW_SECS: &str = hookrelay_ingest::settings::DEDUPE_WINDOW_SECS;
     /// Dedupe capacity.
@@ -158,6 +161,9 @@ pub struct BridgeConfig {
     pub backoff: BackoffPolicy,
     /// How long to keep flushing after a shutdown request.
     pub shutdown_grace: Duration,
+    /// After a 401/403 from a provider, the waits before each retry (a CDN's error page must
+    /// not darken a stream for good; a wrong token must not become a hot loop).
+    pub auth_retry_delays: Vec<Duration>,
     /// How long a published key is remembered.
     pub dedupe_window: Duration,
     /// How many keys are remembered.
@@ -258,6 +264,7 @@ impl BridgeConfig {
             idle_timeout: Duration::from_secs(number(vars::IDLE_TIMEOUT_SECS, 90)?),
             backoff,
             shutdown_grace: Duration::from_secs(number(vars::SHUTDOWN_GRACE_SECS, 20)?),
+            auth_retry_delays: auth_retry_delays(get(vars::AUTH_RETRY_DELAYS_MS).as_deref())?,
             dedupe_window: Duration::from_secs(number(
                 vars::DEDUPE_WINDOW_SECS,
                 BRIDGE_DEFAULT_DEDUPE_WINDOW_SECS,
@@ -353,6 +360,30 @@ fn subscriptions(
         ));
     }
     Ok(subscriptions)
+}
+
+/// The default waits before retrying refused credentials: about two minutes in all.
+const DEFAULT_AUTH_RETRY_DELAYS_MS: &str = "15000,30000,60000";
+
+fn auth_retry_delays(value: Option<&str>) -> Result<Vec<Duration>, ConfigError> {
+    value
+        .unwrap_or(DEFAULT_AUTH_RETRY_DELAYS_MS)
+        .split(',')
+        .map(|delay| {
+            delay
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|ms| *ms > 0)
+                .map(Duration::from_millis)
+                .ok_or_else(|| {
+                    ConfigError::new(
+                        vars::AUTH_RETRY_DELAYS_MS,
+                        "must be a comma-separated list of positive milliseconds",
+                    )
+                })
+        })
+        .collect()
 }
 
 fn rekko_events(value: Option<&str>) -> Result<Vec<String>, ConfigError> {
@@ -505,6 +536,33 @@ mod tests {
             let error = config(&vars).unwrap_err().to_string();
             assert!(error.contains(expected), "{vars:?}: {error}");
             assert!(!error.contains("SECRET"), "{error}");
+        }
+    }
+
+    #[test]
+    fn refused_credentials_are_retried_about_two_minutes_by_default() {
+        let key = (vars::REKKO_API_KEY, "k");
+        let c = config(&[QUEUE, key]).unwrap();
+        assert_eq!(
+            c.auth_retry_delays,
+            [15, 30, 60].map(Duration::from_secs).to_vec()
+        );
+        let c = config(&[QUEUE, key, (vars::AUTH_RETRY_DELAYS_MS, "5, 10")]).unwrap();
+        assert_eq!(
+            c.auth_retry_delays,
+            [5, 10].map(Duration::from_millis).to_vec()
+        );
+        for bad in ["", "0", "1,x", "-1"] {
+            let error = config(&[QUEUE, key, (vars::AUTH_RETRY_DELAYS_MS, bad)]);
+            if bad.is_empty() {
+                assert!(error.is_ok(), "empty counts as unset");
+                continue;
+            }
+            assert_eq!(
+                error.unwrap_err().variable,
+                vars::AUTH_RETRY_DELAYS_MS,
+                "{bad}"
+            );
         }
     }
 

@@ -71,7 +71,8 @@ pub fn http_client(tls: Arc<ClientConfig>) -> HttpClient {
 
 /// Sends `request` to `stream`'s provider. `Ok(Ok(response))` for a 2xx; `Ok(Err(reason))` for
 /// a failure worth retrying (no answer in time, a connection error, any other status); `Err` when
-/// the provider refuses the credentials held in `credentials` (401 or 403), which no retry fixes.
+/// the provider refuses the credentials held in `credentials` (401 or 403), which the stream
+/// retries only a few times, with long waits (`AuthRetries`).
 pub async fn send(
     http: &HttpClient,
     request: Request<Empty<Bytes>>,

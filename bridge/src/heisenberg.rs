@@ -4,7 +4,8 @@
 //! drop and re-subscribing each time.
 //!
 //! - Fatal (the process exits with a message naming what to fix) rather than a reconnect loop:
-//!   a 401/403 at the upgrade or from `/event-types`; a filter on a key the catalog does not list
+//!   a 401/403 at the upgrade or from `/event-types` once its few long-delayed retries are used
+//!   up (`AuthRetries`); a filter on a key the catalog does not list
 //!   as filterable, or a type it does not list; a catalog that is not the documented shape; and
 //!   a configured type the gateway refuses in an `error` frame and leaves out of `subscribed`.
 //! - Close code 4001 ("reconnect to a fresh upstream feed") after a healthy session reconnects
@@ -35,7 +36,7 @@ use crate::backoff::{Backoff, Ending};
 use crate::config::{HeisenbergConfig, Subscription, vars};
 use crate::connect::{self, RESPONSE_TIMEOUT, bearer_header};
 use crate::stats::bump;
-use crate::{FatalError, Reconnects, SessionEnd, StreamContext, until_shutdown};
+use crate::{AuthRetries, FatalError, Reconnects, SessionEnd, StreamContext, until_shutdown};
 
 const STREAM: StreamSource = StreamSource::Heisenberg;
 /// How often the bridge pings the gateway (more often if the idle timeout is short).
@@ -52,12 +53,29 @@ pub(crate) async fn run(
     mut ctx: StreamContext,
     config: HeisenbergConfig,
 ) -> Result<(), FatalError> {
-    if !check_filters(&mut ctx, &config).await? {
-        return Ok(());
+    let mut refusals = AuthRetries::new(STREAM);
+    loop {
+        match check_filters(&mut ctx, &config).await {
+            Ok(true) => break,
+            Ok(false) => return Ok(()),
+            Err(error) => {
+                if !refusals.after(&mut ctx, error).await? {
+                    return Ok(());
+                }
+            }
+        }
     }
+    refusals.accepted();
     let mut reconnects = Reconnects::new(&ctx, STREAM);
     loop {
-        let end = session(&mut ctx, &config).await?;
+        let end = match session(&mut ctx, &config).await {
+            Ok(end) => end,
+            Err(error) => match refusals.after(&mut ctx, error).await? {
+                true => continue,
+                false => return Ok(()),
+            },
+        };
+        refusals.accepted();
         if !reconnects.after(&mut ctx, end).await {
             return Ok(());
         }

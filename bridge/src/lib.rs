@@ -160,6 +160,50 @@ impl Reconnects {
     }
 }
 
+/// Refused credentials (401/403), retried a few times with long waits before they are fatal: a
+/// CDN's error page or a provider's bad minute must not darken a stream for good, and a wrong
+/// token must still never become a hot loop. Any session that got past the credentials resets
+/// the count.
+pub(crate) struct AuthRetries {
+    source: StreamSource,
+    used: usize,
+}
+
+impl AuthRetries {
+    fn new(source: StreamSource) -> Self {
+        Self { source, used: 0 }
+    }
+
+    /// The credentials were accepted: the next refusal starts the count again.
+    fn accepted(&mut self) {
+        self.used = 0;
+    }
+
+    /// After `error`: `Ok(true)` to try again (once the wait is over), `Ok(false)` on shutdown,
+    /// `Err(error)` when it is not a refusal or the retries are used up.
+    async fn after(
+        &mut self,
+        ctx: &mut StreamContext,
+        error: FatalError,
+    ) -> Result<bool, FatalError> {
+        if !matches!(error, FatalError::Unauthorized { .. }) {
+            return Err(error);
+        }
+        let Some(&delay) = ctx.auth_retry_delays.get(self.used) else {
+            return Err(error);
+        };
+        self.used += 1;
+        tracing::warn!(
+            stream = self.source.provider(),
+            %error,
+            attempt = self.used,
+            delay_ms = delay.as_millis() as u64,
+            "credentials refused; retrying after a long wait before giving up"
+        );
+        Ok(ctx.pause(delay).await)
+    }
+}
+
 /// `work`, unless shutdown is requested first (then `None`).
 pub(crate) async fn until_shutdown<T>(
     shutdown: &mut Shutdown,
@@ -178,6 +222,7 @@ pub(crate) struct StreamContext {
     buffer: mpsc::Sender<Received>,
     stats: Arc<Stats>,
     backoff: BackoffPolicy,
+    auth_retry_delays: Arc<[Duration]>,
     idle_timeout: Duration,
     shutdown: Shutdown,
     tls: Arc<ClientConfig>,
@@ -243,6 +288,7 @@ where
         buffer,
         stats: stats.clone(),
         backoff: config.backoff,
+        auth_retry_delays: config.auth_retry_delays.clone().into(),
         idle_timeout: config.idle_timeout,
         shutdown: shutdown.clone(),
         http: connect::http_client(tls.clone()),

@@ -11,7 +11,8 @@
 //! A line that is not UTF-8 or longer than an SQS message can hold is skipped (logged, counted
 //! as `Malformed`); the stream goes on.
 //!
-//! A 401/403 is fatal (the process exits naming the key's variable); any other failure or the
+//! A 401/403 is fatal once its few long-delayed retries are used up (the process exits naming
+//! the key's variable); any other failure or the
 //! stream ending reconnects with jittered exponential backoff (at least the server's `retry:`,
 //! capped like the backoff), reset once a connection has delivered an event. Silence for the
 //! idle timeout (waiting for buffer room doesn't count) reconnects without growing the delay:
@@ -29,7 +30,7 @@ use crate::backoff::Ending;
 use crate::config::{RekkoConfig, vars};
 use crate::connect::{self, bearer_header};
 use crate::stats::bump;
-use crate::{FatalError, Reconnects, SessionEnd, StreamContext, until_shutdown};
+use crate::{AuthRetries, FatalError, Reconnects, SessionEnd, StreamContext, until_shutdown};
 
 const STREAM: StreamSource = StreamSource::Rekko;
 /// The longest line (or `data:` event) accepted; an SQS message holds at most 1 MiB.
@@ -39,8 +40,16 @@ const MAX_EVENT_BYTES: usize = 1024 * 1024;
 pub(crate) async fn run(mut ctx: StreamContext, config: RekkoConfig) -> Result<(), FatalError> {
     let mut resume = Resume::default();
     let mut reconnects = Reconnects::new(&ctx, STREAM);
+    let mut refusals = AuthRetries::new(STREAM);
     loop {
-        let end = session(&mut ctx, &config, &mut resume).await?;
+        let end = match session(&mut ctx, &config, &mut resume).await {
+            Ok(end) => end,
+            Err(error) => match refusals.after(&mut ctx, error).await? {
+                true => continue,
+                false => return Ok(()),
+            },
+        };
+        refusals.accepted();
         if !reconnects.after(&mut ctx, end).await {
             return Ok(());
         }

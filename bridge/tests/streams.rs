@@ -56,6 +56,8 @@ fn config(vars: &[(&str, String)]) -> BridgeConfig {
         ("HOOKRELAY_BRIDGE_LINGER_MS", "10"),
         ("HOOKRELAY_BRIDGE_IDLE_TIMEOUT_SECS", "20"),
         ("HOOKRELAY_BRIDGE_SHUTDOWN_GRACE_SECS", "10"),
+        // Refused credentials: three retries, each after a short wait (production: 15, 30, 60 s).
+        ("HOOKRELAY_BRIDGE_AUTH_RETRY_DELAYS_MS", "20,20,20"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -319,7 +321,7 @@ async fn rekko_events_arrive_once_across_drops_in_both_framings() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn refused_credentials_fail_fast_with_the_variable_named() {
+async fn refused_credentials_are_retried_a_few_times_then_fatal_with_the_variable_named() {
     let (_, queue_url) = standard_queue("auth").await;
     let heisenberg = stream_sim::heisenberg("the-real-token", vec![])
         .await
@@ -349,7 +351,7 @@ async fn refused_credentials_fail_fast_with_the_variable_named() {
         let bridge = start(config(&all), &moto().endpoint).await;
         let error = tokio::time::timeout(WAIT, bridge.task)
             .await
-            .expect("fails fast")
+            .expect("gives up after its retries")
             .unwrap()
             .unwrap_err();
         let message = error.to_string();
@@ -362,7 +364,11 @@ async fn refused_credentials_fail_fast_with_the_variable_named() {
             "{message}"
         );
         assert!(!message.contains(TOKEN), "{message}");
-        assert_eq!(sim_refusals() - before, 1, "one attempt, not a loop");
+        assert_eq!(
+            sim_refusals() - before,
+            4,
+            "the first attempt and three retries: a few, over long waits, never a loop"
+        );
     }
 
     // The catalog accepts the token but the gateway refuses the upgrade: also fatal.
