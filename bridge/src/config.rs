@@ -19,6 +19,7 @@
 //! | `HOOKRELAY_BRIDGE_BACKOFF_INITIAL_MS` | 500 | first reconnect delay; doubles per failed attempt |
 //! | `HOOKRELAY_BRIDGE_BACKOFF_MAX_MS` | 30000 | reconnect delay cap |
 //! | `HOOKRELAY_BRIDGE_SHUTDOWN_GRACE_SECS` | 20 | on SIGTERM, how long to keep flushing to SQS |
+//! | `HOOKRELAY_BRIDGE_QUEUE_REFUSED_SECS` | 120 | SQS refusing every send permanently (access denied, no such queue, a disabled KMS key) for this long stops the bridge (exit 1) |
 //! | `HOOKRELAY_BRIDGE_AUTH_RETRY_DELAYS_MS` | `15000,30000,60000` | after a provider refuses the credentials (401/403), the waits before each retry; when they are used up the bridge exits 1 |
 //! | `HOOKRELAY_DEDUPE_WINDOW_SECS` | 1800 | how long a published key is remembered |
 //! | `HOOKRELAY_DEDUPE_CAPACITY` | 100000 | how many keys are remembered at most |
@@ -73,6 +74,8 @@ pub mod vars {
     pub const BACKOFF_MAX_MS: &str = "HOOKRELAY_BRIDGE_BACKOFF_MAX_MS";
     /// Flush time on shutdown.
     pub const SHUTDOWN_GRACE_SECS: &str = "HOOKRELAY_BRIDGE_SHUTDOWN_GRACE_SECS";
+    /// How long SQS may refuse permanently before the bridge stops.
+    pub const QUEUE_REFUSED_SECS: &str = "HOOKRELAY_BRIDGE_QUEUE_REFUSED_SECS";
     /// Waits before retrying refused credentials.
     pub const AUTH_RETRY_DELAYS_MS: &str = "HOOKRELAY_BRIDGE_AUTH_RETRY_DELAYS_MS";
     /// Dedupe window.
@@ -164,6 +167,9 @@ pub struct BridgeConfig {
     /// After a 401/403 from a provider, the waits before each retry (a CDN's error page must
     /// not darken a stream for good; a wrong token must not become a hot loop).
     pub auth_retry_delays: Vec<Duration>,
+    /// How long SQS may refuse every send permanently before the bridge stops, rather than
+    /// retrying forever while its streams stall.
+    pub queue_refused_limit: Duration,
     /// How long a published key is remembered.
     pub dedupe_window: Duration,
     /// How many keys are remembered.
@@ -265,6 +271,7 @@ impl BridgeConfig {
             backoff,
             shutdown_grace: Duration::from_secs(number(vars::SHUTDOWN_GRACE_SECS, 20)?),
             auth_retry_delays: auth_retry_delays(get(vars::AUTH_RETRY_DELAYS_MS).as_deref())?,
+            queue_refused_limit: Duration::from_secs(number(vars::QUEUE_REFUSED_SECS, 120)?),
             dedupe_window: Duration::from_secs(number(
                 vars::DEDUPE_WINDOW_SECS,
                 BRIDGE_DEFAULT_DEDUPE_WINDOW_SECS,

@@ -67,6 +67,12 @@ pub enum FatalError {
     /// TLS could not be set up.
     #[error(transparent)]
     Tls(#[from] TlsSetupError),
+    /// SQS refused every send permanently (access denied, the queue missing, its KMS key
+    /// disabled) for longer than the bridge waits: someone must fix the queue or the role.
+    #[error(
+        "SQS refuses the bridge's sends: {0}; check HOOKRELAY_QUEUE_URL, and that the bridge's role is allowed to send (the stack's BridgeRoleArn)"
+    )]
+    QueueRefused(String),
     /// A task of the bridge itself failed (a bug: restart it).
     #[error("internal failure: {0}")]
     TaskFailed(String),
@@ -310,9 +316,13 @@ where
         shutdown_grace: config.shutdown_grace,
         dedupe_window: config.dedupe_window,
         dedupe_capacity: config.dedupe_capacity,
+        permanent_failure_limit: config.queue_refused_limit,
     };
-    let sink =
-        tokio::spawn(Sink::new(publisher, settings, stats.clone()).run(buffered, shutdown.clone()));
+    let sink = tokio::spawn(Sink::new(publisher, settings, stats.clone()).run(
+        buffered,
+        shutdown.clone(),
+        trigger.clone(),
+    ));
     let metrics = tokio::spawn(report_metrics(
         stats.clone(),
         config.metrics_namespace.clone(),
@@ -336,9 +346,16 @@ where
             }
         }
     }
-    let SinkReport { published, unsent } = sink
+    let SinkReport {
+        published,
+        unsent,
+        refused,
+    } = sink
         .await
         .map_err(|error| FatalError::TaskFailed(format!("the sink task: {error}")))?;
+    if let Some(refusal) = refused {
+        fatal.get_or_insert(FatalError::QueueRefused(refusal));
+    }
     let _ = metrics.await;
     stats.emit(&config.metrics_namespace);
     match fatal {

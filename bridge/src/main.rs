@@ -1,6 +1,7 @@
 //! The `hookrelay-bridge` process: reads its configuration, loads the AWS SDK configuration
 //! once, and runs the bridge until SIGTERM or Ctrl-C. Exits 0 after a clean flush, 1 on a
-//! configuration, credential or subscription error (restarting won't help), 2 if events were
+//! configuration, credential or subscription error, or a queue that refuses every send for good
+//! (restarting won't help), 2 if events were
 //! still unsent when the grace ran out, 3 if a task of the bridge itself failed.
 //! Wiring only.
 //!

@@ -33,7 +33,7 @@ use tokio::time::Instant;
 
 use crate::backoff::{Backoff, BackoffPolicy};
 use crate::stats::{Stats, bump};
-use crate::{Shutdown, until_shutdown};
+use crate::{Shutdown, ShutdownTrigger, until_shutdown};
 
 /// An event as a stream read it, and when.
 #[derive(Debug)]
@@ -45,12 +45,15 @@ pub struct Received {
 }
 
 /// What the sink did by the time it stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SinkReport {
     /// Events SQS accepted.
     pub published: u64,
     /// Events still unsent when the shutdown grace ran out (lost, and logged as such).
     pub unsent: usize,
+    /// Why the sink gave up on its own: SQS refused every send permanently (access denied, the
+    /// queue missing, its KMS key disabled) for longer than `permanent_failure_limit`.
+    pub refused: Option<String>,
 }
 
 /// The sink's settings.
@@ -66,6 +69,9 @@ pub struct SinkSettings {
     pub dedupe_window: Duration,
     /// How many keys are remembered.
     pub dedupe_capacity: NonZeroUsize,
+    /// How long SQS may refuse every send permanently before the sink gives up, so the process
+    /// exits with a clear message instead of retrying forever while its streams stall.
+    pub permanent_failure_limit: Duration,
 }
 
 struct Pending {
@@ -82,6 +88,8 @@ pub struct Sink<P> {
     stats: Arc<Stats>,
     pending: VecDeque<Pending>,
     published: u64,
+    /// Since when every send has failed permanently, and the last such error.
+    refused_since: Option<(Instant, String)>,
 }
 
 impl<P: BatchPublisher> Sink<P> {
@@ -94,16 +102,21 @@ impl<P: BatchPublisher> Sink<P> {
             stats,
             pending: VecDeque::new(),
             published: 0,
+            refused_since: None,
         }
     }
 
     /// Runs until the buffer is closed (every stream stopped) and empty, or, after `shutdown`
-    /// is requested, until the grace period runs out.
+    /// is requested, until the grace period runs out; or until SQS has refused every send
+    /// permanently for `permanent_failure_limit`, when it requests shutdown itself through
+    /// `trigger` and reports why.
     pub async fn run(
         mut self,
         mut buffer: mpsc::Receiver<Received>,
         mut shutdown: Shutdown,
+        trigger: ShutdownTrigger,
     ) -> SinkReport {
+        let mut refused = None;
         let mut open = true;
         let mut retry = Backoff::new(self.settings.retry);
         // The grace period counts from the shutdown request, whatever the sink was doing then.
@@ -122,6 +135,19 @@ impl<P: BatchPublisher> Sink<P> {
             if self.pending.is_empty() || self.send_one_batch().await {
                 retry.reset();
                 continue;
+            }
+            if let Some((since, error)) = &self.refused_since
+                && since.elapsed() >= self.settings.permanent_failure_limit
+                && refused.is_none()
+            {
+                tracing::error!(
+                    %error,
+                    for_secs = since.elapsed().as_secs(),
+                    "SQS refuses every send permanently; stopping the bridge"
+                );
+                refused = Some(error.clone());
+                trigger.request();
+                deadline.get_or_insert_with(Instant::now);
             }
             let delay = retry.next_jittered();
             match deadline {
@@ -154,6 +180,7 @@ impl<P: BatchPublisher> Sink<P> {
         SinkReport {
             published: self.published,
             unsent,
+            refused,
         }
     }
 
@@ -239,9 +266,19 @@ impl<P: BatchPublisher> Sink<P> {
             }
             Err(error) => {
                 tracing::warn!(%error, count, "SendMessageBatch failed; retrying after a backoff");
+                if error.is_permanent() {
+                    self.refused_since
+                        .get_or_insert_with(|| (Instant::now(), String::new()))
+                        .1 = error.to_string();
+                } else {
+                    self.refused_since = None;
+                }
                 vec![Err(not_confirmed()); count]
             }
         };
+        if !results.iter().all(Result::is_err) {
+            self.refused_since = None;
+        }
         let now = OffsetDateTime::now_utc();
         let mut retry = Vec::new();
         for (pending, result) in self.pending.drain(..count).zip(results) {
@@ -354,6 +391,7 @@ mod tests {
             shutdown_grace: Duration::from_millis(50),
             dedupe_window: Duration::from_secs(600),
             dedupe_capacity: NonZeroUsize::new(1000).unwrap(),
+            permanent_failure_limit: Duration::from_secs(600),
         }
     }
 
@@ -371,14 +409,14 @@ mod tests {
     async fn run(queue: &ScriptedQueue, events: Vec<Received>) -> (SinkReport, Arc<Stats>) {
         let stats = Arc::new(Stats::default());
         let (tx, rx) = mpsc::channel(4);
-        let (_trigger, shutdown) = shutdown_pair();
+        let (trigger, shutdown) = shutdown_pair();
         let sink = Sink::new(queue, settings(), stats.clone());
         let feeder = async move {
             for e in events {
                 tx.send(e).await.unwrap();
             }
         };
-        let (report, ()) = tokio::join!(sink.run(rx, shutdown), feeder);
+        let (report, ()) = tokio::join!(sink.run(rx, shutdown, trigger), feeder);
         (report, stats)
     }
 
@@ -396,7 +434,8 @@ mod tests {
             report,
             SinkReport {
                 published: 25,
-                unsent: 0
+                unsent: 0,
+                refused: None,
             }
         );
         let accepted = queue.accepted.lock().unwrap().clone();
@@ -434,7 +473,8 @@ mod tests {
             report,
             SinkReport {
                 published: 12,
-                unsent: 0
+                unsent: 0,
+                refused: None,
             }
         );
         let accepted = queue.accepted.lock().unwrap().clone();
@@ -478,13 +518,80 @@ mod tests {
         }
         drop(tx);
         trigger.request();
-        let report = Sink::new(Down, settings(), stats).run(rx, shutdown).await;
+        let report = Sink::new(Down, settings(), stats)
+            .run(rx, shutdown, trigger)
+            .await;
         assert_eq!(
             report,
             SinkReport {
                 published: 0,
-                unsent: 3
+                unsent: 3,
+                refused: None,
             }
+        );
+    }
+
+    #[tokio::test]
+    async fn a_queue_that_refuses_permanently_stops_the_bridge_after_the_limit() {
+        struct Denied;
+        impl BatchPublisher for Denied {
+            async fn publish_batch(
+                &self,
+                _: &[&QueueMessage],
+            ) -> Result<Vec<Result<(), EntryFailure>>, PublishError> {
+                Err(PublishError::permanent("AccessDenied: not authorized"))
+            }
+        }
+        let stats = Arc::new(Stats::default());
+        let (tx, rx) = mpsc::channel(8);
+        let (trigger, shutdown) = shutdown_pair();
+        for n in 0..3 {
+            tx.send(event(n)).await.unwrap();
+        }
+        let settings = SinkSettings {
+            permanent_failure_limit: Duration::from_millis(50),
+            ..settings()
+        };
+        let report = tokio::time::timeout(
+            Duration::from_secs(10),
+            Sink::new(Denied, settings, stats).run(rx, shutdown.clone(), trigger),
+        )
+        .await
+        .expect("stops on its own, without a shutdown request");
+        assert_eq!(report.published, 0);
+        assert_eq!(report.unsent, 3);
+        assert!(report.refused.unwrap().contains("AccessDenied"));
+        assert!(shutdown.is_requested(), "the streams are told to stop");
+        drop(tx);
+
+        // A transient failure in between starts the clock again: never stopped by it.
+        struct Flaky(std::sync::atomic::AtomicUsize);
+        impl BatchPublisher for Flaky {
+            async fn publish_batch(
+                &self,
+                messages: &[&QueueMessage],
+            ) -> Result<Vec<Result<(), EntryFailure>>, PublishError> {
+                match self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+                    0..3 => Err(PublishError::permanent("QueueDoesNotExist")),
+                    _ => Ok(vec![Ok(()); messages.len()]),
+                }
+            }
+        }
+        let (tx, rx) = mpsc::channel(8);
+        let (trigger, shutdown) = shutdown_pair();
+        tx.send(event(9)).await.unwrap();
+        drop(tx);
+        let patient = SinkSettings {
+            permanent_failure_limit: Duration::from_secs(30),
+            ..settings
+        };
+        let report = Sink::new(Flaky(0.into()), patient, Arc::new(Stats::default()))
+            .run(rx, shutdown, trigger)
+            .await;
+        assert_eq!(
+            (report.published, report.refused),
+            (1, None),
+            "recovered in time"
         );
     }
 }

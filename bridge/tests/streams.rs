@@ -629,3 +629,32 @@ async fn sigterm_flushes_the_buffer_and_exits_cleanly() {
     assert!(log.contains("SIGTERM"), "{log}");
     assert!(!log.contains(TOKEN), "the token reached the logs:\n{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_that_does_not_exist_stops_the_bridge_with_a_clear_message() {
+    let events: Vec<String> = (0..3).map(rekko_event).collect();
+    let sim = stream_sim::rekko(TOKEN, vec![vec![SseStep::Write(events.join("\n") + "\n")]])
+        .await
+        .unwrap();
+    // A real endpoint, a queue that is not there: SQS answers QueueDoesNotExist on every send.
+    let missing = format!("{}/123456789012/hookrelay-no-such-queue", moto().endpoint);
+    let bridge = start(
+        config(&[
+            ("HOOKRELAY_QUEUE_URL", missing.clone()),
+            ("HOOKRELAY_REKKO_API_KEY", TOKEN.into()),
+            ("HOOKRELAY_REKKO_STREAM_URL", sim.stream_url()),
+            ("HOOKRELAY_BRIDGE_QUEUE_REFUSED_SECS", "1".into()),
+        ]),
+        &moto().endpoint,
+    )
+    .await;
+    let error = tokio::time::timeout(WAIT, bridge.task)
+        .await
+        .expect("stops on its own instead of retrying forever")
+        .unwrap()
+        .unwrap_err();
+    let message = error.to_string();
+    assert!(matches!(error, FatalError::QueueRefused(_)), "{message}");
+    assert!(message.contains("HOOKRELAY_QUEUE_URL"), "{message}");
+    assert!(!message.contains(TOKEN), "{message}");
+}

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use aws_sdk_sqs::Client;
-use aws_sdk_sqs::error::DisplayErrorContext;
+use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_sqs::types::MessageAttributeValue;
 #[cfg(feature = "batch")]
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
@@ -52,11 +52,39 @@ impl Publisher for SqsPublisher {
                 .message_group_id(&message.group_id)
                 .message_deduplication_id(&message.deduplication_id);
         }
-        request
-            .send()
-            .await
-            .map(drop)
-            .map_err(|error| PublishError::new(DisplayErrorContext(error).to_string()))
+        request.send().await.map(drop).map_err(publish_error)
+    }
+}
+
+/// Error codes that no retry fixes until someone changes the queue, its key or the caller's
+/// permissions.
+const PERMANENT_ERROR_CODES: [&str; 8] = [
+    "AccessDenied",
+    "AccessDeniedException",
+    "AWS.SimpleQueueService.NonExistentQueue",
+    "QueueDoesNotExist",
+    "KMS.DisabledException",
+    "KMS.NotFoundException",
+    "KMS.InvalidStateException",
+    "KMS.AccessDeniedException",
+];
+
+/// An SDK error as a [`PublishError`], permanent when SQS names one of
+/// [`PERMANENT_ERROR_CODES`].
+fn publish_error<E, R>(error: SdkError<E, R>) -> PublishError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let permanent = error
+        .as_service_error()
+        .and_then(ProvideErrorMetadata::code)
+        .is_some_and(|code| PERMANENT_ERROR_CODES.contains(&code));
+    let detail = DisplayErrorContext(error).to_string();
+    if permanent {
+        PublishError::permanent(detail)
+    } else {
+        PublishError::new(detail)
     }
 }
 
@@ -108,7 +136,7 @@ impl BatchPublisher for SqsPublisher {
             .set_entries(Some(entries))
             .send()
             .await
-            .map_err(|error| PublishError::new(DisplayErrorContext(error).to_string()))?;
+            .map_err(publish_error)?;
         // An entry SQS lists in neither `Successful` nor `Failed` counts as failed: only an
         // explicit success may be treated as queued.
         let unreported = || EntryFailure {

@@ -30,6 +30,7 @@ impl QueueKind {
 #[error("SQS did not accept the message: {detail}")]
 pub struct PublishError {
     detail: String,
+    permanent: bool,
 }
 
 impl PublishError {
@@ -37,7 +38,24 @@ impl PublishError {
     pub fn new(detail: impl Into<String>) -> Self {
         Self {
             detail: detail.into(),
+            permanent: false,
         }
+    }
+
+    /// An error retrying will not fix without someone changing something: access denied, a
+    /// queue that does not exist, a disabled or missing KMS key.
+    pub fn permanent(detail: impl Into<String>) -> Self {
+        Self {
+            detail: detail.into(),
+            permanent: true,
+        }
+    }
+
+    /// Whether retrying cannot succeed until someone changes the queue, its key or the
+    /// caller's permissions. (The receiver answers 503 either way; the bridge stops after a
+    /// bounded time.)
+    pub fn is_permanent(&self) -> bool {
+        self.permanent
     }
 }
 
