@@ -145,10 +145,11 @@ async fn fifo_queue_receives_exactly_the_valid_fixtures_as_contract_envelopes() 
             system_attribute("MessageDeduplicationId").as_deref(),
             Some(id.as_str())
         );
-        let expected_group = envelope
-            .market_id
-            .clone()
-            .unwrap_or_else(|| envelope.provider.clone());
+        // One group per provider and market (the provider alone without a market).
+        let expected_group = match &envelope.market_id {
+            Some(market) => format!("{}:{market}", envelope.provider),
+            None => envelope.provider.clone(),
+        };
         assert_eq!(
             system_attribute("MessageGroupId"),
             Some(expected_group),
