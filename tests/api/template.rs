@@ -347,7 +347,7 @@ fn only_the_queue_writers_may_send_and_only_over_tls() {
         "Effect: Deny",
         "Principal: \"*\"",
         "Action: sqs:SendMessage",
-        "ArnNotEquals:",
+        "ArnNotEqualsIfExists:",
     ] {
         assert!(send_deny.contains(must), "the send deny lacks {must}");
     }
