@@ -543,6 +543,8 @@ proptest! {
             let signature = message.attribute("signature").unwrap();
             prop_assert!(envelope.verify_signature(signature, secrets.of(provider).unwrap()).is_ok());
             prop_assert_eq!(envelope.signed_data().as_bytes(), request.body.as_slice());
+            // Whatever is queued, a consumer can read: `data` parses as JSON.
+            prop_assert!(serde_json::from_str::<serde_json::Value>(envelope.signed_data()).is_ok());
             prop_assert_eq!(
                 request.signing,
                 Signing::Correct,

@@ -123,6 +123,7 @@ impl<'a> RoutedEvent<'a> {
         if !can_carry_body(body) {
             return Err(ParseError::NotQueueSafe);
         }
+        consumers_can_read(body)?;
         Ok(Self {
             origin: Origin::Webhook(sender),
             event_type: fields.event_type,
@@ -151,6 +152,7 @@ impl StreamEvent {
         if !can_carry_body(&body) {
             return Err(ParseError::NotQueueSafe);
         }
+        consumers_can_read(&body)?;
         let event = RoutedEvent {
             origin: Origin::Stream(source),
             event_type,
@@ -282,6 +284,21 @@ pub enum ParseError {
     /// The body holds characters an SQS message cannot carry.
     #[error("the body contains U+FFFE or U+FFFF, which SQS messages cannot carry")]
     NotQueueSafe,
+    /// The body nests deeper than consumers' JSON parsers go.
+    #[error(
+        "the body is nested deeper than {MAX_BODY_DEPTH} levels, which consumers' JSON parsers refuse"
+    )]
+    TooDeep,
+    /// The body holds an unpaired UTF-16 surrogate escape.
+    #[error(
+        "the body holds an unpaired surrogate escape (\\uD800 to \\uDFFF alone), which consumers' JSON parsers refuse"
+    )]
+    LoneSurrogate,
+    /// The body holds a number no IEEE 754 double can hold.
+    #[error(
+        "the body holds a number no IEEE 754 double can hold (such as 1e400), which consumers' JSON parsers refuse"
+    )]
+    NumberOutOfRange,
 }
 
 /// A provider's long-lived stream, which `hookrelay-bridge` reads into the queue.
@@ -447,6 +464,88 @@ pub fn fifo_id(prefix: &str, id: &str) -> String {
             hex::encode(Sha256::digest(id.as_bytes()))
         )
     }
+}
+
+/// How deep a body may nest: the consumers' JSON parsers bound recursion (serde_json at 128
+/// levels, the envelope adding one; Python near 1,000), and a message no consumer can read would
+/// fail on every receive until it reached the dead-letter queue.
+pub const MAX_BODY_DEPTH: usize = 100;
+
+/// Whether every consumer can parse `json` (already known to be well-formed JSON): it nests at
+/// most [`MAX_BODY_DEPTH`] levels, holds no unpaired surrogate escape (`"\ud800"`, which
+/// JavaScript's `JSON.stringify` can emit and serde_json refuses) and no number beyond an f64's
+/// range (`1e400`). One pass; strings are skipped with memchr, so string-heavy bodies cost
+/// little.
+pub fn consumers_can_read(json: &str) -> Result<(), ParseError> {
+    let bytes = json.as_bytes();
+    let mut depth = 0usize;
+    let mut at = 0;
+    while at < bytes.len() {
+        match bytes[at] {
+            b'"' => {
+                at = string_end(bytes, at + 1)?;
+                continue;
+            }
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > MAX_BODY_DEPTH {
+                    return Err(ParseError::TooDeep);
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            b'-' | b'0'..=b'9' => {
+                let end = bytes[at..]
+                    .iter()
+                    .position(|b| !matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
+                    .map_or(bytes.len(), |len| at + len);
+                let finite = json[at..end].parse::<f64>().is_ok_and(f64::is_finite);
+                if !finite {
+                    return Err(ParseError::NumberOutOfRange);
+                }
+                at = end;
+                continue;
+            }
+            _ => {}
+        }
+        at += 1;
+    }
+    Ok(())
+}
+
+/// The index after the closing quote of the string whose content starts at `at`, checking its
+/// `\u` escapes pair up.
+fn string_end(bytes: &[u8], mut at: usize) -> Result<usize, ParseError> {
+    let hex4 = |from: usize| {
+        bytes
+            .get(from..from + 4)
+            .and_then(|digits| std::str::from_utf8(digits).ok())
+            .and_then(|digits| u16::from_str_radix(digits, 16).ok())
+    };
+    while let Some(offset) = memchr::memchr2(b'"', b'\\', &bytes[at..]) {
+        at += offset;
+        if bytes[at] == b'"' {
+            return Ok(at + 1);
+        }
+        // A backslash: `\uXXXX` is checked, any other escape is two bytes.
+        if bytes.get(at + 1) != Some(&b'u') {
+            at += 2;
+            continue;
+        }
+        match hex4(at + 2) {
+            Some(0xD800..=0xDBFF) => {
+                let low = (bytes.get(at + 6..at + 8) == Some(b"\\u".as_slice()))
+                    .then(|| hex4(at + 8))
+                    .flatten();
+                if !matches!(low, Some(0xDC00..=0xDFFF)) {
+                    return Err(ParseError::LoneSurrogate);
+                }
+                at += 12;
+            }
+            Some(0xDC00..=0xDFFF) => return Err(ParseError::LoneSurrogate),
+            _ => at += 6,
+        }
+    }
+    Ok(bytes.len())
 }
 
 /// A dedupe key for `provider` from content alone: the first 32 hex characters (128 bits) of the

@@ -351,3 +351,57 @@ fn fifo_groups_are_per_provider_and_market() {
         "one market name, two providers, two groups"
     );
 }
+
+#[test]
+fn bodies_no_consumer_could_read_are_refused_and_the_rest_carried() {
+    let body =
+        |data: &str| format!(r#"{{"type":"x","timestamp":"2026-01-01T00:00:00Z","data":{data}}}"#);
+    let nested = |levels: usize| "[".repeat(levels) + &"]".repeat(levels);
+    // The object itself is one level, so `data` may nest MAX_BODY_DEPTH - 1 more.
+    for (data, expected) in [
+        (nested(MAX_BODY_DEPTH - 1), Ok(())),
+        (nested(MAX_BODY_DEPTH), Err(ParseError::TooDeep)),
+        (r#""\ud800""#.to_owned(), Err(ParseError::LoneSurrogate)),
+        (r#""a\udc00b""#.to_owned(), Err(ParseError::LoneSurrogate)),
+        (
+            r#""\ud800\u0041""#.to_owned(),
+            Err(ParseError::LoneSurrogate),
+        ),
+        (r#""\ud83d\ude00 \u00e9 \\ud800 \"""#.to_owned(), Ok(())),
+        ("1e400".to_owned(), Err(ParseError::NumberOutOfRange)),
+        ("-1e400".to_owned(), Err(ParseError::NumberOutOfRange)),
+        (
+            "[1e300, -2.5E-400, 0, -0.0, 12345678901234567890123]".to_owned(),
+            Ok(()),
+        ),
+        (
+            r#"{"note":"1e400 [[[ \ud800 inside text is text"}"#.replace(r"\ud800", "x"),
+            Ok(()),
+        ),
+    ] {
+        let text = body(&data);
+        let parsed = verified(REKKO, &[], &text).parse().map(drop);
+        assert_eq!(parsed, expected, "{data:.60}");
+        // Whatever is carried, a consumer reads: the envelope and `data` as JSON.
+        if parsed.is_ok() {
+            let v = verified(REKKO, &[], &text);
+            let message = v.parse().unwrap().queue_message(received());
+            let envelope = Envelope::from_json(&message.body).unwrap();
+            serde_json::from_str::<serde_json::Value>(envelope.signed_data())
+                .unwrap_or_else(|e| panic!("{data:.60}: {e}"));
+        }
+    }
+    // The same rule for what the bridge queues.
+    assert_eq!(
+        StreamEvent::stream(
+            StreamSource::Rekko,
+            "x".into(),
+            DedupeKey::new("rekko", &["1"]),
+            None,
+            None,
+            r#"{"type":"x","n":1e999}"#.into(),
+        )
+        .unwrap_err(),
+        ParseError::NumberOutOfRange
+    );
+}
