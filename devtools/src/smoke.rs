@@ -184,18 +184,7 @@ pub async fn check_queue(
                 .and_then(|body| Envelope::from_json(body).ok());
             let ours = envelope.as_ref().filter(|e| e.id == delivery.dedupe_key);
             let Some(envelope) = ours else {
-                sqs.change_message_visibility()
-                    .queue_url(queue_url)
-                    .receipt_handle(receipt)
-                    .visibility_timeout(0)
-                    .send()
-                    .await
-                    .map_err(|e| {
-                        format!(
-                            "returning a message: {}",
-                            aws_sdk_sqs::error::DisplayErrorContext(e)
-                        )
-                    })?;
+                hand_back(sqs, queue_url, receipt).await?;
                 returned += 1;
                 continue;
             };
@@ -205,13 +194,7 @@ pub async fn check_queue(
                 .and_then(|a| a.string_value());
             if let Err(problem) = check(envelope, signature, delivery, &secrets) {
                 // Ours but wrong: leave it in the queue, visible, for a look.
-                let _ = sqs
-                    .change_message_visibility()
-                    .queue_url(queue_url)
-                    .receipt_handle(receipt)
-                    .visibility_timeout(0)
-                    .send()
-                    .await;
+                let _ = hand_back(sqs, queue_url, receipt).await;
                 return Err(problem);
             }
             sqs.delete_message()
@@ -235,6 +218,23 @@ pub async fn check_queue(
         "the smoke test did not arrive within {} s ({returned} other message(s) handed back)",
         timeout.as_secs()
     ))
+}
+
+/// Makes a received message visible again at once (visibility 0): never deleted, only returned.
+async fn hand_back(sqs: &Client, queue_url: &str, receipt: &str) -> Result<(), String> {
+    sqs.change_message_visibility()
+        .queue_url(queue_url)
+        .receipt_handle(receipt)
+        .visibility_timeout(0)
+        .send()
+        .await
+        .map(drop)
+        .map_err(|e| {
+            format!(
+                "returning a message: {}",
+                aws_sdk_sqs::error::DisplayErrorContext(e)
+            )
+        })
 }
 
 /// What a consumer must see in the smoke test's message: the envelope of this delivery, `data`
