@@ -64,7 +64,10 @@ fn ready<F: Future>(future: F) -> F::Output {
 
 fn pipeline() -> Pipeline<DiscardingPublisher, FixedClock> {
     let keys = test_keys();
+    let relay = hookrelay_devtools::relay_keys::env();
     let vars = [
+        (relay[0].0, relay[0].1.as_str()),
+        (relay[1].0, relay[1].1.as_str()),
         (
             "HOOKRELAY_QUEUE_URL",
             "http://127.0.0.1:1/000000000000/bench.fifo",
@@ -255,5 +258,46 @@ fn request_path(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, request_path);
+/// The relay signature on its own, per message: sealing (the receiver and the bridge, once per
+/// event), checking (each consumer, once per receive), and loading the keys at cold start.
+fn relay_signature(c: &mut Criterion) {
+    use hookrelay::relay::{ReceivedRelaySignature, RelaySigner, RelayTrust};
+    let relay = hookrelay_devtools::relay_keys::env();
+    let signer = RelaySigner::parse(&relay[0].1).expect("the test kit's key");
+    let trust = RelayTrust::parse(&relay[1].1).expect("the test kit's public key");
+    for body_len in BODY_SIZES {
+        let body = format!("{{\"pad\":\"{}\"}}", "x".repeat(body_len - 10));
+        let mut group = c.benchmark_group(format!("relay_signature/{}KiB", body_len / 1024));
+        group.throughput(Throughput::Bytes(body_len as u64));
+        group.bench_function("seal", |b| {
+            b.iter(|| signer.sign("engine:op-1:42", SIGNED_AT, &body))
+        });
+        let seal = signer.sign("engine:op-1:42", SIGNED_AT, &body);
+        group.bench_function("check", |b| {
+            b.iter(|| {
+                let received = ReceivedRelaySignature {
+                    id: Some(&seal.id),
+                    timestamp: Some(&seal.timestamp),
+                    signatures: Some(&seal.signatures),
+                };
+                trust
+                    .verify(received, &body, SIGNED_AT)
+                    .expect("genuine")
+                    .check_id("engine:op-1:42")
+                    .expect("its own id")
+            })
+        });
+        group.finish();
+    }
+    c.bench_function("relay_signature/load_keys", |b| {
+        b.iter(|| {
+            (
+                RelaySigner::parse(&relay[0].1).expect("a key"),
+                RelayTrust::parse(&relay[1].1).expect("a key"),
+            )
+        })
+    });
+}
+
+criterion_group!(benches, request_path, relay_signature);
 criterion_main!(benches);

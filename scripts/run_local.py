@@ -11,6 +11,7 @@ Run it through scripts/run-local.sh, which prepares .venv first.
 import json
 import os
 import pathlib
+import re
 import signal
 import socket
 import subprocess
@@ -89,10 +90,14 @@ def main() -> int:
                                      Attributes={"FifoQueue": "true"})["QueueUrl"]
         print(f"local SQS endpoint  {endpoint}\nqueue               {queue_url}")
 
-        # 2. The receiver, as a Lambda behind an emulated Function URL.
+        # 2. The receiver, as a Lambda behind an emulated Function URL, sealing every message with
+        # a relay key pair made for this run (`hookrelay-dev relay-keygen`; consumers get the
+        # public half).
+        relay = relay_key_pair()
         env_file = LOCAL / "hookrelay.env"
         receiver_env = {
             "HOOKRELAY_QUEUE_URL": queue_url,
+            **relay,
             "HOOKRELAY_ENGINE_SECRETS": senders.ENGINE_SECRET,
             "HOOKRELAY_REKKO_SECRETS": senders.REKKO_SECRET,
             "HOOKRELAY_STANDARD_SECRETS": senders.STANDARD_SECRET,
@@ -161,12 +166,13 @@ def main() -> int:
                 break
             messages.extend(batch["Messages"])
         print(f"\n{len(messages)} message(s) in {queue_url.rsplit('/', 1)[1]}, "
-              "each checked by examples/python/consume.py (schema + re-verified signature):")
+              "each checked by examples/python/consume.py (relay signature, schema, re-verified sender signature):")
         secrets = {"engine": [senders.ENGINE_SECRET], "rekko": [senders.REKKO_SECRET],
                    "standard": [senders.STANDARD_SECRET]}
+        trust = consume.RelayTrust.parse(relay["HOOKRELAY_RELAY_PUBLIC_KEYS"])
         for m in messages:
             try:
-                envelope = consume.decode(m, secrets)
+                envelope = consume.decode(m, secrets, trust)
             except ValueError as error:
                 print(f"\n--- {m['MessageId']}: {error}   <-- UNEXPECTED")
                 failures += 1
@@ -191,15 +197,18 @@ def main() -> int:
             print(f"expected one EMF document per delivery ({expected_documents})")
             failures += 1
 
-        # The Python consumer must refuse a message whose data changed after signing.
+        # The Python consumer must refuse a message changed after hookrelay sealed it: its data,
+        # or a relabelled market.
         if messages:
-            tampered = dict(messages[0], Body=messages[0]["Body"].replace('"data":{', '"data":{"x":1,', 1))
-            try:
-                consume.decode(tampered, secrets)
-                print("examples/python/consume.py accepted a tampered message   <-- UNEXPECTED")
-                failures += 1
-            except ValueError:
-                pass
+            body = messages[0]["Body"]
+            for tampered_body in (body.replace('"data":{', '"data":{"x":1,', 1),
+                                  re.sub(r'"market_id":("[^"]*"|null)', '"market_id":"another-market"', body, count=1)):
+                try:
+                    consume.decode(dict(messages[0], Body=tampered_body), secrets, trust)
+                    print("examples/python/consume.py accepted a tampered message   <-- UNEXPECTED")
+                    failures += 1
+                except consume.RelaySignatureError:
+                    pass
 
         queued = sorted(json.loads(m["Body"])["id"] for m in messages)
         if queued != sorted(accepted):
@@ -214,12 +223,13 @@ def main() -> int:
             sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"])
 
         # 5b. The smoke test a user runs against a deployed stack, here against this one: accepted,
-        # found in the queue, envelope and signature checked, deleted; consumers skip its type.
+        # found in the queue, relay signature, envelope and signature checked, deleted; consumers skip its type.
         smoke = subprocess.run(
             [str(ROOT / "target/debug/hookrelay-dev"), "send", "--url", base, "--provider", "rekko",
              "--queue-url", queue_url, "--i-own-this-queue", "--wait-secs", "20"],
             cwd=ROOT, capture_output=True, text=True,
             env=os.environ | {"HOOKRELAY_REKKO_SECRETS": senders.REKKO_SECRET, "AWS_ENDPOINT_URL_SQS": endpoint,
+                              "HOOKRELAY_RELAY_PUBLIC_KEYS": relay["HOOKRELAY_RELAY_PUBLIC_KEYS"],
                               "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "local",
                               "AWS_SECRET_ACCESS_KEY": "local"})
         print(f"\nhookrelay-dev send (smoke test):\n{smoke.stdout.strip()}{smoke.stderr.strip()}"
@@ -227,14 +237,21 @@ def main() -> int:
         failures += smoke.returncode != 0
 
         # 6. The streams, through the bridge, into the same queue.
-        failures += run_streams(sqs, queue_url, endpoint, processes, secrets)
+        failures += run_streams(sqs, queue_url, endpoint, processes, secrets, relay)
         print(f"\n{'OK' if failures == 0 else 'FAILED'}: webhooks and both streams")
         return 1 if failures else 0
     finally:
         stop()
 
 
-def run_streams(sqs, queue_url: str, endpoint: str, processes: list, secrets: dict) -> int:
+def relay_key_pair() -> dict[str, str]:
+    """A fresh relay key pair, as `hookrelay-dev relay-keygen` prints it: the two variables."""
+    out = subprocess.run([str(BUILT / "hookrelay-dev"), "relay-keygen"], check=True,
+                         capture_output=True, text=True).stdout
+    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
+def run_streams(sqs, queue_url: str, endpoint: str, processes: list, secrets: dict, relay: dict) -> int:
     """Stand-ins for both streams, the bridge between them and the queue, and what arrived."""
     token = "local-stream-token"
     sim = subprocess.Popen([str(BUILT / "hookrelay-stream-sim"), "--token", token],
@@ -245,6 +262,7 @@ def run_streams(sqs, queue_url: str, endpoint: str, processes: list, secrets: di
     expected = streams["trades"] + streams["rekko_events"]
     bridge_env = {
         "HOOKRELAY_QUEUE_URL": queue_url,
+        **relay,
         "HOOKRELAY_HEISENBERG_TOKEN": token,
         "HOOKRELAY_HEISENBERG_URL": streams["heisenberg_ws"],
         "HOOKRELAY_REKKO_API_KEY": token,
@@ -292,9 +310,10 @@ def run_streams(sqs, queue_url: str, endpoint: str, processes: list, secrets: di
           f"{len(streams['trades'])} trades, {len(streams['rekko_events'])} Rekko events, each once):")
     print(f"{'id':58} {'provider':10} {'type':18} {'market':30} group")
     seen = {}
+    trust = consume.RelayTrust.parse(relay["HOOKRELAY_RELAY_PUBLIC_KEYS"])
     for m in messages:
         try:
-            envelope = consume.decode(m, secrets)
+            envelope = consume.decode(m, secrets, trust)
         except ValueError as error:
             print(f"{m['MessageId']}: {error}   <-- UNEXPECTED")
             failures += 1

@@ -13,6 +13,8 @@
 //! | `HOOKRELAY_DEDUPE_WINDOW_SECS` | max(600, 2 × tolerance) | how long an instance remembers a published key |
 //! | `HOOKRELAY_DEDUPE_CAPACITY` | 20000 | how many keys an instance remembers at most |
 //! | `HOOKRELAY_METRICS_NAMESPACE` | hookrelay | CloudWatch namespace of the EMF metrics |
+//! | `HOOKRELAY_RELAY_SIGNING_KEYS` | required | the `whsk_` keys every message is sealed with (in Lambda: the secret `HOOKRELAY_RELAY_SIGNING_KEYS_ARN` names) |
+//! | `HOOKRELAY_RELAY_PUBLIC_KEYS` | required | the `whpk_` keys consumers trust; must hold each signing key's public half |
 //!
 //! Rules beyond types: at least one sender must have a secret; secrets are at least 16 bytes;
 //! the dedupe window is at least twice the replay tolerance (a signed timestamp is accepted from
@@ -24,6 +26,7 @@ use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use hookrelay::config::{ConfigError, Env};
+use hookrelay::relay::RelaySigner;
 use hookrelay::secret::{self, SenderSecrets};
 use hookrelay_ingest::routed::SQS_MAX_MESSAGE_BYTES;
 use hookrelay_ingest::settings;
@@ -57,6 +60,12 @@ pub mod vars {
     pub const DEDUPE_CAPACITY: &str = settings::DEDUPE_CAPACITY;
     /// CloudWatch namespace for the EMF metrics.
     pub const METRICS_NAMESPACE: &str = settings::METRICS_NAMESPACE;
+    /// Relay signing keys (`whsk_...`).
+    pub const RELAY_SIGNING_KEYS: &str = settings::RELAY_SIGNING_KEYS;
+    /// The secret holding the relay signing keys.
+    pub const RELAY_SIGNING_KEYS_ARN: &str = settings::RELAY_SIGNING_KEYS_ARN;
+    /// Relay public keys (`whpk_...`).
+    pub const RELAY_PUBLIC_KEYS: &str = settings::RELAY_PUBLIC_KEYS;
     /// All three secret variables, for the "none configured" error.
     pub const ANY_SECRETS: &str = hookrelay::secret::ANY_SECRETS;
 }
@@ -86,6 +95,8 @@ pub struct Config {
     pub dedupe_capacity: NonZeroUsize,
     /// CloudWatch namespace of the EMF metrics.
     pub metrics_namespace: String,
+    /// The keys every message is sealed with.
+    pub relay_signer: RelaySigner,
 }
 
 impl Config {
@@ -141,6 +152,7 @@ impl Config {
         Ok(Self {
             queue_url,
             metrics_namespace: settings::metrics_namespace(&env)?,
+            relay_signer: settings::relay_signer(&env)?,
             secrets,
             replay_tolerance: Duration::from_secs(tolerance_secs),
             max_body_bytes: max_body as usize,
@@ -162,9 +174,18 @@ mod tests {
     const ENGINE_SECRET: &str = "7c9f0d1e2a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5";
 
     fn load(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
+        // Every test has a valid relay key pair unless it sets its own.
+        let key = hookrelay::relay::RelaySigningKey::from_seed([1; 32]);
+        let relay = [
+            (vars::RELAY_SIGNING_KEYS.to_owned(), key.to_text()),
+            (
+                vars::RELAY_PUBLIC_KEYS.to_owned(),
+                key.public_key().to_string(),
+            ),
+        ];
+        let map: HashMap<String, String> = relay
+            .into_iter()
+            .chain(vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())))
             .collect();
         Config::from_lookup(|name| map.get(name).cloned())
     }

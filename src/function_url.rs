@@ -303,9 +303,12 @@ mod tests {
         use crate::pipeline::FixedClock;
 
         const SECRET: &str = "log-test-secret-0123456789";
+        let relay = hookrelay_devtools::relay_keys::env();
         let vars = [
             ("HOOKRELAY_QUEUE_URL", "http://127.0.0.1:9/q"),
             ("HOOKRELAY_REKKO_SECRETS", SECRET),
+            (relay[0].0, relay[0].1.as_str()),
+            (relay[1].0, relay[1].1.as_str()),
         ];
         let config = Config::from_lookup(|n| {
             vars.iter()
@@ -367,6 +370,7 @@ mod tests {
         }
         for secret in [
             SECRET,
+            &relay[0].1["whsk_".len()..],
             &valid_signature,
             &malformed_signature,
             "BODY-MARKER",
@@ -389,8 +393,11 @@ mod tests {
         let _guard = tracing_subscriber::util::SubscriberInitExt::set_default(
             hookrelay_ingest::telemetry::subscriber("trace", true, logs, &[]),
         );
+        let relay = hookrelay_devtools::relay_keys::env();
         let config = Config::from_lookup(|name| match name {
             "HOOKRELAY_QUEUE_URL" => Some("http://127.0.0.1:9/q".into()),
+            name if name == relay[0].0 => Some(relay[0].1.clone()),
+            name if name == relay[1].0 => Some(relay[1].1.clone()),
             "HOOKRELAY_REKKO_SECRETS" | "HOOKRELAY_STANDARD_SECRETS" => {
                 Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into())
             }

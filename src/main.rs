@@ -1,6 +1,7 @@
 //! The `hookrelay` Lambda: loads the AWS SDK configuration once, reads the configuration (and,
-//! when `HOOKRELAY_SECRETS_ARN` is set, the webhook secrets from Secrets Manager), builds the SQS
-//! client, and serves Function URL invocations through the pipeline. Wiring only.
+//! when `HOOKRELAY_SECRETS_ARN` and `HOOKRELAY_RELAY_SIGNING_KEYS_ARN` are set, the webhook
+//! secrets and the relay signing keys from Secrets Manager), builds the SQS client, and serves
+//! Function URL invocations through the pipeline. Wiring only.
 
 use std::time::Instant;
 
@@ -26,7 +27,12 @@ async fn main() -> Result<(), lambda_runtime::Error> {
 }
 
 async fn load_config(sdk_config: &SdkConfig) -> Result<Config, ConfigError> {
-    let env = |name: &str| std::env::var(name).ok();
+    let started = Instant::now();
+    let env =
+        secrets_manager::relay_signing_keys_over(sdk_config, |name: &str| std::env::var(name).ok())
+            .await?;
+    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    tracing::debug!(elapsed_ms, "relay signing keys read");
     match env(SECRETS_ARN).filter(|arn| !arn.trim().is_empty()) {
         None => Config::from_lookup(env),
         Some(arn) => {

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use hookrelay::relay::RelaySigner;
 use hookrelay::senders::Sender;
 use hookrelay::signature::{self, Headers, SecretSet, SignedRequest, VerifyError};
 use hookrelay_ingest::dedupe::{DedupeDecision, DedupeKey, DedupeWindow};
@@ -200,6 +201,7 @@ pub struct Pipeline<P, C> {
     replay_tolerance: Duration,
     max_body_bytes: usize,
     published: Mutex<DedupeWindow>,
+    relay_signer: RelaySigner,
     publisher: P,
     clock: C,
     metrics_namespace: String,
@@ -223,6 +225,7 @@ impl<P: Publisher, C: Clock> Pipeline<P, C> {
                 config.dedupe_capacity,
                 config.dedupe_window,
             )),
+            relay_signer: config.relay_signer.clone(),
             publisher,
             clock,
             metrics_namespace: config.metrics_namespace.clone(),
@@ -290,7 +293,9 @@ impl<P: Publisher, C: Clock> Pipeline<P, C> {
             return Ok(handled(Outcome::Duplicate));
         }
 
-        let message = event.queue_message(now);
+        // Seal: the relay signature over the whole message, so consumers can refuse anything
+        // hookrelay did not write.
+        let message = event.queue_message(now, &self.relay_signer);
         if message.size() > SQS_MAX_MESSAGE_BYTES {
             return Err(Rejection::MessageTooLarge {
                 limit: SQS_MAX_MESSAGE_BYTES,
@@ -358,9 +363,12 @@ mod tests {
     const T0: i64 = 1_771_455_600; // 2026-02-18T23:00:00Z
 
     fn config(vars: &[(&str, &str)]) -> Config {
+        let relay = hookrelay_devtools::relay_keys::env();
         let mut all = vec![
             ("HOOKRELAY_QUEUE_URL", "http://127.0.0.1:1/q.fifo"),
             ("HOOKRELAY_REKKO_SECRETS", SECRET),
+            (relay[0].0, relay[0].1.as_str()),
+            (relay[1].0, relay[1].1.as_str()),
         ];
         all.extend_from_slice(vars);
         Config::from_lookup(|name| {

@@ -5,6 +5,8 @@
 //! | variable | default | meaning |
 //! |---|---|---|
 //! | `HOOKRELAY_QUEUE_URL` | required | the SQS queue, as for the receiver |
+//! | `HOOKRELAY_RELAY_SIGNING_KEYS` (or `..._ARN`, a Secrets Manager secret) | required | the `whsk_` keys every message is sealed with, as for the receiver |
+//! | `HOOKRELAY_RELAY_PUBLIC_KEYS` | required | the `whpk_` keys consumers trust; must hold each signing key's public half |
 //! | `HOOKRELAY_HEISENBERG_TOKEN` | unset: stream off | Heisenberg API token (Bearer) |
 //! | `HOOKRELAY_HEISENBERG_URL` | `wss://ripple.heisenberg.so/ws` | the WebSocket gateway |
 //! | `HOOKRELAY_HEISENBERG_API_URL` | the gateway's `https://` origin | where `GET /event-types` is |
@@ -29,6 +31,7 @@
 //! At least one stream must be configured. The defaults keep ECS's 30 s stop timeout: 20 s of
 //! flushing leaves room for the process to exit on its own.
 
+use hookrelay::relay::RelaySigner;
 use std::num::NonZeroUsize;
 use std::path::Path;
 use std::time::Duration;
@@ -84,6 +87,12 @@ pub mod vars {
     pub const DEDUPE_CAPACITY: &str = hookrelay_ingest::settings::DEDUPE_CAPACITY;
     /// Metrics namespace.
     pub const METRICS_NAMESPACE: &str = hookrelay_ingest::settings::METRICS_NAMESPACE;
+    /// Relay signing keys (`whsk_...`), shared with the receiver.
+    pub const RELAY_SIGNING_KEYS: &str = hookrelay_ingest::settings::RELAY_SIGNING_KEYS;
+    /// The Secrets Manager secret holding them.
+    pub const RELAY_SIGNING_KEYS_ARN: &str = hookrelay_ingest::settings::RELAY_SIGNING_KEYS_ARN;
+    /// Relay public keys (`whpk_...`): must hold each signing key's public half.
+    pub const RELAY_PUBLIC_KEYS: &str = hookrelay_ingest::settings::RELAY_PUBLIC_KEYS;
     /// Metrics interval.
     pub const METRICS_INTERVAL_SECS: &str = "HOOKRELAY_BRIDGE_METRICS_INTERVAL_SECS";
 }
@@ -178,6 +187,8 @@ pub struct BridgeConfig {
     pub metrics_namespace: String,
     /// How often counters are written.
     pub metrics_interval: Duration,
+    /// The keys every message is sealed with (the same as the receiver's).
+    pub relay_signer: RelaySigner,
 }
 
 /// The variables of which at least one must be set.
@@ -279,6 +290,7 @@ impl BridgeConfig {
             dedupe_capacity: count(vars::DEDUPE_CAPACITY, BRIDGE_DEFAULT_DEDUPE_CAPACITY)?,
             metrics_namespace: settings::metrics_namespace(&env)?,
             metrics_interval: Duration::from_secs(number(vars::METRICS_INTERVAL_SECS, 60)?),
+            relay_signer: settings::relay_signer(&env)?,
         })
     }
 }
@@ -418,9 +430,18 @@ mod tests {
     use super::*;
 
     fn config(vars: &[(&str, &str)]) -> Result<BridgeConfig, ConfigError> {
-        let map: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        // Every test has a valid relay key pair unless it sets its own.
+        let key = hookrelay::relay::RelaySigningKey::from_seed([1; 32]);
+        let relay = [
+            (vars::RELAY_SIGNING_KEYS.to_owned(), key.to_text()),
+            (
+                vars::RELAY_PUBLIC_KEYS.to_owned(),
+                key.public_key().to_string(),
+            ),
+        ];
+        let map: HashMap<String, String> = relay
+            .into_iter()
+            .chain(vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())))
             .collect();
         BridgeConfig::from_lookup(|name| map.get(name).cloned())
     }

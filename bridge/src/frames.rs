@@ -286,7 +286,12 @@ mod tests {
         };
         let received =
             time::OffsetDateTime::from_unix_timestamp_nanos(1_771_455_601_250_999_000).unwrap();
-        let message = event.queue_message(received);
+        let signer =
+            hookrelay::relay::RelaySigner::new(vec![hookrelay::relay::RelaySigningKey::from_seed(
+                [22; 32],
+            )])
+            .unwrap();
+        let message = event.queue_message(received, &signer);
         let envelope = Envelope::from_json(&message.body).unwrap();
         assert_eq!(envelope.data.get(), frame);
         assert_eq!(

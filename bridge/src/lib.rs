@@ -318,11 +318,15 @@ where
         dedupe_capacity: config.dedupe_capacity,
         permanent_failure_limit: config.queue_refused_limit,
     };
-    let sink = tokio::spawn(Sink::new(publisher, settings, stats.clone()).run(
-        buffered,
-        shutdown.clone(),
-        trigger.clone(),
-    ));
+    let sink = tokio::spawn(
+        Sink::new(
+            publisher,
+            settings,
+            config.relay_signer.clone(),
+            stats.clone(),
+        )
+        .run(buffered, shutdown.clone(), trigger.clone()),
+    );
     let metrics = tokio::spawn(report_metrics(
         stats.clone(),
         config.metrics_namespace.clone(),

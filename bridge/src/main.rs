@@ -1,5 +1,6 @@
-//! The `hookrelay-bridge` process: reads its configuration, loads the AWS SDK configuration
-//! once, and runs the bridge until SIGTERM or Ctrl-C. Exits 0 after a clean flush, 1 on a
+//! The `hookrelay-bridge` process: loads the AWS SDK configuration once, reads its
+//! configuration (the relay signing keys from Secrets Manager when
+//! `HOOKRELAY_RELAY_SIGNING_KEYS_ARN` is set), and runs the bridge until SIGTERM or Ctrl-C. Exits 0 after a clean flush, 1 on a
 //! configuration, credential or subscription error, or a queue that refuses every send for good
 //! (restarting won't help), 2 if events were
 //! still unsent when the grace ran out, 3 if a task of the bridge itself failed.
@@ -11,6 +12,7 @@ use std::process::ExitCode;
 
 use aws_config::BehaviorVersion;
 use hookrelay_aws::SqsPublisher;
+use hookrelay_aws::secrets_manager;
 use hookrelay_bridge::config::BridgeConfig;
 use hookrelay_bridge::{FatalError, RunReport, ShutdownTrigger, shutdown_pair};
 use tokio::signal::unix::{SignalKind, signal};
@@ -22,15 +24,19 @@ async fn main() -> ExitCode {
     // The WebSocket client's crates log frames at TRACE: capped like the runtime's.
     hookrelay_ingest::telemetry::install(&directives, json, &["tungstenite", "tokio_tungstenite"]);
 
-    let config = match BridgeConfig::from_lookup(|name| std::env::var(name).ok()) {
+    let sdk_config =
+        hookrelay_aws::sdk_config(aws_config::defaults(BehaviorVersion::latest())).await;
+    let env = |name: &str| std::env::var(name).ok();
+    let config = match secrets_manager::relay_signing_keys_over(&sdk_config, env)
+        .await
+        .and_then(BridgeConfig::from_lookup)
+    {
         Ok(config) => config,
         Err(error) => {
             tracing::error!(%error, "invalid configuration");
             return ExitCode::from(1);
         }
     };
-    let sdk_config =
-        hookrelay_aws::sdk_config(aws_config::defaults(BehaviorVersion::latest())).await;
     let publisher = SqsPublisher::from_sdk_config(&sdk_config, config.queue_url.clone());
     let (trigger, shutdown) = shutdown_pair();
     if let Err(error) = forward_signals(trigger.clone()) {

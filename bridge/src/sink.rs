@@ -22,6 +22,7 @@ use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hookrelay::relay::RelaySigner;
 use hookrelay_ingest::dedupe::{DedupeDecision, DedupeKey, DedupeWindow};
 use hookrelay_ingest::queue::{BatchPublisher, EntryFailure};
 use hookrelay_ingest::routed::{
@@ -84,6 +85,7 @@ struct Pending {
 pub struct Sink<P> {
     publisher: P,
     settings: SinkSettings,
+    signer: RelaySigner,
     dedupe: DedupeWindow,
     stats: Arc<Stats>,
     pending: VecDeque<Pending>,
@@ -93,10 +95,16 @@ pub struct Sink<P> {
 }
 
 impl<P: BatchPublisher> Sink<P> {
-    /// A sink sending through `publisher`.
-    pub fn new(publisher: P, settings: SinkSettings, stats: Arc<Stats>) -> Self {
+    /// A sink sealing each message with `signer` and sending through `publisher`.
+    pub fn new(
+        publisher: P,
+        settings: SinkSettings,
+        signer: RelaySigner,
+        stats: Arc<Stats>,
+    ) -> Self {
         Self {
             publisher,
+            signer,
             dedupe: DedupeWindow::new(settings.dedupe_capacity, settings.dedupe_window),
             settings,
             stats,
@@ -217,7 +225,7 @@ impl<P: BatchPublisher> Sink<P> {
             tracing::debug!(key = key.as_str(), "duplicate stream event dropped");
             return;
         }
-        let message = event.queue_message(at);
+        let message = event.queue_message(at, &self.signer);
         if message.size() > SQS_MAX_MESSAGE_BYTES {
             bump(&counters.rejected);
             tracing::error!(
@@ -256,7 +264,26 @@ impl<P: BatchPublisher> Sink<P> {
             .map(|p| &p.message)
             .collect();
         let results = match self.publisher.publish_batch(&messages).await {
-            Ok(results) if results.len() == count => results,
+            Ok(results) if results.len() == count => {
+                // Every entry refused for a lasting reason (SendMessageBatch reports a disabled
+                // KMS key per entry) counts like a refused call; anything accepted, or a
+                // transient entry failure, starts the clock again.
+                let refusals: Option<Vec<&EntryFailure>> = results
+                    .iter()
+                    .map(|result| result.as_ref().err().filter(|f| f.is_refusal()))
+                    .collect();
+                match refusals.as_deref() {
+                    Some([first, ..]) => {
+                        let detail = format!("SQS refused every entry of a batch: {}", first.code);
+                        tracing::warn!(code = %first.code, count, "SQS refused every entry; retrying after a backoff");
+                        self.refused_since
+                            .get_or_insert_with(|| (Instant::now(), String::new()))
+                            .1 = detail;
+                    }
+                    _ => self.refused_since = None,
+                }
+                results
+            }
             Ok(_) => {
                 tracing::warn!(
                     count,
@@ -276,9 +303,6 @@ impl<P: BatchPublisher> Sink<P> {
                 vec![Err(not_confirmed()); count]
             }
         };
-        if !results.iter().all(Result::is_err) {
-            self.refused_since = None;
-        }
         let now = OffsetDateTime::now_utc();
         let mut retry = Vec::new();
         for (pending, result) in self.pending.drain(..count).zip(results) {
@@ -329,6 +353,10 @@ mod tests {
 
     use super::*;
     use crate::shutdown_pair;
+
+    fn test_signer() -> RelaySigner {
+        RelaySigner::new(vec![hookrelay::relay::RelaySigningKey::from_seed([21; 32])]).unwrap()
+    }
 
     /// A publisher that answers from a script, one entry per call (then accepts everything), and
     /// records the dedupe ids of what it accepted.
@@ -410,7 +438,7 @@ mod tests {
         let stats = Arc::new(Stats::default());
         let (tx, rx) = mpsc::channel(4);
         let (trigger, shutdown) = shutdown_pair();
-        let sink = Sink::new(queue, settings(), stats.clone());
+        let sink = Sink::new(queue, settings(), test_signer(), stats.clone());
         let feeder = async move {
             for e in events {
                 tx.send(e).await.unwrap();
@@ -518,7 +546,7 @@ mod tests {
         }
         drop(tx);
         trigger.request();
-        let report = Sink::new(Down, settings(), stats)
+        let report = Sink::new(Down, settings(), test_signer(), stats)
             .run(rx, shutdown, trigger)
             .await;
         assert_eq!(
@@ -554,7 +582,7 @@ mod tests {
         };
         let report = tokio::time::timeout(
             Duration::from_secs(10),
-            Sink::new(Denied, settings, stats).run(rx, shutdown.clone(), trigger),
+            Sink::new(Denied, settings, test_signer(), stats).run(rx, shutdown.clone(), trigger),
         )
         .await
         .expect("stops on its own, without a shutdown request");
@@ -577,6 +605,40 @@ mod tests {
                 }
             }
         }
+        // SendMessageBatch reports a disabled KMS key per entry: every entry refused stops the
+        // bridge the same way.
+        struct KeyDisabled;
+        impl BatchPublisher for KeyDisabled {
+            async fn publish_batch(
+                &self,
+                messages: &[&QueueMessage],
+            ) -> Result<Vec<Result<(), EntryFailure>>, PublishError> {
+                let refused = EntryFailure {
+                    code: "KMS.DisabledException".to_owned(),
+                    sender_fault: true,
+                };
+                Ok(vec![Err(refused); messages.len()])
+            }
+        }
+        let (tx, rx) = mpsc::channel(8);
+        let (trigger, shutdown) = shutdown_pair();
+        tx.send(event(7)).await.unwrap();
+        let report = tokio::time::timeout(
+            Duration::from_secs(10),
+            Sink::new(
+                KeyDisabled,
+                settings,
+                test_signer(),
+                Arc::new(Stats::default()),
+            )
+            .run(rx, shutdown.clone(), trigger),
+        )
+        .await
+        .expect("stops on its own");
+        assert_eq!((report.published, report.unsent), (0, 1));
+        assert!(report.refused.unwrap().contains("KMS.DisabledException"));
+        drop(tx);
+
         let (tx, rx) = mpsc::channel(8);
         let (trigger, shutdown) = shutdown_pair();
         tx.send(event(9)).await.unwrap();
@@ -585,9 +647,14 @@ mod tests {
             permanent_failure_limit: Duration::from_secs(30),
             ..settings
         };
-        let report = Sink::new(Flaky(0.into()), patient, Arc::new(Stats::default()))
-            .run(rx, shutdown, trigger)
-            .await;
+        let report = Sink::new(
+            Flaky(0.into()),
+            patient,
+            test_signer(),
+            Arc::new(Stats::default()),
+        )
+        .run(rx, shutdown, trigger)
+        .await;
         assert_eq!(
             (report.published, report.refused),
             (1, None),

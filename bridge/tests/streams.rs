@@ -11,6 +11,7 @@ use aws_config::BehaviorVersion;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::config::{Credentials, Region};
 use aws_sdk_sqs::types::Message;
+use hookrelay::consumer::{Consumer, EventHandler};
 use hookrelay::envelope::{Envelope, Via};
 use hookrelay::events::{Event, HeisenbergEvent, RekkoEvent};
 use hookrelay_aws::SqsPublisher;
@@ -19,6 +20,8 @@ use hookrelay_bridge::{FatalError, RunReport, ShutdownTrigger, shutdown_pair};
 use hookrelay_devtools::fault_proxy::{FaultPlan, FaultProxy};
 use hookrelay_devtools::local_sqs;
 use hookrelay_devtools::moto::moto;
+use hookrelay_devtools::python_consumer;
+use hookrelay_devtools::relay_keys;
 use hookrelay_devtools::stream_sim::{self, SseStep, WsStep, rekko_event, trade_frame};
 use hookrelay_ingest::queue::{BatchPublisher, EntryFailure, PublishError};
 use hookrelay_ingest::routed::QueueMessage;
@@ -61,6 +64,7 @@ fn config(vars: &[(&str, String)]) -> BridgeConfig {
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .chain(relay_keys::env().map(|(k, v)| (k.to_owned(), v)))
     .collect();
     all.extend(vars.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
     BridgeConfig::from_lookup(|name| all.get(name).cloned()).expect("test configuration")
@@ -103,6 +107,47 @@ impl Running {
             .await
             .expect("stops in time")
             .expect("no panic")
+    }
+}
+
+/// Every message the bridge queued is accepted, relay signature checked, by the crate's
+/// consumer and by the Python consumer (over copies in a queue of their own, since `messages`
+/// are in flight).
+async fn assert_consumers_accept(sqs: &Client, messages: &[Message]) {
+    struct Accepting;
+    impl EventHandler for Accepting {
+        fn handle(&self, _: &Envelope, _: Event) -> Result<(), String> {
+            Ok(())
+        }
+    }
+    let consumer = Consumer::new(relay_keys::trust(), Accepting);
+    let (_, copies) = standard_queue("consumers").await;
+    for message in messages {
+        let attributes: HashMap<String, String> = message
+            .message_attributes()
+            .into_iter()
+            .flatten()
+            .filter_map(|(name, value)| Some((name.clone(), value.string_value()?.to_owned())))
+            .collect();
+        if let Err(error) = consumer.process(message.body(), &attributes) {
+            panic!("the consumer refused a bridge message: {error}");
+        }
+        sqs.send_message()
+            .queue_url(&copies)
+            .message_body(message.body().unwrap_or_default())
+            .set_message_attributes(message.message_attributes().cloned())
+            .send()
+            .await
+            .unwrap();
+    }
+    let public = relay_keys::signing_key().public_key().to_string();
+    let verdicts = python_consumer::verdicts(&moto().endpoint, &copies, &public);
+    assert_eq!(verdicts.len(), messages.len());
+    for verdict in verdicts {
+        assert!(
+            verdict.accepted,
+            "the Python consumer refused a bridge message: {verdict:?}"
+        );
     }
 }
 
@@ -202,9 +247,10 @@ async fn heisenberg_trades_arrive_once_across_4001_closes_and_abrupt_drops() {
         let attributes = message.message_attributes().unwrap();
         assert!(
             !attributes.contains_key("signature"),
-            "stream events are unsigned"
+            "stream events carry no sender signature"
         );
     }
+    assert_consumers_accept(&sqs, &messages).await;
 
     eventually("the pong to the third session's ping", || {
         sim.record().pongs >= 1
@@ -298,6 +344,7 @@ async fn rekko_events_arrive_once_across_drops_in_both_framings() {
             )
         ));
     }
+    assert_consumers_accept(&sqs, &messages).await;
     let record = sim.record();
     assert_eq!(record.connections, 3);
     assert!(
@@ -572,6 +619,7 @@ async fn sigterm_flushes_the_buffer_and_exits_cleanly() {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_hookrelay-bridge"))
         .env_clear()
         .env("HOOKRELAY_QUEUE_URL", &queue_url)
+        .envs(relay_keys::env())
         .env("HOOKRELAY_REKKO_API_KEY", TOKEN)
         .env("HOOKRELAY_REKKO_STREAM_URL", sim.stream_url())
         .env("HOOKRELAY_BRIDGE_LINGER_MS", "600000")

@@ -222,8 +222,11 @@ pub async fn run(config: &AuditConfig) -> AuditReport {
         .expect("start the fault proxy");
 
     let keys = test_keys();
+    let relay = crate::relay_keys::env();
     let env = [
         ("HOOKRELAY_QUEUE_URL", queue_url.as_str()),
+        (relay[0].0, relay[0].1.as_str()),
+        (relay[1].0, relay[1].1.as_str()),
         ("HOOKRELAY_ENGINE_SECRETS", keys.engine.as_str()),
         ("HOOKRELAY_REKKO_SECRETS", keys.rekko.as_str()),
         ("HOOKRELAY_STANDARD_SECRETS", keys.standard.as_str()),

@@ -155,8 +155,11 @@ pub async fn run(subject: &Subject, plan: &BenchPlan) -> Result<SubjectReport, B
         .ca_file
         .as_ref()
         .map(|path| path.to_string_lossy().into_owned());
+    let relay = crate::relay_keys::env();
     let mut env = vec![
         ("HOOKRELAY_QUEUE_URL", queue_url.as_str()),
+        (relay[0].0, relay[0].1.as_str()),
+        (relay[1].0, relay[1].1.as_str()),
         ("HOOKRELAY_ENGINE_SECRETS", keys.engine.as_str()),
         ("HOOKRELAY_REKKO_SECRETS", keys.rekko.as_str()),
         ("AWS_ENDPOINT_URL_SQS", plan.sqs_endpoint.as_str()),

@@ -2,7 +2,7 @@
 //! ([`memory`]), a local AWS endpoint (moto) and SQS helpers ([`local_sqs`]), a Lambda
 //! Runtime API emulator with a Function URL front end, a sender simulator that signs and retries
 //! like the seeds' senders, a fault-injecting proxy in front of SQS, the delivery audit that
-//! puts them together, the Lambda benchmark (cold start, warm invocations, the Python peer), and
+//! puts them together, the test kit's relay keys ([`relay_keys`]), the Lambda benchmark (cold start, warm invocations, the Python peer), and
 //! stand-ins for the providers' streams (Heisenberg's WebSocket gateway, Rekko's SSE feed).
 
 pub mod audit;
@@ -14,6 +14,8 @@ pub mod lambda_emulator;
 pub mod local_sqs;
 pub mod memory;
 pub mod moto;
+pub mod python_consumer;
+pub mod relay_keys;
 pub mod seeded;
 pub mod sender_sim;
 pub mod smoke;

@@ -14,6 +14,7 @@ use aws_sdk_sqs::Client;
 use bytes::Bytes;
 use hookrelay::Envelope;
 use hookrelay::envelope::{SMOKE_TEST_MARKET, SMOKE_TEST_TYPE, attributes};
+use hookrelay::relay::{self, ReceivedRelaySignature, RelayTrust};
 use hookrelay::senders::{self, Sender};
 use hookrelay::signature::{SecretSet, SigningSecret};
 use http_body_util::{BodyExt, Full};
@@ -143,14 +144,16 @@ pub struct QueueCheck {
     pub returned: usize,
 }
 
-/// Waits up to `timeout` for the message of `delivery` in `queue_url`, checks its envelope and
-/// the provider's signature over `data` with `secret`, and deletes it. Every other message it
+/// Waits up to `timeout` for the message of `delivery` in `queue_url`, checks its relay signature
+/// against `trust` (as a consumer does), its envelope and the provider's signature over `data`
+/// with `secret`, and deletes it. Every other message it
 /// receives goes straight back to the queue (visibility 0) and is never deleted.
 pub async fn check_queue(
     sqs: &Client,
     queue_url: &str,
     delivery: &SmokeDelivery,
     secret: &str,
+    trust: &RelayTrust,
     timeout: Duration,
 ) -> Result<QueueCheck, String> {
     let key = delivery
@@ -188,11 +191,31 @@ pub async fn check_queue(
                 returned += 1;
                 continue;
             };
-            let signature = message
-                .message_attributes()
-                .and_then(|a| a.get(attributes::SIGNATURE))
-                .and_then(|a| a.string_value());
-            if let Err(problem) = check(envelope, signature, delivery, &secrets) {
+            let attribute = |name: &str| {
+                message
+                    .message_attributes()
+                    .and_then(|a| a.get(name))
+                    .and_then(|a| a.string_value())
+            };
+            let sealed = ReceivedRelaySignature {
+                id: attribute(relay::attributes::RELAY_ID),
+                timestamp: attribute(relay::attributes::RELAY_TIMESTAMP),
+                signatures: attribute(relay::attributes::RELAY_SIGNATURE),
+            };
+            let now = OffsetDateTime::now_utc().unix_timestamp();
+            let relay_checked = trust
+                .verify(sealed, message.body().unwrap_or_default(), now)
+                .and_then(|verified| verified.check_id(&envelope.id))
+                .map_err(|e| format!("the relay signature does not verify: {e}"));
+            let checked = relay_checked.and_then(|()| {
+                check(
+                    envelope,
+                    attribute(attributes::SIGNATURE),
+                    delivery,
+                    &secrets,
+                )
+            });
+            if let Err(problem) = checked {
                 // Ours but wrong: leave it in the queue, visible, for a look.
                 let _ = hand_back(sqs, queue_url, receipt).await;
                 return Err(problem);

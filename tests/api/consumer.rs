@@ -10,6 +10,7 @@ use hookrelay::config::Env;
 use hookrelay::consumer::{Consumer, EventHandler};
 use hookrelay::secret::SenderSecrets;
 use hookrelay::{Envelope, Event};
+use hookrelay_devtools::relay_keys;
 use hookrelay_example_consumer::{process, process_batch};
 
 use crate::fixtures::run_all_fixtures;
@@ -81,7 +82,7 @@ fn stream_envelopes_validate_against_the_committed_schema_and_pass_the_consumer(
         trade_frame(7, "btc-updown-5m-1779889800"),
     )
     .unwrap();
-    let message = event.queue_message(time::OffsetDateTime::now_utc());
+    let message = event.queue_message(time::OffsetDateTime::now_utc(), &relay_keys::signer());
     let body: serde_json::Value = serde_json::from_str(&message.body).unwrap();
     let validator = jsonschema::validator_for(&committed_schema()).expect("the schema compiles");
     let errors: Vec<String> = validator
@@ -93,33 +94,52 @@ fn stream_envelopes_validate_against_the_committed_schema_and_pass_the_consumer(
     bad_via["via"] = "carrier-pigeon".into();
     assert!(!validator.is_valid(&bad_via));
 
-    // Unsigned, yet accepted: a stream event has no sender signature to re-check, even when the
-    // consumer holds secrets.
+    // No sender signature, yet accepted: a stream event has none to re-check, even when the
+    // consumer holds secrets; the relay signature (which covers `via`) is what proves it.
     let secrets = SenderSecrets::from_env(&Env::new(|name| {
         (name == "HOOKRELAY_REKKO_SECRETS").then(|| REKKO_SECRET.to_owned())
     }))
     .unwrap();
     let collected = Collected::default();
-    let consumer = Consumer::new(secrets, &collected);
-    let mut record = SqsMessage::default();
-    record.message_id = Some("m-1".into());
-    record.body = Some(message.body.clone());
-    assert!(process(&consumer, &record).is_ok());
+    let consumer = Consumer::new(relay_keys::trust(), &collected).with_sender_secrets(secrets);
+    let record = |body: &str, attributes: &[(&str, String)]| -> SqsMessage {
+        let attributes: serde_json::Map<String, serde_json::Value> = attributes
+            .iter()
+            .map(|(name, value)| {
+                (
+                    (*name).to_owned(),
+                    serde_json::json!({"stringValue": value, "dataType": "String"}),
+                )
+            })
+            .collect();
+        serde_json::from_value(serde_json::json!({
+            "messageId": "m-1", "body": body, "messageAttributes": attributes
+        }))
+        .unwrap()
+    };
+    assert!(process(&consumer, &record(&message.body, &message.attributes)).is_ok());
     assert_eq!(
         collected.0.lock().unwrap().as_slice(),
         [event.dedupe_key().as_str()]
     );
 
-    // Claiming `via: stream` does not excuse a provider without a stream from its signature.
+    // Claiming `via: stream` does not excuse a provider without a stream from its signature,
+    // even under a genuine relay seal (which hookrelay never puts on such an envelope).
     let secrets = SenderSecrets::from_env(&Env::new(|name| {
         (name == "HOOKRELAY_ENGINE_SECRETS").then(|| ENGINE_SECRET.to_owned())
     }))
     .unwrap();
-    let consumer = Consumer::new(secrets, &collected);
+    let consumer = Consumer::new(relay_keys::trust(), &collected).with_sender_secrets(secrets);
     let forged = r#"{"version":1,"id":"engine:op:1","provider":"engine","via":"stream","type":"ORDER_MATCHED","market_id":null,"sequence":1,"delivery_id":null,"occurred_at":null,"received_at":"2026-02-18T23:00:01.250Z","data":{"sequence":1,"eventType":"ORDER_MATCHED","timestamp":"2026-02-18T23:00:00Z","payload":null}}"#;
-    record.body = Some(forged.to_owned());
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let seal = relay_keys::signer().sign("engine:op:1", now, forged);
+    let sealed = [
+        ("relay_id", seal.id),
+        ("relay_timestamp", seal.timestamp),
+        ("relay_signature", seal.signatures),
+    ];
     assert!(matches!(
-        process(&consumer, &record),
+        process(&consumer, &record(forged, &sealed)),
         Err(hookrelay::consumer::ConsumeError::NoSignature)
     ));
 }
@@ -162,7 +182,7 @@ async fn the_consumer_fails_only_the_poison_and_the_tampered_message() {
     let genuine = receive_all(&client, &queue_url).await;
 
     // A message that isn't an envelope, and a genuine envelope whose data was altered after
-    // hookrelay queued it (its signature attribute still the sender's).
+    // hookrelay queued it (its attributes, relay seal included, still the genuine ones).
     let original = genuine
         .iter()
         .find(|m| m.body().unwrap().contains("\"price\":0.65"))
@@ -201,7 +221,11 @@ async fn the_consumer_fails_only_the_poison_and_the_tampered_message() {
     }))
     .unwrap();
     let collected = Collected::default();
-    let response = process_batch(&Consumer::new(secrets, &collected), event);
+    // The fixtures were received (and sealed) at the fixtures' signing time.
+    let consumer = Consumer::new(relay_keys::trust(), &collected)
+        .with_sender_secrets(secrets)
+        .with_clock(|| FIXTURE_TIME + 60);
+    let response = process_batch(&consumer, event);
 
     let mut failed: Vec<String> = response
         .batch_item_failures

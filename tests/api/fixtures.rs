@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use hookrelay::{Envelope, Event, events::EngineEvent, events::RekkoEvent};
+use hookrelay_devtools::relay_keys;
 use hookrelay_receiver::function_url;
 use hookrelay_receiver::metrics::RequestMetrics;
 
@@ -209,8 +210,11 @@ async fn consumers_decode_typed_events_and_re_verify_them() {
     let (client, queue_url, _) = run_all_fixtures(&unique_queue_name(true)).await;
     let messages = receive_all(&client, &queue_url).await;
     let secrets = |variable: &str, value: &str| {
+        let relay = relay_keys::env();
         let vars = [
             ("HOOKRELAY_QUEUE_URL", "http://127.0.0.1/q"),
+            (relay[0].0, relay[0].1.as_str()),
+            (relay[1].0, relay[1].1.as_str()),
             (variable, value),
         ];
         hookrelay_receiver::config::Config::from_lookup(|n| {

@@ -10,6 +10,7 @@ use aws_sdk_sqs::Client;
 use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_sqs::types::QueueAttributeName;
 use hookrelay_aws::SqsPublisher;
+use hookrelay_devtools::relay_keys;
 use hookrelay_receiver::config::Config;
 use hookrelay_receiver::function_url::FunctionUrlRequest;
 use hookrelay_receiver::pipeline::{FixedClock, Pipeline};
@@ -79,8 +80,11 @@ pub async fn receive_all(client: &Client, queue_url: &str) -> Vec<aws_sdk_sqs::t
 
 /// The configuration the tests run with: the test secrets and the default limits.
 pub fn test_config(queue_url: &str) -> Config {
+    let relay = relay_keys::env();
     let vars = [
         ("HOOKRELAY_QUEUE_URL", queue_url),
+        (relay[0].0, relay[0].1.as_str()),
+        (relay[1].0, relay[1].1.as_str()),
         ("HOOKRELAY_ENGINE_SECRETS", ENGINE_SECRET),
         ("HOOKRELAY_REKKO_SECRETS", REKKO_SECRET),
         ("HOOKRELAY_STANDARD_SECRETS", STANDARD_SECRET),

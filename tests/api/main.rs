@@ -8,6 +8,7 @@ mod helpers;
 mod hostile;
 mod official;
 mod queue_contract;
+mod relay;
 mod smoke;
 mod startup;
 mod survival;

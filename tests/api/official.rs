@@ -11,6 +11,7 @@ use std::process::{Command, Stdio};
 
 use hookrelay::Envelope;
 use hookrelay_aws::SqsPublisher;
+use hookrelay_devtools::relay_keys;
 use hookrelay_receiver::config::Config;
 use hookrelay_receiver::function_url::{self, FunctionUrlRequest};
 use hookrelay_receiver::pipeline::{FixedClock, Pipeline};
@@ -164,8 +165,11 @@ async fn official_library_signatures_in_both_header_families() {
     let client = sqs_client(&moto().endpoint);
     let queue_url = create_queue(&client, &unique_queue_name(true)).await;
     let secrets = format!("{SECRET_A},{SECRET_B}");
+    let relay = relay_keys::env();
     let config = Config::from_lookup(|name| match name {
         "HOOKRELAY_QUEUE_URL" => Some(queue_url.clone()),
+        name if name == relay[0].0 => Some(relay[0].1.clone()),
+        name if name == relay[1].0 => Some(relay[1].1.clone()),
         "HOOKRELAY_STANDARD_SECRETS" => Some(secrets.clone()),
         _ => None,
     })

@@ -13,6 +13,7 @@ use hookrelay::secret::SenderSecrets;
 use hookrelay::senders::{REKKO, STANDARD};
 use hookrelay_devtools::lambda_emulator::LambdaInstance;
 use hookrelay_devtools::memory::RecordingHandler;
+use hookrelay_devtools::relay_keys;
 use hookrelay_devtools::smoke;
 use time::OffsetDateTime;
 
@@ -32,8 +33,11 @@ async fn a_smoke_test_is_accepted_found_checked_and_skipped_by_consumers() {
         .send()
         .await
         .unwrap();
+    let relay = relay_keys::env();
     let env = [
         ("HOOKRELAY_QUEUE_URL", queue_url.as_str()),
+        (relay[0].0, relay[0].1.as_str()),
+        (relay[1].0, relay[1].1.as_str()),
         ("HOOKRELAY_REKKO_SECRETS", REKKO_SECRET),
         ("HOOKRELAY_STANDARD_SECRETS", STANDARD_SECRET),
         ("AWS_ENDPOINT_URL_SQS", moto().endpoint.as_str()),
@@ -57,6 +61,7 @@ async fn a_smoke_test_is_accepted_found_checked_and_skipped_by_consumers() {
         &queue_url,
         &rekko,
         REKKO_SECRET,
+        &relay_keys::trust(),
         Duration::from_secs(20),
     )
     .await
@@ -80,6 +85,7 @@ async fn a_smoke_test_is_accepted_found_checked_and_skipped_by_consumers() {
             &queue_url,
             &standard,
             wrong,
+            &relay_keys::trust(),
             Duration::from_secs(5)
         )
         .await
@@ -98,14 +104,15 @@ async fn a_smoke_test_is_accepted_found_checked_and_skipped_by_consumers() {
     }))
     .unwrap();
     let handled = RecordingHandler::default();
-    let consumer = Consumer::new(secrets, &handled);
-    let signature = message.message_attributes().unwrap()["signature"]
-        .string_value()
-        .map(str::to_owned);
+    let consumer = Consumer::new(relay_keys::trust(), &handled).with_sender_secrets(secrets);
+    let attributes: std::collections::HashMap<String, String> = message
+        .message_attributes()
+        .into_iter()
+        .flatten()
+        .filter_map(|(name, value)| Some((name.clone(), value.string_value()?.to_owned())))
+        .collect();
     assert_eq!(
-        consumer
-            .process(message.body(), signature.as_deref())
-            .unwrap(),
+        consumer.process(message.body(), &attributes).unwrap(),
         Processed::SkippedSmokeTest
     );
     assert!(handled.ids().is_empty());

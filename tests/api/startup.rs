@@ -63,6 +63,15 @@ fn run_against_moto(vars: &[(&str, &str)]) -> (bool, String) {
             "http://127.0.0.1:9/123456789012/q.fifo",
         ),
     ];
+    // The test kit's relay key pair, unless the test reads the signing keys from a secret.
+    let relay = hookrelay_devtools::relay_keys::env();
+    all.push((relay[1].0, relay[1].1.as_str()));
+    if !vars
+        .iter()
+        .any(|(name, _)| *name == "HOOKRELAY_RELAY_SIGNING_KEYS_ARN")
+    {
+        all.push((relay[0].0, relay[0].1.as_str()));
+    }
     all.extend_from_slice(vars);
     run_hookrelay(&all)
 }
@@ -131,6 +140,44 @@ async fn an_unreadable_secret_fails_startup_naming_the_variable() {
     let (ok, output) = run_against_moto(&[
         ("HOOKRELAY_SECRETS_ARN", &arn),
         ("HOOKRELAY_ENGINE_SECRETS", "x"),
+    ]);
+    assert!(!ok);
+    assert!(output.contains("not both"), "{output}");
+}
+
+#[tokio::test]
+async fn relay_signing_keys_come_from_their_own_secret_and_must_be_trusted() {
+    let signing = hookrelay_devtools::relay_keys::signing_key().to_text();
+    let arn = create_secret(&signing).await;
+    let engine = ("HOOKRELAY_ENGINE_SECRETS", crate::helpers::ENGINE_SECRET);
+    let (_, output) = run_against_moto(&[engine, ("HOOKRELAY_RELAY_SIGNING_KEYS_ARN", &arn)]);
+    assert!(!output.contains("invalid configuration"), "{output}");
+
+    // A signing key whose public half consumers don't trust: the receiver does not start, and
+    // says which public key is missing, never the private key.
+    let foreign = hookrelay_devtools::relay_keys::foreign_signer();
+    let foreign_public = foreign.public_keys().next().unwrap().to_string();
+    let (ok, output) = run_against_moto(&[
+        engine,
+        ("HOOKRELAY_RELAY_SIGNING_KEYS_ARN", &arn),
+        ("HOOKRELAY_RELAY_PUBLIC_KEYS", &foreign_public),
+    ]);
+    assert!(!ok);
+    assert!(
+        output.contains("HOOKRELAY_RELAY_PUBLIC_KEYS: does not hold"),
+        "{output}"
+    );
+    assert!(!output.contains(&signing["whsk_".len()..]), "{output}");
+
+    // Without any signing key, and with both sources, it does not start either.
+    let (ok, output) =
+        run_hookrelay(&[("HOOKRELAY_QUEUE_URL", "http://127.0.0.1:9/q.fifo"), engine]);
+    assert!(!ok);
+    assert!(output.contains("HOOKRELAY_RELAY_SIGNING_KEYS"), "{output}");
+    let (ok, output) = run_against_moto(&[
+        engine,
+        ("HOOKRELAY_RELAY_SIGNING_KEYS_ARN", &arn),
+        ("HOOKRELAY_RELAY_SIGNING_KEYS", &signing),
     ]);
     assert!(!ok);
     assert!(output.contains("not both"), "{output}");

@@ -6,6 +6,7 @@
 use std::path::Path;
 
 use hookrelay_devtools::lambda_emulator::{Invocation, LambdaInstance};
+use hookrelay_devtools::relay_keys;
 
 use crate::helpers::*;
 
@@ -13,8 +14,11 @@ use crate::helpers::*;
 async fn a_malformed_base64_event_is_answered_and_the_process_lives_on() {
     let client = sqs_client(&moto().endpoint);
     let queue_url = create_queue(&client, &unique_queue_name(true)).await;
+    let relay = relay_keys::env();
     let env = [
         ("HOOKRELAY_QUEUE_URL", queue_url.as_str()),
+        (relay[0].0, relay[0].1.as_str()),
+        (relay[1].0, relay[1].1.as_str()),
         ("HOOKRELAY_REKKO_SECRETS", REKKO_SECRET),
         ("AWS_ENDPOINT_URL_SQS", moto().endpoint.as_str()),
         ("AWS_REGION", "us-east-1"),

@@ -1,7 +1,9 @@
 //! template.yaml against the code: the queue holds the largest body the template allows plus the
 //! envelope, the configuration accepts the template's limits, and the alarms watch metrics the
-//! receiver really emits. (The template's own syntax and policies are checked by sam validate,
-//! cfn-lint and checkov in scripts/test.sh.)
+//! receiver really emits. And who may do what: only the queue writers send to the queue and read
+//! the relay private key, the example consumer holds public keys only, and no other queue may
+//! dead-letter into the events queue. (The template's own syntax and policies are checked by sam
+//! validate, cfn-lint and checkov in scripts/test.sh.)
 
 use std::time::Duration;
 
@@ -40,7 +42,10 @@ fn value_after(text: &str, from: &str, key: &str) -> String {
 
 fn config_with_max_body(bytes: usize) -> Result<Config, hookrelay::config::ConfigError> {
     let bytes = bytes.to_string();
+    let relay = hookrelay_devtools::relay_keys::env();
     Config::from_lookup(|name| match name {
+        name if name == relay[0].0 => Some(relay[0].1.clone()),
+        name if name == relay[1].0 => Some(relay[1].1.clone()),
         "HOOKRELAY_QUEUE_URL" => {
             Some("https://sqs.us-east-1.amazonaws.com/123456789012/q.fifo".into())
         }
@@ -316,16 +321,27 @@ fn resource<'t>(text: &'t str, name: &str) -> &'t str {
     &text[start..end]
 }
 
-#[test]
-fn only_the_queue_writers_may_send_and_only_over_tls() {
-    let text = template();
-    let policy = resource(&text, "EventsQueuePolicy");
-    assert!(policy.contains("Queues: [!Ref EventsQueue, !Ref EventsDeadLetterQueue]"));
-    // The deny names exactly the writers: the receiver's role, the bridge's, the redrive operator's.
-    let writers: Vec<&str> = policy
-        .split("aws:PrincipalArn:")
+/// The lines under `  name:` in the top-level `section` (`Parameters`, `Outputs`) of template.yaml.
+fn entry<'t>(text: &'t str, section: &str, name: &str) -> Vec<&'t str> {
+    let section = format!("{section}:");
+    let header = format!("  {name}:");
+    let lines: Vec<&str> = text
+        .lines()
+        .skip_while(|line| *line != section)
+        .skip_while(|line| *line != header)
+        .skip(1)
+        .take_while(|line| line.starts_with("    "))
+        .collect();
+    assert!(!lines.is_empty(), "no {name} in {section}");
+    lines
+}
+
+/// The items of the list under the first `key` in `block`, one `- item` a line.
+fn list_after<'t>(block: &'t str, key: &str) -> Vec<&'t str> {
+    block
+        .split(key)
         .nth(1)
-        .expect("a principal condition")
+        .unwrap_or_else(|| panic!("no {key}"))
         .lines()
         .skip(1)
         .take_while(|line| {
@@ -333,7 +349,22 @@ fn only_the_queue_writers_may_send_and_only_over_tls() {
             item.starts_with("- ") && !item.starts_with("- Sid:")
         })
         .map(|line| line.trim_start().trim_start_matches("- "))
-        .collect();
+        .collect()
+}
+
+/// Whether `block` has the line `first` directly followed by the line `second` (indentation aside).
+fn has_lines(block: &str, first: &str, second: &str) -> bool {
+    let lines: Vec<&str> = block.lines().map(str::trim).collect();
+    lines.windows(2).any(|pair| pair == [first, second])
+}
+
+#[test]
+fn only_the_queue_writers_may_send_and_only_over_tls() {
+    let text = template();
+    let policy = resource(&text, "EventsQueuePolicy");
+    assert!(policy.contains("Queues: [!Ref EventsQueue, !Ref EventsDeadLetterQueue]"));
+    // The deny names exactly the writers: the receiver's role, the bridge's, the redrive operator's.
+    let writers = list_after(policy, "aws:PrincipalArn:");
     assert_eq!(
         writers,
         [
@@ -376,6 +407,27 @@ fn the_example_consumer_reads_this_queue_only_and_no_secret() {
     let role = resource(&text, "ExampleConsumerRole");
     assert!(!role.to_lowercase().contains("secretsmanager"), "{role}");
     assert!(!role.contains("Resource: \"*\""), "{role}");
+    // Nothing else attaches a policy to the role: the function's `Role:` is its only reference.
+    assert_eq!(text.matches("ExampleConsumerRole.Arn").count(), 1);
+    assert!(!text.contains("!Ref ExampleConsumerRole"));
+    // It verifies relay signatures with the public keys, and is given no secret at all.
+    assert!(
+        function
+            .lines()
+            .any(|line| line.trim() == "HOOKRELAY_RELAY_PUBLIC_KEYS: !Ref RelayPublicKeys"),
+        "{function}"
+    );
+    for line in function.lines().map(str::trim) {
+        let Some((variable, _)) = line.split_once(':') else {
+            continue;
+        };
+        if variable.starts_with("HOOKRELAY_") {
+            assert!(
+                !variable.contains("_SECRETS") && !variable.contains("_SIGNING_KEYS"),
+                "the example consumer is given {variable}"
+            );
+        }
+    }
     for line in role
         .lines()
         .filter(|l| l.trim_start().starts_with("Resource:"))
@@ -390,4 +442,135 @@ fn the_example_consumer_reads_this_queue_only_and_no_secret() {
     let timeout = number_after(&text, "  ExampleConsumerFunction:", "Timeout:");
     let visibility = number_after(&text, "  EventsQueue:", "VisibilityTimeout:");
     assert!(visibility >= 6 * timeout, "{visibility} < 6 x {timeout}");
+}
+
+#[test]
+fn only_the_queue_writers_may_read_the_relay_private_key() {
+    let text = template();
+    let policy = resource(&text, "RelaySigningKeysPolicy");
+    for must in [
+        "Type: AWS::SecretsManager::ResourcePolicy",
+        "SecretId: !Ref RelaySigningKeysArn",
+        "BlockPublicPolicy: true",
+        "Effect: Deny",
+        "Principal: \"*\"",
+        "Action: secretsmanager:GetSecretValue",
+        "ArnNotEquals:",
+    ] {
+        assert!(policy.contains(must), "the relay key's policy lacks {must}");
+    }
+    assert!(!policy.contains("Effect: Allow"), "{policy}");
+    // Not IfExists: a request without a principal ARN is no queue writer either.
+    assert!(!policy.contains("ArnNotEqualsIfExists"), "{policy}");
+    assert_eq!(policy.matches("aws:PrincipalArn:").count(), 1, "{policy}");
+    assert_eq!(
+        list_after(policy, "aws:PrincipalArn:"),
+        [
+            "!GetAtt ReceiverFunctionRole.Arn",
+            "!If [HasBridgeRole, !Ref BridgeRoleArn, !Ref AWS::NoValue]",
+        ],
+        "the readers are exactly the two that seal messages (a redrive only moves sealed ones)"
+    );
+
+    // The two writers' own policies allow the read the resource policy leaves them.
+    let receiver = resource(&text, "ReceiverFunction");
+    assert!(
+        has_lines(
+            receiver,
+            "- AWSSecretsManagerGetSecretValuePolicy:",
+            "SecretArn: !Ref RelaySigningKeysArn"
+        ),
+        "the receiver's role reads the relay signing keys"
+    );
+    let bridge = resource(&text, "BridgePublishPolicy");
+    assert!(
+        has_lines(
+            bridge,
+            "Action: secretsmanager:GetSecretValue",
+            "Resource: !Ref RelaySigningKeysArn"
+        ),
+        "{bridge}"
+    );
+    // And the secret is used nowhere else: the resource policy, the receiver's variable and
+    // policy, the bridge's policy.
+    assert_eq!(text.matches("!Ref RelaySigningKeysArn").count(), 4);
+
+    let arn = entry(&text, "Parameters", "RelaySigningKeysArn");
+    assert!(
+        !arn.iter()
+            .any(|line| line.trim_start().starts_with("Default:")),
+        "required: the receiver refuses to start without a signing key"
+    );
+    let pattern = |name: &str| {
+        entry(&text, "Parameters", name)
+            .into_iter()
+            .find(|line| line.trim_start().starts_with("AllowedPattern:"))
+            .unwrap_or_else(|| panic!("{name} has no AllowedPattern"))
+    };
+    assert_eq!(
+        pattern("RelaySigningKeysArn"),
+        pattern("WebhookSecretsArn"),
+        "a Secrets Manager ARN"
+    );
+}
+
+#[test]
+fn the_receiver_seals_with_the_relay_keys_and_the_stack_outputs_the_public_ones() {
+    let text = template();
+    let receiver = resource(&text, "ReceiverFunction");
+    for variable in [
+        "HOOKRELAY_RELAY_SIGNING_KEYS_ARN: !Ref RelaySigningKeysArn",
+        "HOOKRELAY_RELAY_PUBLIC_KEYS: !Ref RelayPublicKeys",
+    ] {
+        assert!(
+            receiver.lines().any(|line| line.trim() == variable),
+            "the receiver lacks {variable}"
+        );
+    }
+    assert_eq!(
+        hookrelay_ingest::settings::RELAY_SIGNING_KEYS_ARN,
+        "HOOKRELAY_RELAY_SIGNING_KEYS_ARN"
+    );
+    assert_eq!(
+        hookrelay_ingest::settings::RELAY_PUBLIC_KEYS,
+        "HOOKRELAY_RELAY_PUBLIC_KEYS"
+    );
+
+    let parameter = entry(&text, "Parameters", "RelayPublicKeys");
+    assert!(
+        parameter
+            .iter()
+            .any(|line| line.trim_start().starts_with("AllowedPattern: \"^whpk_")),
+        "{parameter:?}"
+    );
+    assert!(
+        !parameter.iter().any(|line| line.contains("NoEcho")),
+        "public keys: consumers copy them from the output"
+    );
+    let output = entry(&text, "Outputs", "RelayPublicKeys");
+    assert!(
+        output
+            .iter()
+            .any(|line| line.trim() == "Value: !Ref RelayPublicKeys"),
+        "{output:?}"
+    );
+    assert!(
+        output
+            .iter()
+            .any(|line| line.trim_start().starts_with("Description:")),
+        "{output:?}"
+    );
+}
+
+#[test]
+fn no_other_queue_may_dead_letter_into_the_events_queue() {
+    let text = template();
+    let queue = resource(&text, "EventsQueue");
+    assert!(
+        has_lines(queue, "RedriveAllowPolicy:", "redrivePermission: denyAll"),
+        "{queue}"
+    );
+    // The dead-letter queue must keep letting EventsQueue name it.
+    let dead_letters = resource(&text, "EventsDeadLetterQueue");
+    assert!(!dead_letters.contains("denyAll"), "{dead_letters}");
 }

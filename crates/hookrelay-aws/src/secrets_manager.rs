@@ -14,11 +14,17 @@
 //!
 //! Setting a `HOOKRELAY_*_SECRETS` variable as well as `HOOKRELAY_SECRETS_ARN` is refused at
 //! startup: two sources for one secret would leave it unclear which one is in force.
+//!
+//! The relay signing keys live in a secret of their own, named by
+//! `HOOKRELAY_RELAY_SIGNING_KEYS_ARN`, whose `SecretString` is the `whsk_` list
+//! ([`relay_signing_keys_over`]): only the queue writers' roles may read it, while the webhook
+//! secrets' secret may be shared with consumers that re-check senders' signatures.
 
 use std::collections::BTreeMap;
 
 use hookrelay::config::ConfigError;
 use hookrelay::senders::SENDERS;
+use hookrelay_ingest::settings::{RELAY_SIGNING_KEYS, RELAY_SIGNING_KEYS_ARN};
 
 /// The variable naming the Secrets Manager secret.
 pub const SECRETS_ARN: &str = "HOOKRELAY_SECRETS_ARN";
@@ -100,6 +106,39 @@ pub async fn fetch(
     config: &aws_config::SdkConfig,
     arn: &str,
 ) -> Result<ManagedSecrets, ConfigError> {
+    ManagedSecrets::parse(&secret_string(config, arn, SECRETS_ARN).await?)
+}
+
+/// A configuration lookup in which `HOOKRELAY_RELAY_SIGNING_KEYS` is the `SecretString` of the
+/// secret `HOOKRELAY_RELAY_SIGNING_KEYS_ARN` names, when that is set (one GetSecretValue);
+/// everything else comes from `env`. Setting both variables is refused.
+pub async fn relay_signing_keys_over<L: Fn(&str) -> Option<String>>(
+    config: &aws_config::SdkConfig,
+    env: L,
+) -> Result<impl Fn(&str) -> Option<String>, ConfigError> {
+    let set = |name: &str| env(name).filter(|value| !value.trim().is_empty());
+    let keys = match set(RELAY_SIGNING_KEYS_ARN) {
+        None => None,
+        Some(_) if set(RELAY_SIGNING_KEYS).is_some() => {
+            return Err(ConfigError::new(
+                RELAY_SIGNING_KEYS_ARN,
+                format!("set either {RELAY_SIGNING_KEYS_ARN} or {RELAY_SIGNING_KEYS}, not both"),
+            ));
+        }
+        Some(arn) => Some(secret_string(config, arn.trim(), RELAY_SIGNING_KEYS_ARN).await?),
+    };
+    Ok(move |name: &str| match &keys {
+        Some(keys) if name == RELAY_SIGNING_KEYS => Some(keys.clone()),
+        _ => env(name),
+    })
+}
+
+/// The `SecretString` of the secret `arn`; errors name `variable` and never the value.
+async fn secret_string(
+    config: &aws_config::SdkConfig,
+    arn: &str,
+    variable: &'static str,
+) -> Result<String, ConfigError> {
     let client = aws_sdk_secretsmanager::Client::new(config);
     let output = client
         .get_secret_value()
@@ -107,15 +146,18 @@ pub async fn fetch(
         .send()
         .await
         .map_err(|error| {
-            invalid(format!(
-                "GetSecretValue failed: {}",
-                aws_sdk_secretsmanager::error::DisplayErrorContext(error)
-            ))
+            ConfigError::new(
+                variable,
+                format!(
+                    "GetSecretValue failed: {}",
+                    aws_sdk_secretsmanager::error::DisplayErrorContext(error)
+                ),
+            )
         })?;
-    let text = output
+    output
         .secret_string()
-        .ok_or_else(|| invalid("the secret has no SecretString"))?;
-    ManagedSecrets::parse(text)
+        .map(str::to_owned)
+        .ok_or_else(|| ConfigError::new(variable, "the secret has no SecretString"))
 }
 
 #[cfg(test)]

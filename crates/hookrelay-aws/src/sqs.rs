@@ -11,7 +11,7 @@ use aws_sdk_sqs::types::MessageAttributeValue;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 #[cfg(feature = "batch")]
 use hookrelay_ingest::queue::{BatchPublisher, EntryFailure};
-use hookrelay_ingest::queue::{PublishError, Publisher, QueueKind};
+use hookrelay_ingest::queue::{PublishError, Publisher, QueueKind, REFUSAL_CODES};
 use hookrelay_ingest::routed::QueueMessage;
 
 /// The Amazon SQS publisher.
@@ -56,21 +56,7 @@ impl Publisher for SqsPublisher {
     }
 }
 
-/// Error codes that no retry fixes until someone changes the queue, its key or the caller's
-/// permissions.
-const PERMANENT_ERROR_CODES: [&str; 8] = [
-    "AccessDenied",
-    "AccessDeniedException",
-    "AWS.SimpleQueueService.NonExistentQueue",
-    "QueueDoesNotExist",
-    "KMS.DisabledException",
-    "KMS.NotFoundException",
-    "KMS.InvalidStateException",
-    "KMS.AccessDeniedException",
-];
-
-/// An SDK error as a [`PublishError`], permanent when SQS names one of
-/// [`PERMANENT_ERROR_CODES`].
+/// An SDK error as a [`PublishError`], permanent when SQS names one of [`REFUSAL_CODES`].
 fn publish_error<E, R>(error: SdkError<E, R>) -> PublishError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
@@ -79,7 +65,7 @@ where
     let permanent = error
         .as_service_error()
         .and_then(ProvideErrorMetadata::code)
-        .is_some_and(|code| PERMANENT_ERROR_CODES.contains(&code));
+        .is_some_and(|code| REFUSAL_CODES.contains(&code));
     let detail = DisplayErrorContext(error).to_string();
     if permanent {
         PublishError::permanent(detail)

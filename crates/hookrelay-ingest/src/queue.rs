@@ -78,6 +78,19 @@ pub struct EntryFailure {
     pub sender_fault: bool,
 }
 
+/// Error codes, of a whole call or of one batch entry, that no retry fixes until someone changes
+/// the queue, its KMS key or the caller's permissions.
+pub const REFUSAL_CODES: [&str; 8] = [
+    "AccessDenied",
+    "AccessDeniedException",
+    "AWS.SimpleQueueService.NonExistentQueue",
+    "QueueDoesNotExist",
+    "KMS.DisabledException",
+    "KMS.NotFoundException",
+    "KMS.InvalidStateException",
+    "KMS.AccessDeniedException",
+];
+
 /// Entry error codes that blame the message itself: sending it again can never succeed.
 const PERMANENT_ENTRY_ERRORS: [&str; 5] = [
     "InvalidMessageContents",
@@ -93,6 +106,14 @@ impl EntryFailure {
     /// doesn't know) is worth retrying, since giving up would lose the event.
     pub fn is_permanent(&self) -> bool {
         self.sender_fault && PERMANENT_ENTRY_ERRORS.contains(&self.code.as_str())
+    }
+
+    /// Whether SQS refuses the entry for a reason that lasts until someone changes the queue,
+    /// its KMS key or the caller's permissions ([`REFUSAL_CODES`]; SendMessageBatch reports
+    /// KMS trouble per entry). Still retried, since the message itself is fine, but a bridge
+    /// whose every entry is refused stops after a bounded time.
+    pub fn is_refusal(&self) -> bool {
+        REFUSAL_CODES.contains(&self.code.as_str())
     }
 }
 
@@ -133,5 +154,7 @@ mod tests {
         assert!(!failure("InvalidMessageContents", false).is_permanent());
         assert!(!failure("KMS.DisabledException", true).is_permanent());
         assert!(!failure("InternalError", false).is_permanent());
+        assert!(failure("KMS.DisabledException", true).is_refusal());
+        assert!(!failure("InternalError", false).is_refusal());
     }
 }

@@ -11,6 +11,7 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use hookrelay::envelope::{ENVELOPE_VERSION, Via, attributes};
+use hookrelay::relay::{self, RelaySignature, RelaySigner};
 use hookrelay::senders::Sender;
 use hookrelay::signature::{SignedRequest, Verified};
 use serde::Serialize;
@@ -227,9 +228,11 @@ impl RoutedEvent<'_> {
     }
 
     /// The SQS message for this event, received at `received_at`: the envelope with the body
-    /// spliced in as `data`, its attributes (a `signature` attribute for webhooks only) and
-    /// FIFO ids.
-    pub fn queue_message(&self, received_at: OffsetDateTime) -> QueueMessage {
+    /// spliced in as `data`, its attributes (a `signature` attribute for webhooks only), FIFO
+    /// ids, and sealed by `signer` at `received_at` (the relay attributes). No message is built
+    /// without a seal.
+    pub fn queue_message(&self, received_at: OffsetDateTime, signer: &RelaySigner) -> QueueMessage {
+        let sealed_at = received_at.unix_timestamp();
         let received_at = rfc3339_millis(received_at);
         let head = EnvelopeHead {
             version: ENVELOPE_VERSION,
@@ -246,7 +249,9 @@ impl RoutedEvent<'_> {
             occurred_at: self.occurred_at.as_deref(),
             received_at: &received_at,
         };
-        message(&head, &self.body, self.signature)
+        message(&head, &self.body, self.signature, |body| {
+            signer.sign(head.id, sealed_at, body)
+        })
     }
 }
 
@@ -343,8 +348,14 @@ struct EnvelopeHead<'a> {
     received_at: &'a str,
 }
 
-/// The message for `head` with `body` spliced in as `data`, its attributes and FIFO ids.
-fn message(head: &EnvelopeHead<'_>, body: &str, signature: Option<&str>) -> QueueMessage {
+/// The message for `head` with `body` spliced in as `data`, its attributes (the relay attributes
+/// from `seal` over the finished text) and FIFO ids.
+fn message(
+    head: &EnvelopeHead<'_>,
+    body: &str,
+    signature: Option<&str>,
+    seal: impl FnOnce(&str) -> RelaySignature,
+) -> QueueMessage {
     // Serialising a struct of strings and integers into a String cannot fail.
     let mut text = serde_json::to_string(head).unwrap_or_default();
     // Splice the body in verbatim: `{head...}` becomes `{head...,"data":<body>}`.
@@ -367,6 +378,12 @@ fn message(head: &EnvelopeHead<'_>, body: &str, signature: Option<&str>) -> Queu
     if let Some(signature) = signature {
         attributes.push((attributes::SIGNATURE, signature.to_owned()));
     }
+    let relay = seal(&text);
+    attributes.extend([
+        (relay::attributes::RELAY_ID, relay.id),
+        (relay::attributes::RELAY_TIMESTAMP, relay.timestamp),
+        (relay::attributes::RELAY_SIGNATURE, relay.signatures),
+    ]);
 
     // One FIFO group per provider and market, so two providers' markets never share a group
     // (and never hold each other back); the provider alone when there is no market.
@@ -659,6 +676,14 @@ pub(crate) mod test_support {
     }
 
     pub const KEY: &[u8] = b"unit-test-key";
+
+    /// The relay signer of the unit tests.
+    pub fn signer() -> hookrelay::relay::RelaySigner {
+        hookrelay::relay::RelaySigner::new(vec![hookrelay::relay::RelaySigningKey::from_seed(
+            [11; 32],
+        )])
+        .unwrap()
+    }
 
     /// `body` from `sender` with `headers`, signed with [`KEY`] and verified.
     pub fn verified(

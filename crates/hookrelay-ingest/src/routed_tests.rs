@@ -8,7 +8,7 @@ use hookrelay::senders::{ENGINE, REKKO, STANDARD};
 use hookrelay::signature::{SecretSet, SigningSecret};
 use time::OffsetDateTime;
 
-use super::test_support::verified;
+use super::test_support::{signer, verified};
 use super::*;
 
 #[test]
@@ -84,7 +84,7 @@ fn received() -> OffsetDateTime {
 #[test]
 fn the_envelope_carries_the_body_verbatim_and_the_contract_fields() {
     let v = verified(ENGINE, &[], ENGINE_BODY);
-    let message = v.parse().unwrap().queue_message(received());
+    let message = v.parse().unwrap().queue_message(received(), &signer());
     let envelope = Envelope::from_json(&message.body).unwrap();
     assert_eq!(
         envelope.data.get(),
@@ -130,7 +130,7 @@ fn the_envelope_carries_the_body_verbatim_and_the_contract_fields() {
 #[test]
 fn attributes_and_fifo_ids() {
     let v = verified(ENGINE, &[], ENGINE_BODY);
-    let message = v.parse().unwrap().queue_message(received());
+    let message = v.parse().unwrap().queue_message(received(), &signer());
     let names: Vec<&str> = message.attributes.iter().map(|(n, _)| *n).collect();
     assert_eq!(
         names,
@@ -139,9 +139,30 @@ fn attributes_and_fifo_ids() {
             "event_type",
             "market_id",
             "delivery_id",
-            "signature"
+            "signature",
+            "relay_id",
+            "relay_timestamp",
+            "relay_signature"
         ]
     );
+    // The most a message carries: SQS allows 10.
+    assert!(names.len() <= 10);
+    // The seal covers the whole body under the envelope id, at the receive time.
+    let trust = hookrelay::relay::RelayTrust::new(signer().public_keys().collect()).unwrap();
+    let received_relay = hookrelay::relay::ReceivedRelaySignature {
+        id: message.attribute("relay_id"),
+        timestamp: message.attribute("relay_timestamp"),
+        signatures: message.attribute("relay_signature"),
+    };
+    assert_eq!(message.attribute("relay_timestamp"), Some("1771455601"));
+    let at = received().unix_timestamp();
+    trust
+        .verify(received_relay, &message.body, at)
+        .unwrap()
+        .check_id("engine:op:42")
+        .unwrap();
+    let relabelled = message.body.replace("ORDER_MATCHED", "ORDER_CANCELED");
+    assert!(trust.verify(received_relay, &relabelled, at).is_err());
     assert!(
         message
             .attribute("signature")
@@ -157,13 +178,23 @@ fn attributes_and_fifo_ids() {
         &[],
         r#"{"type":"whale_alert","timestamp":"2026-02-18T23:00:00Z"}"#,
     );
-    let message = rekko.parse().unwrap().queue_message(received());
+    let message = rekko.parse().unwrap().queue_message(received(), &signer());
     assert_eq!(
         message.group_id, "rekko",
         "no market: the provider is the group"
     );
     let names: Vec<&str> = message.attributes.iter().map(|(n, _)| *n).collect();
-    assert_eq!(names, ["provider", "event_type", "signature"]);
+    assert_eq!(
+        names,
+        [
+            "provider",
+            "event_type",
+            "signature",
+            "relay_id",
+            "relay_timestamp",
+            "relay_signature"
+        ]
+    );
 }
 
 #[test]
@@ -176,7 +207,7 @@ fn whitespace_around_the_body_survives_for_re_verification() {
         format!("\t{json} \r\n"),
     ] {
         let v = verified(REKKO, &[], &body);
-        let message = v.parse().unwrap().queue_message(received());
+        let message = v.parse().unwrap().queue_message(received(), &signer());
         let signature = message.attribute("signature").unwrap();
         let envelope = Envelope::from_json(&message.body).unwrap();
         assert_eq!(envelope.data.get(), json);
@@ -188,7 +219,8 @@ fn whitespace_around_the_body_survives_for_re_verification() {
     }
     // Without surrounding whitespace nothing extra is kept.
     let v = verified(REKKO, &[], json);
-    let envelope = Envelope::from_json(&v.parse().unwrap().queue_message(received()).body).unwrap();
+    let envelope =
+        Envelope::from_json(&v.parse().unwrap().queue_message(received(), &signer()).body).unwrap();
     assert_eq!(envelope.signed_data(), json);
     assert_eq!(
         envelope.signed_data(),
@@ -204,11 +236,12 @@ fn unknown_versions_are_refused() {
         &[],
         r#"{"type":"x","timestamp":"2026-02-18T23:00:00Z"}"#,
     );
-    let body = v.parse().unwrap().queue_message(received()).body.replacen(
-        "\"version\":1",
-        "\"version\":2",
-        1,
-    );
+    let body = v
+        .parse()
+        .unwrap()
+        .queue_message(received(), &signer())
+        .body
+        .replacen("\"version\":1", "\"version\":2", 1);
     assert!(matches!(
         Envelope::from_json(&body),
         Err(DecodeError::UnsupportedVersion(2))
@@ -222,7 +255,7 @@ fn consumers_can_re_verify_data() {
         &[("webhook-id", "msg_1"), ("webhook-timestamp", "1771455600")],
         r#"{"type":"a.b"}"#,
     );
-    let message = v.parse().unwrap().queue_message(received());
+    let message = v.parse().unwrap().queue_message(received(), &signer());
     let signature = message.attribute("signature").unwrap();
     let envelope = Envelope::from_json(&message.body).unwrap();
     let right = SecretSet::new(vec![SigningSecret::from_key_bytes(b"unit-test-key")]).unwrap();
@@ -247,7 +280,7 @@ fn envelopes_without_via_are_webhooks() {
     let body = v
         .parse()
         .unwrap()
-        .queue_message(received())
+        .queue_message(received(), &signer())
         .body
         .replace(r#""via":"webhook","#, "");
     assert_eq!(Envelope::from_json(&body).unwrap().via, Via::Webhook);
@@ -342,8 +375,8 @@ fn fifo_groups_are_per_provider_and_market() {
         &[],
         r#"{"type":"price_shift","market_id":"KX-1","timestamp":"2026-02-18T23:00:00Z"}"#,
     );
-    let engine = engine.parse().unwrap().queue_message(received());
-    let rekko = rekko.parse().unwrap().queue_message(received());
+    let engine = engine.parse().unwrap().queue_message(received(), &signer());
+    let rekko = rekko.parse().unwrap().queue_message(received(), &signer());
     assert_eq!(engine.group_id, "engine:KX-1");
     assert_eq!(rekko.group_id, "rekko:KX-1");
     assert_ne!(
@@ -385,7 +418,7 @@ fn bodies_no_consumer_could_read_are_refused_and_the_rest_carried() {
         // Whatever is carried, a consumer reads: the envelope and `data` as JSON.
         if parsed.is_ok() {
             let v = verified(REKKO, &[], &text);
-            let message = v.parse().unwrap().queue_message(received());
+            let message = v.parse().unwrap().queue_message(received(), &signer());
             let envelope = Envelope::from_json(&message.body).unwrap();
             serde_json::from_str::<serde_json::Value>(envelope.signed_data())
                 .unwrap_or_else(|e| panic!("{data:.60}: {e}"));

@@ -8,6 +8,7 @@
 //! streams' replay after a reconnect).
 
 use hookrelay::config::{ConfigError, Env};
+use hookrelay::relay::{RelaySigner, RelayTrust};
 
 use crate::emf::DEFAULT_NAMESPACE;
 
@@ -19,6 +20,50 @@ pub const DEDUPE_WINDOW_SECS: &str = "HOOKRELAY_DEDUPE_WINDOW_SECS";
 pub const DEDUPE_CAPACITY: &str = "HOOKRELAY_DEDUPE_CAPACITY";
 /// CloudWatch namespace of the EMF metrics.
 pub const METRICS_NAMESPACE: &str = "HOOKRELAY_METRICS_NAMESPACE";
+
+/// The relay signing keys (`whsk_...`, separated by spaces, commas or newlines): every message
+/// is sealed with each. In Lambda they come from the secret [`RELAY_SIGNING_KEYS_ARN`] names.
+pub const RELAY_SIGNING_KEYS: &str = "HOOKRELAY_RELAY_SIGNING_KEYS";
+/// A Secrets Manager secret whose `SecretString` is the [`RELAY_SIGNING_KEYS`] list.
+pub const RELAY_SIGNING_KEYS_ARN: &str = "HOOKRELAY_RELAY_SIGNING_KEYS_ARN";
+/// The relay public keys consumers trust; each signing key's public half must be among them.
+pub const RELAY_PUBLIC_KEYS: &str = hookrelay::consumer::vars::RELAY_PUBLIC_KEYS;
+
+/// The relay signer from [`RELAY_SIGNING_KEYS`], both it and [`RELAY_PUBLIC_KEYS`] required, and
+/// refused unless every signing key's public half is a configured public key: a key consumers
+/// don't trust would make every message it seals refused downstream, so the process does not
+/// start rather than queue messages nobody will act on.
+pub fn relay_signer<L: Fn(&str) -> Option<String>>(
+    env: &Env<L>,
+) -> Result<RelaySigner, ConfigError> {
+    let keys = env.text(RELAY_SIGNING_KEYS).ok_or_else(|| {
+        ConfigError::new(
+            RELAY_SIGNING_KEYS,
+            format!(
+                "is required (or {RELAY_SIGNING_KEYS_ARN}): the whsk_ keys every queued message is sealed with; `hookrelay-dev relay-keygen` makes a pair"
+            ),
+        )
+    })?;
+    let signer = RelaySigner::parse(&keys)
+        .map_err(|error| ConfigError::new(RELAY_SIGNING_KEYS, error.to_string()))?;
+    let public = env.text(RELAY_PUBLIC_KEYS).ok_or_else(|| {
+        ConfigError::new(
+            RELAY_PUBLIC_KEYS,
+            "is required: the whpk_ keys consumers trust, including each signing key's public half",
+        )
+    })?;
+    let trust = RelayTrust::parse(&public)
+        .map_err(|error| ConfigError::new(RELAY_PUBLIC_KEYS, error.to_string()))?;
+    if let Some(untrusted) = signer.public_keys().find(|key| !trust.trusts(key)) {
+        return Err(ConfigError::new(
+            RELAY_PUBLIC_KEYS,
+            format!(
+                "does not hold {untrusted}, the public half of a signing key: consumers would refuse every message it seals (add it to the consumers and here first)"
+            ),
+        ));
+    }
+    Ok(signer)
+}
 
 /// [`QUEUE_URL`], required, an http(s) URL.
 pub fn queue_url<L: Fn(&str) -> Option<String>>(env: &Env<L>) -> Result<String, ConfigError> {
@@ -76,6 +121,51 @@ mod tests {
             QUEUE_URL
         );
         assert!(queue_url(&env(&[(QUEUE_URL, "https://sqs.example/1/q.fifo")])).is_ok());
+    }
+
+    #[test]
+    fn the_relay_signer_needs_its_public_half_configured() {
+        use hookrelay::relay::RelaySigningKey;
+        let key = RelaySigningKey::from_seed([3; 32]);
+        let other = RelaySigningKey::from_seed([4; 32]).public_key().to_string();
+        let (secret, public) = (key.to_text(), key.public_key().to_string());
+        let lookup = |pairs: Vec<(&'static str, String)>| {
+            Env::new(move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.clone())
+            })
+        };
+        let missing = relay_signer(&lookup(vec![])).unwrap_err();
+        assert_eq!(missing.variable, RELAY_SIGNING_KEYS);
+        let no_public =
+            relay_signer(&lookup(vec![(RELAY_SIGNING_KEYS, secret.clone())])).unwrap_err();
+        assert_eq!(no_public.variable, RELAY_PUBLIC_KEYS);
+        let foreign = relay_signer(&lookup(vec![
+            (RELAY_SIGNING_KEYS, secret.clone()),
+            (RELAY_PUBLIC_KEYS, other.clone()),
+        ]))
+        .unwrap_err();
+        assert_eq!(foreign.variable, RELAY_PUBLIC_KEYS);
+        assert!(foreign.to_string().contains(&public), "{foreign}");
+        assert!(
+            !foreign.to_string().contains(&secret[5..]),
+            "never the private key"
+        );
+        let signer = relay_signer(&lookup(vec![
+            (RELAY_SIGNING_KEYS, secret.clone()),
+            (RELAY_PUBLIC_KEYS, format!("{other} {public}")),
+        ]))
+        .unwrap();
+        assert_eq!(signer.public_keys().count(), 1);
+        let garbage = relay_signer(&lookup(vec![
+            (RELAY_SIGNING_KEYS, "whsk_not-base64!".to_owned()),
+            (RELAY_PUBLIC_KEYS, public),
+        ]))
+        .unwrap_err();
+        assert_eq!(garbage.variable, RELAY_SIGNING_KEYS);
+        assert!(!garbage.to_string().contains("not-base64"), "{garbage}");
     }
 
     #[test]

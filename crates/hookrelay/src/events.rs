@@ -3,8 +3,11 @@
 //!
 //! Every enum keeps what it does not know: an event type the seeds don't list decodes to an
 //! explicit `Unknown`/`Other` variant carrying the type name and the raw JSON, never to an error
-//! and never to a wrong variant. A documented type whose fields are wrong is an error, so a
-//! consumer can't silently read a default where the sender meant something else.
+//! and never to a wrong variant. A documented type whose fields are wrong (a sender changed its
+//! shape) decodes to [`Event::UnexpectedShape`], which keeps the JSON and says what didn't fit:
+//! never a default where the sender meant something else, and never an error that would fail the
+//! message on every receive until it reaches the dead-letter queue. Your handler decides (the
+//! example consumer logs it at WARN).
 //!
 //! Prices and sizes are `f64`, as the senders send JSON numbers; consumers that need exact
 //! decimals can re-read `data` with their own types.
@@ -21,8 +24,8 @@ pub enum DecodeError {
     /// The envelope's version is not one this crate reads.
     #[error("envelope version {0} is not supported by this version of the hookrelay crate")]
     UnsupportedVersion(u32),
-    /// `data` does not match the documented shape of its event type.
-    #[error("{provider} {event_type} event does not match its documented shape: {source}")]
+    /// `data` is not JSON at all (hookrelay never queues such a message).
+    #[error("{provider} {event_type} event's data is not JSON: {source}")]
     Data {
         /// The sender.
         provider: String,
@@ -59,30 +62,57 @@ pub enum Event {
         /// The sender's body.
         data: Value,
     },
+    /// A documented event type whose `data` does not have its documented shape.
+    UnexpectedShape {
+        /// The envelope's `provider`.
+        provider: String,
+        /// The envelope's `type`.
+        event_type: String,
+        /// The sender's body.
+        data: Value,
+        /// What did not fit: serde's message, naming the field and position (it may quote the
+        /// sender's value, which is verified body content, never a secret).
+        problem: String,
+    },
 }
 
 impl Event {
     /// Decodes `data` (a sender's body) given the envelope's `provider` and `type`.
+    /// Fails only when `data` is not JSON; a shape that doesn't fit its documented type is
+    /// [`Event::UnexpectedShape`].
     pub fn decode(provider: &str, event_type: &str, data: &str) -> Result<Self, DecodeError> {
         let wrap = |source| DecodeError::Data {
             provider: provider.to_owned(),
             event_type: event_type.to_owned(),
             source,
         };
+        Self::decode_typed(provider, event_type, data).or_else(|mismatch| {
+            Ok(Event::UnexpectedShape {
+                provider: provider.to_owned(),
+                event_type: event_type.to_owned(),
+                data: serde_json::from_str(data).map_err(wrap)?,
+                problem: mismatch.to_string(),
+            })
+        })
+    }
+
+    fn decode_typed(
+        provider: &str,
+        event_type: &str,
+        data: &str,
+    ) -> Result<Self, serde_json::Error> {
         Ok(match provider {
-            "engine" => Event::Engine(EngineEvent::decode(event_type, data).map_err(wrap)?),
-            "rekko" => Event::Rekko(RekkoEvent::decode(event_type, data).map_err(wrap)?),
-            "heisenberg" => {
-                Event::Heisenberg(HeisenbergEvent::decode(event_type, data).map_err(wrap)?)
-            }
+            "engine" => Event::Engine(EngineEvent::decode(event_type, data)?),
+            "rekko" => Event::Rekko(RekkoEvent::decode(event_type, data)?),
+            "heisenberg" => Event::Heisenberg(HeisenbergEvent::decode(event_type, data)?),
             "standard" => Event::Standard(StandardEvent {
                 event_type: event_type.to_owned(),
-                body: serde_json::from_str(data).map_err(wrap)?,
+                body: serde_json::from_str(data)?,
             }),
             _ => Event::UnknownProvider {
                 provider: provider.to_owned(),
                 event_type: event_type.to_owned(),
-                data: serde_json::from_str(data).map_err(wrap)?,
+                data: serde_json::from_str(data)?,
             },
         })
     }
@@ -475,15 +505,32 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn a_documented_type_with_a_wrong_shape_is_an_error_not_a_default() {
+    fn a_documented_type_with_a_wrong_shape_keeps_its_json_never_a_default() {
         let wrong_side = ORDER_MATCHED.replace("\"BUY\"", "\"HOLD\"");
-        let error = Event::decode("engine", "ORDER_MATCHED", &wrong_side).unwrap_err();
-        assert!(
-            error.to_string().contains("engine ORDER_MATCHED"),
-            "{error}"
+        let Event::UnexpectedShape {
+            provider,
+            event_type,
+            data,
+            problem,
+        } = Event::decode("engine", "ORDER_MATCHED", &wrong_side).unwrap()
+        else {
+            panic!("a wrong side must not decode to OrderMatched");
+        };
+        assert_eq!(
+            (provider.as_str(), event_type.as_str()),
+            ("engine", "ORDER_MATCHED")
         );
+        assert_eq!(data["payload"]["side"], "HOLD");
+        assert!(problem.contains("variant"), "{problem}");
         let no_flow = r#"{"type":"whale_alert","market_id":"m","platform":"p","side":"yes","price":0.4,"timestamp":"t"}"#;
-        assert!(Event::decode("rekko", "whale_alert", no_flow).is_err());
+        assert!(matches!(
+            Event::decode("rekko", "whale_alert", no_flow).unwrap(),
+            Event::UnexpectedShape { .. }
+        ));
+        assert!(matches!(
+            Event::decode("rekko", "whale_alert", "{not json"),
+            Err(DecodeError::Data { .. })
+        ));
     }
 
     #[test]
@@ -549,12 +596,19 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn a_trade_missing_a_required_field_is_an_error() {
+    fn a_trade_missing_a_required_field_is_an_unexpected_shape() {
         let no_price = POLYMARKET_TRADE.replace(r#""price":0.53,"#, "");
-        let error = Event::decode("heisenberg", "polymarket.trade", &no_price).unwrap_err();
-        assert!(error.to_string().contains("price"), "{error}");
+        let Event::UnexpectedShape { problem, .. } =
+            Event::decode("heisenberg", "polymarket.trade", &no_price).unwrap()
+        else {
+            panic!("a trade without a price must not decode as a trade");
+        };
+        assert!(problem.contains("price"), "{problem}");
         let sell = POLYMARKET_TRADE.replace(r#""side":"BUY""#, r#""side":"HOLD""#);
-        assert!(Event::decode("heisenberg", "polymarket.trade", &sell).is_err());
+        assert!(matches!(
+            Event::decode("heisenberg", "polymarket.trade", &sell).unwrap(),
+            Event::UnexpectedShape { .. }
+        ));
         let future = r#"{"type":"kalshi.trade","timestamp":"t","data":{"x":1}}"#;
         assert!(matches!(
             Event::decode("heisenberg", "kalshi.trade", future).unwrap(),

@@ -4,6 +4,7 @@
 //! hookrelay-dev event <engine|rekko|standard> <valid|duplicate|forged|stale|malformed|base64> [--at UNIX_SECONDS]
 //! hookrelay-dev send --url <FUNCTION_URL> --provider <engine|rekko|standard>
 //!                    [--secrets-arn ARN] [--queue-url URL --i-own-this-queue] [--wait-secs N]
+//! hookrelay-dev relay-keygen
 //! ```
 //!
 //! `event` prints an `events/` fixture re-signed for now (or `--at`), with the fixtures' test
@@ -16,8 +17,14 @@
 //! or else the Secrets Manager secret `--secrets-arn` / `HOOKRELAY_SECRETS_ARN` (AWS credentials
 //! and region from the environment, as the SDK reads them). It prints the answer and exits 0 only
 //! on `200 accepted`. With `--queue-url` and `--i-own-this-queue` it then waits (default 30 s) for
-//! its own message, checks the envelope and the signature, and deletes it; any other message it
+//! its own message, checks its relay signature against `HOOKRELAY_RELAY_PUBLIC_KEYS` (required
+//! then), the envelope and the provider's signature, and deletes it; any other message it
 //! receives is handed straight back and never deleted.
+//!
+//! `relay-keygen` prints a new relay key pair from the OS's random source, as the two variables
+//! `HOOKRELAY_RELAY_SIGNING_KEYS=whsk_...` (the private key: into its own secret) and
+//! `HOOKRELAY_RELAY_PUBLIC_KEYS=whpk_...` (the public key: to consumers and the template's
+//! `RelayPublicKeys`).
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -27,13 +34,15 @@ use hookrelay_devtools::fixtures::{self, CASES, PROVIDERS};
 use hookrelay_devtools::smoke;
 
 const USAGE: &str = "usage: hookrelay-dev event <engine|rekko|standard> <valid|duplicate|forged|stale|malformed|base64> [--at UNIX_SECONDS]
-       hookrelay-dev send --url <FUNCTION_URL> --provider <engine|rekko|standard> [--secrets-arn ARN] [--queue-url URL --i-own-this-queue] [--wait-secs N]";
+       hookrelay-dev send --url <FUNCTION_URL> --provider <engine|rekko|standard> [--secrets-arn ARN] [--queue-url URL --i-own-this-queue] [--wait-secs N]
+       hookrelay-dev relay-keygen";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     match args.as_slice() {
         ["event", provider, case, rest @ ..] => event(provider, case, rest),
+        ["relay-keygen"] => relay_keygen(),
         ["send", rest @ ..] => match tokio::runtime::Runtime::new() {
             Ok(runtime) => runtime.block_on(send(rest)),
             Err(error) => fail(&format!("no runtime: {error}")),
@@ -108,16 +117,47 @@ async fn send(args: &[&str]) -> ExitCode {
         return fail("the smoke test was not accepted");
     }
     if let Some(queue_url) = queue_url {
+        let env = hookrelay::config::Env::new(|name: &str| std::env::var(name).ok());
+        let trust = match hookrelay::consumer::relay_trust_from_env(&env) {
+            Ok(Some(trust)) => trust,
+            Ok(None) => {
+                return fail("--queue-url checks the relay signature: it can't be turned off");
+            }
+            Err(problem) => {
+                return fail(&format!(
+                    "--queue-url needs the relay public keys: {problem}"
+                ));
+            }
+        };
         let sqs = aws_sdk_sqs::Client::new(&sdk);
-        match smoke::check_queue(&sqs, &queue_url, &delivery, &secret, wait).await {
+        match smoke::check_queue(&sqs, &queue_url, &delivery, &secret, &trust, wait).await {
             Ok(found) => println!(
-                "{} found in the queue, envelope and signature checked, deleted ({} other message(s) handed back untouched)",
+                "{} found in the queue, relay signature, envelope and signature checked, deleted ({} other message(s) handed back untouched)",
                 found.id, found.returned
             ),
             Err(problem) => return fail(&problem),
         }
     }
     ExitCode::SUCCESS
+}
+
+fn relay_keygen() -> ExitCode {
+    match hookrelay_devtools::relay_keys::generate() {
+        Ok(key) => {
+            println!(
+                "{}={}",
+                hookrelay_ingest::settings::RELAY_SIGNING_KEYS,
+                key.to_text()
+            );
+            println!(
+                "{}={}",
+                hookrelay_ingest::settings::RELAY_PUBLIC_KEYS,
+                key.public_key()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(problem) => fail(&problem),
+    }
 }
 
 fn event(provider: &str, case: &str, rest: &[&str]) -> ExitCode {

@@ -1,15 +1,16 @@
 //! An SQS-triggered consumer to copy: each message of a batch goes through the `hookrelay`
-//! library's [`Consumer`] (decode into the typed envelope and event, re-verify the sender's
-//! signature over `data` when it holds that sender's secret, hand the event to your
-//! [`EventHandler`]), and each failed message is reported as a batch item failure, so one bad
-//! message is retried (and eventually dead-lettered) alone instead of redelivering the whole
-//! batch. Pure: no I/O besides what the handler does.
+//! library's [`Consumer`] (check the relay signature against the trusted public keys, decode
+//! into the typed envelope and event, re-verify the sender's signature over `data` when it holds
+//! that sender's secret, hand the event to your [`EventHandler`]), and each failed message is
+//! reported as a batch item failure, so one bad message is retried (and eventually
+//! dead-lettered) alone instead of redelivering the whole batch. A forged, relabelled or
+//! over-age message is a failure like any other: it reaches the dead-letter queue, never the
+//! handler, and is never dropped. Pure: no I/O besides what the handler does.
 //!
 //! Requires `ReportBatchItemFailures` on the event source mapping (the template sets it).
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
-use hookrelay::consumer::{ConsumeError, Consumer, EventHandler, Processed};
-use hookrelay::envelope::attributes;
+use hookrelay::consumer::{ConsumeError, Consumer, EventHandler, MessageAttributes, Processed};
 use hookrelay::{Envelope, Event};
 
 /// What a failure in a FIFO batch does to the batch's later messages.
@@ -70,16 +71,24 @@ pub fn process_batch_with<H: EventHandler>(
     response
 }
 
-/// Processes one SQS record: its body and its `signature` attribute, as plain strings.
+/// An SQS record's message attributes, as the consumer API reads them.
+struct RecordAttributes<'a>(&'a SqsMessage);
+
+impl MessageAttributes for RecordAttributes<'_> {
+    fn string(&self, name: &str) -> Option<&str> {
+        self.0
+            .message_attributes
+            .get(name)
+            .and_then(|attribute| attribute.string_value.as_deref())
+    }
+}
+
+/// Processes one SQS record: its body and its string message attributes.
 pub fn process<H: EventHandler>(
     consumer: &Consumer<H>,
     record: &SqsMessage,
 ) -> Result<(), ConsumeError> {
-    let signature = record
-        .message_attributes
-        .get(attributes::SIGNATURE)
-        .and_then(|attribute| attribute.string_value.as_deref());
-    match consumer.process(record.body.as_deref(), signature)? {
+    match consumer.process(record.body.as_deref(), &RecordAttributes(record))? {
         Processed::Handled => {}
         Processed::SkippedSmokeTest => {
             let id = record.message_id.as_deref().unwrap_or_default();
@@ -113,6 +122,12 @@ impl EventHandler for LogEvents {
             Event::Rekko(RekkoEvent::WhaleAlert(whale)) => {
                 format!("{} {} flow {}", whale.market_id, whale.side, whale.flow)
             }
+            Event::UnexpectedShape { problem, .. } => {
+                // A documented type in a shape its sender never documented: kept as JSON, never
+                // read as the typed variant. A real consumer decides; the example says so loudly.
+                tracing::warn!(id = %envelope.id, provider = %envelope.provider, event_type = %envelope.event_type, %problem, "event in an unexpected shape");
+                return Ok(());
+            }
             _ => envelope.event_type.clone(),
         };
         tracing::info!(id = %envelope.id, provider = %envelope.provider, summary, "event consumed");
@@ -122,23 +137,42 @@ impl EventHandler for LogEvents {
 
 #[cfg(test)]
 mod tests {
-    use hookrelay::config::Env;
-    use hookrelay::secret::SenderSecrets;
     use hookrelay_devtools::memory::RecordingHandler as Collect;
+    use hookrelay_devtools::relay_keys;
 
     use super::*;
 
+    /// A record of `body`, sealed with the test kit's relay key when its body is an envelope.
+    fn sealed_record(id: &str, body: &str, extra: serde_json::Value) -> SqsMessage {
+        let envelope_id = serde_json::from_str::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| v["id"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let seal = relay_keys::signer().sign(&envelope_id, now, body);
+        let string = |value: &str| serde_json::json!({"stringValue": value, "dataType": "String"});
+        let mut record = serde_json::json!({
+            "messageId": id, "body": body,
+            "messageAttributes": {
+                "relay_id": string(&seal.id),
+                "relay_timestamp": string(&seal.timestamp),
+                "relay_signature": string(&seal.signatures),
+            }
+        });
+        if let serde_json::Value::Object(extra) = extra {
+            record.as_object_mut().unwrap().extend(extra);
+        }
+        serde_json::from_value(record).unwrap()
+    }
+
     fn record(id: &str, body: &str) -> SqsMessage {
-        serde_json::from_value(serde_json::json!({"messageId": id, "body": body})).unwrap()
+        sealed_record(id, body, serde_json::json!({}))
     }
 
     #[test]
     fn a_bad_message_fails_alone() {
         let collected = Collect::default();
-        let consumer = Consumer::new(
-            SenderSecrets::from_env(&Env::new(|_| None)).unwrap(),
-            &collected,
-        );
+        let consumer = Consumer::new(relay_keys::trust(), &collected);
         let good = r#"{"version":1,"id":"rekko:1","provider":"rekko","type":"news","market_id":null,"sequence":null,"delivery_id":null,"occurred_at":null,"received_at":"2026-02-18T23:00:00.000Z","data":{"type":"news"}}"#;
         let mut event = SqsEvent::default();
         event.records = vec![
@@ -157,10 +191,11 @@ mod tests {
     }
 
     fn fifo_record(id: &str, group: &str, body: &str) -> SqsMessage {
-        serde_json::from_value(serde_json::json!({
-            "messageId": id, "body": body, "attributes": {"MessageGroupId": group}
-        }))
-        .unwrap()
+        sealed_record(
+            id,
+            body,
+            serde_json::json!({"attributes": {"MessageGroupId": group}}),
+        )
     }
 
     #[test]
@@ -188,16 +223,14 @@ mod tests {
                 .map(|f| f.item_identifier)
                 .collect()
         };
-        let none = || SenderSecrets::from_env(&Env::new(|_| None)).unwrap();
-
         let handled = Collect::default();
-        let consumer = Consumer::new(none(), &handled);
+        let consumer = Consumer::new(relay_keys::trust(), &handled);
         let response = process_batch(&consumer, batch());
         assert_eq!(failed(response), ["a2", "b2", "a3", "c1"]);
         assert_eq!(handled.ids(), ["a1", "b1"]);
 
         let handled = Collect::default();
-        let consumer = Consumer::new(none(), &handled);
+        let consumer = Consumer::new(relay_keys::trust(), &handled);
         let response = process_batch_with(&consumer, batch(), FifoOnFailure::FailRestOfGroup);
         assert_eq!(failed(response), ["a2", "a3"]);
         assert_eq!(handled.ids(), ["a1", "b1", "b2", "c1"]);

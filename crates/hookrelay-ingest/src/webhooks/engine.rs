@@ -239,7 +239,10 @@ mod tests {
         let verified = verify(ENGINE.scheme, &secrets, request).unwrap();
         let event = super::route(&verified).unwrap();
         assert_eq!(event.signature(), Some(value.as_str()));
-        let message = event.queue_message(time::OffsetDateTime::UNIX_EPOCH);
+        let message = event.queue_message(
+            time::OffsetDateTime::UNIX_EPOCH,
+            &crate::routed::test_support::signer(),
+        );
         assert_eq!(message.attribute("signature"), Some(value.as_str()));
     }
 }
