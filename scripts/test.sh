@@ -6,6 +6,8 @@ source scripts/venv.sh test
 
 echo "== fixtures match their generator"
 .venv/bin/python scripts/make_fixtures.py --check
+echo "== the Python consumer's own rules (unittest)"
+.venv/bin/python -m unittest discover -s tests/python
 echo "== cargo fmt --all --check"
 cargo fmt --all --check
 echo "== cargo clippy -D warnings"

@@ -9,8 +9,9 @@ Fails closed, like the Rust consumer API (crates/hookrelay/src/consumer.rs): wit
 HOOKRELAY_RELAY_PUBLIC_KEYS it refuses to start, and a message without a valid relay signature
 (`v1a`, Ed25519 over `{relay_id}.{relay_timestamp}.{body}`, checked with pyca `cryptography`)
 from one of those keys is refused before its body is parsed. HOOKRELAY_RELAY_MAX_AGE_SECS
-(default 18 days, at least 4) bounds the relay timestamp's age; a message refused for age alone
-is genuine (`RelaySignatureError.age_only`): leave it for the dead-letter queue, never drop it.
+(default 30 days, at least 4) bounds the relay timestamp's age; a message whose signature
+verified but whose timestamp is refused is genuine (`RelaySignatureError.genuine`; `.age_only`
+when only its age failed): leave it for the dead-letter queue, never drop it.
 HOOKRELAY_RELAY_VERIFICATION=insecure-off turns the check off (a warning on every start).
 The senders' HOOKRELAY_*_SECRETS, when set, add the sender's own signature as a second proof.
 
@@ -41,9 +42,21 @@ RELAY_PUBLIC_KEYS = "HOOKRELAY_RELAY_PUBLIC_KEYS"
 RELAY_MAX_AGE_SECS = "HOOKRELAY_RELAY_MAX_AGE_SECS"
 RELAY_VERIFICATION = "HOOKRELAY_RELAY_VERIFICATION"
 INSECURE_OFF = "insecure-off"
-DEFAULT_MAX_AGE = (4 + 14) * 86_400  # the queue's retention plus the DLQ's: nothing SQS holds is too old
+# 4 days queued + 14 in the DLQ (FIFO restarts retention on the move) + 4 once redriven, plus a
+# margin: one backlog, dead-letter and redrive cycle is never refused for age (relay.rs says more).
+DEFAULT_MAX_AGE = 30 * 86_400
 MIN_MAX_AGE = 4 * 86_400  # the queue's retention: a backlog is never refused for age alone
 MAX_FUTURE_SKEW = 300
+# Each entry is checked against each key over the whole body: bound the work a forged message
+# can cause (a rotation writes two entries). The same limits as the Rust consumer.
+MAX_SIGNATURE_ENTRIES = 4
+MAX_SIGNATURE_ATTRIBUTE_LEN = MAX_SIGNATURE_ENTRIES * (4 + 88 + 1) - 1
+P = 2**255 - 19
+# The y coordinates of Ed25519's small-order points (orders 1, 2, 4, 8): a public key on one of
+# them verifies forged signatures. OpenSSL does not refuse them; the Rust side (`is_weak`) does.
+SMALL_ORDER_Y = {1, P - 1, 0,
+                 int.from_bytes(bytes.fromhex("26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05"), "little"),
+                 int.from_bytes(bytes.fromhex("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a"), "little")}
 
 
 class ConfigError(ValueError):
@@ -52,10 +65,12 @@ class ConfigError(ValueError):
 
 class RelaySignatureError(ValueError):
     """The message is not one hookrelay sealed with a trusted key (or no longer young enough).
-    `age_only` is true when the signature is genuine and only the age failed: a real message."""
+    `genuine` is true when the signature verified and only its timestamp was refused (too old,
+    from the future, malformed): a real message. `age_only` when only its age failed."""
 
-    def __init__(self, problem: str, age_only: bool = False):
+    def __init__(self, problem: str, genuine: bool = False, age_only: bool = False):
         super().__init__(problem)
+        self.genuine = genuine or age_only
         self.age_only = age_only
 
 
@@ -82,9 +97,13 @@ class RelayTrust:
                 raw = base64.b64decode(part.removeprefix("whpk_"), validate=True)
                 if len(raw) != 32:
                     raise ValueError("length")
-                keys.append(Ed25519PublicKey.from_public_bytes(raw))
+                key = Ed25519PublicKey.from_public_bytes(raw)
             except ValueError:
                 raise ConfigError(f"{RELAY_PUBLIC_KEYS}: a whpk_ key must be base64 of 32 bytes after its prefix") from None
+            y = int.from_bytes(raw, "little") & ((1 << 255) - 1)
+            if y >= P or y in SMALL_ORDER_Y:
+                raise ConfigError(f"{RELAY_PUBLIC_KEYS}: a whpk_ key is not a usable Ed25519 public key")
+            keys.append(key)
         return cls(keys, max_age)
 
 
@@ -103,7 +122,7 @@ def relay_trust_from_env(environ=os.environ) -> RelayTrust | None:
         raise ConfigError(f"{RELAY_PUBLIC_KEYS}: is required: the relay public keys (whpk_...) whose signatures "
                           "this consumer trusts")
     max_age_text = environ.get(RELAY_MAX_AGE_SECS, "").strip() or str(DEFAULT_MAX_AGE)
-    if not max_age_text.isdigit():
+    if not (max_age_text.isascii() and max_age_text.isdigit()):
         raise ConfigError(f"{RELAY_MAX_AGE_SECS}: must be a whole number of seconds")
     return RelayTrust.parse(keys, int(max_age_text))
 
@@ -125,15 +144,17 @@ def verify_relay(message: dict, trust: RelayTrust, now: int | None = None) -> st
     for name, value in (("relay_id", relay_id), ("relay_timestamp", timestamp), ("relay_signature", signatures)):
         if value is None:
             raise RelaySignatureError(f"no {name} attribute: not sealed by hookrelay")
+    if len(signatures) > MAX_SIGNATURE_ATTRIBUTE_LEN or len(signatures.split(" ")) > MAX_SIGNATURE_ENTRIES:
+        raise RelaySignatureError(f"relay_signature holds more than {MAX_SIGNATURE_ENTRIES} entries")
     content = f"{relay_id}.{timestamp}.".encode() + message["Body"].encode()
     if not any(_verifies(key, entry, content) for entry in signatures.split(" ") for key in trust.keys):
         raise RelaySignatureError("no relay signature from a trusted key over this message")
     # Only a genuine timestamp is judged for age, so an age failure means a real message.
     if not (timestamp.isascii() and timestamp.isdigit()):
-        raise RelaySignatureError("relay_timestamp is not Unix seconds")
+        raise RelaySignatureError("relay_timestamp is not Unix seconds", genuine=True)
     age = (int(time.time()) if now is None else now) - int(timestamp)
     if -age > MAX_FUTURE_SKEW:
-        raise RelaySignatureError(f"relay_timestamp is more than {MAX_FUTURE_SKEW} s in the future")
+        raise RelaySignatureError(f"relay_timestamp is more than {MAX_FUTURE_SKEW} s in the future", genuine=True)
     if age > trust.max_age:
         raise RelaySignatureError(f"sealed {age} s ago, older than the maximum age of {trust.max_age} s",
                                   age_only=True)
@@ -215,6 +236,33 @@ def secrets_from_env(environ=os.environ) -> dict[str, list[str]]:
             for p in ("engine", "rekko", "standard")}
 
 
+def process_batch(messages: list[dict], secrets: dict[str, list[str]], trust: RelayTrust | None, act,
+                  now: int | None = None) -> list[dict]:
+    """Decodes and acts on one received batch in order; returns the messages to delete. Any
+    exception (a poison message, your `act` failing) fails that message alone and is printed.
+    On a FIFO queue (receive with MessageSystemAttributeNames=["MessageGroupId"]) the later
+    messages of a failed message's group are not processed either: they come back after the
+    visibility timeout, behind it, so order holds."""
+    done, failed_groups = [], set()
+    for message in messages:
+        group = message.get("Attributes", {}).get("MessageGroupId")
+        if group is not None and group in failed_groups:
+            continue
+        try:
+            envelope = decode(message, secrets, trust, now)
+            if is_smoke_test(envelope):
+                print(f"smoke test {envelope['id']} acknowledged")  # never act on it
+            else:
+                act(envelope)
+        except Exception as error:  # one poison message never ends the consumer
+            print(f"left for the DLQ: {message['MessageId']}: {type(error).__name__}: {error}")
+            if group is not None:
+                failed_groups.add(group)
+            continue
+        done.append(message)
+    return done
+
+
 def main() -> None:
     try:
         trust = relay_trust_from_env()
@@ -223,26 +271,14 @@ def main() -> None:
     sqs = boto3.client("sqs")
     queue_url = os.environ["HOOKRELAY_QUEUE_URL"]
     secrets = secrets_from_env()
+
+    def act(envelope: dict) -> None:  # your logic here; envelope["id"] is the idempotency key
+        print(envelope["provider"], envelope["type"], envelope["id"])
+
     while True:
         batch = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=20,
                                     MessageAttributeNames=["All"], MessageSystemAttributeNames=["MessageGroupId"])
-        failed_groups = set()  # FIFO: after a failure, the rest of its group waits for it
-        for message in batch.get("Messages", []):
-            group = message.get("Attributes", {}).get("MessageGroupId")
-            if group is not None and group in failed_groups:
-                continue  # comes back after the visibility timeout, behind the failed one
-            try:
-                envelope = decode(message, secrets, trust)
-                if is_smoke_test(envelope):
-                    print(f"smoke test {envelope['id']} acknowledged")  # never act on it
-                else:
-                    # Your logic here; envelope["id"] is the idempotency key.
-                    print(envelope["provider"], envelope["type"], envelope["id"])
-            except Exception as error:  # one poison message never ends the consumer
-                print(f"skipping {message['MessageId']}: {type(error).__name__}: {error}")  # left for the DLQ
-                if group is not None:
-                    failed_groups.add(group)
-                continue
+        for message in process_batch(batch.get("Messages", []), secrets, trust, act):
             sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
 
 

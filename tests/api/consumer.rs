@@ -191,10 +191,30 @@ async fn the_consumer_fails_only_the_poison_and_the_tampered_message() {
         .body()
         .unwrap()
         .replacen("\"price\":0.65", "\"price\":0.95", 1);
+    // The same altered data resealed with the trusted relay key (a writer holding the relay key
+    // but not the sender's secret): only the sender's own signature can catch it.
+    let envelope_id = Envelope::from_json(&tampered_body).unwrap().id;
+    let seal = relay_keys::signer().sign(&envelope_id, FIXTURE_TIME, &tampered_body);
+    let mut resealed = original.message_attributes().cloned().unwrap_or_default();
+    for (name, value) in [
+        ("relay_id", seal.id),
+        ("relay_timestamp", seal.timestamp),
+        ("relay_signature", seal.signatures),
+    ] {
+        resealed.insert(
+            name.to_owned(),
+            aws_sdk_sqs::types::MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(value)
+                .build()
+                .unwrap(),
+        );
+    }
     let mut bad_ids = Vec::new();
     for (body, attributes) in [
         ("poison: not an envelope", None),
         (tampered_body.as_str(), original.message_attributes()),
+        (tampered_body.as_str(), Some(&resealed)),
     ] {
         let sent = client
             .send_message()
@@ -209,7 +229,7 @@ async fn the_consumer_fails_only_the_poison_and_the_tampered_message() {
         bad_ids.push(sent.message_id.unwrap());
     }
     let batch = receive_all(&client, &queue_url).await;
-    assert_eq!(batch.len(), 2);
+    assert_eq!(batch.len(), 3);
 
     let mut event = SqsEvent::default();
     event.records = genuine.iter().chain(&batch).map(lambda_record).collect();
@@ -232,11 +252,25 @@ async fn the_consumer_fails_only_the_poison_and_the_tampered_message() {
         .iter()
         .map(|f| f.item_identifier.clone())
         .collect();
+    let resealed_id = bad_ids[2].clone();
     failed.sort();
     bad_ids.sort();
     assert_eq!(
         failed, bad_ids,
-        "exactly the poison and the tampered message fail"
+        "exactly the poison and the two tampered messages fail"
+    );
+    let resealed_record = lambda_record(
+        batch
+            .iter()
+            .find(|m| m.message_id() == Some(resealed_id.as_str()))
+            .unwrap(),
+    );
+    assert!(
+        matches!(
+            process(&consumer, &resealed_record),
+            Err(hookrelay::consumer::ConsumeError::Unverified(_))
+        ),
+        "the resealed message passes the relay check and fails the sender's signature"
     );
     assert_eq!(
         collected.0.lock().unwrap().len(),

@@ -172,6 +172,36 @@ fn cases(genuine: &[Message], now: i64) -> Vec<Case> {
             relay_keys::signer().sign(&id, now + 3600, &body),
         ),
     ));
+    // More entries than hookrelay writes (four well-formed junk signatures, the genuine one last):
+    // refused before any is checked, so a forged list can't cost a consumer seconds.
+    cases.push(attack(
+        "five signature entries",
+        body.clone(),
+        with_seal(&attributes, {
+            let mut seal = relay_keys::signer().sign(&id, now, &body);
+            let junk = format!("v1a,{}== ", "A".repeat(86));
+            seal.signatures = format!("{}{}", junk.repeat(4), seal.signatures);
+            seal
+        }),
+    ));
+    // An envelope id holding a `.` is signed as its SHA-256 hex (sealed here with the trusted key,
+    // as the receiver would).
+    let dotted_id = format!("{id}.v2");
+    let dotted = body.replacen(
+        &format!("\"id\":\"{id}\""),
+        &format!("\"id\":\"{dotted_id}\""),
+        1,
+    );
+    assert_ne!(dotted, body);
+    let seal = relay_keys::signer().sign(&dotted_id, now, &dotted);
+    assert!(!seal.id.contains('.'));
+    cases.push(Case {
+        name: "an id with a dot, signed as its SHA-256",
+        body: dotted.clone(),
+        attributes: with_seal(&attributes, seal),
+        accept: true,
+        age_only: false,
+    });
     // A rotation: the old key (still trusted) and a new one, two v1a entries.
     let rotating = RelaySigner::new(vec![
         RelaySigningKey::from_seed(*b"the next relay key, in rotation!"),

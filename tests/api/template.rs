@@ -574,3 +574,21 @@ fn no_other_queue_may_dead_letter_into_the_events_queue() {
     let dead_letters = resource(&text, "EventsDeadLetterQueue");
     assert!(!dead_letters.contains("denyAll"), "{dead_letters}");
 }
+
+/// A message keeps its relay timestamp for life while SQS restarts a FIFO message's retention at
+/// each move, so the consumers' default maximum age must outlast one full cycle (queued, dead-
+/// lettered, redriven) and their smallest allowed one the queue's retention.
+#[test]
+fn the_consumers_maximum_age_outlasts_a_backlog_dead_letter_and_redrive() {
+    let text = template();
+    let queued = number_after(&text, "  EventsQueue:", "MessageRetentionPeriod:") as u64;
+    let dead_lettered =
+        number_after(&text, "  EventsDeadLetterQueue:", "MessageRetentionPeriod:") as u64;
+    let cycle = queued + dead_lettered + queued;
+    assert!(
+        hookrelay::relay::DEFAULT_MAX_AGE.as_secs() >= cycle,
+        "default maximum age {:?} < one cycle of {cycle} s",
+        hookrelay::relay::DEFAULT_MAX_AGE
+    );
+    assert_eq!(hookrelay::relay::MIN_MAX_AGE.as_secs(), queued);
+}

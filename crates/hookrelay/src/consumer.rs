@@ -7,11 +7,14 @@
 //! failures.
 //!
 //! Fails closed: [`Consumer::new`] takes the relay public keys you trust, and a message without a
-//! valid relay signature from one of them (unsigned, any byte changed, a foreign key, older than
-//! the maximum age, a signature moved from another envelope) is refused before its body is
-//! parsed. The only way around it is [`Consumer::insecure_without_relay_verification`].
-//! A refusal for age alone ([`ConsumeError::is_age_only`]) is a genuine message: fail it so it
-//! reaches the dead-letter queue, never drop it. Use [`Envelope::id`] as your idempotency key.
+//! valid relay signature from one of them (unsealed, any byte changed, a foreign key, more
+//! signature entries than hookrelay writes, older than the maximum age) is refused before its body
+//! is parsed; a signature moved from another envelope is refused once the body's `id` is read.
+//! The only way around it is [`Consumer::insecure_without_relay_verification`]. A refusal whose
+//! signature verified ([`ConsumeError::is_genuine`]: too old, from the future) is a real
+//! message: fail it so it reaches the dead-letter queue, never drop it. Use [`Envelope::id`] as
+//! your idempotency key, and decide only on the verified envelope, never on the plain message
+//! attributes (`provider`, `event_type`, `market_id`...), which no signature covers.
 //!
 //! The sender's signature (`signature` attribute) is a second, optional proof: with
 //! [`Consumer::with_sender_secrets`], webhook events of a sender you hold secrets for must also
@@ -19,9 +22,9 @@
 //! have none; the relay signature covers `via`, so that claim can't be forged.
 //!
 //! Configuration (`Consumer::from_env`, used by the example Lambda): `HOOKRELAY_RELAY_PUBLIC_KEYS`
-//! (required), `HOOKRELAY_RELAY_MAX_AGE_SECS` (default 18 days, at least 4), and optionally the
+//! (required), `HOOKRELAY_RELAY_MAX_AGE_SECS` (default 30 days, at least 4), and optionally the
 //! senders' `HOOKRELAY_*_SECRETS`; `HOOKRELAY_RELAY_VERIFICATION=insecure-off` turns relay
-//! verification off (logged loudly by the caller).
+//! verification off, with a warning on stderr every time a consumer is built that way.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -119,6 +122,12 @@ impl ConsumeError {
     pub fn is_age_only(&self) -> bool {
         matches!(self, Self::Relay(error) if error.is_age_only())
     }
+
+    /// Whether the relay signature verified and only its timestamp was refused (too old, from
+    /// the future, malformed): a message hookrelay sealed, to fail to the DLQ, never to drop.
+    pub fn is_genuine(&self) -> bool {
+        matches!(self, Self::Relay(error) if error.is_genuine())
+    }
 }
 
 /// What [`Consumer::process`] did with a message that didn't fail.
@@ -212,7 +221,17 @@ impl<H: EventHandler> Consumer<H> {
     ) -> Result<Self, ConfigError> {
         let consumer = match relay_trust_from_env(env)? {
             Some(trust) => Self::new(trust, handler),
-            None => Self::insecure_without_relay_verification(handler),
+            None => {
+                // The one write this module makes: a downgrade must never be silent, whatever
+                // the caller logs.
+                eprintln!(
+                    "WARNING hookrelay: {}={}: relay signatures are NOT verified; anyone who can \
+                     write to the queue can forge events",
+                    vars::RELAY_VERIFICATION,
+                    vars::INSECURE_OFF
+                );
+                Self::insecure_without_relay_verification(handler)
+            }
         };
         Ok(consumer.with_sender_secrets(SenderSecrets::from_env(env)?))
     }

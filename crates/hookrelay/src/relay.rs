@@ -44,15 +44,26 @@ pub const PUBLIC_KEY_PREFIX: &str = "whpk_";
 /// The version tag of each signature entry.
 const VERSION: &str = "v1a";
 
-/// A consumer's default maximum age of a message's relay timestamp: the events queue's retention
-/// (4 days) plus its dead-letter queue's (14 days), so every message SQS still holds, including
-/// one redriven from the DLQ on its last day, is young enough. It is a bound on replaying a
-/// captured message, not on freshness: consumers use the envelope id for idempotency.
-pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs((4 + 14) * 86_400);
+/// A consumer's default maximum age of a message's relay timestamp: 30 days. A message keeps its
+/// relay timestamp for life, and on a FIFO queue SQS restarts its retention at each move: up to
+/// 4 days in the events queue, 14 in the dead-letter queue (its retention restarts on the move),
+/// and 4 more once redriven, 22 days in all, plus a margin for a late redrive. So one full
+/// backlog, dead-letter and redrive cycle is never refused for age; a second cycle may be (a
+/// refusal for age is genuine and fails to the DLQ again: raise the maximum to consume it). It
+/// bounds the replay of a captured message, not freshness: consumers use the envelope id for
+/// idempotency.
+pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(30 * 86_400);
 /// The smallest maximum age a consumer may configure: the events queue's retention.
 pub const MIN_MAX_AGE: Duration = Duration::from_secs(4 * 86_400);
 /// How far in the future a relay timestamp may be (clock differences between hosts).
 pub const MAX_FUTURE_SKEW: Duration = Duration::from_secs(300);
+/// The most `v1a` entries a `relay_signature` may hold. Each entry is checked against each
+/// trusted key over the whole body, so an unbounded list would let anyone who can write to the
+/// queue make one message cost seconds of consumer CPU; a rotation needs two.
+pub const MAX_SIGNATURE_ENTRIES: usize = 4;
+/// The longest `relay_signature` accepted: [`MAX_SIGNATURE_ENTRIES`] entries of `v1a,` and 88
+/// base64 characters, separated by spaces.
+pub const MAX_SIGNATURE_ATTRIBUTE_LEN: usize = MAX_SIGNATURE_ENTRIES * (4 + 88 + 1) - 1;
 
 /// Why a relay key could not be read. Never echoes the key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -289,6 +300,10 @@ pub enum RelayError {
     /// No `v1a` entry verifies under any trusted key.
     #[error("no relay signature verifies under a trusted public key")]
     Untrusted,
+    /// `relay_signature` holds more entries (or characters) than hookrelay ever writes; refused
+    /// before any is checked.
+    #[error("relay_signature holds more than {0} entries")]
+    TooManySignatures(usize),
     /// The signature is genuine but for another envelope id than the body's.
     #[error("relay_id does not belong to the envelope's id")]
     IdMismatch,
@@ -299,6 +314,16 @@ impl RelayError {
     /// fail such a message (it goes to the DLQ) rather than drop it.
     pub fn is_age_only(&self) -> bool {
         matches!(self, Self::TooOld { .. })
+    }
+
+    /// Whether the signature verified and only its timestamp was refused (too old, from the
+    /// future, or not Unix seconds): the message is one hookrelay sealed. Fail it to the DLQ;
+    /// never drop it.
+    pub fn is_genuine(&self) -> bool {
+        matches!(
+            self,
+            Self::TooOld { .. } | Self::FromTheFuture(_) | Self::MalformedTimestamp
+        )
     }
 }
 
@@ -378,6 +403,11 @@ impl RelayTrust {
         let signatures = received
             .signatures
             .ok_or(RelayError::Missing(attributes::RELAY_SIGNATURE))?;
+        if signatures.len() > MAX_SIGNATURE_ATTRIBUTE_LEN
+            || signatures.split(' ').count() > MAX_SIGNATURE_ENTRIES
+        {
+            return Err(RelayError::TooManySignatures(MAX_SIGNATURE_ENTRIES));
+        }
         let content = signed_content(id, timestamp, body);
         let genuine = signatures
             .split(' ')
@@ -465,6 +495,13 @@ mod tests {
             .check_id(envelope_id)
     }
 
+    /// `text` with its byte `at` (ASCII) replaced by another ASCII byte.
+    fn with_byte_changed(text: &str, at: usize) -> String {
+        let mut bytes = text.as_bytes().to_vec();
+        bytes[at] = if bytes[at] == b'0' { b'1' } else { b'0' };
+        String::from_utf8(bytes).unwrap()
+    }
+
     #[test]
     fn a_sealed_message_verifies_and_every_changed_byte_fails() {
         let signer = signer(7);
@@ -474,16 +511,81 @@ mod tests {
         assert!(signature.signatures.starts_with("v1a,"));
         let trust = trust(&signer);
         assert_eq!(check(&trust, &signature, BODY, NOW), Ok(()));
-        let relabelled = BODY.replace("ORDER_MATCHED", "ORDER_CANCELED");
-        assert_eq!(
-            check(&trust, &signature, &relabelled, NOW),
-            Err(RelayError::Untrusted)
-        );
-        let later = RelaySignature {
-            timestamp: (NOW + 1).to_string(),
-            ..signature.clone()
+        for at in 0..BODY.len() {
+            let changed = with_byte_changed(BODY, at);
+            assert_eq!(
+                check(&trust, &signature, &changed, NOW),
+                Err(RelayError::Untrusted),
+                "body byte {at}"
+            );
+        }
+        for at in 0..signature.timestamp.len() {
+            let changed = RelaySignature {
+                timestamp: with_byte_changed(&signature.timestamp, at),
+                ..signature.clone()
+            };
+            assert_eq!(
+                check(&trust, &changed, BODY, NOW),
+                Err(RelayError::Untrusted),
+                "timestamp byte {at}"
+            );
+        }
+        for at in 0..signature.id.len() {
+            let changed = RelaySignature {
+                id: with_byte_changed(&signature.id, at),
+                ..signature.clone()
+            };
+            assert_eq!(
+                check(&trust, &changed, BODY, NOW),
+                Err(RelayError::Untrusted),
+                "id byte {at}"
+            );
+        }
+        // Every byte of the signature's base64 (an alphabet change keeps it decodable).
+        for at in 4..signature.signatures.len() {
+            let mut bytes = signature.signatures.clone().into_bytes();
+            bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
+            let changed = RelaySignature {
+                signatures: String::from_utf8(bytes).unwrap(),
+                ..signature.clone()
+            };
+            assert_eq!(
+                check(&trust, &changed, BODY, NOW),
+                Err(RelayError::Untrusted),
+                "signature byte {at}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_signature_list_longer_than_hookrelay_writes_is_refused_unchecked() {
+        let signer = signer(7);
+        let trust = trust(&signer);
+        let genuine = signer.sign("engine:op-1:42", NOW, BODY);
+        // Four entries, the genuine one last: still checked (a rotation writes two). The junk is
+        // a well-formed signature of 64 zero bytes.
+        let junk = format!("v1a,{}==", "A".repeat(86));
+        let four = RelaySignature {
+            signatures: format!("{junk} {junk} {junk} {}", genuine.signatures),
+            ..genuine.clone()
         };
-        assert_eq!(check(&trust, &later, BODY, NOW), Err(RelayError::Untrusted));
+        assert_eq!(check(&trust, &four, BODY, NOW), Ok(()));
+        let five = RelaySignature {
+            signatures: format!("{junk} {}", four.signatures),
+            ..genuine.clone()
+        };
+        assert_eq!(
+            check(&trust, &five, BODY, NOW),
+            Err(RelayError::TooManySignatures(MAX_SIGNATURE_ENTRIES))
+        );
+        let padded = RelaySignature {
+            signatures: format!("{}{}", genuine.signatures, " ".repeat(400)),
+            ..genuine
+        };
+        assert_eq!(
+            check(&trust, &padded, BODY, NOW),
+            Err(RelayError::TooManySignatures(MAX_SIGNATURE_ENTRIES))
+        );
     }
 
     #[test]
@@ -520,11 +622,12 @@ mod tests {
         let old = signer.sign("engine:op-1:42", NOW - max - 1, BODY);
         let refused = check(&trust, &old, BODY, NOW).unwrap_err();
         assert!(refused.is_age_only(), "{refused}");
+        assert!(refused.is_genuine(), "{refused}");
         let ahead = signer.sign("engine:op-1:42", NOW + 301, BODY);
-        assert_eq!(
-            check(&trust, &ahead, BODY, NOW),
-            Err(RelayError::FromTheFuture(300))
-        );
+        let refused = check(&trust, &ahead, BODY, NOW).unwrap_err();
+        assert_eq!(refused, RelayError::FromTheFuture(300));
+        assert!(refused.is_genuine() && !refused.is_age_only());
+        assert!(!RelayError::Untrusted.is_genuine());
         assert_eq!(
             check(
                 &trust,
@@ -583,6 +686,37 @@ mod tests {
             .verify(received(&signature), BODY, NOW)
             .unwrap();
         assert_eq!(verified.check_id(id), Ok(()));
+    }
+
+    /// The small-order points of Ed25519 (identity, order 2, 4 and 8), each with the sign bit clear
+    /// and set: a key any signature verifies under. examples/python/consume.py refuses the same list
+    /// (tests/python/test_consume.py).
+    const SMALL_ORDER_KEYS: [&str; 5] = [
+        "0100000000000000000000000000000000000000000000000000000000000000",
+        "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+        "0000000000000000000000000000000000000000000000000000000000000000",
+        "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+        "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+    ];
+
+    #[test]
+    fn small_order_public_keys_are_refused() {
+        for hex in SMALL_ORDER_KEYS {
+            for sign in [0u8, 0x80] {
+                let mut bytes: [u8; 32] = (0..32)
+                    .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+                    .collect::<Vec<_>>()
+                    .try_into()
+                    .unwrap();
+                bytes[31] |= sign;
+                let text = format!("whpk_{}", BASE64.encode(bytes));
+                assert_eq!(
+                    RelayPublicKey::parse(&text),
+                    Err(KeyError::Unusable),
+                    "{hex} sign {sign}"
+                );
+            }
+        }
     }
 
     #[test]
