@@ -164,7 +164,6 @@ impl Config {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
 
     use hookrelay::senders;
 
@@ -174,20 +173,7 @@ mod tests {
     const ENGINE_SECRET: &str = "7c9f0d1e2a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5";
 
     fn load(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        // Every test has a valid relay key pair unless it sets its own.
-        let key = hookrelay::relay::RelaySigningKey::from_seed([1; 32]);
-        let relay = [
-            (vars::RELAY_SIGNING_KEYS.to_owned(), key.to_text()),
-            (
-                vars::RELAY_PUBLIC_KEYS.to_owned(),
-                key.public_key().to_string(),
-            ),
-        ];
-        let map: HashMap<String, String> = relay
-            .into_iter()
-            .chain(vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())))
-            .collect();
-        Config::from_lookup(|name| map.get(name).cloned())
+        Config::from_lookup(hookrelay_devtools::relay_keys::lookup_over(vars))
     }
 
     #[test]

@@ -425,25 +425,11 @@ fn rekko_events(value: Option<&str>) -> Result<Vec<String>, ConfigError> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
 
     use super::*;
 
     fn config(vars: &[(&str, &str)]) -> Result<BridgeConfig, ConfigError> {
-        // Every test has a valid relay key pair unless it sets its own.
-        let key = hookrelay::relay::RelaySigningKey::from_seed([1; 32]);
-        let relay = [
-            (vars::RELAY_SIGNING_KEYS.to_owned(), key.to_text()),
-            (
-                vars::RELAY_PUBLIC_KEYS.to_owned(),
-                key.public_key().to_string(),
-            ),
-        ];
-        let map: HashMap<String, String> = relay
-            .into_iter()
-            .chain(vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())))
-            .collect();
-        BridgeConfig::from_lookup(|name| map.get(name).cloned())
+        BridgeConfig::from_lookup(hookrelay_devtools::relay_keys::lookup_over(vars))
     }
 
     const QUEUE: (&str, &str) = (

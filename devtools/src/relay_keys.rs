@@ -39,6 +39,17 @@ pub fn env() -> [(&'static str, String); 2] {
     ]
 }
 
+/// A configuration lookup: `vars`, over the test kit's relay variables ([`env`]), so every
+/// configuration test has a valid key pair unless it sets its own.
+pub fn lookup_over(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
+    let map: std::collections::HashMap<String, String> = env()
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), value))
+        .chain(vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())))
+        .collect();
+    move |name| map.get(name).cloned()
+}
+
 /// A new signing key from the operating system's random source.
 pub fn generate() -> Result<RelaySigningKey, String> {
     let mut seed = [0u8; 32];

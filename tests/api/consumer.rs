@@ -5,7 +5,6 @@
 use std::sync::Mutex;
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
-use aws_sdk_sqs::types::Message;
 use hookrelay::config::Env;
 use hookrelay::consumer::{Consumer, EventHandler};
 use hookrelay::secret::SenderSecrets;
@@ -153,27 +152,6 @@ impl EventHandler for &Collected {
         self.0.lock().unwrap().push(envelope.id.clone());
         Ok(())
     }
-}
-
-/// An SQS message as the Lambda SQS event carries it.
-fn lambda_record(message: &Message) -> SqsMessage {
-    let attributes: serde_json::Map<String, serde_json::Value> = message
-        .message_attributes()
-        .into_iter()
-        .flatten()
-        .map(|(name, a)| {
-            (
-                name.clone(),
-                serde_json::json!({"stringValue": a.string_value(), "dataType": a.data_type()}),
-            )
-        })
-        .collect();
-    serde_json::from_value(serde_json::json!({
-        "messageId": message.message_id(),
-        "body": message.body(),
-        "messageAttributes": attributes,
-    }))
-    .unwrap()
 }
 
 #[tokio::test]

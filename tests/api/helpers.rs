@@ -217,3 +217,26 @@ pub fn add_header(event: &mut FunctionUrlRequest, name: &str, value: &str) {
         })
         .or_insert_with(|| value.to_owned());
 }
+
+/// An SQS message as the Lambda SQS event carries it.
+pub fn lambda_record(
+    message: &aws_sdk_sqs::types::Message,
+) -> aws_lambda_events::event::sqs::SqsMessage {
+    let attributes: serde_json::Map<String, serde_json::Value> = message
+        .message_attributes()
+        .into_iter()
+        .flatten()
+        .map(|(name, a)| {
+            (
+                name.clone(),
+                serde_json::json!({"stringValue": a.string_value(), "dataType": a.data_type()}),
+            )
+        })
+        .collect();
+    serde_json::from_value(serde_json::json!({
+        "messageId": message.message_id(),
+        "body": message.body(),
+        "messageAttributes": attributes,
+    }))
+    .unwrap()
+}

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use aws_lambda_events::event::sqs::SqsEvent;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{Message, MessageAttributeValue};
 use hookrelay::config::Env;
@@ -248,24 +248,6 @@ async fn queue_of(client: &Client, cases: &[Case]) -> (String, HashMap<String, u
         ids.insert(sent.message_id.unwrap(), index);
     }
     (queue_url, ids)
-}
-
-fn lambda_record(message: &Message) -> SqsMessage {
-    let attributes: serde_json::Map<String, serde_json::Value> = attributes_of(message)
-        .into_iter()
-        .map(|(name, value)| {
-            (
-                name,
-                serde_json::json!({"stringValue": value, "dataType": "String"}),
-            )
-        })
-        .collect();
-    serde_json::from_value(serde_json::json!({
-        "messageId": message.message_id(),
-        "body": message.body(),
-        "messageAttributes": attributes,
-    }))
-    .unwrap()
 }
 
 /// Which case names each consumer accepted and refused, to compare with the expectation.
