@@ -240,3 +240,27 @@ pub fn lambda_record(
     }))
     .unwrap()
 }
+
+/// The shipped receiver under the Lambda emulator against moto: `queue_url`, the test kit's
+/// relay keys and the given sender secrets (`HOOKRELAY_*_SECRETS`).
+pub async fn start_receiver(
+    queue_url: &str,
+    secrets: &[(&str, &str)],
+) -> hookrelay_devtools::lambda_emulator::LambdaInstance {
+    let relay = hookrelay_devtools::relay_keys::env();
+    let endpoint = &hookrelay_devtools::moto::moto().endpoint;
+    let mut env = vec![
+        ("HOOKRELAY_QUEUE_URL", queue_url),
+        (relay[0].0, relay[0].1.as_str()),
+        (relay[1].0, relay[1].1.as_str()),
+        ("AWS_ENDPOINT_URL_SQS", endpoint.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+    ];
+    env.extend_from_slice(secrets);
+    let binary = std::path::Path::new(env!("CARGO_BIN_EXE_hookrelay"));
+    hookrelay_devtools::lambda_emulator::LambdaInstance::start(binary, &env, None)
+        .await
+        .unwrap()
+}

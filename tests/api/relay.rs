@@ -7,7 +7,6 @@
 //! and a correctly rotated one, and refuse every attack.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use aws_sdk_sqs::Client;
@@ -17,7 +16,7 @@ use hookrelay::consumer::{Consumer, EventHandler};
 use hookrelay::relay::{self, RelaySigner, RelaySigningKey};
 use hookrelay::{Envelope, Event};
 use hookrelay_devtools::fixtures;
-use hookrelay_devtools::lambda_emulator::{Invocation, LambdaInstance};
+use hookrelay_devtools::lambda_emulator::Invocation;
 use hookrelay_devtools::moto::moto;
 use hookrelay_devtools::python_consumer;
 use hookrelay_devtools::relay_keys;
@@ -272,22 +271,15 @@ fn assert_verdicts(consumer: &str, verdicts: &BTreeMap<String, (bool, bool)>) {
 async fn every_consumer_accepts_what_hookrelay_sealed_and_refuses_every_attack() {
     let client = sqs_client(&moto().endpoint);
     let receiver_queue = create_queue(&client, &unique_queue_name(true)).await;
-    let relay = relay_keys::env();
-    let env = [
-        ("HOOKRELAY_QUEUE_URL", receiver_queue.as_str()),
-        (relay[0].0, relay[0].1.as_str()),
-        (relay[1].0, relay[1].1.as_str()),
-        ("HOOKRELAY_ENGINE_SECRETS", ENGINE_SECRET),
-        ("HOOKRELAY_REKKO_SECRETS", REKKO_SECRET),
-        ("HOOKRELAY_STANDARD_SECRETS", STANDARD_SECRET),
-        ("AWS_ENDPOINT_URL_SQS", moto().endpoint.as_str()),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
-    ];
-    let instance = LambdaInstance::start(Path::new(env!("CARGO_BIN_EXE_hookrelay")), &env, None)
-        .await
-        .unwrap();
+    let instance = start_receiver(
+        &receiver_queue,
+        &[
+            ("HOOKRELAY_ENGINE_SECRETS", ENGINE_SECRET),
+            ("HOOKRELAY_REKKO_SECRETS", REKKO_SECRET),
+            ("HOOKRELAY_STANDARD_SECRETS", STANDARD_SECRET),
+        ],
+    )
+    .await;
     let now = OffsetDateTime::now_utc().unix_timestamp();
     for provider in ["engine", "rekko", "standard"] {
         let event = fixtures::render(provider, "valid", now).unwrap();
@@ -323,7 +315,8 @@ async fn every_consumer_accepts_what_hookrelay_sealed_and_refuses_every_attack()
 
     // The example Lambda's handler, configured as the template configures it: public keys only.
     let (queue, ids) = queue_of(&client, &cases).await;
-    let public = relay[1].1.clone();
+    let public_keys = relay_keys::signing_key().public_key().to_string();
+    let public = public_keys.clone();
     let template_env =
         Env::new(move |name: &str| (name == "HOOKRELAY_RELAY_PUBLIC_KEYS").then(|| public.clone()));
     let lambda = Consumer::from_env(&template_env, Accepting).unwrap();
@@ -347,7 +340,7 @@ async fn every_consumer_accepts_what_hookrelay_sealed_and_refuses_every_attack()
     // The Python consumer, in its own process, with the same public key.
     let (queue, ids) = queue_of(&client, &cases).await;
     let mut python = HashMap::new();
-    for verdict in python_consumer::verdicts(&moto().endpoint, &queue, &relay[1].1) {
+    for verdict in python_consumer::verdicts(&moto().endpoint, &queue, &public_keys) {
         let index = ids[&verdict.message_id];
         if cases[index].age_only {
             assert!(verdict.age_only, "{verdict:?}");

@@ -4,14 +4,12 @@
 //! back and left in the queue, and the consumer API acknowledges a smoke test without handing it
 //! to the handler.
 
-use std::path::Path;
 use std::time::Duration;
 
 use hookrelay::config::Env;
 use hookrelay::consumer::{Consumer, Processed};
 use hookrelay::secret::SenderSecrets;
 use hookrelay::senders::{REKKO, STANDARD};
-use hookrelay_devtools::lambda_emulator::LambdaInstance;
 use hookrelay_devtools::memory::RecordingHandler;
 use hookrelay_devtools::relay_keys;
 use hookrelay_devtools::smoke;
@@ -33,21 +31,14 @@ async fn a_smoke_test_is_accepted_found_checked_and_skipped_by_consumers() {
         .send()
         .await
         .unwrap();
-    let relay = relay_keys::env();
-    let env = [
-        ("HOOKRELAY_QUEUE_URL", queue_url.as_str()),
-        (relay[0].0, relay[0].1.as_str()),
-        (relay[1].0, relay[1].1.as_str()),
-        ("HOOKRELAY_REKKO_SECRETS", REKKO_SECRET),
-        ("HOOKRELAY_STANDARD_SECRETS", STANDARD_SECRET),
-        ("AWS_ENDPOINT_URL_SQS", moto().endpoint.as_str()),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
-    ];
-    let instance = LambdaInstance::start(Path::new(env!("CARGO_BIN_EXE_hookrelay")), &env, None)
-        .await
-        .unwrap();
+    let instance = start_receiver(
+        &queue_url,
+        &[
+            ("HOOKRELAY_REKKO_SECRETS", REKKO_SECRET),
+            ("HOOKRELAY_STANDARD_SECRETS", STANDARD_SECRET),
+        ],
+    )
+    .await;
 
     let now = OffsetDateTime::now_utc();
     let rekko = smoke::delivery(REKKO, REKKO_SECRET, now, 1);

@@ -3,10 +3,7 @@
 //! own conversion would panic on it) and one with headers the `http` crate refuses, and then
 //! serves the next invocation from the same process.
 
-use std::path::Path;
-
-use hookrelay_devtools::lambda_emulator::{Invocation, LambdaInstance};
-use hookrelay_devtools::relay_keys;
+use hookrelay_devtools::lambda_emulator::Invocation;
 
 use crate::helpers::*;
 
@@ -14,21 +11,8 @@ use crate::helpers::*;
 async fn a_malformed_base64_event_is_answered_and_the_process_lives_on() {
     let client = sqs_client(&moto().endpoint);
     let queue_url = create_queue(&client, &unique_queue_name(true)).await;
-    let relay = relay_keys::env();
-    let env = [
-        ("HOOKRELAY_QUEUE_URL", queue_url.as_str()),
-        (relay[0].0, relay[0].1.as_str()),
-        (relay[1].0, relay[1].1.as_str()),
-        ("HOOKRELAY_REKKO_SECRETS", REKKO_SECRET),
-        ("AWS_ENDPOINT_URL_SQS", moto().endpoint.as_str()),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
-    ];
     let mut instance =
-        LambdaInstance::start(Path::new(env!("CARGO_BIN_EXE_hookrelay")), &env, None)
-            .await
-            .unwrap();
+        start_receiver(&queue_url, &[("HOOKRELAY_REKKO_SECRETS", REKKO_SECRET)]).await;
     let pid = instance.pid();
 
     let mut crafted = serde_json::to_value(fixture("rekko-base64")).unwrap();
