@@ -6,6 +6,7 @@
 //! - [`routed`]: the routed event, the field readers routing uses, and the SQS message an event
 //!   becomes (envelope, attributes, FIFO ids, SQS's character and size rules);
 //! - [`dedupe`]: dedupe keys and the per-process window of keys already published;
+//! - [`idempotency`]: the durable store's claim decisions (store keys, content digests);
 //! - [`queue`]: the publisher contracts the AWS adapters and the test kit implement;
 //! - [`settings`]: configuration both processes read under the same names;
 //! - [`emf`]: CloudWatch Embedded Metric Format rendering; [`telemetry`]: log setup.
@@ -14,6 +15,7 @@
 
 pub mod dedupe;
 pub mod emf;
+pub mod idempotency;
 pub mod queue;
 pub mod routed;
 pub mod settings;
