@@ -21,6 +21,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::dedupe::DedupeKey;
+use crate::idempotency::ContentDigest;
 
 /// The largest message SQS accepts (body plus attributes), in bytes.
 pub const SQS_MAX_MESSAGE_BYTES: usize = 1_048_576;
@@ -73,6 +74,38 @@ pub struct RoutedEvent<'a> {
     signed_at: Option<OffsetDateTime>,
     signature: Option<&'a str>,
     body: Cow<'a, str>,
+    digest_scope: DigestScope,
+}
+
+/// What of an event's body its content digest ([`RoutedEvent::content_digest`]) covers: the
+/// parts a sender keeps identical across the retries of one event.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum DigestScope {
+    /// The whole body (senders that re-send the same body under the same key).
+    #[default]
+    Body,
+    /// These byte ranges of the body, in order (`None`: the part is absent), e.g. the engine's
+    /// `eventType`, `marketId`, `timestamp` and `payload`, not its `id`, which the seed does not
+    /// promise to keep across attempts.
+    Parts(Vec<Option<std::ops::Range<usize>>>),
+}
+
+impl DigestScope {
+    /// The scope of `parts`, raw JSON values read from `body` (each a slice of it).
+    pub fn of_parts(body: &str, parts: &[Option<&RawValue>]) -> Self {
+        let start = body.as_ptr() as usize;
+        Self::Parts(
+            parts
+                .iter()
+                .map(|part| {
+                    part.map(|raw| {
+                        let from = raw.get().as_ptr() as usize - start;
+                        from..from + raw.get().len()
+                    })
+                })
+                .collect(),
+        )
+    }
 }
 
 /// A stream event: a routed event that owns its text, so it can wait in the bridge's buffer, and
@@ -106,6 +139,8 @@ pub struct WebhookFields {
     pub delivery_id: Option<String>,
     /// The signed timestamp the replay window is checked against.
     pub occurred_at: SenderTimestamp,
+    /// What the content digest covers.
+    pub digest_scope: DigestScope,
 }
 
 /// The verified body as text: webhook bodies must be UTF-8 JSON.
@@ -136,6 +171,7 @@ impl<'a> RoutedEvent<'a> {
             signed_at: Some(fields.occurred_at.instant),
             signature: Some(verified.signature()),
             body: Cow::Borrowed(body),
+            digest_scope: fields.digest_scope,
         })
     }
 }
@@ -165,6 +201,7 @@ impl StreamEvent {
             signed_at: None,
             signature: None,
             body: Cow::Owned(body),
+            digest_scope: DigestScope::Body,
         };
         Ok(Self { source, event })
     }
@@ -225,6 +262,21 @@ impl RoutedEvent<'_> {
     /// exactly as received.
     pub fn body(&self) -> &str {
         &self.body
+    }
+
+    /// The digest of this event's content, as the idempotency store keeps it with the key: the
+    /// same for every retry of one event, different for another event under the same key.
+    pub fn content_digest(&self) -> ContentDigest {
+        match &self.digest_scope {
+            DigestScope::Body => ContentDigest::of(&[self.body.as_bytes()]),
+            DigestScope::Parts(ranges) => {
+                let parts: Vec<&[u8]> = ranges
+                    .iter()
+                    .map(|range| range.clone().map_or(&[][..], |r| &self.body.as_bytes()[r]))
+                    .collect();
+                ContentDigest::of(&parts)
+            }
+        }
     }
 
     /// The SQS message for this event, received at `received_at`: the envelope with the body

@@ -438,3 +438,14 @@ fn bodies_no_consumer_could_read_are_refused_and_the_rest_carried() {
         ParseError::NumberOutOfRange
     );
 }
+
+#[test]
+fn other_senders_digest_their_whole_body() {
+    let body = r#"{"type":"whale_alert","timestamp":"2026-02-18T23:00:00Z"}"#;
+    let digest = |body: &str| verified(REKKO, &[], body).parse().unwrap().content_digest();
+    assert_eq!(
+        digest(body),
+        crate::idempotency::ContentDigest::of(&[body.as_bytes()])
+    );
+    assert_ne!(digest(body), digest(&body.replace("whale_alert", "news")));
+}

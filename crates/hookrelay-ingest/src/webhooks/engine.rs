@@ -6,6 +6,8 @@
 //! seed says to deduplicate by `sequence`. The delivery id is the body's `id`, which the signature
 //! covers; the unsigned `X-Webhook-Id` header is used only when the body has none.
 //! `X-Webhook-Event` is unsigned and so never trusted: the type is the body's `eventType`.
+//! Content digest (for the idempotency store): `eventType`, `marketId`, `timestamp` and the raw
+//! `payload`, not `id`, so a retry under a new delivery id is still the same event.
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -15,8 +17,8 @@ use hookrelay::signature::{SignedRequest, Verified};
 
 use crate::dedupe::DedupeKey;
 use crate::routed::{
-    ParseError, RoutedEvent, WebhookFields, can_carry_text, raw_fields, required_sequence,
-    required_text, rfc3339_timestamp, text, webhook_body,
+    DigestScope, ParseError, RoutedEvent, WebhookFields, can_carry_text, raw_fields,
+    required_sequence, required_text, rfc3339_timestamp, text, webhook_body,
 };
 
 /// The unsigned delivery-id header, used when the body has no `id`.
@@ -36,6 +38,8 @@ struct EngineRoutingFields<'b> {
     operator_id: Option<&'b RawValue>,
     #[serde(borrow, default)]
     timestamp: Option<&'b RawValue>,
+    #[serde(borrow, default)]
+    payload: Option<&'b RawValue>,
 }
 
 /// Routes a verified engine delivery.
@@ -69,6 +73,12 @@ pub fn route(verified: &Verified<SignedRequest>) -> Result<RoutedEvent<'_>, Pars
         sequence: Some(sequence),
         delivery_id,
         occurred_at,
+        // Neither the body's `id` nor `sequence`'s scope is promised stable across attempts
+        // (seed 004), so the digest is of what the event says, not of how it was delivered.
+        digest_scope: DigestScope::of_parts(
+            body,
+            &[raw.event_type, raw.market_id, raw.timestamp, raw.payload],
+        ),
     };
     RoutedEvent::webhook(ENGINE, verified, body, fields)
 }
@@ -99,6 +109,34 @@ mod tests {
         assert_eq!(p.signed_at().unwrap().unix_timestamp(), 1_771_455_600);
         assert!(p.signature().unwrap().starts_with("sha256="));
         assert_eq!(p.body(), SEED_EXAMPLE);
+    }
+
+    #[test]
+    fn the_content_digest_ignores_the_delivery_id_and_nothing_the_event_says() {
+        let digest = |body: &str| {
+            verified(ENGINE, &[], body)
+                .parse()
+                .unwrap()
+                .content_digest()
+        };
+        let original = digest(SEED_EXAMPLE);
+        // A retry under a new delivery id is the same event.
+        let new_id = SEED_EXAMPLE.replace("delivery-uuid", "another-delivery");
+        assert_eq!(digest(&new_id), original);
+        // Anything the event says makes it another one.
+        for (from, to) in [
+            ("ORDER_MATCHED", "ORDER_CANCELLED"),
+            ("\"marketId\":\"market-uuid\"", "\"marketId\":\"market-2\""),
+            ("\"price\":0.65", "\"price\":0.66"),
+            ("23:00:00.000Z", "23:00:01.000Z"),
+        ] {
+            let changed = SEED_EXAMPLE.replace(from, to);
+            assert_ne!(changed, SEED_EXAMPLE);
+            assert_ne!(digest(&changed), original, "{from} -> {to}");
+        }
+        // An absent market differs from any market.
+        let no_market = SEED_EXAMPLE.replace("\"marketId\":\"market-uuid\",", "");
+        assert_ne!(digest(&no_market), original);
     }
 
     #[test]

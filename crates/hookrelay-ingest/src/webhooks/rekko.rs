@@ -12,8 +12,8 @@ use hookrelay::senders::REKKO;
 use hookrelay::signature::{SignedRequest, Verified};
 
 use crate::routed::{
-    ParseError, RoutedEvent, StreamEvent, StreamSource, WebhookFields, content_key, raw_fields,
-    required_text, rfc3339_timestamp, text, webhook_body,
+    DigestScope, ParseError, RoutedEvent, StreamEvent, StreamSource, WebhookFields, content_key,
+    raw_fields, required_text, rfc3339_timestamp, text, webhook_body,
 };
 
 #[derive(Deserialize)]
@@ -41,6 +41,7 @@ pub fn route(verified: &Verified<SignedRequest>) -> Result<RoutedEvent<'_>, Pars
         sequence: None,
         delivery_id: None,
         occurred_at,
+        digest_scope: DigestScope::Body,
     };
     RoutedEvent::webhook(REKKO, verified, body, fields)
 }

@@ -20,7 +20,8 @@ use hookrelay::signature::{SignedRequest, Verified, standard_headers};
 
 use crate::dedupe::DedupeKey;
 use crate::routed::{
-    ParseError, RoutedEvent, SenderTimestamp, WebhookFields, raw_fields, text, webhook_body,
+    DigestScope, ParseError, RoutedEvent, SenderTimestamp, WebhookFields, raw_fields, text,
+    webhook_body,
 };
 
 /// The event type recorded when the body carries none.
@@ -71,6 +72,7 @@ pub fn route(verified: &Verified<SignedRequest>) -> Result<RoutedEvent<'_>, Pars
             as_sent: timestamp.to_owned(),
             instant,
         },
+        digest_scope: DigestScope::Body,
     };
     RoutedEvent::webhook(STANDARD, verified, body, fields)
 }
