@@ -91,17 +91,17 @@ pub enum DigestScope {
 }
 
 impl DigestScope {
-    /// The scope of `parts`, raw JSON values read from `body` (each a slice of it).
-    pub fn of_parts(body: &str, parts: &[Option<&RawValue>]) -> Self {
+    /// The scope of `parts`, raw JSON values read from `body` (each a slice of it; a value that
+    /// is not counts as absent).
+    pub(crate) fn of_parts(body: &str, parts: &[Option<&RawValue>]) -> Self {
         let start = body.as_ptr() as usize;
         Self::Parts(
             parts
                 .iter()
                 .map(|part| {
-                    part.map(|raw| {
-                        let from = raw.get().as_ptr() as usize - start;
-                        from..from + raw.get().len()
-                    })
+                    let raw = (*part)?.get();
+                    let from = (raw.as_ptr() as usize).checked_sub(start)?;
+                    Some(from..from + raw.len()).filter(|range| range.end <= body.len())
                 })
                 .collect(),
         )
@@ -272,7 +272,12 @@ impl RoutedEvent<'_> {
             DigestScope::Parts(ranges) => {
                 let parts: Vec<&[u8]> = ranges
                     .iter()
-                    .map(|range| range.clone().map_or(&[][..], |r| &self.body.as_bytes()[r]))
+                    .map(|range| {
+                        range
+                            .clone()
+                            .and_then(|r| self.body.as_bytes().get(r))
+                            .unwrap_or_default()
+                    })
                     .collect();
                 ContentDigest::of(&parts)
             }
