@@ -243,6 +243,19 @@ impl<P: BatchPublisher> Sink<P> {
         });
     }
 
+    /// Starts the clock on a queue that refuses every send for good (or keeps it running, with
+    /// the newest reason); `None`, any other outcome, stops it.
+    fn track_refusal(&mut self, refusal: Option<String>) {
+        match refusal {
+            Some(detail) => {
+                self.refused_since
+                    .get_or_insert_with(|| (Instant::now(), String::new()))
+                    .1 = detail;
+            }
+            None => self.refused_since = None,
+        }
+    }
+
     /// Sends the oldest pending events (at most ten, at most SQS's batch size in bytes).
     /// Returns whether SQS accepted every one.
     async fn send_one_batch(&mut self) -> bool {
@@ -268,20 +281,18 @@ impl<P: BatchPublisher> Sink<P> {
                 // Every entry refused for a lasting reason (SendMessageBatch reports a disabled
                 // KMS key per entry) counts like a refused call; anything accepted, or a
                 // transient entry failure, starts the clock again.
-                let refusals: Option<Vec<&EntryFailure>> = results
+                let all_refused = results
                     .iter()
-                    .map(|result| result.as_ref().err().filter(|f| f.is_refusal()))
-                    .collect();
-                match refusals.as_deref() {
-                    Some([first, ..]) => {
-                        let detail = format!("SQS refused every entry of a batch: {}", first.code);
+                    .all(|result| result.as_ref().is_err_and(EntryFailure::is_refusal));
+                let refusal = results
+                    .first()
+                    .and_then(|result| result.as_ref().err())
+                    .filter(|_| all_refused)
+                    .map(|first| {
                         tracing::warn!(code = %first.code, count, "SQS refused every entry; retrying after a backoff");
-                        self.refused_since
-                            .get_or_insert_with(|| (Instant::now(), String::new()))
-                            .1 = detail;
-                    }
-                    _ => self.refused_since = None,
-                }
+                        format!("SQS refused every entry of a batch: {}", first.code)
+                    });
+                self.track_refusal(refusal);
                 results
             }
             Ok(_) => {
@@ -293,13 +304,7 @@ impl<P: BatchPublisher> Sink<P> {
             }
             Err(error) => {
                 tracing::warn!(%error, count, "SendMessageBatch failed; retrying after a backoff");
-                if error.is_permanent() {
-                    self.refused_since
-                        .get_or_insert_with(|| (Instant::now(), String::new()))
-                        .1 = error.to_string();
-                } else {
-                    self.refused_since = None;
-                }
+                self.track_refusal(error.is_permanent().then(|| error.to_string()));
                 vec![Err(not_confirmed()); count]
             }
         };

@@ -180,20 +180,15 @@ impl fmt::Debug for RelayPublicKey {
 }
 
 /// Keys in a list separated by spaces, commas or newlines (how variables, parameters and
-/// secrets hold more than one during a rotation).
+/// secrets hold more than one during a rotation); the caller refuses an empty list.
 fn key_list<T>(
     text: &str,
     parse: impl Fn(&str) -> Result<T, KeyError>,
 ) -> Result<Vec<T>, KeyError> {
-    let keys = text
-        .split(|c: char| c == ',' || c.is_whitespace())
+    text.split(|c: char| c == ',' || c.is_whitespace())
         .filter(|part| !part.is_empty())
         .map(parse)
-        .collect::<Result<Vec<_>, _>>()?;
-    if keys.is_empty() {
-        return Err(KeyError::Empty);
-    }
-    Ok(keys)
+        .collect()
 }
 
 /// The relay attributes one message carries.
@@ -218,14 +213,14 @@ pub fn signed_id(envelope_id: &str) -> std::borrow::Cow<'_, str> {
 
 /// The bytes a relay signature covers.
 fn signed_content(id: &str, timestamp: &str, body: &str) -> Vec<u8> {
-    let mut content = Vec::with_capacity(id.len() + timestamp.len() + body.len() + 2);
-    for (index, part) in [id, timestamp, body].into_iter().enumerate() {
-        if index > 0 {
-            content.push(b'.');
-        }
-        content.extend_from_slice(part.as_bytes());
-    }
-    content
+    [
+        id.as_bytes(),
+        b".",
+        timestamp.as_bytes(),
+        b".",
+        body.as_bytes(),
+    ]
+    .concat()
 }
 
 /// The keys hookrelay seals messages with: one, or two during a rotation (each message then
@@ -238,7 +233,7 @@ pub struct RelaySigner {
 impl RelaySigner {
     /// Signing keys from a list of `whsk_` keys.
     pub fn parse(text: &str) -> Result<Self, KeyError> {
-        key_list(text, RelaySigningKey::parse).map(|keys| Self { keys })
+        key_list(text, RelaySigningKey::parse).and_then(Self::new)
     }
 
     /// A signer with the given keys (at least one).
@@ -348,10 +343,7 @@ pub struct RelayTrust {
 impl RelayTrust {
     /// Trusts a list of `whpk_` keys, with the [`DEFAULT_MAX_AGE`].
     pub fn parse(text: &str) -> Result<Self, KeyError> {
-        key_list(text, RelayPublicKey::parse).map(|keys| Self {
-            keys,
-            max_age: DEFAULT_MAX_AGE,
-        })
+        key_list(text, RelayPublicKey::parse).and_then(Self::new)
     }
 
     /// Trusts `keys` (at least one), with the [`DEFAULT_MAX_AGE`].
@@ -387,7 +379,7 @@ impl RelayTrust {
     }
 
     /// Checks the signature over `body` and the age at `now_unix_seconds`, before the body is
-    /// parsed. The caller then checks the parsed envelope's id with [`RelayTrust::check_id`].
+    /// parsed. The caller then checks the parsed envelope's id with [`VerifiedRelay::check_id`].
     pub fn verify(
         &self,
         received: ReceivedRelaySignature<'_>,
