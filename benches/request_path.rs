@@ -246,7 +246,7 @@ fn request_path(c: &mut Criterion) {
                     let bytes = &events[cycle(&next, events.len())];
                     let event: FunctionUrlRequest =
                         serde_json::from_slice(bytes).expect("a Function URL event");
-                    let (response, request_metrics) =
+                    let (response, request_metrics, _store) =
                         ready(function_url::handle_measured(&receiver, event));
                     assert_eq!(response.status_code, 200);
                     let emf = metrics::document("hookrelay", SIGNED_AT * 1000, &request_metrics);

@@ -15,6 +15,9 @@
 //! | `HOOKRELAY_METRICS_NAMESPACE` | hookrelay | CloudWatch namespace of the EMF metrics |
 //! | `HOOKRELAY_RELAY_SIGNING_KEYS` | required | the `whsk_` keys every message is sealed with (in Lambda: the secret `HOOKRELAY_RELAY_SIGNING_KEYS_ARN` names) |
 //! | `HOOKRELAY_RELAY_PUBLIC_KEYS` | required | the `whpk_` keys consumers trust; must hold each signing key's public half |
+//! | `HOOKRELAY_IDEMPOTENCY_TABLE` | unset | the DynamoDB table of the durable idempotency store; unset, no store |
+//! | `HOOKRELAY_IDEMPOTENCY_TTL_SECS` | 604800 | how long the store remembers a published key (7 days) |
+//! | `HOOKRELAY_IDEMPOTENCY_CLAIM_SECS` | 10 | how long a claim holds a key (the 8 s function timeout and 2 s) |
 //!
 //! Rules beyond types: at least one sender must have a secret; secrets are at least 16 bytes;
 //! the dedupe window is at least twice the replay tolerance (a signed timestamp is accepted from
@@ -66,6 +69,12 @@ pub mod vars {
     pub const RELAY_SIGNING_KEYS_ARN: &str = settings::RELAY_SIGNING_KEYS_ARN;
     /// Relay public keys (`whpk_...`).
     pub const RELAY_PUBLIC_KEYS: &str = settings::RELAY_PUBLIC_KEYS;
+    /// The durable idempotency store's DynamoDB table.
+    pub const IDEMPOTENCY_TABLE: &str = settings::IDEMPOTENCY_TABLE;
+    /// How long the store remembers a published key, seconds.
+    pub const IDEMPOTENCY_TTL_SECS: &str = settings::IDEMPOTENCY_TTL_SECS;
+    /// How long a claim holds a key, seconds.
+    pub const IDEMPOTENCY_CLAIM_SECS: &str = settings::IDEMPOTENCY_CLAIM_SECS;
     /// All three secret variables, for the "none configured" error.
     pub const ANY_SECRETS: &str = hookrelay::secret::ANY_SECRETS;
 }
@@ -97,6 +106,8 @@ pub struct Config {
     pub metrics_namespace: String,
     /// The keys every message is sealed with.
     pub relay_signer: RelaySigner,
+    /// The durable idempotency store.
+    pub idempotency: settings::IdempotencySettings,
 }
 
 impl Config {
@@ -153,6 +164,7 @@ impl Config {
             queue_url,
             metrics_namespace: settings::metrics_namespace(&env)?,
             relay_signer: settings::relay_signer(&env)?,
+            idempotency: settings::idempotency(&env, settings::DEFAULT_IDEMPOTENCY_CLAIM_SECS)?,
             secrets,
             replay_tolerance: Duration::from_secs(tolerance_secs),
             max_body_bytes: max_body as usize,
@@ -188,6 +200,9 @@ mod tests {
         assert_eq!(config.dedupe_window, Duration::from_secs(600));
         assert_eq!(config.dedupe_capacity.get(), 20_000);
         assert_eq!(config.metrics_namespace, "hookrelay");
+        assert_eq!(config.idempotency.table, None);
+        assert_eq!(config.idempotency.ttl, Duration::from_secs(604_800));
+        assert_eq!(config.idempotency.claim_for, Duration::from_secs(10));
         assert!(config.secrets.of(senders::ENGINE).is_some());
         assert!(config.secrets.of(senders::REKKO).is_none());
         assert!(config.secrets.of(senders::STANDARD).is_none());
@@ -312,6 +327,22 @@ mod tests {
                     (vars::METRICS_NAMESPACE, "AWS/Lambda"),
                 ],
                 vars::METRICS_NAMESPACE,
+            ),
+            (
+                vec![
+                    (vars::QUEUE_URL, QUEUE),
+                    ok_secret,
+                    (vars::IDEMPOTENCY_TTL_SECS, "0"),
+                ],
+                vars::IDEMPOTENCY_TTL_SECS,
+            ),
+            (
+                vec![
+                    (vars::QUEUE_URL, QUEUE),
+                    ok_secret,
+                    (vars::IDEMPOTENCY_CLAIM_SECS, "901"),
+                ],
+                vars::IDEMPOTENCY_CLAIM_SECS,
             ),
         ];
         for (vars, expected) in cases {

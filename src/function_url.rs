@@ -28,8 +28,13 @@ use lambda_http::http::{HeaderMap, HeaderValue};
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde::{Deserialize, Serialize};
 
-use crate::metrics::{self, RequestMetrics};
-use crate::pipeline::{Clock, Handled, InboundRequest, Outcome, Pipeline, Rejection, RequestBody};
+use hookrelay_ingest::idempotency::IdempotencyStore;
+use lambda_http::http::header::RETRY_AFTER;
+
+use crate::metrics::{self, RequestMetrics, StoreMetrics};
+use crate::pipeline::{
+    Clock, Handled, InboundRequest, Outcome, Pipeline, Rejection, RequestBody, StoreNotes,
+};
 
 /// A Function URL invocation (the API Gateway v2 payload, version 2.0) as plain data: the fields
 /// hookrelay reads, with every header kept as the text Lambda sent (see the module docs for why).
@@ -103,8 +108,8 @@ pub struct HttpContext {
 }
 
 /// Serves Function URL invocations through `pipeline` until the runtime stops.
-pub async fn serve<P: Publisher + Sync, C: Clock>(
-    pipeline: &Pipeline<P, C>,
+pub async fn serve<P: Publisher + Sync, C: Clock, S: IdempotencyStore + Sync>(
+    pipeline: &Pipeline<P, C, S>,
 ) -> Result<(), lambda_runtime::Error> {
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<FunctionUrlRequest>| async move {
@@ -116,26 +121,57 @@ pub async fn serve<P: Publisher + Sync, C: Clock>(
 
 /// Handles one Function URL invocation and writes its metrics to stdout. Never fails: every
 /// outcome is an HTTP response.
-pub async fn handle<P: Publisher, C: Clock>(
-    pipeline: &Pipeline<P, C>,
+pub async fn handle<P: Publisher, C: Clock, S: IdempotencyStore>(
+    pipeline: &Pipeline<P, C, S>,
     event: FunctionUrlRequest,
 ) -> ApiGatewayV2httpResponse {
-    let (response, request_metrics) = handle_measured(pipeline, event).await;
-    metrics::emit(pipeline.metrics_namespace(), &request_metrics);
+    let (response, request_metrics, store_metrics) = handle_measured(pipeline, event).await;
+    metrics::emit(
+        pipeline.metrics_namespace(),
+        &request_metrics,
+        &store_metrics,
+    );
     response
 }
 
 /// [`handle`], returning the request's metrics instead of writing them.
-pub async fn handle_measured<P: Publisher, C: Clock>(
-    pipeline: &Pipeline<P, C>,
+pub async fn handle_measured<P: Publisher, C: Clock, S: IdempotencyStore>(
+    pipeline: &Pipeline<P, C, S>,
     event: FunctionUrlRequest,
-) -> (ApiGatewayV2httpResponse, RequestMetrics) {
+) -> (ApiGatewayV2httpResponse, RequestMetrics, StoreMetrics) {
     let request = inbound_request(event);
     let route = loggable_path(&request.path);
     let (sender, result) = pipeline.handle(request).await;
     let routed_to = sender.map_or("none", |sender| sender.name);
     log_result(&route, routed_to, &result);
-    (response(&result), request_metrics(routed_to, &result))
+    (
+        response(&result),
+        request_metrics(routed_to, &result),
+        store_metrics(&result),
+    )
+}
+
+fn store_metrics(result: &Result<Handled, Rejection>) -> StoreMetrics {
+    let from_notes = |notes: &StoreNotes| StoreMetrics {
+        latency: (notes.calls > 0).then_some(notes.latency),
+        failures: notes.failures.len() as u32,
+        conflict: notes.conflict.is_some(),
+        ..StoreMetrics::default()
+    };
+    match result {
+        Ok(handled) => from_notes(&handled.store),
+        Err(Rejection::QueueUnavailable { error, store, .. }) => StoreMetrics {
+            ambiguous: error.is_ambiguous(),
+            // Counted when the event is published, so a retried conflict counts once.
+            conflict: false,
+            ..from_notes(store)
+        },
+        Err(Rejection::InProgress { .. }) => StoreMetrics {
+            in_progress: true,
+            ..StoreMetrics::default()
+        },
+        Err(_) => StoreMetrics::default(),
+    }
 }
 
 fn request_metrics(routed_to: &'static str, result: &Result<Handled, Rejection>) -> RequestMetrics {
@@ -223,6 +259,9 @@ fn response(result: &Result<Handled, Rejection>) -> ApiGatewayV2httpResponse {
     if matches!(result, Err(Rejection::MethodNotAllowed)) {
         headers.insert(ALLOW, HeaderValue::from_static("POST"));
     }
+    if let Some(seconds) = result.as_ref().err().and_then(Rejection::retry_after_secs) {
+        headers.insert(RETRY_AFTER, HeaderValue::from(seconds));
+    }
     let mut response = ApiGatewayV2httpResponse::default();
     response.status_code = i64::from(status);
     response.headers = headers;
@@ -231,8 +270,18 @@ fn response(result: &Result<Handled, Rejection>) -> ApiGatewayV2httpResponse {
     response
 }
 
-/// One line per request. `routed_to` is the route's sender (`none` for unknown paths).
+/// One line per request, and one more for each thing the dedupe layers noticed: a conflict
+/// (both digests) and each failed store call. `routed_to` is the route's sender (`none` for
+/// unknown paths).
 fn log_result(route: &str, routed_to: &str, result: &Result<Handled, Rejection>) {
+    let notes = match result {
+        Ok(handled) => Some(&handled.store),
+        Err(Rejection::QueueUnavailable { store, .. }) => Some(store.as_ref()),
+        Err(_) => None,
+    };
+    if let Some(notes) = notes {
+        log_store_notes(routed_to, notes);
+    }
     match result {
         Ok(handled) => tracing::info!(
             provider = handled.provider.name,
@@ -242,11 +291,12 @@ fn log_result(route: &str, routed_to: &str, result: &Result<Handled, Rejection>)
             outcome = handled.outcome.as_str(),
             "webhook handled"
         ),
-        Err(rejection @ Rejection::QueueUnavailable { .. }) => {
+        Err(rejection @ Rejection::QueueUnavailable { error, .. }) => {
             tracing::error!(
                 provider = routed_to,
                 route,
                 outcome = "queue_unavailable",
+                ambiguous = error.is_ambiguous(),
                 error = %rejection,
                 "webhook not queued"
             )
@@ -262,6 +312,26 @@ fn log_result(route: &str, routed_to: &str, result: &Result<Handled, Rejection>)
                 "webhook rejected"
             )
         }
+    }
+}
+
+fn log_store_notes(routed_to: &str, notes: &StoreNotes) {
+    if let Some(conflict) = &notes.conflict {
+        tracing::error!(
+            provider = routed_to,
+            dedupe_key = conflict.key.as_str(),
+            recorded_digest = %conflict.recorded,
+            this_digest = %conflict.this,
+            "dedupe conflict: the key already holds other content; published under its own key instead of refused, since refusing would lose a real event"
+        );
+    }
+    for (operation, error) in &notes.failures {
+        tracing::error!(
+            provider = routed_to,
+            operation = operation.as_str(),
+            %error,
+            "idempotency store call failed; the delivery went on without it"
+        );
     }
 }
 

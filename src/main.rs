@@ -1,14 +1,16 @@
 //! The `hookrelay` Lambda: loads the AWS SDK configuration once, reads the configuration (and,
 //! when `HOOKRELAY_SECRETS_ARN` and `HOOKRELAY_RELAY_SIGNING_KEYS_ARN` are set, the webhook
-//! secrets and the relay signing keys from Secrets Manager), builds the SQS client, and serves
-//! Function URL invocations through the pipeline. Wiring only.
+//! secrets and the relay signing keys from Secrets Manager), builds the SQS client and, when
+//! `HOOKRELAY_IDEMPOTENCY_TABLE` is set, the DynamoDB idempotency store, and serves Function URL
+//! invocations through the pipeline. Wiring only.
 
 use std::time::Instant;
 
 use aws_config::{BehaviorVersion, SdkConfig};
 use hookrelay::config::ConfigError;
-use hookrelay_aws::SqsPublisher;
 use hookrelay_aws::secrets_manager::{self, SECRETS_ARN};
+use hookrelay_aws::{DynamoDbStore, SqsPublisher};
+use hookrelay_ingest::settings;
 use hookrelay_receiver::config::Config;
 use hookrelay_receiver::function_url;
 use hookrelay_receiver::pipeline::{Pipeline, SystemClock};
@@ -23,7 +25,21 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         .inspect_err(|error| tracing::error!(%error, "invalid configuration"))?;
     let publisher = SqsPublisher::from_sdk_config(&sdk_config, config.queue_url.clone());
     let pipeline = Pipeline::new(&config, publisher, SystemClock);
-    function_url::serve(&pipeline).await
+    match &config.idempotency.table {
+        None => function_url::serve(&pipeline).await,
+        Some(table) => {
+            if config.idempotency.ttl.as_secs() < settings::LONGEST_RETRY_SCHEDULE_SECS {
+                tracing::warn!(
+                    ttl_secs = config.idempotency.ttl.as_secs(),
+                    longest_retry_schedule_secs = settings::LONGEST_RETRY_SCHEDULE_SECS,
+                    "{} is shorter than the longest sender retry schedule; a late retry can be published again",
+                    settings::IDEMPOTENCY_TTL_SECS
+                );
+            }
+            let store = DynamoDbStore::from_sdk_config(&sdk_config, table.clone());
+            function_url::serve(&pipeline.with_store(&config, store)).await
+        }
+    }
 }
 
 async fn load_config(sdk_config: &SdkConfig) -> Result<Config, ConfigError> {

@@ -11,9 +11,17 @@
 //! | `Rejected` | Count | `provider, reason` and `reason` | any 4xx; `reason` is the error code |
 //! | `PublishFailures` | Count | `provider`, and none | SQS failed or timed out (503) |
 //! | `PublishLatency` | Milliseconds | `provider`, and none | each SQS send, successful or not |
+//! | `StoreLatency` | Milliseconds | `provider`, and none | a delivery's idempotency store calls, in all |
+//! | `StoreFailures` | Count | `provider`, and none | store calls that failed or timed out (the delivery went on) |
+//! | `DedupeConflicts` | Count | `provider`, and none | a key already held other content; published under its own key |
+//! | `AmbiguousPublish` | Count | `provider`, and none | a failed send SQS may have accepted (a standard queue can get a second copy) |
+//! | `InProgress` | Count | `provider`, and none | answered 503 `in_progress`: another attempt holds the claim |
 //!
 //! `provider` is the route's sender, or `none` for paths that route nowhere. The `reason` alone
 //! set lets an alarm watch e.g. `invalid_signature` across all senders.
+//!
+//! The store's figures are a second document, written only for requests that made a store call
+//! or hit one of those cases, so a receiver without a store writes exactly what it wrote before.
 //!
 //! Rendering is `hookrelay_ingest::emf`'s; this module decides what one request reports.
 
@@ -51,6 +59,56 @@ pub enum RequestMetrics {
         /// How long the failed send took.
         publish_latency: Duration,
     },
+}
+
+/// What one request contributes to the idempotency figures.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StoreMetrics {
+    /// Time in store calls, when any was made.
+    pub latency: Option<Duration>,
+    /// Store calls that failed.
+    pub failures: u32,
+    /// Whether the key held other content.
+    pub conflict: bool,
+    /// Whether a failed send may have been accepted.
+    pub ambiguous: bool,
+    /// Whether the answer was 503 `in_progress`.
+    pub in_progress: bool,
+}
+
+/// The idempotency document for one request from `provider`, or `None` when there is nothing to
+/// report.
+pub fn store_document(
+    namespace: &str,
+    timestamp_ms: i64,
+    provider: &'static str,
+    metrics: &StoreMetrics,
+) -> Option<String> {
+    let mut definitions = Vec::new();
+    let mut members = BTreeMap::from([("provider", Member::Dimension(provider))]);
+    if let Some(latency) = metrics.latency {
+        definitions.push(Definition {
+            name: "StoreLatency",
+            unit: "Milliseconds",
+        });
+        members.insert("StoreLatency", Member::Value(millis(latency)));
+    }
+    for (name, count) in [
+        ("StoreFailures", metrics.failures),
+        ("DedupeConflicts", u32::from(metrics.conflict)),
+        ("AmbiguousPublish", u32::from(metrics.ambiguous)),
+        ("InProgress", u32::from(metrics.in_progress)),
+    ] {
+        if count > 0 {
+            definitions.push(Definition {
+                name,
+                unit: "Count",
+            });
+            members.insert(name, Member::Value(f64::from(count)));
+        }
+    }
+    (!definitions.is_empty())
+        .then(|| render(namespace, timestamp_ms, BY_PROVIDER, definitions, members))
 }
 
 const BY_PROVIDER: &[&[&str]] = &[&["provider"], &[]];
@@ -96,10 +154,26 @@ pub fn document(namespace: &str, timestamp_ms: i64, metrics: &RequestMetrics) ->
     render(namespace, timestamp_ms, dimensions, definitions, members)
 }
 
-/// Writes the document for one request to stdout as its own line. A write failure is ignored:
-/// losing a metric must never fail a delivery.
-pub fn emit(namespace: &str, metrics: &RequestMetrics) {
-    emf::emit_line(&document(namespace, emf::now_ms(), metrics));
+/// Writes the documents for one request to stdout, each as its own line. A write failure is
+/// ignored: losing a metric must never fail a delivery.
+pub fn emit(namespace: &str, metrics: &RequestMetrics, store: &StoreMetrics) {
+    let now = emf::now_ms();
+    emf::emit_line(&document(namespace, now, metrics));
+    if let Some(line) = store_document(namespace, now, metrics.provider(), store) {
+        emf::emit_line(&line);
+    }
+}
+
+impl RequestMetrics {
+    /// The sender the request routed to (`none` for no route).
+    pub fn provider(&self) -> &'static str {
+        match *self {
+            Self::Accepted { provider, .. }
+            | Self::Duplicate { provider }
+            | Self::Rejected { provider, .. }
+            | Self::PublishFailed { provider, .. } => provider,
+        }
+    }
 }
 
 fn millis(duration: Duration) -> f64 {
@@ -138,6 +212,34 @@ mod tests {
             let line = document(emf::DEFAULT_NAMESPACE, T, &metrics);
             validate_emf(&line).unwrap_or_else(|e| panic!("{metrics:?}: {e}\n{line}"));
         }
+    }
+
+    #[test]
+    fn store_figures_are_their_own_document_and_only_when_there_are_some() {
+        assert_eq!(
+            store_document("hookrelay", T, "engine", &StoreMetrics::default()),
+            None
+        );
+        let line = store_document(
+            "hookrelay",
+            T,
+            "engine",
+            &StoreMetrics {
+                latency: Some(Duration::from_micros(3_250)),
+                failures: 2,
+                conflict: true,
+                ambiguous: true,
+                in_progress: false,
+            },
+        )
+        .unwrap();
+        let doc = validate_emf(&line).unwrap();
+        assert_eq!(doc["StoreLatency"].as_f64(), Some(3.25));
+        assert_eq!(doc["StoreFailures"].as_f64(), Some(2.0));
+        assert_eq!(doc["DedupeConflicts"].as_f64(), Some(1.0));
+        assert_eq!(doc["AmbiguousPublish"].as_f64(), Some(1.0));
+        assert!(doc.get("InProgress").is_none());
+        assert_eq!(doc["provider"], "engine");
     }
 
     #[test]

@@ -1,13 +1,17 @@
 //! The life of a webhook, top-down in [`Pipeline::handle`]: route the path to a sender, verify
 //! the signature (`hookrelay::signature`), read the routing fields (`hookrelay_ingest::webhooks`),
-//! check the replay window, dedupe (`hookrelay_ingest::dedupe`), build the queue message
-//! (`hookrelay_ingest::routed`) and publish. Each stage is called once, here, and no stage calls
-//! another. Also the one [`Rejection`] enum of this boundary and the one place rejections map to
-//! HTTP status codes and error codes. I/O only through [`Publisher`]; time only through
+//! check the replay window, dedupe in this instance's memory (`hookrelay_ingest::dedupe`), claim
+//! the key in the durable store when there is one (`hookrelay_ingest::idempotency`), build the
+//! queue message (`hookrelay_ingest::routed`), publish, and commit the claim (or release it when
+//! the publish failed). Each stage is called once, here, and no stage calls another. Also the one
+//! [`Rejection`] enum of this boundary and the one place rejections map to HTTP status codes and
+//! error codes. I/O only through [`Publisher`] and [`IdempotencyStore`]; time only through
 //! [`Clock`].
 //!
 //! Nothing is answered `accepted` before SQS has accepted the message: a Lambda may be frozen as
-//! soon as it responds, so "respond first, publish later" would lose events.
+//! soon as it responds, so "respond first, publish later" would lose events. The store never
+//! refuses a delivery: when it fails, the event is published anyway (FIFO deduplication and the
+//! consumers' id checks still guard it) and [`StoreNotes`] says so, for the metrics and the log.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -17,9 +21,12 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use hookrelay::relay::RelaySigner;
 use hookrelay::senders::Sender;
 use hookrelay::signature::{self, Headers, SecretSet, SignedRequest, VerifyError};
-use hookrelay_ingest::dedupe::{DedupeDecision, DedupeKey, DedupeWindow};
+use hookrelay_ingest::dedupe::{ContentDigest, DedupeDecision, DedupeKey, DedupeWindow};
+use hookrelay_ingest::idempotency::{
+    ClaimDecision, ClaimRequest, IdempotencyStore, NoStore, OwnerTokens, StoreError, StoreKey,
+};
 use hookrelay_ingest::queue::{PublishError, Publisher};
-use hookrelay_ingest::routed::{ParseError, SQS_MAX_MESSAGE_BYTES};
+use hookrelay_ingest::routed::{ParseError, RoutedEvent, SQS_MAX_MESSAGE_BYTES};
 use hookrelay_ingest::webhooks::WebhookRoute;
 use time::OffsetDateTime;
 
@@ -84,6 +91,55 @@ pub struct Handled {
     pub delivery_id: Option<String>,
     /// What was done.
     pub outcome: Outcome,
+    /// What the idempotency layers noticed on the way.
+    pub store: StoreNotes,
+}
+
+/// What the dedupe layers noticed while handling one delivery, for its log line and metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreNotes {
+    /// Time spent in store calls.
+    pub latency: Duration,
+    /// Store calls made.
+    pub calls: u32,
+    /// Store calls that failed, and how (the delivery went on without them).
+    pub failures: Vec<(StoreOperation, StoreError)>,
+    /// The key was already taken by other content: this event went out under
+    /// [`DedupeKey::with_digest`].
+    pub conflict: Option<Conflict>,
+}
+
+/// A dedupe conflict: the same key, two contents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict {
+    /// The key both events claimed.
+    pub key: DedupeKey,
+    /// The digest already recorded under it.
+    pub recorded: ContentDigest,
+    /// This event's digest.
+    pub this: ContentDigest,
+}
+
+/// A call to the idempotency store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreOperation {
+    /// The claim before publishing.
+    Claim,
+    /// Marking the key published.
+    Commit,
+    /// Giving the claim up after a failed publish.
+    Release,
+}
+
+impl StoreOperation {
+    /// `claim`, `commit` or `release`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Claim => "claim",
+            Self::Commit => "commit",
+            Self::Release => "release",
+        }
+    }
 }
 
 /// What was done with a valid delivery; both are answered 200.
@@ -94,7 +150,8 @@ pub enum Outcome {
         /// How long the SQS send took (monotonic clock).
         publish_latency: Duration,
     },
-    /// Already published within the dedupe window; nothing was sent.
+    /// Already published (this instance's window or the durable store said so); nothing was
+    /// sent.
     Duplicate,
 }
 
@@ -145,6 +202,14 @@ pub enum Rejection {
         /// The tolerance, in seconds.
         tolerance_secs: u64,
     },
+    /// Another attempt of the same event holds the durable claim and is publishing now; the
+    /// sender should retry after `retry_after_secs` (not 200: should that attempt fail, the
+    /// event would be lost).
+    #[error("another attempt of this event is being published; retry after {retry_after_secs} s")]
+    InProgress {
+        /// Seconds until the other claim lapses, for `Retry-After`.
+        retry_after_secs: u64,
+    },
     /// SQS did not accept the message; the sender should retry.
     #[error("{error}")]
     QueueUnavailable {
@@ -153,6 +218,8 @@ pub enum Rejection {
         error: PublishError,
         /// How long the failed send took, retries included.
         after: Duration,
+        /// What the store calls around the send did (boxed: the failure path only).
+        store: Box<StoreNotes>,
     },
 }
 
@@ -170,7 +237,16 @@ impl Rejection {
             Self::Verify(VerifyError::MissingSignature { .. }) => (401, "missing_signature"),
             Self::Verify(VerifyError::InvalidSignature(_)) => (401, "invalid_signature"),
             Self::StaleTimestamp { .. } => (401, "stale_timestamp"),
+            Self::InProgress { .. } => (503, "in_progress"),
             Self::QueueUnavailable { .. } => (503, "queue_unavailable"),
+        }
+    }
+
+    /// The `Retry-After` header's seconds, for the rejections that know when to retry.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            Self::InProgress { retry_after_secs } => Some(*retry_after_secs),
+            _ => None,
         }
     }
 
@@ -186,6 +262,22 @@ impl Rejection {
     }
 }
 
+/// The [`Handled`] for `event` from `sender`.
+fn handled(
+    sender: Sender,
+    event: &RoutedEvent<'_>,
+    outcome: Outcome,
+    store: StoreNotes,
+) -> Handled {
+    Handled {
+        provider: sender,
+        dedupe_key: event.dedupe_key().clone(),
+        delivery_id: event.delivery_id().map(str::to_owned),
+        outcome,
+        store,
+    }
+}
+
 /// A route and, when its sender is enabled, the secrets it verifies with: resolved once, at
 /// construction, so the request path only looks through this list.
 #[derive(Debug)]
@@ -194,21 +286,41 @@ struct ServedRoute {
     secrets: Option<SecretSet>,
 }
 
-/// The receiver: configuration, per-instance dedupe memory, the queue, and the clock.
+/// The durable store and how long its records live.
 #[derive(Debug)]
-pub struct Pipeline<P, C> {
+struct DurableStore<S> {
+    store: S,
+    owners: OwnerTokens,
+    claim_for: Duration,
+    ttl: Duration,
+}
+
+/// The receiver: configuration, per-instance dedupe memory, the durable idempotency store (none
+/// by default: [`NoStore`]), the queue, and the clock.
+#[derive(Debug)]
+pub struct Pipeline<P, C, S = NoStore> {
     routes: Vec<ServedRoute>,
     replay_tolerance: Duration,
     max_body_bytes: usize,
     published: Mutex<DedupeWindow>,
     relay_signer: RelaySigner,
     publisher: P,
+    store: Option<DurableStore<S>>,
     clock: C,
     metrics_namespace: String,
 }
 
-impl<P: Publisher, C: Clock> Pipeline<P, C> {
-    /// A pipeline for `config`, publishing through `publisher`, reading time from `clock`.
+/// Where the durable store leaves a delivery.
+enum Claimed {
+    /// Publish; commit `held` afterwards when there is a claim to commit.
+    Publish { held: Option<(StoreKey, String)> },
+    /// The store says it was published.
+    Duplicate,
+}
+
+impl<P: Publisher, C: Clock> Pipeline<P, C, NoStore> {
+    /// A pipeline for `config`, publishing through `publisher`, reading time from `clock`, with
+    /// no durable store (add one with [`Pipeline::with_store`]).
     pub fn new(config: &Config, publisher: P, clock: C) -> Self {
         let routes = WEBHOOK_ROUTES
             .into_iter()
@@ -227,11 +339,35 @@ impl<P: Publisher, C: Clock> Pipeline<P, C> {
             )),
             relay_signer: config.relay_signer.clone(),
             publisher,
+            store: None,
             clock,
             metrics_namespace: config.metrics_namespace.clone(),
         }
     }
 
+    /// This pipeline with `store` as the durable idempotency store, claims lasting
+    /// `config.idempotency.claim_for` and published records `config.idempotency.ttl`.
+    pub fn with_store<S: IdempotencyStore>(self, config: &Config, store: S) -> Pipeline<P, C, S> {
+        Pipeline {
+            routes: self.routes,
+            replay_tolerance: self.replay_tolerance,
+            max_body_bytes: self.max_body_bytes,
+            published: self.published,
+            relay_signer: self.relay_signer,
+            publisher: self.publisher,
+            store: Some(DurableStore {
+                store,
+                owners: OwnerTokens::new(),
+                claim_for: config.idempotency.claim_for,
+                ttl: config.idempotency.ttl,
+            }),
+            clock: self.clock,
+            metrics_namespace: self.metrics_namespace,
+        }
+    }
+}
+
+impl<P: Publisher, C: Clock, S: IdempotencyStore> Pipeline<P, C, S> {
     /// The CloudWatch namespace the HTTP edge writes this pipeline's metrics under.
     pub fn metrics_namespace(&self) -> &str {
         &self.metrics_namespace
@@ -283,20 +419,44 @@ impl<P: Publisher, C: Clock> Pipeline<P, C> {
             });
         }
 
-        let handled = |outcome| Handled {
-            provider: route.sender,
-            dedupe_key: event.dedupe_key().clone(),
-            delivery_id: event.delivery_id().map(str::to_owned),
-            outcome,
-        };
-        if self.dedupe().check(event.dedupe_key(), now) == DedupeDecision::AlreadyPublished {
-            return Ok(handled(Outcome::Duplicate));
+        // Layer one: this instance's memory. The same key with other content is another event
+        // (two registrations counting their own sequence, say): it goes out under a key of its
+        // own.
+        let digest = event.content_digest();
+        let mut notes = StoreNotes::default();
+        let mut event = event;
+        let window_says = self.dedupe().check(event.dedupe_key(), &digest, now);
+        match window_says {
+            DedupeDecision::AlreadyPublished => {
+                return Ok(handled(route.sender, &event, Outcome::Duplicate, notes));
+            }
+            DedupeDecision::Conflict { published } => {
+                event = self.rekey(event, published, &digest, &mut notes);
+                if self.dedupe().check(event.dedupe_key(), &digest, now)
+                    == DedupeDecision::AlreadyPublished
+                {
+                    return Ok(handled(route.sender, &event, Outcome::Duplicate, notes));
+                }
+            }
+            DedupeDecision::Publish => {}
         }
+
+        // Layer two: the durable store, shared by every instance and the bridge.
+        let (event, claimed) = self.claim(event, &digest, now, &mut notes).await?;
+        let held = match claimed {
+            Claimed::Duplicate => {
+                self.dedupe()
+                    .record(event.dedupe_key().clone(), digest, now);
+                return Ok(handled(route.sender, &event, Outcome::Duplicate, notes));
+            }
+            Claimed::Publish { held } => held,
+        };
 
         // Seal: the relay signature over the whole message, so consumers can refuse anything
         // hookrelay did not write.
         let message = event.queue_message(now, &self.relay_signer);
         if message.size() > SQS_MAX_MESSAGE_BYTES {
+            self.release(held, &mut notes).await;
             return Err(Rejection::MessageTooLarge {
                 limit: SQS_MAX_MESSAGE_BYTES,
             });
@@ -304,12 +464,139 @@ impl<P: Publisher, C: Clock> Pipeline<P, C> {
         let started = Instant::now();
         let published = self.publisher.publish(&message).await;
         let publish_latency = started.elapsed();
-        published.map_err(|error| Rejection::QueueUnavailable {
-            error,
-            after: publish_latency,
-        })?;
-        self.dedupe().record(event.dedupe_key().clone(), now);
-        Ok(handled(Outcome::Accepted { publish_latency }))
+        if let Err(error) = published {
+            // The sender's retry must go through in full, so the claim goes (an ambiguous
+            // failure's retry can make a second copy on a standard queue: same envelope id,
+            // counted by the edge as `AmbiguousPublish`).
+            self.release(held, &mut notes).await;
+            return Err(Rejection::QueueUnavailable {
+                error,
+                after: publish_latency,
+                store: Box::new(notes),
+            });
+        }
+        self.dedupe()
+            .record(event.dedupe_key().clone(), digest, now);
+        self.commit(held, now, &mut notes).await;
+        Ok(handled(
+            route.sender,
+            &event,
+            Outcome::Accepted { publish_latency },
+            notes,
+        ))
+    }
+
+    /// `event` under `{key}#{digest}`, with the conflict noted for the metrics and the log.
+    fn rekey<'e>(
+        &self,
+        event: RoutedEvent<'e>,
+        recorded: ContentDigest,
+        digest: &ContentDigest,
+        notes: &mut StoreNotes,
+    ) -> RoutedEvent<'e> {
+        notes.conflict = Some(Conflict {
+            key: event.dedupe_key().clone(),
+            recorded,
+            this: digest.clone(),
+        });
+        event.rekeyed_for_conflict(digest)
+    }
+
+    /// Claims the event's key in the store (and, on a conflict, the rekeyed event's key).
+    /// Without a store, or when the store fails, the event is published unclaimed.
+    async fn claim<'e>(
+        &self,
+        mut event: RoutedEvent<'e>,
+        digest: &ContentDigest,
+        now: OffsetDateTime,
+        notes: &mut StoreNotes,
+    ) -> Result<(RoutedEvent<'e>, Claimed), Rejection> {
+        let Some(durable) = &self.store else {
+            return Ok((event, Claimed::Publish { held: None }));
+        };
+        // Two rounds at most: a conflict's key holds the digest, so it can't conflict again.
+        for _ in 0..2 {
+            let key = StoreKey::new(event.dedupe_key());
+            let owner = durable.owners.next();
+            let started = Instant::now();
+            let decision = durable
+                .store
+                .claim(ClaimRequest {
+                    key: &key,
+                    digest,
+                    owner: &owner,
+                    now: now.unix_timestamp(),
+                    claim_expires_at: (now + durable.claim_for).unix_timestamp(),
+                })
+                .await;
+            notes.latency += started.elapsed();
+            notes.calls += 1;
+            match decision {
+                Ok(ClaimDecision::Claimed) => {
+                    return Ok((
+                        event,
+                        Claimed::Publish {
+                            held: Some((key, owner)),
+                        },
+                    ));
+                }
+                Ok(ClaimDecision::Duplicate) => return Ok((event, Claimed::Duplicate)),
+                Ok(ClaimDecision::InProgress { retry_after_secs }) => {
+                    return Err(Rejection::InProgress { retry_after_secs });
+                }
+                Ok(ClaimDecision::Conflict { stored }) if notes.conflict.is_none() => {
+                    event = self.rekey(event, stored, digest, notes);
+                }
+                Ok(ClaimDecision::Conflict { .. }) => break,
+                Err(error) => {
+                    notes.failures.push((StoreOperation::Claim, error));
+                    return Ok((event, Claimed::Publish { held: None }));
+                }
+            }
+        }
+        // A conflict under a key that already holds this digest: only a SHA-256 collision.
+        // Publish unclaimed rather than lose the event.
+        notes.failures.push((
+            StoreOperation::Claim,
+            StoreError::Unreadable("the conflict key holds other content".to_owned()),
+        ));
+        Ok((event, Claimed::Publish { held: None }))
+    }
+
+    /// Marks the held claim published, for the TTL.
+    async fn commit(
+        &self,
+        held: Option<(StoreKey, String)>,
+        now: OffsetDateTime,
+        notes: &mut StoreNotes,
+    ) {
+        let (Some(durable), Some((key, owner))) = (&self.store, held) else {
+            return;
+        };
+        let started = Instant::now();
+        let committed = durable
+            .store
+            .commit(&key, &owner, (now + durable.ttl).unix_timestamp())
+            .await;
+        notes.latency += started.elapsed();
+        notes.calls += 1;
+        if let Err(error) = committed {
+            notes.failures.push((StoreOperation::Commit, error));
+        }
+    }
+
+    /// Gives the held claim up, so the sender's retry goes through in full.
+    async fn release(&self, held: Option<(StoreKey, String)>, notes: &mut StoreNotes) {
+        let (Some(durable), Some((key, owner))) = (&self.store, held) else {
+            return;
+        };
+        let started = Instant::now();
+        let released = durable.store.release(&key, &owner).await;
+        notes.latency += started.elapsed();
+        notes.calls += 1;
+        if let Err(error) = released {
+            notes.failures.push((StoreOperation::Release, error));
+        }
     }
 
     /// The route serving `path`: `/{sender name}`, a trailing `/` tolerated.
@@ -558,11 +845,230 @@ mod tests {
         let rejection = Rejection::QueueUnavailable {
             after: Duration::from_secs(5),
             error: PublishError::new("dispatch failure: connection refused to 10.1.2.3"),
+            store: Box::default(),
         };
         assert!(!rejection.public_message().contains("10.1.2.3"));
         assert!(
             rejection.to_string().contains("connection refused"),
             "the log keeps the cause"
         );
+    }
+
+    mod durable_store {
+        //! Every transition of a key's record, through the pipeline as the receiver runs it,
+        //! against the store's rules over a map (`MemoryStore`; moto's DynamoDB in
+        //! tests/api/idempotency.rs).
+        use hookrelay::senders::ENGINE;
+        use hookrelay_devtools::memory::MemoryStore;
+        use hookrelay_ingest::idempotency::{RecordState, StoredRecord};
+
+        use super::*;
+
+        const SECRET_A: &str = "engine-registration-a-secret";
+        const SECRET_B: &str = "engine-registration-b-secret";
+
+        type StorePipeline = Pipeline<RecordingPublisher, FixedClock, MemoryStore>;
+
+        /// One receiver instance: its own memory, the shared store and queue.
+        fn instance(
+            publisher: &RecordingPublisher,
+            store: &MemoryStore,
+            now: i64,
+        ) -> StorePipeline {
+            let secrets = format!("{SECRET_A},{SECRET_B}");
+            let config = config(&[("HOOKRELAY_ENGINE_SECRETS", &secrets)]);
+            Pipeline::new(
+                &config,
+                publisher.clone(),
+                FixedClock(OffsetDateTime::from_unix_timestamp(now).unwrap()),
+            )
+            .with_store(&config, store.clone())
+        }
+
+        fn engine(secret: &str, id: &str, sequence: u64, market: &str) -> InboundRequest {
+            let body = format!(
+                r#"{{"id":"{id}","sequence":{sequence},"eventType":"ORDER_MATCHED","marketId":"{market}","operatorId":"op-1","payload":{{"price":0.65}},"timestamp":"2026-02-18T23:00:00.000Z"}}"#
+            );
+            let secret = SigningSecret::from_key_bytes(secret.as_bytes());
+            let headers = ENGINE.scheme.sign(&secret, None, body.as_bytes());
+            InboundRequest {
+                method: "POST".into(),
+                path: "/engine".into(),
+                headers: headers.into_iter().collect(),
+                body: RequestBody::Text(body),
+            }
+        }
+
+        async fn answer(p: &StorePipeline, request: InboundRequest) -> (u16, &'static str) {
+            status(p.handle(request).await)
+        }
+
+        fn in_progress(owner: &str, expires_at: i64) -> StoredRecord {
+            StoredRecord {
+                state: RecordState::InProgress {
+                    owner: owner.to_owned(),
+                },
+                digest: ContentDigest::from_stored(String::new()),
+                expires_at,
+            }
+        }
+
+        #[tokio::test]
+        async fn a_key_published_by_one_instance_is_a_duplicate_on_a_cold_one_even_with_a_new_delivery_id()
+         {
+            let (publisher, store) = (RecordingPublisher::default(), MemoryStore::default());
+            let first = instance(&publisher, &store, T0);
+            assert_eq!(
+                answer(&first, engine(SECRET_A, "d-1", 42, "m")).await,
+                (200, "accepted")
+            );
+            let record = store.record("engine:op-1:42").unwrap();
+            assert_eq!(record.state, RecordState::Published);
+            assert_eq!(record.expires_at, T0 + 604_800, "the 7-day TTL");
+            // A cold instance (empty memory), later, with the engine's new delivery id.
+            let cold = instance(&publisher, &store, T0 + 200);
+            assert_eq!(
+                answer(&cold, engine(SECRET_A, "d-2", 42, "m")).await,
+                (200, "duplicate")
+            );
+            assert_eq!(publisher.len(), 1);
+            // The same instance answers from memory, without a store call.
+            let calls = store.calls();
+            assert_eq!(
+                answer(&first, engine(SECRET_A, "d-3", 42, "m")).await,
+                (200, "duplicate")
+            );
+            assert_eq!(store.calls(), calls, "the window answers first");
+        }
+
+        #[tokio::test]
+        async fn a_key_in_progress_elsewhere_is_503_with_retry_after_and_lapses_when_its_owner_died()
+         {
+            let (publisher, store) = (RecordingPublisher::default(), MemoryStore::default());
+            let p = instance(&publisher, &store, T0);
+            // Learn the digest the way the pipeline computes it: publish once elsewhere.
+            let scout_publisher = RecordingPublisher::default();
+            let scout_store = MemoryStore::default();
+            let scout = instance(&scout_publisher, &scout_store, T0);
+            answer(&scout, engine(SECRET_A, "d-1", 7, "m")).await;
+            let digest = scout_store.record("engine:op-1:7").unwrap().digest;
+            let mut claim = in_progress("another-instance", T0 + 6);
+            claim.digest = digest;
+            store.put("engine:op-1:7", claim);
+
+            let (sender, result) = p.handle(engine(SECRET_A, "d-1", 7, "m")).await;
+            assert_eq!(sender.map(|s| s.name), Some("engine"));
+            let rejection = result.unwrap_err();
+            assert_eq!(rejection.status_and_code(), (503, "in_progress"));
+            assert_eq!(rejection.retry_after_secs(), Some(6));
+            assert!(publisher.is_empty());
+
+            // The claimant died: past its expiry a retry goes through (on any instance).
+            let later = instance(&publisher, &store, T0 + 7);
+            assert_eq!(
+                answer(&later, engine(SECRET_A, "d-1", 7, "m")).await,
+                (200, "accepted")
+            );
+            assert_eq!(publisher.len(), 1);
+        }
+
+        #[tokio::test]
+        async fn a_failed_publish_releases_the_claim_so_the_retry_goes_through_in_full() {
+            let publisher = RecordingPublisher::failing_first(1);
+            let store = MemoryStore::default();
+            let p = instance(&publisher, &store, T0);
+            assert_eq!(
+                answer(&p, engine(SECRET_A, "d-1", 9, "m")).await,
+                (503, "queue_unavailable")
+            );
+            assert!(store.record("engine:op-1:9").is_none(), "released");
+            let other = instance(&publisher, &store, T0 + 5);
+            assert_eq!(
+                answer(&other, engine(SECRET_A, "d-1", 9, "m")).await,
+                (200, "accepted")
+            );
+            assert_eq!(publisher.len(), 1);
+        }
+
+        #[tokio::test]
+        async fn a_failing_store_never_refuses_a_delivery_and_says_so() {
+            let (publisher, store) = (RecordingPublisher::default(), MemoryStore::default());
+            let p = instance(&publisher, &store, T0);
+            store.fail_next(1);
+            let (_, result) = p.handle(engine(SECRET_A, "d-1", 11, "m")).await;
+            let handled = result.unwrap();
+            assert_eq!(handled.outcome.as_str(), "accepted");
+            assert_eq!(handled.store.failures.len(), 1);
+            assert_eq!(handled.store.failures[0].0, StoreOperation::Claim);
+            assert_eq!(publisher.len(), 1);
+            // A failed commit leaves the claim to lapse; the event is still accepted.
+            store.fail_commits(true);
+            let (_, result) = p.handle(engine(SECRET_A, "d-1", 12, "m")).await;
+            let handled = result.unwrap();
+            assert_eq!(handled.outcome.as_str(), "accepted");
+            assert_eq!(handled.store.failures.len(), 1);
+            assert_eq!(handled.store.failures[0].0, StoreOperation::Commit);
+            assert!(matches!(
+                store.record("engine:op-1:12").unwrap().state,
+                RecordState::InProgress { .. }
+            ));
+            assert_eq!(publisher.len(), 2);
+        }
+
+        #[tokio::test]
+        async fn two_registrations_reusing_operator_and_sequence_both_reach_the_queue_once() {
+            let (publisher, store) = (RecordingPublisher::default(), MemoryStore::default());
+            let a = instance(&publisher, &store, T0);
+            let b = instance(&publisher, &store, T0 + 1);
+            assert_eq!(
+                answer(&a, engine(SECRET_A, "a-1", 42, "market-a")).await,
+                (200, "accepted")
+            );
+            let (_, second) = b.handle(engine(SECRET_B, "b-1", 42, "market-b")).await;
+            let second = second.unwrap();
+            assert_eq!(second.outcome.as_str(), "accepted");
+            let conflict = second.store.conflict.expect("counted as a conflict");
+            assert_eq!(conflict.key.as_str(), "engine:op-1:42");
+            assert_ne!(conflict.recorded, conflict.this);
+            assert_eq!(
+                second.dedupe_key.as_str(),
+                format!("engine:op-1:42#{}", conflict.this)
+            );
+            // Retries of either, on either instance (its memory or the store), are duplicates.
+            for (p, request) in [
+                (&a, engine(SECRET_A, "a-2", 42, "market-a")),
+                (&a, engine(SECRET_B, "b-2", 42, "market-b")),
+                (&b, engine(SECRET_B, "b-3", 42, "market-b")),
+                (&b, engine(SECRET_A, "a-3", 42, "market-a")),
+            ] {
+                assert_eq!(answer(p, request).await, (200, "duplicate"));
+            }
+            let sent = publisher.sent();
+            assert_eq!(sent.len(), 2);
+            assert_ne!(sent[0].deduplication_id, sent[1].deduplication_id);
+            // The same rule in one instance's memory, without the store's help.
+            let alone = RecordingPublisher::default();
+            let p = Pipeline::new(
+                &config(&[(
+                    "HOOKRELAY_ENGINE_SECRETS",
+                    &format!("{SECRET_A},{SECRET_B}"),
+                )]),
+                alone.clone(),
+                FixedClock(OffsetDateTime::from_unix_timestamp(T0).unwrap()),
+            );
+            assert_eq!(
+                status(p.handle(engine(SECRET_A, "a-1", 5, "x")).await),
+                (200, "accepted")
+            );
+            assert_eq!(
+                status(p.handle(engine(SECRET_B, "b-1", 5, "y")).await),
+                (200, "accepted")
+            );
+            assert_eq!(
+                status(p.handle(engine(SECRET_B, "b-2", 5, "y")).await),
+                (200, "duplicate")
+            );
+            assert_eq!(alone.len(), 2);
+        }
     }
 }

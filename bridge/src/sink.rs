@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hookrelay::relay::RelaySigner;
-use hookrelay_ingest::dedupe::{DedupeDecision, DedupeKey, DedupeWindow};
+use hookrelay_ingest::dedupe::{ContentDigest, DedupeDecision, DedupeKey, DedupeWindow};
 use hookrelay_ingest::queue::{BatchPublisher, EntryFailure};
 use hookrelay_ingest::routed::{
     QueueMessage, SQS_MAX_BATCH_ENTRIES, SQS_MAX_MESSAGE_BYTES, StreamEvent, StreamSource,
@@ -77,6 +77,7 @@ pub struct SinkSettings {
 
 struct Pending {
     key: DedupeKey,
+    digest: ContentDigest,
     source: StreamSource,
     message: QueueMessage,
 }
@@ -213,13 +214,28 @@ impl<P: BatchPublisher> Sink<P> {
         true
     }
 
-    /// Queues `received` for sending unless it is a duplicate or can never be sent.
+    /// Queues `received` for sending unless it is a duplicate or can never be sent. The same key
+    /// with other content is another event, queued under a key of its own (as in the receiver).
     fn admit(&mut self, received: Received) {
         let Received { event, at } = received;
         let counters = self.stats.of(event.source());
+        let digest = event.content_digest();
+        let mut event = event;
+        if let DedupeDecision::Conflict { published } =
+            self.dedupe.check(event.dedupe_key(), &digest, at)
+        {
+            bump(&counters.conflicts);
+            tracing::warn!(
+                key = event.dedupe_key().as_str(),
+                published = %published,
+                this = %digest,
+                "dedupe conflict: the key holds other content; queued under its own key"
+            );
+            event = event.rekeyed_for_conflict(&digest);
+        }
         let key = event.dedupe_key();
         if self.pending.iter().any(|p| p.key == *key)
-            || self.dedupe.check(key, at) == DedupeDecision::AlreadyPublished
+            || self.dedupe.check(key, &digest, at) == DedupeDecision::AlreadyPublished
         {
             bump(&counters.duplicates);
             tracing::debug!(key = key.as_str(), "duplicate stream event dropped");
@@ -238,6 +254,7 @@ impl<P: BatchPublisher> Sink<P> {
         tracing::debug!(key = key.as_str(), "stream event buffered");
         self.pending.push_back(Pending {
             key: key.clone(),
+            digest,
             source: event.source(),
             message,
         });
@@ -304,6 +321,11 @@ impl<P: BatchPublisher> Sink<P> {
             }
             Err(error) => {
                 tracing::warn!(%error, count, "SendMessageBatch failed; retrying after a backoff");
+                if error.is_ambiguous() {
+                    for pending in self.pending.iter().take(count) {
+                        bump(&self.stats.of(pending.source).ambiguous);
+                    }
+                }
                 self.track_refusal(error.is_permanent().then(|| error.to_string()));
                 vec![Err(not_confirmed()); count]
             }
@@ -314,7 +336,7 @@ impl<P: BatchPublisher> Sink<P> {
             let counters = self.stats.of(pending.source);
             match result {
                 Ok(()) => {
-                    self.dedupe.record(pending.key, now);
+                    self.dedupe.record(pending.key, pending.digest, now);
                     self.published += 1;
                     bump(&counters.published);
                 }

@@ -13,6 +13,8 @@
 //! | `Reconnects` | connections lost and re-opened |
 //! | `PublishFailures` | batch entries (or whole calls) SQS did not accept; retried |
 //! | `Rejected` | entries SQS refused as invalid (logged with their key; never retried) |
+//! | `DedupeConflicts` | events whose key already held other content (queued under their own key) |
+//! | `AmbiguousPublish` | failed sends SQS may have accepted anyway (a retry can copy on a standard queue) |
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -42,10 +44,14 @@ pub struct StreamCounters {
     pub publish_failures: AtomicU64,
     /// Entries SQS refused as invalid.
     pub rejected: AtomicU64,
+    /// Keys that already held other content.
+    pub conflicts: AtomicU64,
+    /// Failed sends SQS may have accepted anyway.
+    pub ambiguous: AtomicU64,
 }
 
 impl StreamCounters {
-    fn take(&self) -> [(&'static str, u64); 9] {
+    fn take(&self) -> [(&'static str, u64); 11] {
         let take = |counter: &AtomicU64| counter.swap(0, Ordering::Relaxed);
         [
             ("StreamEvents", take(&self.events)),
@@ -57,6 +63,8 @@ impl StreamCounters {
             ("Reconnects", take(&self.reconnects)),
             ("PublishFailures", take(&self.publish_failures)),
             ("Rejected", take(&self.rejected)),
+            ("DedupeConflicts", take(&self.conflicts)),
+            ("AmbiguousPublish", take(&self.ambiguous)),
         ]
     }
 }

@@ -11,6 +11,7 @@ pub mod fault_proxy;
 pub mod fixtures;
 pub mod lambda_bench;
 pub mod lambda_emulator;
+pub mod local_dynamodb;
 pub mod local_sqs;
 pub mod memory;
 pub mod moto;

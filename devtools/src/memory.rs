@@ -1,6 +1,7 @@
 //! In-memory stand-ins for tests, benches and tools where SQS behaviour doesn't matter:
 //! publishers that keep every message they accept (and can fail the first calls to exercise
-//! retry paths), and a consumer handler that records what it was handed. (Where SQS behaviour
+//! retry paths), an idempotency store over a map, and a consumer handler that records what it
+//! was handed. (Where SQS behaviour
 //! matters, tests use [`crate::local_sqs`] against a real local endpoint.)
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -8,6 +9,10 @@ use std::sync::{Arc, Mutex};
 
 use hookrelay::consumer::EventHandler;
 use hookrelay::{Envelope, Event};
+use hookrelay_ingest::idempotency::{
+    ClaimDecision, ClaimRequest, IdempotencyStore, RecordState, StoreError, StoreKey, StoredRecord,
+    decide,
+};
 use hookrelay_ingest::queue::{PublishError, Publisher};
 use hookrelay_ingest::routed::QueueMessage;
 
@@ -95,6 +100,125 @@ impl EventHandler for &RecordingHandler {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push(envelope.id.clone());
+        Ok(())
+    }
+}
+
+/// The idempotency store's rules over a map: the claim condition, commit and release as the
+/// DynamoDB adapter writes them, for unit tests of the pipeline's and the sink's store stage
+/// (where DynamoDB's behaviour matters, tests use moto). Clones share the map; `fail_next`
+/// makes the next calls fail as an unavailable store.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryStore {
+    records: Arc<Mutex<std::collections::HashMap<String, StoredRecord>>>,
+    fail_next: Arc<AtomicUsize>,
+    fail_commits: Arc<std::sync::atomic::AtomicBool>,
+    calls: Arc<AtomicUsize>,
+}
+
+impl MemoryStore {
+    /// Fails the next `calls` store calls with [`StoreError::Unavailable`].
+    pub fn fail_next(&self, calls: usize) {
+        self.fail_next.store(calls, Ordering::SeqCst);
+    }
+
+    /// Whether every commit fails (the claim then lapses at its expiry).
+    pub fn fail_commits(&self, fail: bool) {
+        self.fail_commits.store(fail, Ordering::SeqCst);
+    }
+
+    /// The record held for `key` (the store key), if any.
+    pub fn record(&self, key: &str) -> Option<StoredRecord> {
+        self.lock().get(key).cloned()
+    }
+
+    /// Writes `record` under `key`, as another instance would have.
+    pub fn put(&self, key: &str, record: StoredRecord) {
+        self.lock().insert(key.to_owned(), record);
+    }
+
+    /// Every key held.
+    pub fn keys(&self) -> Vec<String> {
+        self.lock().keys().cloned().collect()
+    }
+
+    /// Calls made so far.
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, StoredRecord>> {
+        self.records
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn failing(&self) -> Result<(), StoreError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let failed = self
+            .fail_next
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if failed {
+            Err(StoreError::Unavailable("injected failure".to_owned()))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn owned(&self, key: &StoreKey, owner: &str) -> Result<(), StoreError> {
+        match self.lock().get(key.as_str()) {
+            Some(StoredRecord {
+                state: RecordState::InProgress { owner: holder },
+                ..
+            }) if holder == owner => Ok(()),
+            _ => Err(StoreError::ClaimLost),
+        }
+    }
+}
+
+impl IdempotencyStore for MemoryStore {
+    async fn claim(&self, request: ClaimRequest<'_>) -> Result<ClaimDecision, StoreError> {
+        self.failing()?;
+        let mut records = self.lock();
+        let live = records
+            .get(request.key.as_str())
+            .filter(|record| record.expires_at >= request.now);
+        if let Some(record) = live {
+            return Ok(decide(Some(record), request.digest, request.now));
+        }
+        records.insert(
+            request.key.as_str().to_owned(),
+            StoredRecord {
+                state: RecordState::InProgress {
+                    owner: request.owner.to_owned(),
+                },
+                digest: request.digest.clone(),
+                expires_at: request.claim_expires_at,
+            },
+        );
+        Ok(ClaimDecision::Claimed)
+    }
+
+    async fn commit(&self, key: &StoreKey, owner: &str, expires_at: i64) -> Result<(), StoreError> {
+        self.failing()?;
+        if self.fail_commits.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable(
+                "injected commit failure".to_owned(),
+            ));
+        }
+        self.owned(key, owner)?;
+        if let Some(record) = self.lock().get_mut(key.as_str()) {
+            record.state = RecordState::Published;
+            record.expires_at = expires_at;
+        }
+        Ok(())
+    }
+
+    async fn release(&self, key: &StoreKey, owner: &str) -> Result<(), StoreError> {
+        self.failing()?;
+        self.owned(key, owner)?;
+        self.lock().remove(key.as_str());
         Ok(())
     }
 }

@@ -98,7 +98,7 @@ fuzz_target!(|input: &[u8]| {
     let publisher = Memory::default();
     let now = time::OffsetDateTime::from_unix_timestamp(1_771_455_600).unwrap();
     let pipeline = Pipeline::new(&config(), publisher.clone(), FixedClock(now));
-    let (response, _) =
+    let (response, _, _) =
         RUNTIME.with(|rt| rt.block_on(hookrelay_receiver::function_url::handle_measured(&pipeline, event)));
     assert!(
         [200, 400, 401, 404, 405, 413, 503].contains(&response.status_code),

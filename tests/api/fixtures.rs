@@ -50,7 +50,8 @@ pub(crate) async fn run_all_fixtures(
     let pipeline = pipeline(&client, &queue_url, 2);
     let mut ids = HashMap::new();
     for (name, status, code) in EXPECTED {
-        let (response, metrics) = function_url::handle_measured(&pipeline, fixture(name)).await;
+        let (response, metrics, _store) =
+            function_url::handle_measured(&pipeline, fixture(name)).await;
         let (got_status, body) = read_response(&response);
         let provider = name.split('-').next().unwrap();
         match metrics {

@@ -6,6 +6,7 @@ mod consumer;
 mod fixtures;
 mod helpers;
 mod hostile;
+mod idempotency;
 mod official;
 mod queue_contract;
 mod relay;

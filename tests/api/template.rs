@@ -116,7 +116,7 @@ fn alarms_dashboard_and_function_share_the_configured_namespace() {
     assert!(text.contains("HOOKRELAY_METRICS_NAMESPACE: !Ref MetricsNamespace"));
     assert_eq!(
         text.matches("Namespace: !Ref MetricsNamespace").count(),
-        4,
+        6,
         "every hookrelay alarm reads the configured namespace"
     );
     for line in text.lines() {
@@ -591,4 +591,101 @@ fn the_consumers_maximum_age_outlasts_a_backlog_dead_letter_and_redrive() {
         hookrelay::relay::DEFAULT_MAX_AGE
     );
     assert_eq!(hookrelay::relay::MIN_MAX_AGE.as_secs(), queued);
+}
+
+#[test]
+fn the_idempotency_table_is_on_demand_with_ttl_and_recovery_and_the_receiver_uses_it() {
+    use hookrelay_ingest::settings;
+    let text = template();
+    let table = resource(&text, "IdempotencyTable");
+    for line in [
+        "Type: AWS::DynamoDB::Table",
+        "BillingMode: PAY_PER_REQUEST",
+        "PointInTimeRecoveryEnabled: true",
+    ] {
+        assert!(table.contains(line), "{line}");
+    }
+    // The adapter's key and TTL attribute.
+    assert!(has_lines(table, "- AttributeName: pk", "KeyType: HASH"));
+    assert!(has_lines(table, "AttributeName: expires_at", "Enabled: true"));
+
+    let receiver = resource(&text, "ReceiverFunction");
+    assert!(receiver.contains(&format!(
+        "{}: !Ref IdempotencyTable",
+        settings::IDEMPOTENCY_TABLE
+    )));
+    assert!(receiver.contains(&format!(
+        "{}: !Ref IdempotencyTtlSeconds",
+        settings::IDEMPOTENCY_TTL_SECS
+    )));
+    // The TTL parameter defaults to the code's default and can't go below the longest retry
+    // schedule the senders' documents list.
+    let ttl_default = number_after(&text, "  IdempotencyTtlSeconds:", "Default:") as u64;
+    let ttl_min = number_after(&text, "  IdempotencyTtlSeconds:", "MinValue:") as u64;
+    assert_eq!(ttl_default, settings::DEFAULT_IDEMPOTENCY_TTL_SECS);
+    assert_eq!(ttl_min, settings::LONGEST_RETRY_SCHEDULE_SECS);
+    // A claim outlives any invocation that holds it.
+    let timeout = number_after(&text, "  ReceiverFunction:", "Timeout:") as u64;
+    let claim: u64 = value_after(&text, "  ReceiverFunction:", settings::IDEMPOTENCY_CLAIM_SECS)
+        .trim_matches('"')
+        .parse()
+        .unwrap();
+    assert!(claim > timeout, "claim {claim} s, timeout {timeout} s");
+    assert_eq!(claim, settings::DEFAULT_IDEMPOTENCY_CLAIM_SECS);
+}
+
+#[test]
+fn the_receiver_and_the_bridge_may_only_claim_commit_and_release_in_the_table() {
+    let text = template();
+    let grant = "Action: [dynamodb:PutItem, dynamodb:UpdateItem, dynamodb:DeleteItem]";
+    for holder in ["ReceiverFunction", "BridgePublishPolicy"] {
+        let block = resource(&text, holder);
+        assert!(
+            has_lines(block, grant, "Resource: !GetAtt IdempotencyTable.Arn"),
+            "{holder}"
+        );
+        let dynamodb_lines: Vec<&str> = block
+            .lines()
+            .filter(|line| line.contains("dynamodb:"))
+            .collect();
+        assert_eq!(dynamodb_lines.len(), 1, "{holder}: {dynamodb_lines:?}");
+    }
+    assert!(
+        !text.contains("dynamodb:*") && !text.contains("DynamoDBCrudPolicy"),
+        "no broader grant anywhere"
+    );
+}
+
+#[test]
+fn the_store_alarms_watch_metrics_the_receiver_emits() {
+    use hookrelay_receiver::metrics::StoreMetrics;
+    let text = template();
+    let document = metrics::store_document(
+        "hookrelay",
+        1,
+        "engine",
+        &StoreMetrics {
+            failures: 1,
+            conflict: true,
+            ..StoreMetrics::default()
+        },
+    )
+    .unwrap();
+    let document: serde_json::Value = serde_json::from_str(&document).unwrap();
+    for (alarm, metric) in [
+        ("StoreFailuresAlarm", "StoreFailures"),
+        ("DedupeConflictsAlarm", "DedupeConflicts"),
+    ] {
+        let block = resource(&text, alarm);
+        assert!(block.contains(&format!("MetricName: {metric}")), "{alarm}");
+        assert!(block.contains("Namespace: !Ref MetricsNamespace"), "{alarm}");
+        assert_eq!(document[metric], 1.0, "{metric}");
+    }
+    assert!(
+        document["_aws"]["CloudWatchMetrics"][0]["Dimensions"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!([])),
+        "the alarms read the set without dimensions"
+    );
 }

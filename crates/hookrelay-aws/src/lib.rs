@@ -1,5 +1,6 @@
 //! hookrelay-aws: the AWS adapters the receiver, the bridge and the tools share: the SQS
-//! publishers ([`sqs`]), the webhook secrets from Secrets Manager ([`secrets_manager`]), and the
+//! publishers ([`sqs`]), the webhook secrets from Secrets Manager ([`secrets_manager`]), the
+//! durable idempotency store in DynamoDB ([`dynamodb`], bounded to 1 s per call), and the
 //! one AWS SDK configuration every client is built from, with hookrelay's bounded timeouts.
 //!
 //! Bounded time: an SQS call gets 1 s to connect, 2 s per attempt and 3 attempts within 5 s in
@@ -8,11 +9,13 @@
 
 #![warn(missing_docs)]
 
+pub mod dynamodb;
 pub mod secrets_manager;
 pub mod sqs;
 
 use std::time::Duration;
 
+pub use dynamodb::DynamoDbStore;
 pub use sqs::SqsPublisher;
 
 /// SDK call limits; see the crate docs for why these values.

@@ -1,6 +1,9 @@
 //! The Amazon SQS publishers: one message per call for the receiver ([`Publisher`]), and
 //! `SendMessageBatch` with per-entry results for the stream bridge ([`BatchPublisher`], with the
 //! `batch` feature). The only I/O in the queue path; calls are bounded by [`crate::sdk_config`].
+//! Failures say whether SQS may have queued the message anyway (`PublishError::is_ambiguous`);
+//! on a standard queue each call makes one attempt, so no retry inside the SDK makes a copy
+//! nobody counts.
 
 use std::collections::HashMap;
 
@@ -47,30 +50,73 @@ impl Publisher for SqsPublisher {
             .queue_url(&self.queue_url)
             .message_body(&message.body)
             .set_message_attributes(Some(sqs_attributes(message)?));
-        if self.kind == QueueKind::Fifo {
-            request = request
-                .message_group_id(&message.group_id)
-                .message_deduplication_id(&message.deduplication_id);
+        match self.kind {
+            QueueKind::Fifo => {
+                request = request
+                    .message_group_id(&message.group_id)
+                    .message_deduplication_id(&message.deduplication_id);
+            }
+            // On a standard queue a retry inside the SDK after an attempt whose answer was lost
+            // would make a second copy that nobody sees or counts. So one attempt: an ambiguous
+            // failure reaches the pipeline, is counted (`AmbiguousPublish`) and answered 503,
+            // and the sender's retry (the claim released) is the only second send.
+            QueueKind::Standard => {
+                return request
+                    .customize()
+                    .config_override(one_attempt())
+                    .send()
+                    .await
+                    .map(drop)
+                    .map_err(publish_error);
+            }
         }
         request.send().await.map(drop).map_err(publish_error)
     }
 }
 
-/// An SDK error as a [`PublishError`], permanent when SQS names one of [`REFUSAL_CODES`].
+/// An SDK error as a [`PublishError`]: permanent when SQS names one of [`REFUSAL_CODES`];
+/// ambiguous when the request may have reached SQS and no clear refusal came back (a timeout, a
+/// connection lost, an unreadable response, a 5xx); otherwise a definite refusal.
 fn publish_error<E, R>(error: SdkError<E, R>) -> PublishError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
+    R: std::fmt::Debug + HttpStatus,
 {
-    let permanent = error
+    let code = error
         .as_service_error()
-        .and_then(ProvideErrorMetadata::code)
-        .is_some_and(|code| REFUSAL_CODES.contains(&code));
+        .and_then(ProvideErrorMetadata::code);
+    let permanent = code.is_some_and(|code| REFUSAL_CODES.contains(&code));
+    let ambiguous = match &error {
+        SdkError::ConstructionFailure(_) => false,
+        SdkError::ServiceError(service) => service.raw().status_code() >= 500,
+        // A dispatch failure can't tell a refused connection from one lost after the request
+        // was written, so it counts as ambiguous: the count is an upper bound on extra copies.
+        _ => true,
+    };
     let detail = DisplayErrorContext(error).to_string();
     if permanent {
         PublishError::permanent(detail)
+    } else if ambiguous {
+        PublishError::ambiguous(detail)
     } else {
         PublishError::new(detail)
+    }
+}
+
+/// The SQS client's configuration with a single attempt (for standard queues).
+fn one_attempt() -> aws_sdk_sqs::config::Builder {
+    aws_sdk_sqs::config::Builder::default()
+        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(1))
+}
+
+/// The HTTP status of a raw response, for [`publish_error`].
+trait HttpStatus {
+    fn status_code(&self) -> u16;
+}
+
+impl HttpStatus for aws_sdk_sqs::config::http::HttpResponse {
+    fn status_code(&self) -> u16 {
+        self.status().as_u16()
     }
 }
 
@@ -115,14 +161,18 @@ impl BatchPublisher for SqsPublisher {
                     .map_err(|error| PublishError::new(format!("batch entry: {error}")))?,
             );
         }
-        let output = self
+        let mut request = self
             .client
             .send_message_batch()
             .queue_url(&self.queue_url)
             .set_entries(Some(entries))
-            .send()
-            .await
-            .map_err(publish_error)?;
+            .customize();
+        // One attempt on a standard queue, as for `publish`: the bridge's own retry is then the
+        // only second send, and it counts the ambiguous failure that caused it.
+        if self.kind == QueueKind::Standard {
+            request = request.config_override(one_attempt());
+        }
+        let output = request.send().await.map_err(publish_error)?;
         // An entry SQS lists in neither `Successful` nor `Failed` counts as failed: only an
         // explicit success may be treated as queued.
         let unreported = || EntryFailure {

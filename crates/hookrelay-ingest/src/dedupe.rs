@@ -1,18 +1,28 @@
 //! Duplicate suppression inside one warm instance: a bounded, time-windowed record of the
-//! dedupe keys already published. Pure (the caller passes the time), no I/O.
+//! dedupe keys already published, each with the digest of the content it was published for. Also
+//! the vocabulary both dedupe layers share: [`DedupeKey`] and [`ContentDigest`]. Pure (the
+//! caller passes the time), no I/O.
 //!
-//! This is layer one of three (see `docs/`): it absorbs a sender's quick retries without a call
-//! to SQS. Across Lambda instances, the FIFO queue's `MessageDeduplicationId` (the same key) does
-//! the work. The receiver and the bridge each keep one window. A key is recorded only after SQS accepted the message, so a failed publish is
-//! retried in full by the sender's next attempt.
+//! This is layer one (see `docs/reliability.md`): it absorbs a sender's quick retries without a
+//! call to the idempotency store or SQS. Behind it, the durable store (`idempotency`, when
+//! `HOOKRELAY_IDEMPOTENCY_TABLE` is set) covers other instances and long retry horizons, and the
+//! FIFO queue's `MessageDeduplicationId` (the same key) five minutes. The receiver and the bridge
+//! each keep one window. A key is recorded only after SQS accepted the message, so a failed
+//! publish is retried in full by the sender's next attempt.
+//!
+//! A key is not an identity proof: the same key with the same digest is a duplicate, the same
+//! key with a *different* digest is a [`DedupeDecision::Conflict`], another real event under a
+//! reused key, published under [`DedupeKey::with_digest`] (the store follows the same rule).
 //!
 //! Bounded: when `capacity` keys are held, recording another evicts the least recently used one.
-//! An evicted or expired key is no longer suppressed here, but FIFO deduplication still is.
+//! An evicted or expired key is no longer suppressed here, but the store and FIFO deduplication
+//! still suppress it.
 
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use lru::LruCache;
+use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 /// The identity of an event for deduplication, e.g. `engine:op-1:42`.
@@ -33,25 +43,73 @@ impl DedupeKey {
         Self(key)
     }
 
+    /// The key a conflicting event (this key, other content) is published and recorded under:
+    /// `{key}#{digest}`, so both events keep a key of their own, consumers' id checks keep both,
+    /// and a retry of either is still a duplicate.
+    pub fn with_digest(&self, digest: &ContentDigest) -> Self {
+        Self(format!("{}#{}", self.0, digest.0))
+    }
+
     /// The key as text.
     pub fn as_str(&self) -> &str {
         &self.0
     }
 }
 
-/// What the window says about a key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DedupeDecision {
-    /// Not published within the window: publish it.
-    Publish,
-    /// Already published within the window: answer `duplicate` without sending.
-    AlreadyPublished,
+/// A digest of an event's content, kept with its key by both dedupe layers: the SHA-256 (hex) of
+/// the parts a sender keeps identical across retries, each length-prefixed so no two lists of
+/// parts collide.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ContentDigest(String);
+
+impl ContentDigest {
+    /// The digest of `parts`, in order.
+    pub fn of(parts: &[&[u8]]) -> Self {
+        let mut hasher = Sha256::new();
+        for part in parts {
+            hasher.update((part.len() as u64).to_be_bytes());
+            hasher.update(part);
+        }
+        Self(hex::encode(hasher.finalize()))
+    }
+
+    /// A digest read back from the store, as [`ContentDigest::as_str`] wrote it.
+    pub fn from_stored(hex: String) -> Self {
+        Self(hex)
+    }
+
+    /// The digest as stored (64 hex characters).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
-/// Keys published recently, with when each was published.
+impl std::fmt::Display for ContentDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What the window says about a key and its content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DedupeDecision {
+    /// Not published within the window: publish it (after the store's claim, when it is on).
+    Publish,
+    /// The same content was published under this key within the window: answer `duplicate`
+    /// without sending.
+    AlreadyPublished,
+    /// Other content was published under this key within the window: a different event, to be
+    /// published under [`DedupeKey::with_digest`] (check that key too).
+    Conflict {
+        /// The digest of what was published under the key.
+        published: ContentDigest,
+    },
+}
+
+/// Keys published recently, with when and for which content each was published.
 #[derive(Debug)]
 pub struct DedupeWindow {
-    published: LruCache<DedupeKey, OffsetDateTime>,
+    published: LruCache<DedupeKey, (OffsetDateTime, ContentDigest)>,
     window: Duration,
 }
 
@@ -64,23 +122,34 @@ impl DedupeWindow {
         }
     }
 
-    /// Whether `key` was published within the window before `now`. Expired keys are dropped.
-    pub fn check(&mut self, key: &DedupeKey, now: OffsetDateTime) -> DedupeDecision {
-        let Some(&published_at) = self.published.get(key) else {
+    /// Whether `key` was published within the window before `now`, and for `digest` or for
+    /// other content. Expired keys are dropped.
+    pub fn check(
+        &mut self,
+        key: &DedupeKey,
+        digest: &ContentDigest,
+        now: OffsetDateTime,
+    ) -> DedupeDecision {
+        let Some((published_at, published_digest)) = self.published.get(key) else {
             return DedupeDecision::Publish;
         };
         // A clock that stepped backwards counts as "within the window": suppress, never resend.
-        if now - published_at < self.window {
-            DedupeDecision::AlreadyPublished
-        } else {
+        if now - *published_at >= self.window {
             self.published.pop(key);
             DedupeDecision::Publish
+        } else if published_digest == digest {
+            DedupeDecision::AlreadyPublished
+        } else {
+            DedupeDecision::Conflict {
+                published: published_digest.clone(),
+            }
         }
     }
 
-    /// Records that SQS accepted `key` at `now`.
-    pub fn record(&mut self, key: DedupeKey, now: OffsetDateTime) {
-        self.published.put(key, now);
+    /// Records that SQS accepted `key`, for content `digest`, at `now` (or that the store says it
+    /// did).
+    pub fn record(&mut self, key: DedupeKey, digest: ContentDigest, now: OffsetDateTime) {
+        self.published.put(key, (now, digest));
     }
 
     /// How many keys are held.
@@ -106,6 +175,10 @@ mod tests {
         DedupeKey::new("engine", &[&n.to_string()])
     }
 
+    fn content(n: u32) -> ContentDigest {
+        ContentDigest::of(&[n.to_string().as_bytes()])
+    }
+
     fn window(capacity: usize, seconds: u64) -> DedupeWindow {
         DedupeWindow::new(
             NonZeroUsize::new(capacity).unwrap(),
@@ -125,45 +198,119 @@ mod tests {
     #[test]
     fn only_recorded_keys_are_duplicates() {
         let mut w = window(10, 600);
-        assert_eq!(w.check(&key(1), at(0)), DedupeDecision::Publish);
+        assert_eq!(
+            w.check(&key(1), &content(1), at(0)),
+            DedupeDecision::Publish
+        );
         // Checking does not record: a publish that then failed leaves the key publishable.
-        assert_eq!(w.check(&key(1), at(1)), DedupeDecision::Publish);
-        w.record(key(1), at(1));
-        assert_eq!(w.check(&key(1), at(2)), DedupeDecision::AlreadyPublished);
-        assert_eq!(w.check(&key(2), at(2)), DedupeDecision::Publish);
+        assert_eq!(
+            w.check(&key(1), &content(1), at(1)),
+            DedupeDecision::Publish
+        );
+        w.record(key(1), content(1), at(1));
+        assert_eq!(
+            w.check(&key(1), &content(1), at(2)),
+            DedupeDecision::AlreadyPublished
+        );
+        assert_eq!(
+            w.check(&key(2), &content(2), at(2)),
+            DedupeDecision::Publish
+        );
+    }
+
+    #[test]
+    fn the_same_key_with_other_content_is_a_conflict_and_its_own_key_is_kept() {
+        let mut w = window(10, 600);
+        w.record(key(1), content(1), at(0));
+        assert_eq!(
+            w.check(&key(1), &content(2), at(1)),
+            DedupeDecision::Conflict {
+                published: content(1)
+            }
+        );
+        let rekeyed = key(1).with_digest(&content(2));
+        assert_eq!(
+            rekeyed.as_str(),
+            format!("engine:1#{}", content(2).as_str())
+        );
+        assert_eq!(
+            w.check(&rekeyed, &content(2), at(1)),
+            DedupeDecision::Publish
+        );
+        w.record(rekeyed.clone(), content(2), at(1));
+        assert_eq!(
+            w.check(&rekeyed, &content(2), at(2)),
+            DedupeDecision::AlreadyPublished
+        );
+        assert_eq!(
+            w.check(&key(1), &content(1), at(2)),
+            DedupeDecision::AlreadyPublished,
+            "the first event keeps its key"
+        );
+    }
+
+    #[test]
+    fn digests_separate_their_parts() {
+        assert_ne!(
+            ContentDigest::of(&[b"ab", b"c"]),
+            ContentDigest::of(&[b"a", b"bc"])
+        );
+        assert_eq!(
+            ContentDigest::of(&[b"ab", b"c"]),
+            ContentDigest::of(&[b"ab", b"c"])
+        );
+        assert_eq!(content(1).as_str().len(), 64);
     }
 
     #[test]
     fn keys_expire_after_the_window() {
         let mut w = window(10, 600);
-        w.record(key(1), at(0));
-        assert_eq!(w.check(&key(1), at(599)), DedupeDecision::AlreadyPublished);
-        assert_eq!(w.check(&key(1), at(600)), DedupeDecision::Publish);
+        w.record(key(1), content(1), at(0));
+        assert_eq!(
+            w.check(&key(1), &content(1), at(599)),
+            DedupeDecision::AlreadyPublished
+        );
+        assert_eq!(
+            w.check(&key(1), &content(1), at(600)),
+            DedupeDecision::Publish
+        );
         assert!(w.is_empty(), "an expired key is dropped when seen");
     }
 
     #[test]
     fn a_clock_stepping_back_still_suppresses() {
         let mut w = window(10, 600);
-        w.record(key(1), at(100));
-        assert_eq!(w.check(&key(1), at(50)), DedupeDecision::AlreadyPublished);
+        w.record(key(1), content(1), at(100));
+        assert_eq!(
+            w.check(&key(1), &content(1), at(50)),
+            DedupeDecision::AlreadyPublished
+        );
     }
 
     #[test]
     fn capacity_bounds_memory_by_evicting_the_least_recently_used() {
         let mut w = window(3, 600);
         for n in 0..3 {
-            w.record(key(n), at(0));
+            w.record(key(n), content(n), at(0));
         }
-        assert_eq!(w.check(&key(0), at(1)), DedupeDecision::AlreadyPublished); // 0 is now recent
-        w.record(key(3), at(1));
+        assert_eq!(
+            w.check(&key(0), &content(0), at(1)),
+            DedupeDecision::AlreadyPublished
+        ); // 0 is now recent
+        w.record(key(3), content(3), at(1));
         assert_eq!(w.len(), 3);
         assert_eq!(
-            w.check(&key(1), at(2)),
+            w.check(&key(1), &content(1), at(2)),
             DedupeDecision::Publish,
             "least recently used is evicted"
         );
-        assert_eq!(w.check(&key(0), at(2)), DedupeDecision::AlreadyPublished);
-        assert_eq!(w.check(&key(3), at(2)), DedupeDecision::AlreadyPublished);
+        assert_eq!(
+            w.check(&key(0), &content(0), at(2)),
+            DedupeDecision::AlreadyPublished
+        );
+        assert_eq!(
+            w.check(&key(3), &content(3), at(2)),
+            DedupeDecision::AlreadyPublished
+        );
     }
 }

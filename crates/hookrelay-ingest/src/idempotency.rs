@@ -13,13 +13,19 @@
 //! A key is not an identity proof: each record holds a digest of the event's content. The same
 //! key with the same digest is a duplicate; with a different digest it is a *conflict*: a
 //! different real event under a key the sender reused (two engine registrations counting their
-//! own `sequence`, say), which is published under a key that keeps both ([`StoreKey::conflict`])
-//! rather than refused, since refusing would lose a real event. Not wired into the receiver or
-//! the bridge yet.
+//! own `sequence`, say), which is published under a key that keeps both
+//! (`DedupeKey::with_digest`) rather than refused, since refusing would lose a real event.
+//!
+//! The store itself is the [`IdempotencyStore`] trait: DynamoDB in `hookrelay-aws`, in memory in
+//! the test kit. The receiver's pipeline and the bridge's sink drive it the same way.
 
-use std::fmt;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest, Sha256};
+
+pub use crate::dedupe::ContentDigest;
+use crate::dedupe::DedupeKey;
 
 /// The longest partition key DynamoDB stores, in bytes.
 pub const MAX_KEY_BYTES: usize = 2048;
@@ -36,7 +42,8 @@ pub struct StoreKey(String);
 
 impl StoreKey {
     /// The store's key for the dedupe key `key`.
-    pub fn new(key: &str) -> Self {
+    pub fn new(key: &DedupeKey) -> Self {
+        let key = key.as_str();
         // A plain key can't start with the hashed form's prefix: dedupe keys start with a
         // provider name, and no provider is called `sha256`.
         if key.len() <= MAX_KEY_BYTES {
@@ -49,49 +56,9 @@ impl StoreKey {
         }
     }
 
-    /// The key under which a conflicting event (same key, other content) is published and
-    /// recorded: this key with the event's digest appended, so both events keep a key of their
-    /// own and a retry of either is still a duplicate.
-    pub fn conflict(&self, digest: &ContentDigest) -> Self {
-        Self::new(&format!("{}#{}", self.0, digest.0))
-    }
-
     /// The key as stored.
     pub fn as_str(&self) -> &str {
         &self.0
-    }
-}
-
-/// A digest of an event's content, stored with its key: the SHA-256 (hex) of the parts a sender
-/// keeps identical across retries, each length-prefixed so no two lists of parts collide.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct ContentDigest(String);
-
-impl ContentDigest {
-    /// The digest of `parts`, in order.
-    pub fn of(parts: &[&[u8]]) -> Self {
-        let mut hasher = Sha256::new();
-        for part in parts {
-            hasher.update((part.len() as u64).to_be_bytes());
-            hasher.update(part);
-        }
-        Self(hex::encode(hasher.finalize()))
-    }
-
-    /// A digest read back from the store.
-    pub fn from_stored(hex: String) -> Self {
-        Self(hex)
-    }
-
-    /// The digest as stored (64 hex characters).
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for ContentDigest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
     }
 }
 
@@ -132,8 +99,8 @@ pub enum ClaimDecision {
         /// Seconds until the other claim expires (at least 1).
         retry_after_secs: u64,
     },
-    /// Another event holds the key: publish this one under [`StoreKey::conflict`], count it
-    /// and log both digests.
+    /// Another event holds the key: publish this one under `DedupeKey::with_digest` (claiming
+    /// that key first), count it and log both digests.
     Conflict {
         /// The digest the store holds.
         stored: ContentDigest,
@@ -157,6 +124,123 @@ pub fn decide(stored: Option<&StoredRecord>, digest: &ContentDigest, now: i64) -
         RecordState::InProgress { .. } => ClaimDecision::InProgress {
             retry_after_secs: record.expires_at.saturating_sub(now).max(1).unsigned_abs(),
         },
+    }
+}
+
+/// One claim of a key: who claims it, for which content, and until when.
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimRequest<'a> {
+    /// The key.
+    pub key: &'a StoreKey,
+    /// The content it is claimed for.
+    pub digest: &'a ContentDigest,
+    /// The claimant's token ([`OwnerTokens::next`]).
+    pub owner: &'a str,
+    /// Now, Unix seconds.
+    pub now: i64,
+    /// When the claim lapses if never committed or released, Unix seconds.
+    pub claim_expires_at: i64,
+}
+
+/// Why a store call did not give an answer. The caller never refuses a delivery for it: a
+/// claim that failed still publishes (FIFO deduplication and consumers' id checks still guard),
+/// and a commit or release that failed leaves a claim that lapses at its expiry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The store failed, throttled or timed out (the call is bounded to about a second).
+    #[error("the idempotency store did not answer: {0}")]
+    Unavailable(String),
+    /// A commit or release found the claim held by someone else or gone: it had lapsed (this
+    /// claimant took longer than the claim expiry) and another claimant may be publishing too.
+    #[error("the claim lapsed before it was committed or released")]
+    ClaimLost,
+    /// The store returned a record this version can't read.
+    #[error("the idempotency store holds an unreadable record: {0}")]
+    Unreadable(String),
+}
+
+/// The durable idempotency store: one conditional write per claim, one per commit or release.
+pub trait IdempotencyStore {
+    /// Claims `request.key` as `in_progress` for `request.owner`, unless a live record holds it
+    /// ([`CLAIM_CONDITION`]); then says what that record means ([`decide`]).
+    fn claim(
+        &self,
+        request: ClaimRequest<'_>,
+    ) -> impl Future<Output = Result<ClaimDecision, StoreError>> + Send;
+
+    /// Marks `key`, claimed by `owner`, `published` until `expires_at` (the TTL).
+    fn commit(
+        &self,
+        key: &StoreKey,
+        owner: &str,
+        expires_at: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Deletes `owner`'s claim of `key`, so the sender's retry goes through in full.
+    fn release(
+        &self,
+        key: &StoreKey,
+        owner: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// No store (`HOOKRELAY_IDEMPOTENCY_TABLE` unset): a type with no values, so a pipeline without a
+/// store has nothing to call and its store stage compiles away.
+#[derive(Debug, Clone, Copy)]
+pub enum NoStore {}
+
+impl IdempotencyStore for NoStore {
+    async fn claim(&self, _: ClaimRequest<'_>) -> Result<ClaimDecision, StoreError> {
+        match *self {}
+    }
+
+    async fn commit(&self, _: &StoreKey, _: &str, _: i64) -> Result<(), StoreError> {
+        match *self {}
+    }
+
+    async fn release(&self, _: &StoreKey, _: &str) -> Result<(), StoreError> {
+        match *self {}
+    }
+}
+
+/// Claim owner tokens: one random instance token (from the standard library's OS-seeded hasher
+/// keys, so no RNG crate) and a counter, so no two claims anywhere share a token. Not secret:
+/// a token only says whose claim a record is.
+#[derive(Debug)]
+pub struct OwnerTokens {
+    instance: String,
+    next: AtomicU64,
+}
+
+impl OwnerTokens {
+    /// Tokens for this process.
+    pub fn new() -> Self {
+        let random = |salt: u64| {
+            let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+            hasher.write_u64(salt);
+            hasher.finish()
+        };
+        Self::with_instance(format!("{:016x}{:016x}", random(1), random(2)))
+    }
+
+    /// Tokens under a given instance name (tests).
+    pub fn with_instance(instance: impl Into<String>) -> Self {
+        Self {
+            instance: instance.into(),
+            next: AtomicU64::new(0),
+        }
+    }
+
+    /// A token no other claim has.
+    pub fn next(&self) -> String {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        format!("{}-{n}", self.instance)
+    }
+}
+
+impl Default for OwnerTokens {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -224,40 +308,46 @@ mod tests {
                 }
             );
         }
-        let key = StoreKey::new("engine:op-1:42");
-        let conflict = key.conflict(&other);
-        assert_ne!(conflict, key);
+        let key = DedupeKey::new("engine", &["op-1", "42"]);
+        let conflict = StoreKey::new(&key.with_digest(&other));
+        assert_ne!(conflict, StoreKey::new(&key));
         assert!(conflict.as_str().starts_with("engine:op-1:42#"));
-        assert_eq!(conflict, key.conflict(&other), "a retry finds the same key");
-        assert_ne!(conflict, key.conflict(&digest("a third event")));
+        assert_eq!(
+            conflict,
+            StoreKey::new(&key.with_digest(&other)),
+            "a retry finds the same key"
+        );
+        assert_ne!(
+            conflict,
+            StoreKey::new(&key.with_digest(&digest("a third event")))
+        );
     }
 
     #[test]
     fn keys_longer_than_dynamodb_holds_are_hashed_and_stay_distinct() {
-        let short = StoreKey::new("rekko:abc");
+        let key = |text: &str| {
+            let (provider, rest) = text.split_at(1);
+            DedupeKey::new(provider, &[rest])
+        };
+        let short = StoreKey::new(&DedupeKey::new("rekko", &["abc"]));
         assert_eq!(short.as_str(), "rekko:abc");
-        let at_limit = "x".repeat(MAX_KEY_BYTES);
-        assert_eq!(StoreKey::new(&at_limit).as_str(), at_limit);
-        let long_a = StoreKey::new(&"a".repeat(MAX_KEY_BYTES + 1));
-        let long_b = StoreKey::new(&"b".repeat(MAX_KEY_BYTES + 1));
+        let at_limit = key(&"x".repeat(MAX_KEY_BYTES - 1));
+        assert_eq!(StoreKey::new(&at_limit).as_str(), at_limit.as_str());
+        let long_a = StoreKey::new(&key(&"a".repeat(MAX_KEY_BYTES)));
+        let long_b = StoreKey::new(&key(&"b".repeat(MAX_KEY_BYTES)));
         assert!(long_a.as_str().starts_with("sha256:"));
         assert_eq!(long_a.as_str().len(), "sha256:".len() + 64);
         assert_ne!(long_a, long_b);
         // A conflict key of a key at the limit is hashed too, never over the limit.
-        let conflict = StoreKey::new(&at_limit).conflict(&digest("x"));
+        let conflict = StoreKey::new(&at_limit.with_digest(&digest("x")));
         assert!(conflict.as_str().len() <= MAX_KEY_BYTES);
     }
 
     #[test]
-    fn digests_separate_their_parts() {
-        assert_ne!(
-            ContentDigest::of(&[b"ab", b"c"]),
-            ContentDigest::of(&[b"a", b"bc"])
-        );
-        assert_eq!(
-            ContentDigest::of(&[b"ab", b"c"]),
-            ContentDigest::of(&[b"ab", b"c"])
-        );
-        assert_eq!(digest("event").as_str().len(), 64);
+    fn owner_tokens_never_repeat_within_or_across_instances() {
+        let (a, b) = (OwnerTokens::new(), OwnerTokens::new());
+        let tokens: std::collections::HashSet<String> =
+            (0..100).flat_map(|_| [a.next(), b.next()]).collect();
+        assert_eq!(tokens.len(), 200);
     }
 }

@@ -31,14 +31,17 @@ impl QueueKind {
 pub struct PublishError {
     detail: String,
     permanent: bool,
+    ambiguous: bool,
 }
 
 impl PublishError {
-    /// An error with a description of what failed (never the message body).
+    /// An error with a description of what failed (never the message body), after which the
+    /// message is known not to be queued (SQS answered with an error, or nothing was sent).
     pub fn new(detail: impl Into<String>) -> Self {
         Self {
             detail: detail.into(),
             permanent: false,
+            ambiguous: false,
         }
     }
 
@@ -46,9 +49,26 @@ impl PublishError {
     /// queue that does not exist, a disabled or missing KMS key.
     pub fn permanent(detail: impl Into<String>) -> Self {
         Self {
-            detail: detail.into(),
             permanent: true,
+            ..Self::new(detail)
         }
+    }
+
+    /// An error after which SQS may still have queued the message: the request went out and
+    /// no answer came back (a timeout, a connection lost mid-call, an unreadable response, a
+    /// 5xx). On a FIFO queue the deduplication id absorbs the sender's retry within five
+    /// minutes; on a standard queue the retry can make a second copy, with the same envelope
+    /// `id` (counted as `AmbiguousPublish`).
+    pub fn ambiguous(detail: impl Into<String>) -> Self {
+        Self {
+            ambiguous: true,
+            ..Self::new(detail)
+        }
+    }
+
+    /// Whether SQS may have queued the message despite the error ([`PublishError::ambiguous`]).
+    pub fn is_ambiguous(&self) -> bool {
+        self.ambiguous
     }
 
     /// Whether retrying cannot succeed until someone changes the queue, its key or the

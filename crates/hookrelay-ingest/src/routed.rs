@@ -20,8 +20,7 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::dedupe::DedupeKey;
-use crate::idempotency::ContentDigest;
+use crate::dedupe::{ContentDigest, DedupeKey};
 
 /// The largest message SQS accepts (body plus attributes), in bytes.
 pub const SQS_MAX_MESSAGE_BYTES: usize = 1_048_576;
@@ -210,6 +209,14 @@ impl StreamEvent {
     pub fn source(&self) -> StreamSource {
         self.source
     }
+
+    /// This event under its conflict key ([`RoutedEvent::rekeyed_for_conflict`]).
+    pub fn rekeyed_for_conflict(self, digest: &ContentDigest) -> Self {
+        Self {
+            source: self.source,
+            event: self.event.rekeyed_for_conflict(digest),
+        }
+    }
 }
 
 impl RoutedEvent<'_> {
@@ -226,6 +233,14 @@ impl RoutedEvent<'_> {
     /// The event's identity for deduplication.
     pub fn dedupe_key(&self) -> &DedupeKey {
         &self.dedupe_key
+    }
+
+    /// This event under another dedupe key: the key another event already holds with this
+    /// event's digest appended ([`DedupeKey::with_digest`]), when either dedupe layer found the
+    /// key taken by other content. The envelope `id` and the FIFO deduplication id follow it.
+    pub fn rekeyed_for_conflict(mut self, digest: &ContentDigest) -> Self {
+        self.dedupe_key = self.dedupe_key.with_digest(digest);
+        self
     }
 
     /// The market, when the event names one.

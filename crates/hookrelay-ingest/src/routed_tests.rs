@@ -445,7 +445,7 @@ fn other_senders_digest_their_whole_body() {
     let digest = |body: &str| verified(REKKO, &[], body).parse().unwrap().content_digest();
     assert_eq!(
         digest(body),
-        crate::idempotency::ContentDigest::of(&[body.as_bytes()])
+        crate::dedupe::ContentDigest::of(&[body.as_bytes()])
     );
     assert_ne!(digest(body), digest(&body.replace("whale_alert", "news")));
 }

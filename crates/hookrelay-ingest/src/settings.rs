@@ -21,6 +21,65 @@ pub const DEDUPE_CAPACITY: &str = "HOOKRELAY_DEDUPE_CAPACITY";
 /// CloudWatch namespace of the EMF metrics.
 pub const METRICS_NAMESPACE: &str = "HOOKRELAY_METRICS_NAMESPACE";
 
+/// The DynamoDB table of the durable idempotency store; unset, there is no store.
+pub const IDEMPOTENCY_TABLE: &str = "HOOKRELAY_IDEMPOTENCY_TABLE";
+/// How long the store remembers a published key, seconds.
+pub const IDEMPOTENCY_TTL_SECS: &str = "HOOKRELAY_IDEMPOTENCY_TTL_SECS";
+/// How long a claim holds a key before it lapses, seconds.
+pub const IDEMPOTENCY_CLAIM_SECS: &str = "HOOKRELAY_IDEMPOTENCY_CLAIM_SECS";
+
+/// The store's TTL when unset: 7 days. The longest retry schedule the senders' documents list is
+/// Standard Webhooks' (Svix): 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h, 27 h 35 min in all, and
+/// a week also covers a sender's manual replay of the last few days.
+pub const DEFAULT_IDEMPOTENCY_TTL_SECS: u64 = 7 * 86_400;
+/// The longest retry schedule in the senders' documents (Standard Webhooks), seconds.
+pub const LONGEST_RETRY_SCHEDULE_SECS: u64 = 5 + 300 + 1_800 + 7_200 + 18_000 + 36_000 + 36_000;
+/// A claim's length when unset: the receiver's 8 s function timeout (the longest an invocation
+/// can hold a claim) and 2 s to spare. The bridge sets its own in the same variable.
+pub const DEFAULT_IDEMPOTENCY_CLAIM_SECS: u64 = 10;
+
+/// The durable idempotency store's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencySettings {
+    /// The table; `None`: no store, only the in-memory window and FIFO deduplication.
+    pub table: Option<String>,
+    /// How long a published key is remembered.
+    pub ttl: std::time::Duration,
+    /// How long a claim holds a key before it lapses (an instance that died mid-delivery).
+    pub claim_for: std::time::Duration,
+}
+
+/// The store's settings: [`IDEMPOTENCY_TABLE`] (optional), [`IDEMPOTENCY_TTL_SECS`] (1 s to 365
+/// days; a value under [`LONGEST_RETRY_SCHEDULE_SECS`] is allowed, for tests and audits, and
+/// logged as a warning by the caller), [`IDEMPOTENCY_CLAIM_SECS`] (1 to 900 s, Lambda's longest
+/// timeout).
+pub fn idempotency<L: Fn(&str) -> Option<String>>(
+    env: &Env<L>,
+    default_claim_secs: u64,
+) -> Result<IdempotencySettings, ConfigError> {
+    let table = env
+        .text(IDEMPOTENCY_TABLE)
+        .map(|table| table.trim().to_owned())
+        .filter(|table| !table.is_empty());
+    let ttl = env.number_in(
+        IDEMPOTENCY_TTL_SECS,
+        DEFAULT_IDEMPOTENCY_TTL_SECS,
+        1..=365 * 86_400,
+        "seconds",
+    )?;
+    let claim = env.number_in(
+        IDEMPOTENCY_CLAIM_SECS,
+        default_claim_secs,
+        1..=900,
+        "seconds",
+    )?;
+    Ok(IdempotencySettings {
+        table,
+        ttl: std::time::Duration::from_secs(ttl),
+        claim_for: std::time::Duration::from_secs(claim),
+    })
+}
+
 /// The relay signing keys (`whsk_...`, separated by spaces, commas or newlines): every message
 /// is sealed with each. In Lambda they come from the secret [`RELAY_SIGNING_KEYS_ARN`] names.
 pub const RELAY_SIGNING_KEYS: &str = "HOOKRELAY_RELAY_SIGNING_KEYS";

@@ -1,0 +1,263 @@
+//! The durable idempotency store in Amazon DynamoDB ([`DynamoDbStore`]): the rules of
+//! `hookrelay_ingest::idempotency` as three conditional writes. The only I/O of the store; each
+//! call is bounded to about a second ([`STORE_TIMEOUT`]) so a claim, the SQS send and a commit
+//! stay inside the receiver's 8 s function timeout.
+//!
+//! One item per key, in a table whose partition key is `pk` (a string) and whose TTL attribute
+//! is `expires_at` (template.yaml creates it so):
+//!
+//! | attribute | type | meaning |
+//! |---|---|---|
+//! | `pk` | S | the store key (`StoreKey`: the dedupe key, hashed past 2,048 bytes) |
+//! | `record_state` | S | `in_progress` or `published` |
+//! | `owner_token` | S | the claimant's token; commit and release are conditional on it |
+//! | `digest` | S | the content digest the key was claimed for (64 hex characters) |
+//! | `expires_at` | N | Unix seconds: the claim expiry, then the TTL once published |
+//!
+//! - **claim**: `PutItem` with [`CLAIM_CONDITION`] and
+//!   `ReturnValuesOnConditionCheckFailure = ALL_OLD`, so a refused claim costs no second read:
+//!   the item that refused it comes back with the error and [`decide`] reads it.
+//! - **commit**: `UpdateItem` setting `published` and the TTL, if `owner_token` is still ours.
+//! - **release**: `DeleteItem`, if `owner_token` is still ours.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use hookrelay_ingest::idempotency::{
+    CLAIM_CONDITION, ClaimDecision, ClaimRequest, ContentDigest, IdempotencyStore, RecordState,
+    StoreError, StoreKey, StoredRecord, decide,
+};
+
+/// How long one store call may take in all, retries included.
+pub const STORE_TIMEOUT: Duration = Duration::from_secs(1);
+
+const PK: &str = "pk";
+const STATE: &str = "record_state";
+const OWNER: &str = "owner_token";
+const DIGEST: &str = "digest";
+const EXPIRES_AT: &str = "expires_at";
+const IN_PROGRESS: &str = "in_progress";
+const PUBLISHED: &str = "published";
+/// Commit and release touch only a claim that is still this owner's.
+const OWNED_CLAIM: &str = "record_state = :in_progress AND owner_token = :owner";
+
+/// The idempotency store in a DynamoDB table.
+#[derive(Debug, Clone)]
+pub struct DynamoDbStore {
+    client: Client,
+    table: String,
+}
+
+impl DynamoDbStore {
+    /// A store in `table`, with a client built from `config` (made by [`crate::sdk_config`])
+    /// with the store's own tighter bounds: 1 s per call in all, 500 ms to connect, two
+    /// attempts.
+    pub fn from_sdk_config(config: &aws_config::SdkConfig, table: impl Into<String>) -> Self {
+        let timeouts = aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(Duration::from_millis(500))
+            .operation_attempt_timeout(STORE_TIMEOUT)
+            .operation_timeout(STORE_TIMEOUT)
+            .build();
+        let client_config = aws_sdk_dynamodb::config::Builder::from(config)
+            .timeout_config(timeouts)
+            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(2))
+            .build();
+        Self {
+            client: Client::from_conf(client_config),
+            table: table.into(),
+        }
+    }
+
+    /// The table's name.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+}
+
+impl IdempotencyStore for DynamoDbStore {
+    async fn claim(&self, request: ClaimRequest<'_>) -> Result<ClaimDecision, StoreError> {
+        let written = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item(PK, s(request.key.as_str()))
+            .item(STATE, s(IN_PROGRESS))
+            .item(OWNER, s(request.owner))
+            .item(DIGEST, s(request.digest.as_str()))
+            .item(EXPIRES_AT, n(request.claim_expires_at))
+            .condition_expression(CLAIM_CONDITION)
+            .expression_attribute_values(":now", n(request.now))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        let error = match written {
+            Ok(_) => return Ok(ClaimDecision::Claimed),
+            Err(error) => error,
+        };
+        let refused_by = error
+            .as_service_error()
+            .filter(|e| e.is_conditional_check_failed_exception())
+            .map(|e| match e {
+                aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(
+                    refused,
+                ) => refused.item().cloned(),
+                _ => None,
+            });
+        match refused_by {
+            Some(Some(item)) => {
+                let stored = record(&item)?;
+                Ok(match decide(Some(&stored), request.digest, request.now) {
+                    // The condition and `decide` read the same `:now`, so a live record can't
+                    // decide as absent; should a clock disagree, wait a second rather than
+                    // publish twice.
+                    ClaimDecision::Claimed => ClaimDecision::InProgress {
+                        retry_after_secs: 1,
+                    },
+                    other => other,
+                })
+            }
+            Some(None) => Err(StoreError::Unreadable(
+                "the claim was refused but the store returned no item".to_owned(),
+            )),
+            None => Err(unavailable(error)),
+        }
+    }
+
+    async fn commit(&self, key: &StoreKey, owner: &str, expires_at: i64) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key(PK, s(key.as_str()))
+            .update_expression("SET record_state = :published, expires_at = :expires_at")
+            .condition_expression(OWNED_CLAIM)
+            .expression_attribute_values(":published", s(PUBLISHED))
+            .expression_attribute_values(":in_progress", s(IN_PROGRESS))
+            .expression_attribute_values(":owner", s(owner))
+            .expression_attribute_values(":expires_at", n(expires_at))
+            .send()
+            .await
+            .map(drop)
+            .map_err(|error| {
+                let lost = error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception());
+                if lost {
+                    StoreError::ClaimLost
+                } else {
+                    unavailable(error)
+                }
+            })
+    }
+
+    async fn release(&self, key: &StoreKey, owner: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key(PK, s(key.as_str()))
+            .condition_expression(OWNED_CLAIM)
+            .expression_attribute_values(":in_progress", s(IN_PROGRESS))
+            .expression_attribute_values(":owner", s(owner))
+            .send()
+            .await
+            .map(drop)
+            .map_err(|error| {
+                let lost = error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception());
+                if lost {
+                    StoreError::ClaimLost
+                } else {
+                    unavailable(error)
+                }
+            })
+    }
+}
+
+fn s(text: &str) -> AttributeValue {
+    AttributeValue::S(text.to_owned())
+}
+
+fn n(number: i64) -> AttributeValue {
+    AttributeValue::N(number.to_string())
+}
+
+/// A stored item as a [`StoredRecord`].
+fn record(item: &HashMap<String, AttributeValue>) -> Result<StoredRecord, StoreError> {
+    let text = |name: &str| match item.get(name) {
+        Some(AttributeValue::S(text)) => Ok(text.as_str()),
+        _ => Err(StoreError::Unreadable(format!("no string `{name}`"))),
+    };
+    let expires_at = match item.get(EXPIRES_AT) {
+        Some(AttributeValue::N(number)) => number
+            .parse::<i64>()
+            .map_err(|_| StoreError::Unreadable(format!("`{EXPIRES_AT}` is not whole seconds"))),
+        _ => Err(StoreError::Unreadable(format!("no number `{EXPIRES_AT}`"))),
+    }?;
+    let state = match text(STATE)? {
+        PUBLISHED => RecordState::Published,
+        IN_PROGRESS => RecordState::InProgress {
+            owner: text(OWNER)?.to_owned(),
+        },
+        _ => return Err(StoreError::Unreadable(format!("unknown `{STATE}`"))),
+    };
+    Ok(StoredRecord {
+        state,
+        digest: ContentDigest::from_stored(text(DIGEST)?.to_owned()),
+        expires_at,
+    })
+}
+
+/// A failed call as [`StoreError::Unavailable`], with the SDK's full context (never a value).
+fn unavailable<E: std::error::Error + 'static, R: std::fmt::Debug>(
+    error: SdkError<E, R>,
+) -> StoreError {
+    StoreError::Unavailable(DisplayErrorContext(error).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(pairs: &[(&str, AttributeValue)]) -> HashMap<String, AttributeValue> {
+        pairs
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), value.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn stored_items_read_back_as_records_and_bad_ones_are_named() {
+        let digest = "ab".repeat(32);
+        let claimed = item(&[
+            (PK, s("engine:op:1")),
+            (STATE, s(IN_PROGRESS)),
+            (OWNER, s("token-1")),
+            (DIGEST, s(&digest)),
+            (EXPIRES_AT, n(1_790_000_010)),
+        ]);
+        assert_eq!(
+            record(&claimed).unwrap(),
+            StoredRecord {
+                state: RecordState::InProgress {
+                    owner: "token-1".to_owned()
+                },
+                digest: ContentDigest::from_stored(digest.clone()),
+                expires_at: 1_790_000_010,
+            }
+        );
+        let mut published = claimed.clone();
+        published.insert(STATE.to_owned(), s(PUBLISHED));
+        published.remove(OWNER);
+        assert_eq!(record(&published).unwrap().state, RecordState::Published);
+
+        let mut broken = claimed.clone();
+        broken.insert(EXPIRES_AT.to_owned(), AttributeValue::N("1.5".into()));
+        assert!(matches!(record(&broken), Err(StoreError::Unreadable(_))));
+        let mut unknown = claimed;
+        unknown.insert(STATE.to_owned(), s("done"));
+        assert!(matches!(record(&unknown), Err(StoreError::Unreadable(_))));
+    }
+}

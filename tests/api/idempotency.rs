@@ -1,0 +1,196 @@
+//! The durable idempotency store as users get it: the shipped `hookrelay` binary under the
+//! Lambda emulator, moto's DynamoDB table (created as template.yaml creates it) and a standard
+//! SQS queue, which deduplicates nothing, so every extra copy would show. Each rule of
+//! `docs/reliability.md`'s key lifecycle is driven through real connections: a key published by
+//! one instance is a duplicate on a cold one (with the engine's new delivery id); a claim held
+//! elsewhere is 503 `in_progress` with `Retry-After`; an expired claim lets the retry through;
+//! two registrations reusing an operator and sequence both reach the queue once; a store that
+//! does not answer never refuses a delivery.
+
+use hookrelay_devtools::lambda_emulator::{Invocation, LambdaInstance, function_url_event};
+use hookrelay_devtools::local_dynamodb;
+use hookrelay_devtools::moto::moto;
+use hookrelay_devtools::sender_sim;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::helpers::*;
+
+const SECRET_A: &str = "idempotency-test-registration-a";
+const SECRET_B: &str = "idempotency-test-registration-b";
+
+struct Answer {
+    status: i64,
+    retry_after: Option<String>,
+    body: serde_json::Value,
+}
+
+/// An engine delivery signed with `secret`. Every attempt of one event carries the event's
+/// `timestamp` (the test's start, within the replay window), as the engine re-sends an event.
+fn engine_event(secret: &str, id: &str, sequence: u64, market: &str) -> Vec<u8> {
+    static STARTED: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let now = STARTED.get_or_init(|| OffsetDateTime::now_utc().format(&Rfc3339).unwrap());
+    let body = format!(
+        r#"{{"id":"{id}","sequence":{sequence},"eventType":"ORDER_MATCHED","marketId":"{market}","operatorId":"op-idem","payload":{{"price":0.65}},"timestamp":"{now}"}}"#
+    );
+    let mut headers = serde_json::Map::new();
+    for (name, value) in sender_sim::sign(hookrelay::senders::ENGINE, secret, None, body.as_bytes())
+    {
+        headers.insert(name.to_ascii_lowercase(), value.into());
+    }
+    function_url_event("POST", "/engine", headers, body, false)
+}
+
+async fn deliver(instance: &LambdaInstance, event: Vec<u8>) -> Answer {
+    let Invocation::Response(json) = instance.invoke_raw(event).await else {
+        panic!("the receiver failed the invocation");
+    };
+    let response: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    Answer {
+        status: response["statusCode"].as_i64().unwrap(),
+        retry_after: response["headers"]["retry-after"]
+            .as_str()
+            .map(str::to_owned),
+        body: serde_json::from_str(response["body"].as_str().unwrap()).unwrap(),
+    }
+}
+
+/// A receiver instance with the store on: a fresh process, so an empty in-memory window.
+async fn instance(queue_url: &str, table: &str, dynamodb_endpoint: &str) -> LambdaInstance {
+    let secrets = format!("{SECRET_A},{SECRET_B}");
+    start_receiver(
+        queue_url,
+        &[
+            ("HOOKRELAY_ENGINE_SECRETS", secrets.as_str()),
+            ("HOOKRELAY_IDEMPOTENCY_TABLE", table),
+            ("AWS_ENDPOINT_URL_DYNAMODB", dynamodb_endpoint),
+        ],
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_shipped_receiver_keeps_every_rule_of_the_key_lifecycle_against_dynamodb() {
+    let endpoint = &moto().endpoint;
+    let sqs = sqs_client(endpoint);
+    let queue_url = create_queue(&sqs, &unique_queue_name(false)).await;
+    let dynamodb = local_dynamodb::client(endpoint);
+    let table = format!("hookrelay-idempotency-{}", std::process::id());
+    local_dynamodb::create_idempotency_table(&dynamodb, &table)
+        .await
+        .unwrap();
+
+    // Published by one instance, a duplicate on a cold one, with the engine's new delivery id.
+    let first = instance(&queue_url, &table, endpoint).await;
+    let answer = deliver(&first, engine_event(SECRET_A, "d-1", 100, "m-1")).await;
+    assert_eq!(
+        (answer.status, &answer.body["status"]),
+        (200, &"accepted".into())
+    );
+    let published = local_dynamodb::record(&dynamodb, &table, "engine:op-idem:100")
+        .await
+        .expect("a record");
+    assert_eq!(published.state, "published");
+    let ttl = published.expires_at - OffsetDateTime::now_utc().unix_timestamp();
+    assert!((604_700..=604_800).contains(&ttl), "7-day TTL, got {ttl} s");
+    drop(first);
+    let cold = instance(&queue_url, &table, endpoint).await;
+    let answer = deliver(&cold, engine_event(SECRET_A, "d-2", 100, "m-1")).await;
+    assert_eq!(
+        (answer.status, &answer.body["status"]),
+        (200, &"duplicate".into())
+    );
+
+    // A claim another instance holds: 503 `in_progress` with Retry-After, nothing sent. The
+    // engine's digest leaves out the sequence, so event 101 (same content as 100) has the
+    // digest just stored.
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    local_dynamodb::put_claim(
+        &dynamodb,
+        &table,
+        "engine:op-idem:101",
+        "another-instance",
+        &published.digest,
+        now + 30,
+    )
+    .await
+    .unwrap();
+    let answer = deliver(&cold, engine_event(SECRET_A, "d-3", 101, "m-1")).await;
+    assert_eq!(answer.status, 503, "{}", answer.body);
+    assert_eq!(answer.body["error"], "in_progress");
+    let wait: u64 = answer.retry_after.expect("Retry-After").parse().unwrap();
+    assert!((1..=30).contains(&wait), "Retry-After {wait}");
+
+    // The claimant died: its claim expired (TTL has not deleted it yet), so the retry goes
+    // through.
+    local_dynamodb::put_claim(
+        &dynamodb,
+        &table,
+        "engine:op-idem:101",
+        "a-dead-instance",
+        &published.digest,
+        now - 1,
+    )
+    .await
+    .unwrap();
+    let answer = deliver(&cold, engine_event(SECRET_A, "d-4", 101, "m-1")).await;
+    assert_eq!(
+        (answer.status, &answer.body["status"]),
+        (200, &"accepted".into())
+    );
+
+    // Two registrations (two secrets) reuse operator and sequence for different events: both
+    // reach the queue, the second under its own key, and retries of either are duplicates.
+    let answer = deliver(&cold, engine_event(SECRET_B, "b-1", 100, "m-other")).await;
+    assert_eq!(
+        (answer.status, &answer.body["status"]),
+        (200, &"accepted".into())
+    );
+    let conflict_id = answer.body["id"].as_str().unwrap().to_owned();
+    assert!(
+        conflict_id.starts_with("engine:op-idem:100#"),
+        "{conflict_id}"
+    );
+    drop(cold);
+    let third = instance(&queue_url, &table, endpoint).await;
+    for (secret, id, market) in [(SECRET_B, "b-2", "m-other"), (SECRET_A, "d-5", "m-1")] {
+        let answer = deliver(&third, engine_event(secret, id, 100, market)).await;
+        assert_eq!(
+            (answer.status, &answer.body["status"]),
+            (200, &"duplicate".into()),
+            "{id}"
+        );
+    }
+    drop(third);
+
+    // A store that does not answer: still published, once.
+    let (_hole, dead_endpoint) = black_hole();
+    let unstored = instance(&queue_url, &table, &dead_endpoint).await;
+    let answer = deliver(&unstored, engine_event(SECRET_A, "d-6", 102, "m-1")).await;
+    assert_eq!(
+        (answer.status, &answer.body["status"]),
+        (200, &"accepted".into())
+    );
+    drop(unstored);
+
+    let mut ids: Vec<String> = receive_all(&sqs, &queue_url)
+        .await
+        .iter()
+        .map(|message| {
+            hookrelay::Envelope::from_json(message.body().unwrap())
+                .unwrap()
+                .id
+        })
+        .collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        vec![
+            "engine:op-idem:100".to_owned(),
+            conflict_id,
+            "engine:op-idem:101".to_owned(),
+            "engine:op-idem:102".to_owned(),
+        ],
+        "each event exactly once, the conflict under its own key"
+    );
+}
