@@ -153,8 +153,8 @@ pub async fn handle_measured<P: Publisher, C: Clock, S: IdempotencyStore>(
 
 fn store_metrics(result: &Result<Handled, Rejection>) -> StoreMetrics {
     let from_notes = |notes: &StoreNotes| StoreMetrics {
-        latency: (notes.calls > 0).then_some(notes.latency),
-        failures: notes.failures.len() as u32,
+        latency: (notes.calls.count > 0).then_some(notes.calls.latency),
+        failures: notes.calls.failures.len() as u32,
         conflict: notes.conflict.is_some(),
         ..StoreMetrics::default()
     };
@@ -325,7 +325,7 @@ fn log_store_notes(routed_to: &str, notes: &StoreNotes) {
             "dedupe conflict: the key already holds other content; published under its own key instead of refused, since refusing would lose a real event"
         );
     }
-    for (operation, error) in &notes.failures {
+    for (operation, error) in &notes.calls.failures {
         tracing::error!(
             provider = routed_to,
             operation = operation.as_str(),

@@ -23,7 +23,7 @@ use hookrelay::senders::Sender;
 use hookrelay::signature::{self, Headers, SecretSet, SignedRequest, VerifyError};
 use hookrelay_ingest::dedupe::{ContentDigest, DedupeDecision, DedupeKey, DedupeWindow};
 use hookrelay_ingest::idempotency::{
-    ClaimDecision, ClaimRequest, IdempotencyStore, NoStore, OwnerTokens, StoreError, StoreKey,
+    Claim, HeldClaim, Idempotency, IdempotencyStore, NoStore, StoreCalls,
 };
 use hookrelay_ingest::queue::{PublishError, Publisher};
 use hookrelay_ingest::routed::{ParseError, RoutedEvent, SQS_MAX_MESSAGE_BYTES};
@@ -98,12 +98,9 @@ pub struct Handled {
 /// What the dedupe layers noticed while handling one delivery, for its log line and metrics.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StoreNotes {
-    /// Time spent in store calls.
-    pub latency: Duration,
-    /// Store calls made.
-    pub calls: u32,
-    /// Store calls that failed, and how (the delivery went on without them).
-    pub failures: Vec<(StoreOperation, StoreError)>,
+    /// The store calls made, their time, and the ones that failed (the delivery went on
+    /// without them).
+    pub calls: StoreCalls,
     /// The key was already taken by other content: this event went out under
     /// [`DedupeKey::with_digest`].
     pub conflict: Option<Conflict>,
@@ -118,28 +115,6 @@ pub struct Conflict {
     pub recorded: ContentDigest,
     /// This event's digest.
     pub this: ContentDigest,
-}
-
-/// A call to the idempotency store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StoreOperation {
-    /// The claim before publishing.
-    Claim,
-    /// Marking the key published.
-    Commit,
-    /// Giving the claim up after a failed publish.
-    Release,
-}
-
-impl StoreOperation {
-    /// `claim`, `commit` or `release`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Claim => "claim",
-            Self::Commit => "commit",
-            Self::Release => "release",
-        }
-    }
 }
 
 /// What was done with a valid delivery; both are answered 200.
@@ -286,15 +261,6 @@ struct ServedRoute {
     secrets: Option<SecretSet>,
 }
 
-/// The durable store and how long its records live.
-#[derive(Debug)]
-struct DurableStore<S> {
-    store: S,
-    owners: OwnerTokens,
-    claim_for: Duration,
-    ttl: Duration,
-}
-
 /// The receiver: configuration, per-instance dedupe memory, the durable idempotency store (none
 /// by default: [`NoStore`]), the queue, and the clock.
 #[derive(Debug)]
@@ -305,17 +271,9 @@ pub struct Pipeline<P, C, S = NoStore> {
     published: Mutex<DedupeWindow>,
     relay_signer: RelaySigner,
     publisher: P,
-    store: Option<DurableStore<S>>,
+    store: Option<Idempotency<S>>,
     clock: C,
     metrics_namespace: String,
-}
-
-/// Where the durable store leaves a delivery.
-enum Claimed {
-    /// Publish; commit `held` afterwards when there is a claim to commit.
-    Publish { held: Option<(StoreKey, String)> },
-    /// The store says it was published.
-    Duplicate,
 }
 
 impl<P: Publisher, C: Clock> Pipeline<P, C, NoStore> {
@@ -355,12 +313,11 @@ impl<P: Publisher, C: Clock> Pipeline<P, C, NoStore> {
             published: self.published,
             relay_signer: self.relay_signer,
             publisher: self.publisher,
-            store: Some(DurableStore {
+            store: Some(Idempotency::new(
                 store,
-                owners: OwnerTokens::new(),
-                claim_for: config.idempotency.claim_for,
-                ttl: config.idempotency.ttl,
-            }),
+                config.idempotency.claim_for,
+                config.idempotency.ttl,
+            )),
             clock: self.clock,
             metrics_namespace: self.metrics_namespace,
         }
@@ -442,21 +399,38 @@ impl<P: Publisher, C: Clock, S: IdempotencyStore> Pipeline<P, C, S> {
         }
 
         // Layer two: the durable store, shared by every instance and the bridge.
-        let (event, claimed) = self.claim(event, &digest, now, &mut notes).await?;
-        let held = match claimed {
-            Claimed::Duplicate => {
-                self.dedupe()
-                    .record(event.dedupe_key().clone(), digest, now);
-                return Ok(handled(route.sender, &event, Outcome::Duplicate, notes));
+        let mut held = None;
+        if let Some(store) = &self.store {
+            let outcome = store
+                .claim(
+                    event.dedupe_key(),
+                    &digest,
+                    now.unix_timestamp(),
+                    &mut notes.calls,
+                )
+                .await;
+            if let Some(recorded) = outcome.conflict {
+                event = self.rekey(event, recorded, &digest, &mut notes);
             }
-            Claimed::Publish { held } => held,
-        };
+            match outcome.claim {
+                Claim::Held(claim) => held = Some(claim),
+                Claim::Unclaimed => {}
+                Claim::Duplicate => {
+                    self.dedupe()
+                        .record(event.dedupe_key().clone(), digest, now);
+                    return Ok(handled(route.sender, &event, Outcome::Duplicate, notes));
+                }
+                Claim::InProgress { retry_after_secs } => {
+                    return Err(Rejection::InProgress { retry_after_secs });
+                }
+            }
+        }
 
         // Seal: the relay signature over the whole message, so consumers can refuse anything
         // hookrelay did not write.
         let message = event.queue_message(now, &self.relay_signer);
         if message.size() > SQS_MAX_MESSAGE_BYTES {
-            self.release(held, &mut notes).await;
+            self.release(held.as_ref(), &mut notes).await;
             return Err(Rejection::MessageTooLarge {
                 limit: SQS_MAX_MESSAGE_BYTES,
             });
@@ -468,7 +442,7 @@ impl<P: Publisher, C: Clock, S: IdempotencyStore> Pipeline<P, C, S> {
             // The sender's retry must go through in full, so the claim goes (an ambiguous
             // failure's retry can make a second copy on a standard queue: same envelope id,
             // counted by the edge as `AmbiguousPublish`).
-            self.release(held, &mut notes).await;
+            self.release(held.as_ref(), &mut notes).await;
             return Err(Rejection::QueueUnavailable {
                 error,
                 after: publish_latency,
@@ -477,7 +451,11 @@ impl<P: Publisher, C: Clock, S: IdempotencyStore> Pipeline<P, C, S> {
         }
         self.dedupe()
             .record(event.dedupe_key().clone(), digest, now);
-        self.commit(held, now, &mut notes).await;
+        if let (Some(store), Some(held)) = (&self.store, &held) {
+            store
+                .commit(held, now.unix_timestamp(), &mut notes.calls)
+                .await;
+        }
         Ok(handled(
             route.sender,
             &event,
@@ -502,100 +480,10 @@ impl<P: Publisher, C: Clock, S: IdempotencyStore> Pipeline<P, C, S> {
         event.rekeyed_for_conflict(digest)
     }
 
-    /// Claims the event's key in the store (and, on a conflict, the rekeyed event's key).
-    /// Without a store, or when the store fails, the event is published unclaimed.
-    async fn claim<'e>(
-        &self,
-        mut event: RoutedEvent<'e>,
-        digest: &ContentDigest,
-        now: OffsetDateTime,
-        notes: &mut StoreNotes,
-    ) -> Result<(RoutedEvent<'e>, Claimed), Rejection> {
-        let Some(durable) = &self.store else {
-            return Ok((event, Claimed::Publish { held: None }));
-        };
-        // Two rounds at most: a conflict's key holds the digest, so it can't conflict again.
-        for _ in 0..2 {
-            let key = StoreKey::new(event.dedupe_key());
-            let owner = durable.owners.next();
-            let started = Instant::now();
-            let decision = durable
-                .store
-                .claim(ClaimRequest {
-                    key: &key,
-                    digest,
-                    owner: &owner,
-                    now: now.unix_timestamp(),
-                    claim_expires_at: (now + durable.claim_for).unix_timestamp(),
-                })
-                .await;
-            notes.latency += started.elapsed();
-            notes.calls += 1;
-            match decision {
-                Ok(ClaimDecision::Claimed) => {
-                    return Ok((
-                        event,
-                        Claimed::Publish {
-                            held: Some((key, owner)),
-                        },
-                    ));
-                }
-                Ok(ClaimDecision::Duplicate) => return Ok((event, Claimed::Duplicate)),
-                Ok(ClaimDecision::InProgress { retry_after_secs }) => {
-                    return Err(Rejection::InProgress { retry_after_secs });
-                }
-                Ok(ClaimDecision::Conflict { stored }) if notes.conflict.is_none() => {
-                    event = self.rekey(event, stored, digest, notes);
-                }
-                Ok(ClaimDecision::Conflict { .. }) => break,
-                Err(error) => {
-                    notes.failures.push((StoreOperation::Claim, error));
-                    return Ok((event, Claimed::Publish { held: None }));
-                }
-            }
-        }
-        // A conflict under a key that already holds this digest: only a SHA-256 collision.
-        // Publish unclaimed rather than lose the event.
-        notes.failures.push((
-            StoreOperation::Claim,
-            StoreError::Unreadable("the conflict key holds other content".to_owned()),
-        ));
-        Ok((event, Claimed::Publish { held: None }))
-    }
-
-    /// Marks the held claim published, for the TTL.
-    async fn commit(
-        &self,
-        held: Option<(StoreKey, String)>,
-        now: OffsetDateTime,
-        notes: &mut StoreNotes,
-    ) {
-        let (Some(durable), Some((key, owner))) = (&self.store, held) else {
-            return;
-        };
-        let started = Instant::now();
-        let committed = durable
-            .store
-            .commit(&key, &owner, (now + durable.ttl).unix_timestamp())
-            .await;
-        notes.latency += started.elapsed();
-        notes.calls += 1;
-        if let Err(error) = committed {
-            notes.failures.push((StoreOperation::Commit, error));
-        }
-    }
-
     /// Gives the held claim up, so the sender's retry goes through in full.
-    async fn release(&self, held: Option<(StoreKey, String)>, notes: &mut StoreNotes) {
-        let (Some(durable), Some((key, owner))) = (&self.store, held) else {
-            return;
-        };
-        let started = Instant::now();
-        let released = durable.store.release(&key, &owner).await;
-        notes.latency += started.elapsed();
-        notes.calls += 1;
-        if let Err(error) = released {
-            notes.failures.push((StoreOperation::Release, error));
+    async fn release(&self, held: Option<&HeldClaim>, notes: &mut StoreNotes) {
+        if let (Some(store), Some(held)) = (&self.store, held) {
+            store.release(held, &mut notes.calls).await;
         }
     }
 
@@ -860,7 +748,7 @@ mod tests {
         //! tests/api/idempotency.rs).
         use hookrelay::senders::ENGINE;
         use hookrelay_devtools::memory::MemoryStore;
-        use hookrelay_ingest::idempotency::{RecordState, StoredRecord};
+        use hookrelay_ingest::idempotency::{RecordState, StoreOperation, StoredRecord};
 
         use super::*;
 
@@ -998,16 +886,16 @@ mod tests {
             let (_, result) = p.handle(engine(SECRET_A, "d-1", 11, "m")).await;
             let handled = result.unwrap();
             assert_eq!(handled.outcome.as_str(), "accepted");
-            assert_eq!(handled.store.failures.len(), 1);
-            assert_eq!(handled.store.failures[0].0, StoreOperation::Claim);
+            assert_eq!(handled.store.calls.failures.len(), 1);
+            assert_eq!(handled.store.calls.failures[0].0, StoreOperation::Claim);
             assert_eq!(publisher.len(), 1);
             // A failed commit leaves the claim to lapse; the event is still accepted.
             store.fail_commits(true);
             let (_, result) = p.handle(engine(SECRET_A, "d-1", 12, "m")).await;
             let handled = result.unwrap();
             assert_eq!(handled.outcome.as_str(), "accepted");
-            assert_eq!(handled.store.failures.len(), 1);
-            assert_eq!(handled.store.failures[0].0, StoreOperation::Commit);
+            assert_eq!(handled.store.calls.failures.len(), 1);
+            assert_eq!(handled.store.calls.failures[0].0, StoreOperation::Commit);
             assert!(matches!(
                 store.record("engine:op-1:12").unwrap().state,
                 RecordState::InProgress { .. }

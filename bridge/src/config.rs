@@ -26,6 +26,9 @@
 //! | `HOOKRELAY_DEDUPE_WINDOW_SECS` | 1800 | how long a published key is remembered |
 //! | `HOOKRELAY_DEDUPE_CAPACITY` | 100000 | how many keys are remembered at most |
 //! | `HOOKRELAY_METRICS_NAMESPACE` | `hookrelay` | CloudWatch namespace of the EMF metrics |
+//! | `HOOKRELAY_IDEMPOTENCY_TABLE` | unset | the receiver's idempotency table (the stack's `IdempotencyTableName` output): the bridge claims each event there too, so restarts, a deploy overlap and a second bridge publish each event once |
+//! | `HOOKRELAY_IDEMPOTENCY_TTL_SECS` | 604800 | as for the receiver |
+//! | `HOOKRELAY_IDEMPOTENCY_CLAIM_SECS` | 10 | how long a claim holds a key: more than a batch's send (SQS calls are bounded to 5 s) |
 //! | `HOOKRELAY_BRIDGE_METRICS_INTERVAL_SECS` | 60 | how often the counters are written |
 //!
 //! At least one stream must be configured. The defaults keep ECS's 30 s stop timeout: 20 s of
@@ -189,6 +192,8 @@ pub struct BridgeConfig {
     pub metrics_interval: Duration,
     /// The keys every message is sealed with (the same as the receiver's).
     pub relay_signer: RelaySigner,
+    /// The durable idempotency store, shared with the receiver.
+    pub idempotency: settings::IdempotencySettings,
 }
 
 /// The variables of which at least one must be set.
@@ -291,6 +296,7 @@ impl BridgeConfig {
             metrics_namespace: settings::metrics_namespace(&env)?,
             metrics_interval: Duration::from_secs(number(vars::METRICS_INTERVAL_SECS, 60)?),
             relay_signer: settings::relay_signer(&env)?,
+            idempotency: settings::idempotency(&env, settings::DEFAULT_IDEMPOTENCY_CLAIM_SECS)?,
         })
     }
 }

@@ -1,6 +1,7 @@
 //! The `hookrelay-bridge` process: loads the AWS SDK configuration once, reads its
 //! configuration (the relay signing keys from Secrets Manager when
-//! `HOOKRELAY_RELAY_SIGNING_KEYS_ARN` is set), and runs the bridge until SIGTERM or Ctrl-C. Exits 0 after a clean flush, 1 on a
+//! `HOOKRELAY_RELAY_SIGNING_KEYS_ARN` is set), builds the DynamoDB idempotency store when
+//! `HOOKRELAY_IDEMPOTENCY_TABLE` is set, and runs the bridge until SIGTERM or Ctrl-C. Exits 0 after a clean flush, 1 on a
 //! configuration, credential or subscription error, or a queue that refuses every send for good
 //! (restarting won't help), 2 if events were
 //! still unsent when the grace ran out, 3 if a task of the bridge itself failed.
@@ -11,8 +12,8 @@
 use std::process::ExitCode;
 
 use aws_config::BehaviorVersion;
-use hookrelay_aws::SqsPublisher;
 use hookrelay_aws::secrets_manager;
+use hookrelay_aws::{DynamoDbStore, SqsPublisher};
 use hookrelay_bridge::config::BridgeConfig;
 use hookrelay_bridge::{FatalError, RunReport, ShutdownTrigger, shutdown_pair};
 use tokio::signal::unix::{SignalKind, signal};
@@ -48,7 +49,12 @@ async fn main() -> ExitCode {
         rekko = config.rekko.is_some(),
         "bridge starting"
     );
-    match hookrelay_bridge::run(config, publisher, trigger, shutdown).await {
+    let store = config
+        .idempotency
+        .table
+        .as_ref()
+        .map(|table| DynamoDbStore::from_sdk_config(&sdk_config, table.clone()));
+    match hookrelay_bridge::run_with_store(config, publisher, store, trigger, shutdown).await {
         Ok(RunReport {
             published,
             unsent: 0,

@@ -11,8 +11,14 @@
 //!   with their keys and counted.
 //! - **Dedupe**, as in the receiver: an event whose key this process published within the window
 //!   (or is about to publish) is dropped; a key is recorded only once SQS has accepted it. The
-//!   FIFO queue's deduplication id (the same key) covers restarts and other instances for five
-//!   minutes.
+//!   same key with other content is another event, queued under `{key}#{digest}`. With the
+//!   durable store (`HOOKRELAY_IDEMPOTENCY_TABLE`), each event of a batch is claimed before the
+//!   send (the batch's claims run concurrently), committed after SQS accepted it and released
+//!   when it did not: restarts, a deploy overlap and a second bridge are then safe for the TTL.
+//!   A key another claimant holds stays buffered and is retried after the backoff, until that
+//!   claim is committed (then dropped as a duplicate) or lapses (then sent). A failing store
+//!   never holds an event back: it is sent unclaimed and counted (`StoreFailures`). The FIFO
+//!   queue's deduplication id (the same key) covers five minutes either way.
 //! - **Batches** are sent as soon as ten events are waiting, or `linger` after the first one.
 //! - **Order**: a batch keeps stream order; an entry retried after a partial failure may land
 //!   after later events of its market (SQS FIFO orders only what it accepted).
@@ -24,6 +30,9 @@ use std::time::Duration;
 
 use hookrelay::relay::RelaySigner;
 use hookrelay_ingest::dedupe::{ContentDigest, DedupeDecision, DedupeKey, DedupeWindow};
+use hookrelay_ingest::idempotency::{
+    Claim, HeldClaim, Idempotency, IdempotencyStore, NoStore, StoreCalls,
+};
 use hookrelay_ingest::queue::{BatchPublisher, EntryFailure};
 use hookrelay_ingest::routed::{
     QueueMessage, SQS_MAX_BATCH_ENTRIES, SQS_MAX_MESSAGE_BYTES, StreamEvent, StreamSource,
@@ -80,11 +89,25 @@ struct Pending {
     digest: ContentDigest,
     source: StreamSource,
     message: QueueMessage,
+    /// The event and when it was read, to rebuild the message under a conflict key.
+    event: StreamEvent,
+    at: OffsetDateTime,
+    /// Where the store left it: `None` not claimed yet (or released after a failed send).
+    claim: Option<Claimed>,
+}
+
+/// A pending event's claim.
+enum Claimed {
+    /// Held by this bridge: commit after the send, release if it failed.
+    Held(HeldClaim),
+    /// The store failed: send unclaimed.
+    Unclaimed,
 }
 
 /// Sends buffered events to SQS.
-pub struct Sink<P> {
+pub struct Sink<P, S = NoStore> {
     publisher: P,
+    store: Option<Idempotency<S>>,
     settings: SinkSettings,
     signer: RelaySigner,
     dedupe: DedupeWindow,
@@ -95,8 +118,9 @@ pub struct Sink<P> {
     refused_since: Option<(Instant, String)>,
 }
 
-impl<P: BatchPublisher> Sink<P> {
-    /// A sink sealing each message with `signer` and sending through `publisher`.
+impl<P: BatchPublisher> Sink<P, NoStore> {
+    /// A sink sealing each message with `signer` and sending through `publisher`, without a
+    /// durable store (add one with [`Sink::with_store`]).
     pub fn new(
         publisher: P,
         settings: SinkSettings,
@@ -105,6 +129,7 @@ impl<P: BatchPublisher> Sink<P> {
     ) -> Self {
         Self {
             publisher,
+            store: None,
             signer,
             dedupe: DedupeWindow::new(settings.dedupe_capacity, settings.dedupe_window),
             settings,
@@ -115,6 +140,23 @@ impl<P: BatchPublisher> Sink<P> {
         }
     }
 
+    /// This sink with `store` as the durable idempotency store.
+    pub fn with_store<S: IdempotencyStore>(self, store: Idempotency<S>) -> Sink<P, S> {
+        Sink {
+            publisher: self.publisher,
+            store: Some(store),
+            signer: self.signer,
+            dedupe: self.dedupe,
+            settings: self.settings,
+            stats: self.stats,
+            pending: self.pending,
+            published: self.published,
+            refused_since: self.refused_since,
+        }
+    }
+}
+
+impl<P: BatchPublisher, S: IdempotencyStore> Sink<P, S> {
     /// Runs until the buffer is closed (every stream stopped) and empty, or, after `shutdown`
     /// is requested, until the grace period runs out; or until SQS has refused every send
     /// permanently for `permanent_failure_limit`, when it requests shutdown itself through
@@ -257,7 +299,81 @@ impl<P: BatchPublisher> Sink<P> {
             digest,
             source: event.source(),
             message,
+            event,
+            at,
+            claim: None,
         });
+    }
+
+    /// Claims, in the store, each of the first `count` pending events not claimed yet (all at
+    /// once). A duplicate is dropped; a conflict is rebuilt under its own key; a key another
+    /// claimant holds stays unclaimed, so it is left out of this send.
+    async fn claim_batch(&mut self, count: usize, now: OffsetDateTime) {
+        let Some(store) = &self.store else {
+            return;
+        };
+        let claims = self.pending.iter().take(count).map(|pending| async move {
+            let mut calls = StoreCalls::default();
+            if pending.claim.is_some() {
+                return (None, calls);
+            }
+            let outcome = store
+                .claim(
+                    &pending.key,
+                    &pending.digest,
+                    now.unix_timestamp(),
+                    &mut calls,
+                )
+                .await;
+            (Some(outcome), calls)
+        });
+        let outcomes = futures_util::future::join_all(claims).await;
+        let mut keep = VecDeque::with_capacity(self.pending.len());
+        let claimed: Vec<Pending> = self.pending.drain(..count).collect();
+        for (mut pending, (outcome, calls)) in claimed.into_iter().zip(outcomes) {
+            self.count_store_calls(pending.source, &calls);
+            let Some(outcome) = outcome else {
+                keep.push_back(pending);
+                continue;
+            };
+            let counters = self.stats.of(pending.source);
+            if let Some(recorded) = outcome.conflict {
+                bump(&counters.conflicts);
+                tracing::warn!(
+                    key = pending.key.as_str(),
+                    published = %recorded,
+                    this = %pending.digest,
+                    "dedupe conflict in the store: the key holds other content; queued under its own key"
+                );
+                pending.event = pending.event.rekeyed_for_conflict(&pending.digest);
+                pending.key = pending.event.dedupe_key().clone();
+                pending.message = pending.event.queue_message(pending.at, &self.signer);
+            }
+            match outcome.claim {
+                Claim::Held(held) => pending.claim = Some(Claimed::Held(held)),
+                Claim::Unclaimed => pending.claim = Some(Claimed::Unclaimed),
+                Claim::Duplicate => {
+                    bump(&counters.duplicates);
+                    tracing::debug!(
+                        key = pending.key.as_str(),
+                        "published already (the store says); dropped"
+                    );
+                    self.dedupe.record(pending.key, pending.digest, now);
+                    continue;
+                }
+                Claim::InProgress { retry_after_secs } => {
+                    bump(&counters.in_progress);
+                    tracing::debug!(
+                        key = pending.key.as_str(),
+                        retry_after_secs,
+                        "another claimant is publishing it; kept buffered"
+                    );
+                }
+            }
+            keep.push_back(pending);
+        }
+        keep.extend(self.pending.drain(..));
+        self.pending = keep;
     }
 
     /// Starts the clock on a queue that refuses every send for good (or keeps it running, with
@@ -273,20 +389,34 @@ impl<P: BatchPublisher> Sink<P> {
         }
     }
 
-    /// Sends the oldest pending events (at most ten, at most SQS's batch size in bytes).
-    /// Returns whether SQS accepted every one.
+    /// Sends the oldest pending events (at most ten, at most SQS's batch size in bytes),
+    /// claimed first when there is a store. Returns whether every one was sent and accepted.
     async fn send_one_batch(&mut self) -> bool {
-        let mut bytes = 0;
-        let count = self
-            .pending
-            .iter()
-            .take(SQS_MAX_BATCH_ENTRIES)
-            .take_while(|p| {
-                bytes += p.message.size();
-                bytes <= SQS_MAX_MESSAGE_BYTES
-            })
-            .count()
-            .max(1);
+        let claimed_at = OffsetDateTime::now_utc();
+        let window = self.batch_len();
+        self.claim_batch(window, claimed_at).await;
+        // With a store, only claimed events go out; one another claimant holds waits (at the
+        // front, keeping its place) for a later round.
+        let store_on = self.store.is_some();
+        let ready: Vec<usize> = (0..self.batch_len())
+            .filter(|&i| !store_on || self.pending[i].claim.is_some())
+            .collect();
+        if ready.is_empty() {
+            return self.pending.is_empty();
+        }
+        let waiting = self.batch_len() - ready.len();
+        // Bring the ready ones to the front, in order, so the send and its results line up.
+        let mut front: Vec<Pending> = Vec::with_capacity(ready.len());
+        let mut rest: VecDeque<Pending> = VecDeque::new();
+        for (i, pending) in self.pending.drain(..).enumerate() {
+            if ready.contains(&i) {
+                front.push(pending);
+            } else {
+                rest.push_back(pending);
+            }
+        }
+        let count = front.len();
+        self.pending = front.into_iter().chain(rest).collect();
         let messages: Vec<&QueueMessage> = self
             .pending
             .iter()
@@ -332,15 +462,23 @@ impl<P: BatchPublisher> Sink<P> {
         };
         let now = OffsetDateTime::now_utc();
         let mut retry = Vec::new();
-        for (pending, result) in self.pending.drain(..count).zip(results) {
+        let mut commits = Vec::new();
+        let mut releases = Vec::new();
+        for (mut pending, result) in self.pending.drain(..count).zip(results) {
             let counters = self.stats.of(pending.source);
+            let held = match pending.claim.take() {
+                Some(Claimed::Held(held)) => Some(held),
+                _ => None,
+            };
             match result {
                 Ok(()) => {
+                    commits.extend(held.map(|held| (pending.source, held)));
                     self.dedupe.record(pending.key, pending.digest, now);
                     self.published += 1;
                     bump(&counters.published);
                 }
                 Err(failure) if failure.is_permanent() => {
+                    releases.extend(held.map(|held| (pending.source, held)));
                     bump(&counters.rejected);
                     tracing::error!(
                         key = pending.key.as_str(),
@@ -349,18 +487,80 @@ impl<P: BatchPublisher> Sink<P> {
                     );
                 }
                 Err(failure) => {
+                    // Released, and claimed again before the retry: a claim never outlives
+                    // the backoff unseen.
+                    releases.extend(held.map(|held| (pending.source, held)));
                     bump(&counters.publish_failures);
                     tracing::debug!(key = pending.key.as_str(), code = %failure.code, "entry not accepted; will retry");
                     retry.push(pending);
                 }
             }
         }
-        let all_accepted = retry.is_empty();
+        if let Some(store) = &self.store {
+            for (source, calls) in settle_claims(store, &commits, &releases, now).await {
+                self.count_store_calls(source, &calls);
+            }
+        }
+        let all_accepted = retry.is_empty() && waiting == 0;
         for pending in retry.into_iter().rev() {
             self.pending.push_front(pending);
         }
         all_accepted
     }
+
+    /// How many of the oldest pending events fit one batch (ten, and SQS's batch size in bytes).
+    fn batch_len(&self) -> usize {
+        let mut bytes = 0;
+        self.pending
+            .iter()
+            .take(SQS_MAX_BATCH_ENTRIES)
+            .take_while(|p| {
+                bytes += p.message.size();
+                bytes <= SQS_MAX_MESSAGE_BYTES
+            })
+            .count()
+            .max(1)
+            .min(self.pending.len())
+    }
+
+    /// Logs and counts the store calls of one `source` event that failed.
+    fn count_store_calls(&self, source: StreamSource, calls: &StoreCalls) {
+        for (operation, error) in &calls.failures {
+            bump(&self.stats.of(source).store_failures);
+            tracing::error!(
+                operation = operation.as_str(),
+                %error,
+                "idempotency store call failed; the event goes on without it"
+            );
+        }
+    }
+}
+
+/// Commits the claims of accepted events and releases the others', all at once; the calls each
+/// event made.
+async fn settle_claims<S: IdempotencyStore>(
+    store: &Idempotency<S>,
+    commits: &[(StreamSource, HeldClaim)],
+    releases: &[(StreamSource, HeldClaim)],
+    now: OffsetDateTime,
+) -> Vec<(StreamSource, StoreCalls)> {
+    let commits = commits.iter().map(|(source, held)| async move {
+        let mut calls = StoreCalls::default();
+        store.commit(held, now.unix_timestamp(), &mut calls).await;
+        (*source, calls)
+    });
+    let releases = releases.iter().map(|(source, held)| async move {
+        let mut calls = StoreCalls::default();
+        store.release(held, &mut calls).await;
+        (*source, calls)
+    });
+    let (mut settled, released) = futures_util::future::join(
+        futures_util::future::join_all(commits),
+        futures_util::future::join_all(releases),
+    )
+    .await;
+    settled.extend(released);
+    settled
 }
 
 fn not_confirmed() -> EntryFailure {
@@ -687,5 +887,116 @@ mod tests {
             (1, None),
             "recovered in time"
         );
+    }
+
+    mod durable_store {
+        //! The sink's store stage against the store's rules over a map (`MemoryStore`).
+        use hookrelay_devtools::memory::MemoryStore;
+        use hookrelay_ingest::idempotency::{RecordState, StoredRecord};
+
+        use super::*;
+
+        async fn run_with(
+            queue: &ScriptedQueue,
+            store: &MemoryStore,
+            events: Vec<Received>,
+        ) -> (SinkReport, Arc<Stats>) {
+            let stats = Arc::new(Stats::default());
+            let (tx, rx) = mpsc::channel(4);
+            let (trigger, shutdown) = shutdown_pair();
+            let sink = Sink::new(queue, settings(), test_signer(), stats.clone()).with_store(
+                Idempotency::new(
+                    store.clone(),
+                    Duration::from_secs(10),
+                    Duration::from_secs(600),
+                ),
+            );
+            let feeder = async move {
+                for e in events {
+                    tx.send(e).await.unwrap();
+                }
+            };
+            let (report, ()) = tokio::join!(sink.run(rx, shutdown, trigger), feeder);
+            (report, stats)
+        }
+
+        #[tokio::test]
+        async fn two_bridges_sharing_the_store_publish_each_event_once() {
+            let (queue, store) = (ScriptedQueue::default(), MemoryStore::default());
+            let (first, _) = run_with(&queue, &store, (0..12).map(event).collect()).await;
+            // A second bridge (a deploy overlap, a restart) reads the same events and more.
+            let (second, stats) = run_with(&queue, &store, (0..15).map(event).collect()).await;
+            assert_eq!((first.published, second.published), (12, 3));
+            let accepted = queue.accepted.lock().unwrap().clone();
+            assert_eq!(accepted.len(), 15);
+            assert_eq!(accepted.iter().collect::<HashSet<_>>().len(), 15);
+            assert_eq!(count(&stats.of(StreamSource::Rekko).duplicates), 12);
+            assert!(store.keys().iter().all(|key| {
+                store
+                    .record(key)
+                    .is_some_and(|r| r.state == RecordState::Published)
+            }));
+        }
+
+        #[tokio::test]
+        async fn a_key_another_claimant_holds_stays_buffered_until_its_claim_lapses() {
+            let (queue, store) = (ScriptedQueue::default(), MemoryStore::default());
+            let held = event(0);
+            let key = held.event.dedupe_key().as_str().to_owned();
+            let now = OffsetDateTime::now_utc().unix_timestamp();
+            store.put(
+                &key,
+                StoredRecord {
+                    state: RecordState::InProgress {
+                        owner: "the-other-bridge".to_owned(),
+                    },
+                    digest: held.event.content_digest(),
+                    expires_at: now + 1,
+                },
+            );
+            let (report, stats) = run_with(&queue, &store, vec![held, event(1)]).await;
+            assert_eq!(report.published, 2, "sent once the other claim lapsed");
+            assert!(count(&stats.of(StreamSource::Rekko).in_progress) >= 1);
+            assert_eq!(queue.accepted.lock().unwrap().len(), 2);
+        }
+
+        #[tokio::test]
+        async fn a_failing_store_holds_nothing_back() {
+            let (queue, store) = (ScriptedQueue::default(), MemoryStore::default());
+            store.fail_next(1);
+            let (report, stats) = run_with(&queue, &store, (0..3).map(event).collect()).await;
+            assert_eq!(report.published, 3);
+            assert_eq!(count(&stats.of(StreamSource::Rekko).store_failures), 1);
+            assert_eq!(queue.accepted.lock().unwrap().len(), 3);
+            // The one whose claim failed went out unclaimed: no record.
+            assert_eq!(published_records(&store), 2);
+        }
+
+        #[tokio::test]
+        async fn a_failed_send_releases_its_claims_and_the_retry_claims_again() {
+            let (queue, store) = (ScriptedQueue::default(), MemoryStore::default());
+            queue.script.lock().unwrap().push_back(Script::CallFails);
+            let (report, stats) = run_with(&queue, &store, (0..3).map(event).collect()).await;
+            assert_eq!(report.published, 3);
+            assert_eq!(count(&stats.of(StreamSource::Rekko).store_failures), 0);
+            assert_eq!(queue.accepted.lock().unwrap().len(), 3);
+            assert_eq!(published_records(&store), 3);
+            assert!(
+                store.calls() >= 3 * 2 + 1,
+                "a release after the failed call, a claim before the retry"
+            );
+        }
+
+        fn published_records(store: &MemoryStore) -> usize {
+            store
+                .keys()
+                .iter()
+                .filter(|key| {
+                    store
+                        .record(key)
+                        .is_some_and(|r| r.state == RecordState::Published)
+                })
+                .count()
+        }
     }
 }

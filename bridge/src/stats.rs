@@ -15,6 +15,8 @@
 //! | `Rejected` | entries SQS refused as invalid (logged with their key; never retried) |
 //! | `DedupeConflicts` | events whose key already held other content (queued under their own key) |
 //! | `AmbiguousPublish` | failed sends SQS may have accepted anyway (a retry can copy on a standard queue) |
+//! | `StoreFailures` | idempotency store calls that failed (the event went on unclaimed) |
+//! | `InProgress` | claims refused because another claimant held the key (the event stayed buffered) |
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -48,10 +50,14 @@ pub struct StreamCounters {
     pub conflicts: AtomicU64,
     /// Failed sends SQS may have accepted anyway.
     pub ambiguous: AtomicU64,
+    /// Store calls that failed.
+    pub store_failures: AtomicU64,
+    /// Claims another claimant held.
+    pub in_progress: AtomicU64,
 }
 
 impl StreamCounters {
-    fn take(&self) -> [(&'static str, u64); 11] {
+    fn take(&self) -> [(&'static str, u64); 13] {
         let take = |counter: &AtomicU64| counter.swap(0, Ordering::Relaxed);
         [
             ("StreamEvents", take(&self.events)),
@@ -65,6 +71,8 @@ impl StreamCounters {
             ("Rejected", take(&self.rejected)),
             ("DedupeConflicts", take(&self.conflicts)),
             ("AmbiguousPublish", take(&self.ambiguous)),
+            ("StoreFailures", take(&self.store_failures)),
+            ("InProgress", take(&self.in_progress)),
         ]
     }
 }

@@ -607,7 +607,11 @@ fn the_idempotency_table_is_on_demand_with_ttl_and_recovery_and_the_receiver_use
     }
     // The adapter's key and TTL attribute.
     assert!(has_lines(table, "- AttributeName: pk", "KeyType: HASH"));
-    assert!(has_lines(table, "AttributeName: expires_at", "Enabled: true"));
+    assert!(has_lines(
+        table,
+        "AttributeName: expires_at",
+        "Enabled: true"
+    ));
 
     let receiver = resource(&text, "ReceiverFunction");
     assert!(receiver.contains(&format!(
@@ -626,10 +630,14 @@ fn the_idempotency_table_is_on_demand_with_ttl_and_recovery_and_the_receiver_use
     assert_eq!(ttl_min, settings::LONGEST_RETRY_SCHEDULE_SECS);
     // A claim outlives any invocation that holds it.
     let timeout = number_after(&text, "  ReceiverFunction:", "Timeout:") as u64;
-    let claim: u64 = value_after(&text, "  ReceiverFunction:", settings::IDEMPOTENCY_CLAIM_SECS)
-        .trim_matches('"')
-        .parse()
-        .unwrap();
+    let claim: u64 = value_after(
+        &text,
+        "  ReceiverFunction:",
+        settings::IDEMPOTENCY_CLAIM_SECS,
+    )
+    .trim_matches('"')
+    .parse()
+    .unwrap();
     assert!(claim > timeout, "claim {claim} s, timeout {timeout} s");
     assert_eq!(claim, settings::DEFAULT_IDEMPOTENCY_CLAIM_SECS);
 }
@@ -678,7 +686,10 @@ fn the_store_alarms_watch_metrics_the_receiver_emits() {
     ] {
         let block = resource(&text, alarm);
         assert!(block.contains(&format!("MetricName: {metric}")), "{alarm}");
-        assert!(block.contains("Namespace: !Ref MetricsNamespace"), "{alarm}");
+        assert!(
+            block.contains("Namespace: !Ref MetricsNamespace"),
+            "{alarm}"
+        );
         assert_eq!(document[metric], 1.0, "{metric}");
     }
     assert!(

@@ -21,6 +21,7 @@
 
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
@@ -182,6 +183,195 @@ pub trait IdempotencyStore {
         key: &StoreKey,
         owner: &str,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// The store as the receiver and the bridge drive it: claims lasting `claim_for`, published
+/// records `ttl`, owner tokens of this process; each call timed and its failure kept, never
+/// raised (a failing store never refuses an event).
+#[derive(Debug)]
+pub struct Idempotency<S> {
+    store: S,
+    owners: OwnerTokens,
+    claim_for: Duration,
+    ttl: Duration,
+}
+
+/// A claim this process holds: commit it after SQS accepted the event, release it otherwise.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldClaim {
+    key: StoreKey,
+    owner: String,
+}
+
+/// Where a claim leaves an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// This process holds the key: publish, then commit.
+    Held(HeldClaim),
+    /// The store says this content was published under the key: send nothing.
+    Duplicate,
+    /// Another claimant is publishing this content: wait `retry_after_secs` and try again.
+    InProgress {
+        /// Seconds until that claim lapses.
+        retry_after_secs: u64,
+    },
+    /// The store failed (kept in [`StoreCalls::failures`]): publish unclaimed.
+    Unclaimed,
+}
+
+/// What a claim decided, under which key, and what its calls cost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimOutcome {
+    /// The claim.
+    pub claim: Claim,
+    /// `Some(recorded digest)` when the key held other content: the event goes out under
+    /// `DedupeKey::with_digest`, and this claim was of that key.
+    pub conflict: Option<ContentDigest>,
+}
+
+/// The store calls one event made: how many, how long in all, and which failed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreCalls {
+    /// Calls made.
+    pub count: u32,
+    /// Time in them.
+    pub latency: Duration,
+    /// The ones that failed, and how.
+    pub failures: Vec<(StoreOperation, StoreError)>,
+}
+
+/// A call to the idempotency store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreOperation {
+    /// The claim before publishing.
+    Claim,
+    /// Marking the key published.
+    Commit,
+    /// Giving the claim up after a failed publish.
+    Release,
+}
+
+impl StoreOperation {
+    /// `claim`, `commit` or `release`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Claim => "claim",
+            Self::Commit => "commit",
+            Self::Release => "release",
+        }
+    }
+}
+
+impl<S: IdempotencyStore> Idempotency<S> {
+    /// `store` with claims lasting `claim_for` and published records `ttl`.
+    pub fn new(store: S, claim_for: Duration, ttl: Duration) -> Self {
+        Self {
+            store,
+            owners: OwnerTokens::new(),
+            claim_for,
+            ttl,
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// Claims `key` for content `digest` at `now` (Unix seconds); when the key holds other
+    /// content, claims `key.with_digest(digest)` instead (a conflict's key holds its digest, so
+    /// it can't conflict again but by a SHA-256 collision, which publishes unclaimed).
+    pub async fn claim(
+        &self,
+        key: &DedupeKey,
+        digest: &ContentDigest,
+        now: i64,
+        calls: &mut StoreCalls,
+    ) -> ClaimOutcome {
+        let mut conflict = None;
+        let mut claiming = StoreKey::new(key);
+        loop {
+            let owner = self.owners.next();
+            let decision = calls
+                .time(
+                    StoreOperation::Claim,
+                    self.store.claim(ClaimRequest {
+                        key: &claiming,
+                        digest,
+                        owner: &owner,
+                        now,
+                        claim_expires_at: now.saturating_add(secs(self.claim_for)),
+                    }),
+                )
+                .await;
+            let claim = match decision {
+                Some(ClaimDecision::Claimed) => Claim::Held(HeldClaim {
+                    key: claiming,
+                    owner,
+                }),
+                Some(ClaimDecision::Duplicate) => Claim::Duplicate,
+                Some(ClaimDecision::InProgress { retry_after_secs }) => {
+                    Claim::InProgress { retry_after_secs }
+                }
+                Some(ClaimDecision::Conflict { stored }) if conflict.is_none() => {
+                    claiming = StoreKey::new(&key.with_digest(digest));
+                    conflict = Some(stored);
+                    continue;
+                }
+                Some(ClaimDecision::Conflict { .. }) => {
+                    calls.failures.push((
+                        StoreOperation::Claim,
+                        StoreError::Unreadable("the conflict key holds other content".to_owned()),
+                    ));
+                    Claim::Unclaimed
+                }
+                None => Claim::Unclaimed,
+            };
+            return ClaimOutcome { claim, conflict };
+        }
+    }
+
+    /// Marks `held` published until `now` + the TTL.
+    pub async fn commit(&self, held: &HeldClaim, now: i64, calls: &mut StoreCalls) {
+        let expires_at = now.saturating_add(secs(self.ttl));
+        calls
+            .time(
+                StoreOperation::Commit,
+                self.store.commit(&held.key, &held.owner, expires_at),
+            )
+            .await;
+    }
+
+    /// Gives `held` up, so the next attempt goes through in full.
+    pub async fn release(&self, held: &HeldClaim, calls: &mut StoreCalls) {
+        calls
+            .time(
+                StoreOperation::Release,
+                self.store.release(&held.key, &held.owner),
+            )
+            .await;
+    }
+}
+
+impl StoreCalls {
+    /// Runs `call`, counting and timing it, keeping its failure.
+    async fn time<T>(
+        &mut self,
+        operation: StoreOperation,
+        call: impl Future<Output = Result<T, StoreError>>,
+    ) -> Option<T> {
+        let started = Instant::now();
+        let result = call.await;
+        self.latency += started.elapsed();
+        self.count += 1;
+        result
+            .map_err(|error| self.failures.push((operation, error)))
+            .ok()
+    }
+}
+
+fn secs(duration: Duration) -> i64 {
+    i64::try_from(duration.as_secs()).unwrap_or(i64::MAX)
 }
 
 /// No store (`HOOKRELAY_IDEMPOTENCY_TABLE` unset): a type with no values, so a pipeline without a
