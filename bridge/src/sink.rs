@@ -982,7 +982,7 @@ mod tests {
             assert_eq!(queue.accepted.lock().unwrap().len(), 3);
             assert_eq!(published_records(&store), 3);
             assert!(
-                store.calls() >= 3 * 2 + 1,
+                store.calls() > 3 * 2,
                 "a release after the failed call, a claim before the retry"
             );
         }
