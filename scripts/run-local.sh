@@ -6,6 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/venv.sh run
 echo "== building the receiver (as cargo lambda watch builds it), the stream bridge and the stand-ins"
-cargo build --locked --bin hookrelay
+cargo build --locked --bin hookrelay --bin hookrelay-gap-detector
 cargo build --locked -p hookrelay-bridge -p hookrelay-devtools --bin hookrelay-bridge --bin hookrelay-stream-sim --bin hookrelay-dev
 exec .venv/bin/python scripts/run_local.py

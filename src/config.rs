@@ -18,6 +18,8 @@
 //! | `HOOKRELAY_IDEMPOTENCY_TABLE` | unset | the DynamoDB table of the durable idempotency store; unset, no store |
 //! | `HOOKRELAY_IDEMPOTENCY_TTL_SECS` | 604800 | how long the store remembers a published key (7 days) |
 //! | `HOOKRELAY_IDEMPOTENCY_CLAIM_SECS` | 10 | how long a claim holds a key (the 8 s function timeout and 2 s) |
+//! | `HOOKRELAY_SEQUENCE_GAPS` | off | `on` records each published engine sequence for the gap detector (needs the store) |
+//! | `HOOKRELAY_SEQUENCE_TABLE` | required when on | the DynamoDB table of published sequences |
 //!
 //! Rules beyond types: at least one sender must have a secret; secrets are at least 16 bytes;
 //! the dedupe window is at least twice the replay tolerance (a signed timestamp is accepted from
@@ -108,6 +110,8 @@ pub struct Config {
     pub relay_signer: RelaySigner,
     /// The durable idempotency store.
     pub idempotency: settings::IdempotencySettings,
+    /// The sequence-gap recording, when on.
+    pub sequence_gaps: Option<settings::SequenceSettings>,
 }
 
 impl Config {
@@ -160,11 +164,13 @@ impl Config {
             .and_then(NonZeroUsize::new)
             .ok_or_else(|| ConfigError::new(vars::DEDUPE_CAPACITY, "must be at least 1"))?;
 
+        let idempotency = settings::idempotency(&env, settings::DEFAULT_IDEMPOTENCY_CLAIM_SECS)?;
         Ok(Self {
             queue_url,
             metrics_namespace: settings::metrics_namespace(&env)?,
             relay_signer: settings::relay_signer(&env)?,
-            idempotency: settings::idempotency(&env, settings::DEFAULT_IDEMPOTENCY_CLAIM_SECS)?,
+            sequence_gaps: settings::sequence_gaps(&env, idempotency.table.is_some())?,
+            idempotency,
             secrets,
             replay_tolerance: Duration::from_secs(tolerance_secs),
             max_body_bytes: max_body as usize,
@@ -203,6 +209,7 @@ mod tests {
         assert_eq!(config.idempotency.table, None);
         assert_eq!(config.idempotency.ttl, Duration::from_secs(604_800));
         assert_eq!(config.idempotency.claim_for, Duration::from_secs(10));
+        assert_eq!(config.sequence_gaps, None);
         assert!(config.secrets.of(senders::ENGINE).is_some());
         assert!(config.secrets.of(senders::REKKO).is_none());
         assert!(config.secrets.of(senders::STANDARD).is_none());
@@ -343,6 +350,31 @@ mod tests {
                     (vars::IDEMPOTENCY_CLAIM_SECS, "901"),
                 ],
                 vars::IDEMPOTENCY_CLAIM_SECS,
+            ),
+            (
+                vec![
+                    (vars::QUEUE_URL, QUEUE),
+                    ok_secret,
+                    (settings::SEQUENCE_GAPS, "on"),
+                ],
+                settings::SEQUENCE_TABLE,
+            ),
+            (
+                vec![
+                    (vars::QUEUE_URL, QUEUE),
+                    ok_secret,
+                    (settings::SEQUENCE_GAPS, "on"),
+                    (settings::SEQUENCE_TABLE, "sequences"),
+                ],
+                settings::SEQUENCE_GAPS,
+            ),
+            (
+                vec![
+                    (vars::QUEUE_URL, QUEUE),
+                    ok_secret,
+                    (settings::SEQUENCE_GAPS, "yes"),
+                ],
+                settings::SEQUENCE_GAPS,
             ),
         ];
         for (vars, expected) in cases {

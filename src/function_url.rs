@@ -29,6 +29,7 @@ use lambda_runtime::{LambdaEvent, service_fn};
 use serde::{Deserialize, Serialize};
 
 use hookrelay_ingest::idempotency::IdempotencyStore;
+use hookrelay_ingest::sequence::{Arrival, SequenceStore};
 use lambda_http::http::header::RETRY_AFTER;
 
 use crate::metrics::{self, RequestMetrics, StoreMetrics};
@@ -108,9 +109,13 @@ pub struct HttpContext {
 }
 
 /// Serves Function URL invocations through `pipeline` until the runtime stops.
-pub async fn serve<P: Publisher + Sync, C: Clock, S: IdempotencyStore + Sync>(
-    pipeline: &Pipeline<P, C, S>,
-) -> Result<(), lambda_runtime::Error> {
+pub async fn serve<P, C, S, Q>(pipeline: &Pipeline<P, C, S, Q>) -> Result<(), lambda_runtime::Error>
+where
+    P: Publisher + Sync,
+    C: Clock,
+    S: IdempotencyStore + Sync,
+    Q: SequenceStore + Sync,
+{
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<FunctionUrlRequest>| async move {
             Ok::<_, lambda_runtime::Error>(handle(pipeline, event.payload).await)
@@ -121,8 +126,8 @@ pub async fn serve<P: Publisher + Sync, C: Clock, S: IdempotencyStore + Sync>(
 
 /// Handles one Function URL invocation and writes its metrics to stdout. Never fails: every
 /// outcome is an HTTP response.
-pub async fn handle<P: Publisher, C: Clock, S: IdempotencyStore>(
-    pipeline: &Pipeline<P, C, S>,
+pub async fn handle<P: Publisher, C: Clock, S: IdempotencyStore, Q: SequenceStore>(
+    pipeline: &Pipeline<P, C, S, Q>,
     event: FunctionUrlRequest,
 ) -> ApiGatewayV2httpResponse {
     let (response, request_metrics, store_metrics) = handle_measured(pipeline, event).await;
@@ -135,8 +140,8 @@ pub async fn handle<P: Publisher, C: Clock, S: IdempotencyStore>(
 }
 
 /// [`handle`], returning the request's metrics instead of writing them.
-pub async fn handle_measured<P: Publisher, C: Clock, S: IdempotencyStore>(
-    pipeline: &Pipeline<P, C, S>,
+pub async fn handle_measured<P: Publisher, C: Clock, S: IdempotencyStore, Q: SequenceStore>(
+    pipeline: &Pipeline<P, C, S, Q>,
     event: FunctionUrlRequest,
 ) -> (ApiGatewayV2httpResponse, RequestMetrics, StoreMetrics) {
     let request = inbound_request(event);
@@ -156,6 +161,7 @@ fn store_metrics(result: &Result<Handled, Rejection>) -> StoreMetrics {
         latency: (notes.calls.count > 0).then_some(notes.calls.latency),
         failures: notes.calls.failures.len() as u32,
         conflict: notes.conflict.is_some(),
+        out_of_order: notes.arrival == Some(Arrival::OutOfOrder),
         ..StoreMetrics::default()
     };
     match result {

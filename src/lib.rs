@@ -2,7 +2,8 @@
 //! top-down: [`function_url`] (the event in, the response, log line and metrics out) →
 //! [`pipeline`] (route, verify, read the routing fields, replay window, dedupe, publish; the one
 //! place rejections become status codes). [`config`] is read once at startup and registers the
-//! senders served; [`metrics`] is what one request reports.
+//! senders served; [`metrics`] is what one request reports. [`gap_detector`] is the scheduled
+//! second function (binary `hookrelay-gap-detector`) of the opt-in sequence-gap detection.
 //!
 //! The stages themselves live in the shared crates: signature schemes in `hookrelay` (the
 //! library consumers use too), routing, dedupe and message building in `hookrelay-ingest`, the
@@ -12,5 +13,6 @@
 
 pub mod config;
 pub mod function_url;
+pub mod gap_detector;
 pub mod metrics;
 pub mod pipeline;

@@ -1,13 +1,15 @@
 //! The `hookrelay` Lambda: loads the AWS SDK configuration once, reads the configuration (and,
 //! when `HOOKRELAY_SECRETS_ARN` and `HOOKRELAY_RELAY_SIGNING_KEYS_ARN` are set, the webhook
 //! secrets and the relay signing keys from Secrets Manager), builds the SQS client and, when
-//! `HOOKRELAY_IDEMPOTENCY_TABLE` is set, the DynamoDB idempotency store, and serves Function URL
+//! `HOOKRELAY_IDEMPOTENCY_TABLE` is set, the DynamoDB idempotency store (and with
+//! `HOOKRELAY_SEQUENCE_GAPS=on` the sequence store), and serves Function URL
 //! invocations through the pipeline. Wiring only.
 
 use std::time::Instant;
 
 use aws_config::{BehaviorVersion, SdkConfig};
 use hookrelay::config::ConfigError;
+use hookrelay_aws::dynamodb::DynamoDbSequences;
 use hookrelay_aws::secrets_manager::{self, SECRETS_ARN};
 use hookrelay_aws::{DynamoDbStore, SqsPublisher};
 use hookrelay_ingest::settings;
@@ -37,7 +39,15 @@ async fn main() -> Result<(), lambda_runtime::Error> {
                 );
             }
             let store = DynamoDbStore::from_sdk_config(&sdk_config, table.clone());
-            function_url::serve(&pipeline.with_store(&config, store)).await
+            let pipeline = pipeline.with_store(&config, store);
+            match &config.sequence_gaps {
+                None => function_url::serve(&pipeline).await,
+                Some(gaps) => {
+                    let sequences =
+                        DynamoDbSequences::from_sdk_config(&sdk_config, gaps.table.clone());
+                    function_url::serve(&pipeline.with_sequences(&config, sequences)).await
+                }
+            }
         }
     }
 }

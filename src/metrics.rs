@@ -16,6 +16,7 @@
 //! | `DedupeConflicts` | Count | `provider`, and none | a key already held other content; published under its own key |
 //! | `AmbiguousPublish` | Count | `provider`, and none | a failed send SQS may have accepted (a standard queue can get a second copy) |
 //! | `InProgress` | Count | `provider`, and none | answered 503 `in_progress`: another attempt holds the claim |
+//! | `OutOfOrder` | Count | `provider`, and none | an engine sequence below its stream's highest (gap detection on; never a gap) |
 //!
 //! `provider` is the route's sender, or `none` for paths that route nowhere. The `reason` alone
 //! set lets an alarm watch e.g. `invalid_signature` across all senders.
@@ -74,6 +75,8 @@ pub struct StoreMetrics {
     pub ambiguous: bool,
     /// Whether the answer was 503 `in_progress`.
     pub in_progress: bool,
+    /// Whether its engine sequence arrived below its stream's highest.
+    pub out_of_order: bool,
 }
 
 /// The idempotency document for one request from `provider`, or `None` when there is nothing to
@@ -98,6 +101,7 @@ pub fn store_document(
         ("DedupeConflicts", u32::from(metrics.conflict)),
         ("AmbiguousPublish", u32::from(metrics.ambiguous)),
         ("InProgress", u32::from(metrics.in_progress)),
+        ("OutOfOrder", u32::from(metrics.out_of_order)),
     ] {
         if count > 0 {
             definitions.push(Definition {
@@ -230,6 +234,7 @@ mod tests {
                 conflict: true,
                 ambiguous: true,
                 in_progress: false,
+                out_of_order: true,
             },
         )
         .unwrap();
@@ -239,6 +244,7 @@ mod tests {
         assert_eq!(doc["DedupeConflicts"].as_f64(), Some(1.0));
         assert_eq!(doc["AmbiguousPublish"].as_f64(), Some(1.0));
         assert!(doc.get("InProgress").is_none());
+        assert_eq!(doc["OutOfOrder"].as_f64(), Some(1.0));
         assert_eq!(doc["provider"], "engine");
     }
 

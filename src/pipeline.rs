@@ -23,10 +23,11 @@ use hookrelay::senders::Sender;
 use hookrelay::signature::{self, Headers, SecretSet, SignedRequest, VerifyError};
 use hookrelay_ingest::dedupe::{ContentDigest, DedupeDecision, DedupeKey, DedupeWindow};
 use hookrelay_ingest::idempotency::{
-    Claim, HeldClaim, Idempotency, IdempotencyStore, NoStore, StoreCalls,
+    Claim, HeldClaim, Idempotency, IdempotencyStore, NoStore, StoreCalls, StoreOperation,
 };
 use hookrelay_ingest::queue::{PublishError, Publisher};
 use hookrelay_ingest::routed::{ParseError, RoutedEvent, SQS_MAX_MESSAGE_BYTES};
+use hookrelay_ingest::sequence::{self, Arrival, NoSequences, SequenceStore};
 use hookrelay_ingest::webhooks::WebhookRoute;
 use time::OffsetDateTime;
 
@@ -104,6 +105,8 @@ pub struct StoreNotes {
     /// The key was already taken by other content: this event went out under
     /// [`DedupeKey::with_digest`].
     pub conflict: Option<Conflict>,
+    /// How its engine sequence arrived, when gap detection recorded it.
+    pub arrival: Option<Arrival>,
 }
 
 /// A dedupe conflict: the same key, two contents.
@@ -253,18 +256,20 @@ fn handled(
     }
 }
 
-/// A route and, when its sender is enabled, the secrets it verifies with: resolved once, at
-/// construction, so the request path only looks through this list.
+/// A route and, when its sender is enabled, the secrets it verifies with and their registration
+/// fingerprints (sequence-gap streams): resolved once, at construction, so the request path
+/// only looks through this list.
 #[derive(Debug)]
 struct ServedRoute {
     route: WebhookRoute,
     secrets: Option<SecretSet>,
+    fingerprints: Vec<String>,
 }
 
 /// The receiver: configuration, per-instance dedupe memory, the durable idempotency store (none
 /// by default: [`NoStore`]), the queue, and the clock.
 #[derive(Debug)]
-pub struct Pipeline<P, C, S = NoStore> {
+pub struct Pipeline<P, C, S = NoStore, Q = NoSequences> {
     routes: Vec<ServedRoute>,
     replay_tolerance: Duration,
     max_body_bytes: usize,
@@ -272,8 +277,16 @@ pub struct Pipeline<P, C, S = NoStore> {
     relay_signer: RelaySigner,
     publisher: P,
     store: Option<Idempotency<S>>,
+    sequences: Option<Sequences<Q>>,
     clock: C,
     metrics_namespace: String,
+}
+
+/// Where published engine sequences are recorded, and for how long.
+#[derive(Debug)]
+struct Sequences<Q> {
+    store: Q,
+    retention: Duration,
 }
 
 impl<P: Publisher, C: Clock> Pipeline<P, C, NoStore> {
@@ -282,9 +295,18 @@ impl<P: Publisher, C: Clock> Pipeline<P, C, NoStore> {
     pub fn new(config: &Config, publisher: P, clock: C) -> Self {
         let routes = WEBHOOK_ROUTES
             .into_iter()
-            .map(|route| ServedRoute {
-                route,
-                secrets: config.secrets.of(route.sender).cloned(),
+            .map(|route| {
+                let secrets = config.secrets.of(route.sender).cloned();
+                let fingerprints = secrets
+                    .iter()
+                    .flat_map(SecretSet::iter)
+                    .map(sequence::registration_fingerprint)
+                    .collect();
+                ServedRoute {
+                    route,
+                    secrets,
+                    fingerprints,
+                }
             })
             .collect();
         Self {
@@ -298,6 +320,7 @@ impl<P: Publisher, C: Clock> Pipeline<P, C, NoStore> {
             relay_signer: config.relay_signer.clone(),
             publisher,
             store: None,
+            sequences: None,
             clock,
             metrics_namespace: config.metrics_namespace.clone(),
         }
@@ -318,13 +341,40 @@ impl<P: Publisher, C: Clock> Pipeline<P, C, NoStore> {
                 config.idempotency.claim_for,
                 config.idempotency.ttl,
             )),
+            sequences: None,
             clock: self.clock,
             metrics_namespace: self.metrics_namespace,
         }
     }
 }
 
-impl<P: Publisher, C: Clock, S: IdempotencyStore> Pipeline<P, C, S> {
+impl<P: Publisher, C: Clock, S: IdempotencyStore> Pipeline<P, C, S, NoSequences> {
+    /// This pipeline recording each published engine sequence in `store` (sequence gaps), kept
+    /// for the store's TTL.
+    pub fn with_sequences<Q: SequenceStore>(
+        self,
+        config: &Config,
+        store: Q,
+    ) -> Pipeline<P, C, S, Q> {
+        Pipeline {
+            routes: self.routes,
+            replay_tolerance: self.replay_tolerance,
+            max_body_bytes: self.max_body_bytes,
+            published: self.published,
+            relay_signer: self.relay_signer,
+            publisher: self.publisher,
+            store: self.store,
+            sequences: Some(Sequences {
+                store,
+                retention: config.idempotency.ttl,
+            }),
+            clock: self.clock,
+            metrics_namespace: self.metrics_namespace,
+        }
+    }
+}
+
+impl<P: Publisher, C: Clock, S: IdempotencyStore, Q: SequenceStore> Pipeline<P, C, S, Q> {
     /// The CloudWatch namespace the HTTP edge writes this pipeline's metrics under.
     pub fn metrics_namespace(&self) -> &str {
         &self.metrics_namespace
@@ -451,11 +501,37 @@ impl<P: Publisher, C: Clock, S: IdempotencyStore> Pipeline<P, C, S> {
         }
         self.dedupe()
             .record(event.dedupe_key().clone(), digest, now);
-        if let (Some(store), Some(held)) = (&self.store, &held) {
-            store
-                .commit(held, now.unix_timestamp(), &mut notes.calls)
-                .await;
-        }
+        // Commit and record the sequence at once: two store round trips in one's time.
+        let mut record_calls = StoreCalls::default();
+        let before_commit = notes.calls.latency;
+        let commit = async {
+            if let (Some(store), Some(held)) = (&self.store, &held) {
+                store
+                    .commit(held, now.unix_timestamp(), &mut notes.calls)
+                    .await;
+            }
+        };
+        let stream = event.sequence_in_stream(&served.fingerprints);
+        let record = async {
+            let (Some(sequences), Some((stream, number))) = (&self.sequences, stream) else {
+                return None;
+            };
+            let seen_at = now.unix_timestamp();
+            let expires_at = (now + sequences.retention).unix_timestamp();
+            record_calls
+                .time(
+                    StoreOperation::Record,
+                    sequences.store.record(&stream, number, seen_at, expires_at),
+                )
+                .await
+        };
+        let ((), arrival) = tokio::join!(commit, record);
+        notes.arrival = arrival;
+        notes.calls.count += record_calls.count;
+        // They ran side by side: the store time is the longer of the two.
+        let commit_latency = notes.calls.latency - before_commit;
+        notes.calls.latency = before_commit + commit_latency.max(record_calls.latency);
+        notes.calls.failures.extend(record_calls.failures);
         Ok(handled(
             route.sender,
             &event,

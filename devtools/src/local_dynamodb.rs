@@ -1,6 +1,7 @@
-//! The tools' side of the local DynamoDB endpoint (moto): a client for it, the idempotency
-//! table as template.yaml creates it (partition key `pk`, on-demand, TTL on `expires_at`), and
-//! reading or writing one record the way another instance would have left it.
+//! The tools' side of the local DynamoDB endpoint (moto): a client for it, the idempotency and
+//! sequence tables as template.yaml creates them (on demand; the idempotency table keyed by `pk`
+//! with TTL on `expires_at`, the sequence table by `pk` and `sk`), and reading or writing one
+//! idempotency record the way another instance would have left it.
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
@@ -57,6 +58,36 @@ pub async fn create_idempotency_table(dynamodb: &Client, name: &str) -> Result<(
         .await
         .map_err(|error| format!("enable TTL on {name}: {error:?}"))?;
     Ok(())
+}
+
+/// Creates the sequence table `name` as template.yaml does: `pk` and `sk` strings, on demand.
+pub async fn create_sequence_table(dynamodb: &Client, name: &str) -> Result<(), String> {
+    let attribute = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .map_err(|e| e.to_string())
+    };
+    let key = |name: &str, kind| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(kind)
+            .build()
+            .map_err(|e| e.to_string())
+    };
+    dynamodb
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attribute("pk")?)
+        .attribute_definitions(attribute("sk")?)
+        .key_schema(key("pk", KeyType::Hash)?)
+        .key_schema(key("sk", KeyType::Range)?)
+        .send()
+        .await
+        .map(drop)
+        .map_err(|error| format!("create table {name}: {error:?}"))
 }
 
 /// A record as stored: its state (`in_progress` or `published`), digest and expiry.

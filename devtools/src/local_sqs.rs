@@ -142,6 +142,7 @@ pub async fn drain(
         let batch = sqs
             .receive_message()
             .queue_url(queue_url)
+            .message_attribute_names("All")
             .max_number_of_messages(10)
             .visibility_timeout(120)
             .send()

@@ -15,6 +15,7 @@ use hookrelay_ingest::idempotency::{
 };
 use hookrelay_ingest::queue::{PublishError, Publisher};
 use hookrelay_ingest::routed::QueueMessage;
+use hookrelay_ingest::sequence::{Arrival, Seen, SequenceStore, SequenceStream, StreamHead};
 
 /// Keeps the messages it accepts; fails the first `fail_first` calls. Clones share the record.
 #[derive(Debug, Clone, Default)]
@@ -219,6 +220,100 @@ impl IdempotencyStore for MemoryStore {
         self.failing()?;
         self.owned(key, owner)?;
         self.lock().remove(key.as_str());
+        Ok(())
+    }
+}
+
+/// The sequence store's rules over a map, for unit tests of the recording and the detector
+/// (moto's DynamoDB in the integration tests). Clones share the map.
+#[derive(Debug, Clone, Default)]
+pub struct MemorySequences {
+    inner: Arc<Mutex<Sequences>>,
+}
+
+#[derive(Debug, Default)]
+struct Sequences {
+    seen: std::collections::BTreeMap<(String, u64), i64>,
+    heads: std::collections::BTreeMap<String, (u64, Option<u64>)>,
+}
+
+impl MemorySequences {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Sequences> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl SequenceStore for MemorySequences {
+    async fn record(
+        &self,
+        stream: &SequenceStream,
+        sequence: u64,
+        seen_at: i64,
+        _expires_at: i64,
+    ) -> Result<Arrival, StoreError> {
+        let mut inner = self.lock();
+        let key = stream.key();
+        inner.seen.insert((key.clone(), sequence), seen_at);
+        let head = inner.heads.entry(key).or_insert((0, None));
+        if head.0 >= sequence && head.0 != 0 {
+            return Ok(Arrival::OutOfOrder);
+        }
+        head.0 = sequence;
+        Ok(Arrival::InOrder)
+    }
+
+    async fn streams(&self) -> Result<Vec<StreamHead>, StoreError> {
+        Ok(self
+            .lock()
+            .heads
+            .iter()
+            .filter_map(|(key, (max_sequence, checked_through))| {
+                Some(StreamHead {
+                    stream: SequenceStream::from_key(key)?,
+                    max_sequence: *max_sequence,
+                    checked_through: *checked_through,
+                })
+            })
+            .collect())
+    }
+
+    async fn seen_since(
+        &self,
+        stream: &SequenceStream,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<Seen>, StoreError> {
+        let key = stream.key();
+        let from = after.map_or(0, |a| a.saturating_add(1));
+        Ok(self
+            .lock()
+            .seen
+            .range((key.clone(), from)..=(key, u64::MAX))
+            .take(limit)
+            .map(|((_, sequence), seen_at)| Seen {
+                sequence: *sequence,
+                seen_at: *seen_at,
+            })
+            .collect())
+    }
+
+    async fn checkpoint(
+        &self,
+        stream: &SequenceStream,
+        from: Option<u64>,
+        to: u64,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let head = inner
+            .heads
+            .get_mut(&stream.key())
+            .ok_or(StoreError::ClaimLost)?;
+        if head.1 != from {
+            return Err(StoreError::ClaimLost);
+        }
+        head.1 = Some(to);
         Ok(())
     }
 }

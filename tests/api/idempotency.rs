@@ -194,3 +194,143 @@ async fn the_shipped_receiver_keeps_every_rule_of_the_key_lifecycle_against_dyna
         "each event exactly once, the conflict under its own key"
     );
 }
+
+/// Sequence gaps end to end: the shipped receiver with the detection on records what it
+/// publishes; the shipped detector (a second Lambda) reports exactly the skipped sequences, as a
+/// sealed `hookrelay.sequence_gap` event the library's consumer decodes; sequences that only
+/// arrived out of order, and a second registration counting its own, report nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_shipped_detector_reports_exactly_the_skipped_sequences() {
+    use hookrelay::consumer::{Consumer, EventHandler};
+    use std::sync::Mutex;
+
+    let endpoint = &moto().endpoint;
+    let sqs = sqs_client(endpoint);
+    let queue_url = create_queue(&sqs, &unique_queue_name(true)).await;
+    let dynamodb = local_dynamodb::client(endpoint);
+    let table = format!("hookrelay-gaps-idem-{}", std::process::id());
+    let sequences = format!("hookrelay-gaps-seq-{}", std::process::id());
+    local_dynamodb::create_idempotency_table(&dynamodb, &table)
+        .await
+        .unwrap();
+    local_dynamodb::create_sequence_table(&dynamodb, &sequences)
+        .await
+        .unwrap();
+
+    let secrets = format!("{SECRET_A},{SECRET_B}");
+    let receiver = start_receiver(
+        &queue_url,
+        &[
+            ("HOOKRELAY_ENGINE_SECRETS", secrets.as_str()),
+            ("HOOKRELAY_IDEMPOTENCY_TABLE", table.as_str()),
+            ("HOOKRELAY_SEQUENCE_GAPS", "on"),
+            ("HOOKRELAY_SEQUENCE_TABLE", sequences.as_str()),
+            ("AWS_ENDPOINT_URL_DYNAMODB", endpoint.as_str()),
+        ],
+    )
+    .await;
+    // Registration A skips 4 and 7-8; 10 arrives after 11 (out of order, not a gap).
+    // Registration B counts its own sequences over the same operator: 4, 7, 8 without holes.
+    for (secret, sequence) in [
+        (SECRET_A, 1),
+        (SECRET_A, 2),
+        (SECRET_A, 3),
+        (SECRET_A, 5),
+        (SECRET_A, 6),
+        (SECRET_A, 9),
+        (SECRET_A, 11),
+        (SECRET_A, 10),
+        (SECRET_B, 4),
+        (SECRET_B, 5),
+        (SECRET_B, 6),
+        (SECRET_B, 7),
+        (SECRET_B, 8),
+    ] {
+        let market = if secret == SECRET_A { "a" } else { "b" };
+        let id = format!("{market}-{sequence}");
+        let answer = deliver(&receiver, engine_event(secret, &id, sequence, market)).await;
+        assert_eq!(answer.status, 200, "{id}: {}", answer.body);
+    }
+    drop(receiver);
+
+    let relay = hookrelay_devtools::relay_keys::env();
+    let detector_env = [
+        ("HOOKRELAY_QUEUE_URL", queue_url.as_str()),
+        ("HOOKRELAY_SEQUENCE_TABLE", sequences.as_str()),
+        ("HOOKRELAY_SEQUENCE_GAP_GRACE_SECS", "1"),
+        (relay[0].0, relay[0].1.as_str()),
+        (relay[1].0, relay[1].1.as_str()),
+        ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+    ];
+    let binary = std::path::Path::new(env!("CARGO_BIN_EXE_hookrelay-gap-detector"));
+    let detector = LambdaInstance::start(binary, &detector_env, None)
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    for _ in 0..2 {
+        // The second pass finds nothing new: each gap is reported once.
+        let Invocation::Response(answer) = detector.invoke_raw(b"{}".to_vec()).await else {
+            panic!("the detector failed its invocation");
+        };
+        let _: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+    }
+    drop(detector);
+
+    #[derive(Default, Clone)]
+    struct Gaps(std::sync::Arc<Mutex<Vec<(u64, u64, String)>>>);
+    impl EventHandler for Gaps {
+        fn handle(&self, _: &hookrelay::Envelope, event: hookrelay::Event) -> Result<(), String> {
+            if let hookrelay::Event::SequenceGap(gap) = event {
+                self.0.lock().unwrap().push((
+                    gap.first_missing,
+                    gap.last_missing,
+                    gap.registration,
+                ));
+            }
+            Ok(())
+        }
+    }
+    let found = Gaps::default();
+    let consumer = Consumer::new(hookrelay_devtools::relay_keys::trust(), found.clone());
+    // Drained (received and deleted): a FIFO group holds back the rest of its messages while
+    // one is received and not deleted.
+    let mut messages = Vec::new();
+    hookrelay_devtools::local_sqs::drain(&sqs, &queue_url, 2, |message| {
+        messages.push(message.clone())
+    })
+    .await
+    .unwrap();
+    let ids: Vec<String> = messages
+        .iter()
+        .map(|m| {
+            hookrelay::Envelope::from_json(m.body().unwrap())
+                .unwrap()
+                .id
+        })
+        .collect();
+    assert_eq!(
+        messages.len(),
+        13 + 2,
+        "every event, and two gap reports: {ids:?}"
+    );
+    for message in &messages {
+        let attributes: std::collections::HashMap<String, String> = message
+            .message_attributes()
+            .into_iter()
+            .flatten()
+            .filter_map(|(k, v)| Some((k.clone(), v.string_value()?.to_owned())))
+            .collect();
+        consumer
+            .process(message.body(), &attributes)
+            .unwrap_or_else(|error| panic!("refused: {error}"));
+    }
+    let mut gaps = found.0.lock().unwrap().clone();
+    gaps.sort();
+    let registrations: std::collections::HashSet<&String> = gaps.iter().map(|g| &g.2).collect();
+    assert_eq!(registrations.len(), 1, "registration B has no gap");
+    let ranges: Vec<(u64, u64)> = gaps.iter().map(|g| (g.0, g.1)).collect();
+    assert_eq!(ranges, vec![(4, 4), (7, 8)]);
+}

@@ -116,7 +116,7 @@ fn alarms_dashboard_and_function_share_the_configured_namespace() {
     assert!(text.contains("HOOKRELAY_METRICS_NAMESPACE: !Ref MetricsNamespace"));
     assert_eq!(
         text.matches("Namespace: !Ref MetricsNamespace").count(),
-        6,
+        7,
         "every hookrelay alarm reads the configured namespace"
     );
     for line in text.lines() {
@@ -371,6 +371,7 @@ fn only_the_queue_writers_may_send_and_only_over_tls() {
             "!GetAtt ReceiverFunctionRole.Arn",
             "!If [HasBridgeRole, !Ref BridgeRoleArn, !Ref AWS::NoValue]",
             "!If [HasRedriveOperatorRole, !Ref RedriveOperatorRoleArn, !Ref AWS::NoValue]",
+            "!If [DetectsSequenceGaps, !GetAtt GapDetectorFunctionRole.Arn, !Ref AWS::NoValue]",
         ]
     );
     let send_deny = policy.split("- Sid: TlsOnly").next().unwrap();
@@ -468,8 +469,9 @@ fn only_the_queue_writers_may_read_the_relay_private_key() {
         [
             "!GetAtt ReceiverFunctionRole.Arn",
             "!If [HasBridgeRole, !Ref BridgeRoleArn, !Ref AWS::NoValue]",
+            "!If [DetectsSequenceGaps, !GetAtt GapDetectorFunctionRole.Arn, !Ref AWS::NoValue]",
         ],
-        "the readers are exactly the two that seal messages (a redrive only moves sealed ones)"
+        "the readers are exactly the three that seal messages (a redrive only moves sealed ones)"
     );
 
     // The two writers' own policies allow the read the resource policy leaves them.
@@ -491,9 +493,18 @@ fn only_the_queue_writers_may_read_the_relay_private_key() {
         ),
         "{bridge}"
     );
-    // And the secret is used nowhere else: the resource policy, the receiver's variable and
-    // policy, the bridge's policy.
-    assert_eq!(text.matches("!Ref RelaySigningKeysArn").count(), 4);
+    let detector = resource(&text, "GapDetectorFunction");
+    assert!(
+        has_lines(
+            detector,
+            "- AWSSecretsManagerGetSecretValuePolicy:",
+            "SecretArn: !Ref RelaySigningKeysArn"
+        ),
+        "the gap detector seals its reports"
+    );
+    // And the secret is used nowhere else: the resource policy, the receiver's and the gap
+    // detector's variable and policy, the bridge's policy.
+    assert_eq!(text.matches("!Ref RelaySigningKeysArn").count(), 6);
 
     let arn = entry(&text, "Parameters", "RelaySigningKeysArn");
     assert!(
@@ -654,9 +665,14 @@ fn the_receiver_and_the_bridge_may_only_claim_commit_and_release_in_the_table() 
         );
         let dynamodb_lines: Vec<&str> = block
             .lines()
-            .filter(|line| line.contains("dynamodb:"))
+            .filter(|line| line.contains("dynamodb:") && !line.contains("SequenceTable"))
             .collect();
-        assert_eq!(dynamodb_lines.len(), 1, "{holder}: {dynamodb_lines:?}");
+        let expected = if holder == "ReceiverFunction" { 2 } else { 1 };
+        assert_eq!(
+            dynamodb_lines.len(),
+            expected,
+            "{holder}: {dynamodb_lines:?}"
+        );
     }
     assert!(
         !text.contains("dynamodb:*") && !text.contains("DynamoDBCrudPolicy"),
@@ -699,4 +715,42 @@ fn the_store_alarms_watch_metrics_the_receiver_emits() {
             .contains(&serde_json::json!([])),
         "the alarms read the set without dimensions"
     );
+}
+
+#[test]
+fn gap_detection_is_opt_in_and_its_detector_is_a_sealing_queue_writer() {
+    use hookrelay_ingest::settings;
+    let text = template();
+    assert_eq!(
+        value_after(&text, "  SequenceGapDetection:", "Default:"),
+        "\"false\""
+    );
+    for name in ["SequenceTable", "GapDetectorFunction", "SequenceGapsAlarm"] {
+        assert!(
+            resource(&text, name).contains("Condition: DetectsSequenceGaps"),
+            "{name} is created only when the detection is on"
+        );
+    }
+    let receiver = resource(&text, "ReceiverFunction");
+    assert!(receiver.contains(&format!(
+        "{}: !If [DetectsSequenceGaps, \"on\", \"off\"]",
+        settings::SEQUENCE_GAPS
+    )));
+    let detector = resource(&text, "GapDetectorFunction");
+    assert!(detector.contains("Binary: hookrelay-gap-detector"));
+    assert!(detector.contains(&format!("{}: !Ref SequenceTable", settings::SEQUENCE_TABLE)));
+    assert!(detector.contains("ScheduleExpression: rate(1 minute)"));
+    assert!(has_lines(
+        detector,
+        "Action: [dynamodb:Query, dynamodb:UpdateItem]",
+        "Resource: !GetAtt SequenceTable.Arn"
+    ));
+    // The alarm reads the detector's metric, as the detector writes it.
+    let report = hookrelay_receiver::gap_detector::DetectorReport::default();
+    let document: serde_json::Value = serde_json::from_str(
+        &hookrelay_receiver::gap_detector::metrics_document("hookrelay", 1, &report),
+    )
+    .unwrap();
+    assert!(resource(&text, "SequenceGapsAlarm").contains("MetricName: SequenceGaps"));
+    assert_eq!(document["SequenceGaps"], 0.0);
 }

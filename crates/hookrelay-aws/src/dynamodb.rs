@@ -1,4 +1,5 @@
-//! The durable idempotency store in Amazon DynamoDB ([`DynamoDbStore`]): the rules of
+//! The durable idempotency store in Amazon DynamoDB ([`DynamoDbStore`]), and the sequence store
+//! of the opt-in gap detection ([`DynamoDbSequences`]). The idempotency store: the rules of
 //! `hookrelay_ingest::idempotency` as three conditional writes. The only I/O of the store; each
 //! call is bounded to about a second ([`STORE_TIMEOUT`]) so a claim, the SQS send and a commit
 //! stay inside the receiver's 8 s function timeout.
@@ -30,6 +31,7 @@ use hookrelay_ingest::idempotency::{
     CLAIM_CONDITION, ClaimDecision, ClaimRequest, ContentDigest, IdempotencyStore, RecordState,
     StoreError, StoreKey, StoredRecord, decide,
 };
+use hookrelay_ingest::sequence::{Arrival, Seen, SequenceStore, SequenceStream, StreamHead};
 
 /// How long one store call may take in all, retries included.
 pub const STORE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -173,6 +175,196 @@ impl IdempotencyStore for DynamoDbStore {
                     unavailable(error)
                 }
             })
+    }
+}
+
+/// The sequence store (sequence gaps, opt-in) in its own DynamoDB table, partition key `pk` and
+/// sort key `sk` (both strings), TTL on `expires_at`:
+///
+/// | item | `pk` | `sk` | attributes |
+/// |---|---|---|---|
+/// | one per published sequence | `seq#{stream key}` | the sequence, 20 digits (sorts as a number) | `seen_at`, `expires_at` |
+/// | one per stream (its head) | `streams` | the stream key | `max_seq`, `last_seen_at`, `checked_through` |
+///
+/// Recording is two writes: the sequence (`PutItem`) and the head (`UpdateItem`, raising
+/// `max_seq` only if the new sequence is higher: a refused condition is an out-of-order
+/// arrival). The detector reads the heads with one `Query` and each stream's new sequences with
+/// one more, and moves the checkpoint with a conditional `UpdateItem`.
+#[derive(Debug, Clone)]
+pub struct DynamoDbSequences {
+    client: Client,
+    table: String,
+}
+
+const STREAMS: &str = "streams";
+
+impl DynamoDbSequences {
+    /// The sequence store in `table`, with the same bounded client as [`DynamoDbStore`].
+    pub fn from_sdk_config(config: &aws_config::SdkConfig, table: impl Into<String>) -> Self {
+        Self {
+            client: DynamoDbStore::from_sdk_config(config, "").client,
+            table: table.into(),
+        }
+    }
+}
+
+fn sequence_sk(sequence: u64) -> String {
+    format!("{sequence:020}")
+}
+
+fn number(item: &HashMap<String, AttributeValue>, name: &str) -> Option<i64> {
+    match item.get(name) {
+        Some(AttributeValue::N(n)) => n.parse().ok(),
+        _ => None,
+    }
+}
+
+impl SequenceStore for DynamoDbSequences {
+    async fn record(
+        &self,
+        stream: &SequenceStream,
+        sequence: u64,
+        seen_at: i64,
+        expires_at: i64,
+    ) -> Result<Arrival, StoreError> {
+        let key = stream.key();
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item(PK, s(&format!("seq#{key}")))
+            .item("sk", s(&sequence_sk(sequence)))
+            .item("seen_at", n(seen_at))
+            .item(EXPIRES_AT, n(expires_at))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let sequence = i64::try_from(sequence).unwrap_or(i64::MAX);
+        let raised = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(PK, s(STREAMS))
+            .key("sk", s(&key))
+            .update_expression("SET max_seq = :seq, last_seen_at = :now")
+            .condition_expression("attribute_not_exists(max_seq) OR max_seq < :seq")
+            .expression_attribute_values(":seq", n(sequence))
+            .expression_attribute_values(":now", n(seen_at))
+            .send()
+            .await;
+        match raised {
+            Ok(_) => Ok(Arrival::InOrder),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(Arrival::OutOfOrder)
+            }
+            Err(error) => Err(unavailable(error)),
+        }
+    }
+
+    async fn streams(&self) -> Result<Vec<StreamHead>, StoreError> {
+        let mut heads = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :streams")
+                .expression_attribute_values(":streams", s(STREAMS))
+                .set_exclusive_start_key(start)
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(unavailable)?;
+            for item in page.items() {
+                let Some(AttributeValue::S(key)) = item.get("sk") else {
+                    continue;
+                };
+                let Some(stream) = SequenceStream::from_key(key) else {
+                    continue;
+                };
+                heads.push(StreamHead {
+                    stream,
+                    max_sequence: number(item, "max_seq").unwrap_or(0).max(0).unsigned_abs(),
+                    checked_through: number(item, "checked_through").map(i64::unsigned_abs),
+                });
+            }
+            start = page.last_evaluated_key().cloned();
+            if start.is_none() {
+                return Ok(heads);
+            }
+        }
+    }
+
+    async fn seen_since(
+        &self,
+        stream: &SequenceStream,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<Seen>, StoreError> {
+        let mut request = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .expression_attribute_values(":pk", s(&format!("seq#{}", stream.key())))
+            .consistent_read(true)
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX));
+        request = match after {
+            Some(after) => request
+                .key_condition_expression("pk = :pk AND sk > :after")
+                .expression_attribute_values(":after", s(&sequence_sk(after))),
+            None => request.key_condition_expression("pk = :pk"),
+        };
+        let page = request.send().await.map_err(unavailable)?;
+        Ok(page
+            .items()
+            .iter()
+            .filter_map(|item| {
+                let Some(AttributeValue::S(sk)) = item.get("sk") else {
+                    return None;
+                };
+                Some(Seen {
+                    sequence: sk.parse().ok()?,
+                    seen_at: number(item, "seen_at")?,
+                })
+            })
+            .collect())
+    }
+
+    async fn checkpoint(
+        &self,
+        stream: &SequenceStream,
+        from: Option<u64>,
+        to: u64,
+    ) -> Result<(), StoreError> {
+        let to = i64::try_from(to).unwrap_or(i64::MAX);
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(PK, s(STREAMS))
+            .key("sk", s(&stream.key()))
+            .update_expression("SET checked_through = :to")
+            .expression_attribute_values(":to", n(to));
+        request = match from {
+            Some(from) => request
+                .condition_expression("checked_through = :from")
+                .expression_attribute_values(":from", n(i64::try_from(from).unwrap_or(i64::MAX))),
+            None => request.condition_expression("attribute_not_exists(checked_through)"),
+        };
+        request.send().await.map(drop).map_err(|error| {
+            let lost = error
+                .as_service_error()
+                .is_some_and(|e| e.is_conditional_check_failed_exception());
+            if lost {
+                StoreError::ClaimLost
+            } else {
+                unavailable(error)
+            }
+        })
     }
 }
 

@@ -249,6 +249,8 @@ pub enum StoreOperation {
     Commit,
     /// Giving the claim up after a failed publish.
     Release,
+    /// Recording a published sequence (sequence gaps).
+    Record,
 }
 
 impl StoreOperation {
@@ -258,6 +260,7 @@ impl StoreOperation {
             Self::Claim => "claim",
             Self::Commit => "commit",
             Self::Release => "release",
+            Self::Record => "record",
         }
     }
 }
@@ -355,7 +358,7 @@ impl<S: IdempotencyStore> Idempotency<S> {
 
 impl StoreCalls {
     /// Runs `call`, counting and timing it, keeping its failure.
-    async fn time<T>(
+    pub async fn time<T>(
         &mut self,
         operation: StoreOperation,
         call: impl Future<Output = Result<T, StoreError>>,

@@ -6,7 +6,9 @@
 //! - [`routed`]: the routed event, the field readers routing uses, and the SQS message an event
 //!   becomes (envelope, attributes, FIFO ids, SQS's character and size rules);
 //! - [`dedupe`]: dedupe keys and the per-process window of keys already published;
-//! - [`idempotency`]: the durable store's claim decisions (store keys, content digests);
+//! - [`idempotency`]: the durable store's claim decisions, its trait and the driver both
+//!   processes use;
+//! - [`sequence`]: sequence-gap streams and which holes are confirmed gaps;
 //! - [`queue`]: the publisher contracts the AWS adapters and the test kit implement;
 //! - [`settings`]: configuration both processes read under the same names;
 //! - [`emf`]: CloudWatch Embedded Metric Format rendering; [`telemetry`]: log setup.
@@ -18,6 +20,7 @@ pub mod emf;
 pub mod idempotency;
 pub mod queue;
 pub mod routed;
+pub mod sequence;
 pub mod settings;
 pub mod telemetry;
 pub mod webhooks;

@@ -21,6 +21,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::dedupe::{ContentDigest, DedupeKey};
+use crate::sequence::SequenceStream;
 
 /// The largest message SQS accepts (body plus attributes), in bytes.
 pub const SQS_MAX_MESSAGE_BYTES: usize = 1_048_576;
@@ -45,7 +46,12 @@ pub enum Origin {
     Webhook(Sender),
     /// A provider's stream, read by the bridge.
     Stream(StreamSource),
+    /// hookrelay itself (a sequence-gap report).
+    Hookrelay,
 }
+
+/// The envelope's `provider` of hookrelay's own events.
+pub const HOOKRELAY_PROVIDER: &str = "hookrelay";
 
 impl Origin {
     /// The envelope's `provider`.
@@ -53,6 +59,7 @@ impl Origin {
         match self {
             Self::Webhook(sender) => sender.name,
             Self::Stream(source) => source.provider(),
+            Self::Hookrelay => HOOKRELAY_PROVIDER,
         }
     }
 }
@@ -74,6 +81,8 @@ pub struct RoutedEvent<'a> {
     signature: Option<&'a str>,
     body: Cow<'a, str>,
     digest_scope: DigestScope,
+    /// The engine's sequence stream: its operator, and which configured secret verified it.
+    sequence_stream: Option<(String, usize)>,
 }
 
 /// What of an event's body its content digest ([`RoutedEvent::content_digest`]) covers: the
@@ -140,6 +149,9 @@ pub struct WebhookFields {
     pub occurred_at: SenderTimestamp,
     /// What the content digest covers.
     pub digest_scope: DigestScope,
+    /// For a sender whose `sequence` counts its deliveries (the engine): the operator the
+    /// sequence belongs to (empty when the body names none), for the sequence-gap streams.
+    pub sequence_operator: Option<String>,
 }
 
 /// The verified body as text: webhook bodies must be UTF-8 JSON.
@@ -171,7 +183,31 @@ impl<'a> RoutedEvent<'a> {
             signature: Some(verified.signature()),
             body: Cow::Borrowed(body),
             digest_scope: fields.digest_scope,
+            sequence_stream: fields
+                .sequence_operator
+                .map(|operator| (operator, verified.secret_index())),
         })
+    }
+}
+
+impl RoutedEvent<'static> {
+    /// One of hookrelay's own events (provider and FIFO group `hookrelay`, no market, no sender
+    /// signature): `body` under `dedupe_key`, built by hookrelay, so never unreadable.
+    pub fn hookrelay(event_type: &str, dedupe_key: DedupeKey, body: String) -> Self {
+        RoutedEvent {
+            origin: Origin::Hookrelay,
+            event_type: event_type.to_owned(),
+            dedupe_key,
+            market_id: None,
+            sequence: None,
+            delivery_id: None,
+            occurred_at: None,
+            signed_at: None,
+            signature: None,
+            body: Cow::Owned(body),
+            digest_scope: DigestScope::Body,
+            sequence_stream: None,
+        }
     }
 }
 
@@ -201,6 +237,7 @@ impl StreamEvent {
             signature: None,
             body: Cow::Owned(body),
             digest_scope: DigestScope::Body,
+            sequence_stream: None,
         };
         Ok(Self { source, event })
     }
@@ -228,6 +265,17 @@ impl RoutedEvent<'_> {
     /// The event type as sent (`unknown` for a Standard Webhooks body without `type`).
     pub fn event_type(&self) -> &str {
         &self.event_type
+    }
+
+    /// The sequence stream this event counts in and its sequence, given the registration
+    /// fingerprints of its sender's secrets (in configuration order): engine deliveries only.
+    pub fn sequence_in_stream(&self, fingerprints: &[String]) -> Option<(SequenceStream, u64)> {
+        let (operator, secret_index) = self.sequence_stream.as_ref()?;
+        let stream = SequenceStream {
+            registration: fingerprints.get(*secret_index)?.clone(),
+            operator: operator.clone(),
+        };
+        Some((stream, self.sequence?))
     }
 
     /// The event's identity for deduplication.
@@ -313,6 +361,7 @@ impl RoutedEvent<'_> {
             via: match self.origin {
                 Origin::Webhook(_) => Via::Webhook,
                 Origin::Stream(_) => Via::Stream,
+                Origin::Hookrelay => Via::Hookrelay,
             },
             event_type: &self.event_type,
             market_id: self.market_id.as_deref(),

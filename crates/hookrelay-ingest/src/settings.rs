@@ -80,6 +80,67 @@ pub fn idempotency<L: Fn(&str) -> Option<String>>(
     })
 }
 
+/// `on` turns the sequence-gap detection on (off by default; see `sequence`'s docs for why).
+pub const SEQUENCE_GAPS: &str = "HOOKRELAY_SEQUENCE_GAPS";
+/// The DynamoDB table of published sequences (required with [`SEQUENCE_GAPS`] on).
+pub const SEQUENCE_TABLE: &str = "HOOKRELAY_SEQUENCE_TABLE";
+/// How long past the sequence after a hole the hole waits before it is a confirmed gap, seconds.
+pub const SEQUENCE_GAP_GRACE_SECS: &str = "HOOKRELAY_SEQUENCE_GAP_GRACE_SECS";
+/// The grace when unset: 2 minutes, past the engine's retry schedule (its last attempt 35 s after
+/// the first, with a 10 s timeout).
+pub const DEFAULT_SEQUENCE_GAP_GRACE_SECS: u64 = 120;
+
+/// The sequence-gap settings, when the detection is on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SequenceSettings {
+    /// The sequence table.
+    pub table: String,
+    /// How long a hole waits before it is a confirmed gap.
+    pub grace: std::time::Duration,
+}
+
+/// The sequence-gap settings: `None` unless [`SEQUENCE_GAPS`] is `on`; then
+/// [`SEQUENCE_TABLE`] is required, and so is the idempotency store (`idempotency_on`): without
+/// it, a repeated delivery would be recorded as a second arrival.
+pub fn sequence_gaps<L: Fn(&str) -> Option<String>>(
+    env: &Env<L>,
+    idempotency_on: bool,
+) -> Result<Option<SequenceSettings>, ConfigError> {
+    match env.text(SEQUENCE_GAPS).as_deref().map(str::trim) {
+        None | Some("" | "off") => return Ok(None),
+        Some("on") => {}
+        Some(_) => return Err(ConfigError::new(SEQUENCE_GAPS, "must be `on` or `off`")),
+    }
+    let table = env
+        .text(SEQUENCE_TABLE)
+        .map(|table| table.trim().to_owned())
+        .filter(|table| !table.is_empty())
+        .ok_or_else(|| {
+            ConfigError::new(
+                SEQUENCE_TABLE,
+                format!("is required when {SEQUENCE_GAPS} is on"),
+            )
+        })?;
+    if !idempotency_on {
+        return Err(ConfigError::new(
+            SEQUENCE_GAPS,
+            format!(
+                "needs the idempotency store ({IDEMPOTENCY_TABLE}): without it a repeated delivery would count as a second arrival"
+            ),
+        ));
+    }
+    let grace = env.number_in(
+        SEQUENCE_GAP_GRACE_SECS,
+        DEFAULT_SEQUENCE_GAP_GRACE_SECS,
+        1..=86_400,
+        "seconds",
+    )?;
+    Ok(Some(SequenceSettings {
+        table,
+        grace: std::time::Duration::from_secs(grace),
+    }))
+}
+
 /// The relay signing keys (`whsk_...`, separated by spaces, commas or newlines): every message
 /// is sealed with each. In Lambda they come from the secret [`RELAY_SIGNING_KEYS_ARN`] names.
 pub const RELAY_SIGNING_KEYS: &str = "HOOKRELAY_RELAY_SIGNING_KEYS";

@@ -62,6 +62,9 @@ pub enum Via {
     /// connection it authenticated with its API token. Not signed per message, so there is no
     /// `signature` attribute and nothing to re-verify.
     Stream,
+    /// Written by hookrelay itself (provider `hookrelay`: a sequence-gap report). Authentic by the
+    /// relay signature alone; there is no sender signature.
+    Hookrelay,
 }
 
 /// One queued event, as consumers decode it.
@@ -78,7 +81,8 @@ pub struct Envelope {
     /// Envelope format version; always [`ENVELOPE_VERSION`] after [`Envelope::from_json`].
     #[cfg_attr(feature = "json-schema", schemars(extend("const" = 1)))]
     pub version: u32,
-    /// The dedupe key, unique per event (e.g. `engine:op-1:42`).
+    /// The dedupe key, unique per event (e.g. `engine:op-1:42`; `{key}#{digest}` when a sender
+    /// reused a key for other content, see the contract's dedupe section).
     pub id: String,
     /// The sender: `engine`, `rekko`, `standard` or `heisenberg` (later versions of the crate
     /// may add more).
@@ -120,9 +124,38 @@ pub struct Envelope {
 impl Envelope {
     /// The envelope's JSON Schema (draft 2020-12), generated from these Rust types. The same
     /// schema is committed as `schema/envelope.v1.schema.json` for non-Rust consumers.
+    /// hookrelay's own event, the sequence-gap report, has its `data` described too: an
+    /// envelope of provider `hookrelay` and type `hookrelay.sequence_gap` must carry a
+    /// `SequenceGap`.
     #[cfg(feature = "json-schema")]
     pub fn json_schema() -> serde_json::Value {
-        serde_json::to_value(schemars::schema_for!(Envelope)).unwrap_or_default()
+        let mut schema = serde_json::to_value(schemars::schema_for!(Envelope)).unwrap_or_default();
+        let gap = serde_json::to_value(schemars::schema_for!(crate::events::SequenceGap))
+            .unwrap_or_default();
+        if let Some(root) = schema.as_object_mut() {
+            let mut gap = gap;
+            if let Some(gap) = gap.as_object_mut() {
+                gap.remove("$schema");
+            }
+            root.entry("$defs")
+                .or_insert_with(|| serde_json::json!({}))
+                .as_object_mut()
+                .map(|defs| defs.insert("SequenceGap".to_owned(), gap));
+            root.insert(
+                "allOf".to_owned(),
+                serde_json::json!([{
+                    "if": {
+                        "properties": {
+                            "provider": {"const": "hookrelay"},
+                            "type": {"const": crate::events::SEQUENCE_GAP}
+                        },
+                        "required": ["provider", "type"]
+                    },
+                    "then": {"properties": {"data": {"$ref": "#/$defs/SequenceGap"}}}
+                }]),
+            );
+        }
+        schema
     }
 
     /// Decodes an SQS message body, refusing envelope versions this crate does not know.

@@ -53,6 +53,10 @@ pub enum Event {
     Standard(StandardEvent),
     /// From Heisenberg's WebSocket stream (bridged by `hookrelay-bridge`).
     Heisenberg(HeisenbergEvent),
+    /// Written by hookrelay itself (provider `hookrelay`, `via: hookrelay`): engine sequences
+    /// the engine never delivered (the opt-in gap detection). Reconcile the range from the
+    /// engine's REST API.
+    SequenceGap(SequenceGap),
     /// From a sender this version of the crate does not know.
     UnknownProvider {
         /// The envelope's `provider`.
@@ -105,6 +109,9 @@ impl Event {
             "engine" => Event::Engine(EngineEvent::decode(event_type, data)?),
             "rekko" => Event::Rekko(RekkoEvent::decode(event_type, data)?),
             "heisenberg" => Event::Heisenberg(HeisenbergEvent::decode(event_type, data)?),
+            "hookrelay" if event_type == SEQUENCE_GAP => {
+                Event::SequenceGap(serde_json::from_str(data)?)
+            }
             "standard" => Event::Standard(StandardEvent {
                 event_type: event_type.to_owned(),
                 body: serde_json::from_str(data)?,
@@ -116,6 +123,45 @@ impl Event {
             },
         })
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// hookrelay's own events
+
+/// The type of a sequence-gap report.
+pub const SEQUENCE_GAP: &str = "hookrelay.sequence_gap";
+
+/// Engine sequences that never arrived: the sequence after them was published more than the
+/// grace period (past the engine's retry schedule) ago. One report per gap, on its own FIFO
+/// group (`hookrelay`); its envelope `id` names the stream and range, so a report repeated after
+/// a detector restart is the same event.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
+#[cfg_attr(
+    feature = "json-schema",
+    schemars(
+        title = "hookrelay.sequence_gap",
+        description = "The data of a sequence-gap report (provider hookrelay, via hookrelay): engine sequences that never arrived."
+    )
+)]
+pub struct SequenceGap {
+    /// The engine operator (empty when its deliveries name none).
+    pub operator_id: String,
+    /// The webhook registration: a fingerprint (an HMAC, not the secret) of the secret that
+    /// verified its deliveries.
+    pub registration: String,
+    /// The first missing sequence.
+    pub first_missing: u64,
+    /// The last missing sequence.
+    pub last_missing: u64,
+    /// How many are missing.
+    pub missing: u64,
+    /// The sequence published just before the gap.
+    pub last_seen_before: u64,
+    /// The sequence published just after it.
+    pub first_seen_after: u64,
+    /// When the gap was confirmed (RFC 3339, UTC).
+    pub detected_at: String,
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
-use subtle::ConstantTimeEq;
+use subtle::{ConditionallySelectable, ConstantTimeEq};
 
 use crate::config::Redacted;
 
@@ -52,6 +52,12 @@ impl SigningSecret {
         Self {
             keyed: Redacted::new(keyed),
         }
+    }
+
+    /// The HMAC-SHA256 of `label` under this key: a non-secret name for the key (never a plain
+    /// hash of it, which would let a short secret be guessed offline from its name).
+    pub fn fingerprint(&self, label: &[u8]) -> [u8; SHA256_LEN] {
+        self.mac(&[label])
     }
 
     /// The HMAC-SHA256 of the concatenated `parts` under this key.
@@ -211,6 +217,7 @@ pub struct Verified<T> {
     value: T,
     signature_at: usize,
     standard_names: Option<StandardHeaderNames>,
+    secret_index: usize,
 }
 
 impl Verified<SignedRequest> {
@@ -225,6 +232,14 @@ impl Verified<SignedRequest> {
             .headers
             .text(self.signature_at)
             .unwrap_or_default()
+    }
+
+    /// Which of the configured secrets (in configuration order) the signature matched; the
+    /// last one when several did. Chosen in constant time, like the match itself. It names the
+    /// sender's registration (each engine registration issues its own secret), for the
+    /// sequence-gap streams.
+    pub fn secret_index(&self) -> usize {
+        self.secret_index
     }
 
     /// For a Standard Webhooks delivery, the header family that was verified (`webhook-*` or
@@ -391,17 +406,18 @@ pub fn verify(
         .headers
         .text(signature_at)
         .map_err(|problem| signature_problem(signature_header, problem))?;
-    match scheme {
+    let secret_index = match scheme {
         Scheme::HexBodyHmac { tag, .. } => verify_hex_body(signature, tag, secrets, &request.body)?,
         Scheme::StandardWebhooks => {
             let names = standard_names.unwrap_or(standard_headers::WEBHOOK);
             verify_standard(names, signature, secrets, &request)?
         }
-    }
+    };
     Ok(Verified {
         value: request,
         signature_at,
         standard_names,
+        secret_index,
     })
 }
 
@@ -428,7 +444,7 @@ fn verify_hex_body(
     tag: &'static str,
     secrets: &SecretSet,
     body: &[u8],
-) -> Result<(), VerifyError> {
+) -> Result<usize, VerifyError> {
     let hex_digits = value
         .strip_prefix(tag)
         .ok_or(VerifyError::InvalidSignature(
@@ -438,13 +454,17 @@ fn verify_hex_body(
     hex::decode_to_slice(hex_digits, &mut claimed).map_err(|_| {
         VerifyError::InvalidSignature("the signature is not the hex of a SHA-256 HMAC")
     })?;
-    // Every secret is tried (no early exit), so timing does not reveal which one matched.
+    // Every secret is tried (no early exit), and which one matched is selected in constant
+    // time, so timing does not reveal it.
     let mut matched = subtle::Choice::from(0);
-    for secret in secrets.iter() {
-        matched |= secret.mac(&[body]).ct_eq(&claimed);
+    let mut index = 0u64;
+    for (i, secret) in secrets.iter().enumerate() {
+        let this = secret.mac(&[body]).ct_eq(&claimed);
+        index = u64::conditional_select(&index, &(i as u64), this);
+        matched |= this;
     }
     if bool::from(matched) {
-        Ok(())
+        Ok(index as usize)
     } else {
         Err(VerifyError::InvalidSignature(
             "the signature does not match the body",
@@ -466,7 +486,7 @@ fn verify_standard(
     signatures: &str,
     secrets: &SecretSet,
     request: &SignedRequest,
-) -> Result<(), VerifyError> {
+) -> Result<usize, VerifyError> {
     let signed_header = |header: &'static str| {
         request
             .headers
@@ -499,14 +519,17 @@ fn verify_standard(
     }
 
     let mut matched = subtle::Choice::from(0);
-    for secret in secrets.iter() {
+    let mut index = 0u64;
+    for (i, secret) in secrets.iter().enumerate() {
         let expected = standard_mac(secret, id, timestamp, &request.body);
         for candidate in &claimed {
-            matched |= expected.as_slice().ct_eq(candidate);
+            let this = expected.as_slice().ct_eq(candidate);
+            index = u64::conditional_select(&index, &(i as u64), this);
+            matched |= this;
         }
     }
     if bool::from(matched) {
-        Ok(())
+        Ok(index as usize)
     } else {
         Err(VerifyError::InvalidSignature(
             "no v1 signature matches the signed content",
@@ -723,13 +746,26 @@ mod tests {
     fn any_secret_of_a_rotation_may_sign() {
         let old = b"old-secret".as_slice();
         let new = ENGINE_SECRET.as_bytes();
-        for keys in [secrets(&[old, new]), secrets(&[new, old]), secrets(&[new])] {
+        for (keys, signer) in [
+            (secrets(&[old, new]), 1),
+            (secrets(&[new, old]), 0),
+            (secrets(&[new]), 0),
+        ] {
             let d = delivery(
                 &[("x-webhook-signature", ENGINE_SIGNATURE)],
                 ENGINE_BODY.as_bytes(),
             );
-            assert!(verify(ENGINE, &keys, d).is_ok());
+            let verified = verify(ENGINE, &keys, d).unwrap();
+            assert_eq!(verified.secret_index(), signer, "which secret signed");
         }
+        let standard = secrets(&[b"another-standard-secret", &standard_key()]);
+        let d = standard_delivery(STANDARD_SIGNATURE, STANDARD_BODY.as_bytes());
+        assert_eq!(
+            verify(Scheme::StandardWebhooks, &standard, d)
+                .unwrap()
+                .secret_index(),
+            1
+        );
         let d = delivery(
             &[("x-webhook-signature", ENGINE_SIGNATURE)],
             ENGINE_BODY.as_bytes(),

@@ -79,6 +79,7 @@ pub fn route(verified: &Verified<SignedRequest>) -> Result<RoutedEvent<'_>, Pars
             body,
             &[raw.event_type, raw.market_id, raw.timestamp, raw.payload],
         ),
+        sequence_operator: Some(operator_id.clone().unwrap_or_default()),
     };
     RoutedEvent::webhook(ENGINE, verified, body, fields)
 }

@@ -42,6 +42,7 @@ pub fn route(verified: &Verified<SignedRequest>) -> Result<RoutedEvent<'_>, Pars
         delivery_id: None,
         occurred_at,
         digest_scope: DigestScope::Body,
+        sequence_operator: None,
     };
     RoutedEvent::webhook(REKKO, verified, body, fields)
 }

@@ -73,6 +73,7 @@ pub fn route(verified: &Verified<SignedRequest>) -> Result<RoutedEvent<'_>, Pars
             instant,
         },
         digest_scope: DigestScope::Body,
+        sequence_operator: None,
     };
     RoutedEvent::webhook(STANDARD, verified, body, fields)
 }
