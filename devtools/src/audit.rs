@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 
 use crate::fault_proxy::{Fault, FaultPlan, FaultProxy};
 use crate::lambda_emulator::LambdaInstance;
+use crate::local_dynamodb;
 use crate::local_sqs;
+use crate::seeded;
 use crate::sender_sim::{self, EventSpec, Sender, SigningKeys, SimConfig};
 use crate::stats::Percentiles;
 
@@ -48,8 +50,31 @@ pub struct AuditConfig {
     pub seed: u64,
     /// The `hookrelay` binary to run.
     pub receiver: PathBuf,
-    /// Where the instances' logs go (none if `None`).
+    /// Where the instances' logs go (none if `None`; with the store, a temporary directory,
+    /// since its counters are read from them).
     pub log_dir: Option<PathBuf>,
+    /// The durable idempotency store, on (with its faults, restarts and late re-sends) or off.
+    pub store: Option<StoreAudit>,
+    /// A standard queue instead of a FIFO one: no SQS deduplication at all.
+    pub standard_queue: bool,
+}
+
+/// The audit with the durable store on.
+#[derive(Debug, Clone)]
+pub struct StoreAudit {
+    /// Fraction of DynamoDB calls that fail (through a second fault proxy).
+    pub fault_fraction: f64,
+    /// One instance (in turn) is restarted this often while the senders run: a cold process,
+    /// empty memory, and whatever it held in flight never answered.
+    pub restart_every: Duration,
+    /// Fraction of events sent again after the senders finished, once the queue was drained
+    /// (moto then forgets their deduplication ids, as SQS does after five minutes) and every
+    /// instance restarted: retries beyond the FIFO window, that only the store can recognise.
+    pub late_fraction: f64,
+    /// `HOOKRELAY_IDEMPOTENCY_TTL_SECS`.
+    pub ttl_secs: u64,
+    /// `HOOKRELAY_IDEMPOTENCY_CLAIM_SECS`.
+    pub claim_secs: u64,
 }
 
 /// What the audit found.
@@ -93,6 +118,29 @@ pub struct AuditReport {
     pub sending: Duration,
     /// Every answered attempt's time, milliseconds, sorted (for merging rounds).
     pub latencies_ms: Vec<f64>,
+    /// Whether the queue was a standard one.
+    pub standard_queue: bool,
+    /// With the store: DynamoDB calls the store's proxy saw.
+    pub store_calls: u64,
+    /// With the store: faults injected into them, by kind.
+    pub store_faults: Vec<(&'static str, u64)>,
+    /// Instance restarts while the senders ran (and before the late re-sends).
+    pub restarts: u64,
+    /// Events sent again after the queue was drained.
+    pub late_resends: u64,
+    /// The receivers' own counts (their EMF metrics): failed sends SQS may have accepted.
+    pub ambiguous_publishes: u64,
+    /// Store calls that failed (the delivery went on without them).
+    pub store_failures: u64,
+    /// Deliveries answered 503 `in_progress`.
+    pub in_progress: u64,
+    /// Dedupe conflicts.
+    pub conflicts: u64,
+    /// Invocations in flight when their instance was killed (a claim may be left in progress,
+    /// or a send made and never committed).
+    pub interrupted: u64,
+    /// The receivers' `StoreLatency` per delivery with store calls, milliseconds, sorted.
+    pub store_latencies_ms: Vec<f64>,
 }
 
 impl AuditReport {
@@ -112,6 +160,23 @@ impl AuditReport {
         self.extra += other.extra;
         self.data_mismatch += other.data_mismatch;
         self.sending += other.sending;
+        self.standard_queue |= other.standard_queue;
+        self.store_calls += other.store_calls;
+        self.restarts += other.restarts;
+        self.late_resends += other.late_resends;
+        self.ambiguous_publishes += other.ambiguous_publishes;
+        self.store_failures += other.store_failures;
+        self.in_progress += other.in_progress;
+        self.conflicts += other.conflicts;
+        self.interrupted += other.interrupted;
+        self.store_latencies_ms.extend(other.store_latencies_ms);
+        self.store_latencies_ms.sort_by(f64::total_cmp);
+        for (kind, count) in other.store_faults {
+            match self.store_faults.iter_mut().find(|(k, _)| *k == kind) {
+                Some((_, total)) => *total += count,
+                None => self.store_faults.push((kind, count)),
+            }
+        }
         for (status, count) in other.answers {
             match self.answers.iter_mut().find(|(s, _)| *s == status) {
                 Some((_, total)) => *total += count,
@@ -134,13 +199,40 @@ impl AuditReport {
         (self.p50_ms, self.p99_ms, self.max_ms) = (summary.p50, summary.p99, summary.max);
     }
 
-    /// Nothing lost, duplicated, extra or altered.
+    /// Nothing lost, extra or altered; on a FIFO queue nothing duplicated either, and on a
+    /// standard queue no more copies than the receivers counted as ambiguous sends (each copy
+    /// carries its event's envelope `id`, so consumers' id checks remove them).
     pub fn passed(&self) -> bool {
         self.lost == 0
-            && self.duplicated == 0
+            && self.unexplained_copies() == 0
             && self.extra == 0
             && self.data_mismatch == 0
-            && self.queued == self.events
+            && self.queued == self.events + self.duplicated
+    }
+
+    /// Extra copies beyond what the counted causes can make. A copy can come only from a send
+    /// SQS may have accepted although it failed (`AmbiguousPublish`: on a standard queue, and on
+    /// a FIFO one past its window), a store call that failed (the delivery went on unclaimed, or
+    /// its commit was lost and the claim lapsed) and an instance killed mid-delivery (after the
+    /// send, before the commit). With none of those, 0.
+    pub fn unexplained_copies(&self) -> u64 {
+        let explained = self.ambiguous_publishes + self.store_failures + self.interrupted;
+        self.duplicated.saturating_sub(explained)
+    }
+
+    /// The strict verdict without the store's causes: FIFO exactly once, standard only from
+    /// ambiguous sends.
+    pub fn strictly_passed(&self) -> bool {
+        let copies_allowed = if self.standard_queue {
+            self.ambiguous_publishes
+        } else {
+            0
+        };
+        self.lost == 0
+            && self.duplicated <= copies_allowed
+            && self.extra == 0
+            && self.data_mismatch == 0
+            && self.queued == self.events + self.duplicated
     }
 
     /// The report as a Markdown table.
@@ -167,7 +259,7 @@ impl AuditReport {
              | events | {} |\n| receiver instances | {} |\n| deliveries (HTTP requests) | {} ({} retries, {} re-sends of acknowledged deliveries) |\n\
              | answers | {} |\n| SQS calls | {} |\n| faults injected | {} ({:.1}% of calls: {}) |\n\
              | messages in the queue | {} |\n| lost | {} (after a 2xx: {}) |\n| duplicated | {} |\n| extra | {} |\n| data not byte-identical | {} |\n\
-             | answer time p50 / p99 / max | {:.1} / {:.1} / {:.1} ms |\n| sending phase | {:.1} s |\n| verdict | {} |\n",
+             | answer time p50 / p99 / max | {:.1} / {:.1} / {:.1} ms |\n| sending phase | {:.1} s |\n{}| verdict | {} |\n",
             self.events,
             config.instances,
             self.deliveries,
@@ -188,11 +280,53 @@ impl AuditReport {
             self.p99_ms,
             self.max_ms,
             self.sending.as_secs_f64(),
-            if self.passed() {
-                "PASS: every event exactly once, byte-identical"
-            } else {
-                "FAIL"
+            self.store_rows(),
+            match (self.passed(), self.duplicated) {
+                (true, 0) => "PASS: every event exactly once, byte-identical".to_owned(),
+                (true, copies) => format!(
+                    "PASS: every event, byte-identical; {copies} extra copies, all from counted causes, same envelope id (0 after consumer id dedupe)"
+                ),
+                (false, _) => "FAIL".to_owned(),
             },
+        )
+    }
+
+    fn store_rows(&self) -> String {
+        if self.store_calls == 0 {
+            return String::new();
+        }
+        let faults: Vec<String> = self
+            .store_faults
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        let total: u64 = self.store_faults.iter().map(|(_, n)| n).sum();
+        format!(
+            "| queue | {} |\n| DynamoDB calls | {} |\n| store faults injected | {} ({:.1}%: {}) |\n\
+             | instance restarts | {} |\n| late re-sends (queue drained, instances restarted) | {} |\n\
+             | receivers' counts | AmbiguousPublish {}, StoreFailures {}, InProgress {}, DedupeConflicts {} |\n\
+             | invocations killed in flight | {} |\n| copies not explained by a counted cause | {} |\n\
+             | store time per delivery p50 / p99 | {:.1} / {:.1} ms |\n\
+             | copies after consumer-side id dedupe | 0 |\n",
+            if self.standard_queue {
+                "standard"
+            } else {
+                "FIFO"
+            },
+            self.store_calls,
+            total,
+            100.0 * total as f64 / self.store_calls.max(1) as f64,
+            faults.join(", "),
+            self.restarts,
+            self.late_resends,
+            self.ambiguous_publishes,
+            self.store_failures,
+            self.in_progress,
+            self.conflicts,
+            self.interrupted,
+            self.unexplained_copies(),
+            percentile(&self.store_latencies_ms, 0.50),
+            percentile(&self.store_latencies_ms, 0.99),
         )
     }
 }
@@ -203,14 +337,13 @@ pub async fn run(config: &AuditConfig) -> AuditReport {
         .await
         .expect("moto starts");
     let sqs = local_sqs::client(&moto.endpoint);
-    let name = format!(
-        "hookrelay-audit-{}-{}.fifo",
-        std::process::id(),
-        config.seed
-    );
-    let queue_url = local_sqs::create_fifo_queue(&sqs, &name)
-        .await
-        .expect("create the audit queue");
+    let name = format!("hookrelay-audit-{}-{}", std::process::id(), config.seed);
+    let queue_url = if config.standard_queue {
+        local_sqs::create_standard_queue(&sqs, &name).await
+    } else {
+        local_sqs::create_fifo_queue(&sqs, &format!("{name}.fifo")).await
+    }
+    .expect("create the audit queue");
 
     let plan = FaultPlan {
         fraction: config.fault_fraction,
@@ -223,7 +356,7 @@ pub async fn run(config: &AuditConfig) -> AuditReport {
 
     let keys = test_keys();
     let relay = crate::relay_keys::env();
-    let env = [
+    let mut env: Vec<(String, String)> = [
         ("HOOKRELAY_QUEUE_URL", queue_url.as_str()),
         (relay[0].0, relay[0].1.as_str()),
         (relay[1].0, relay[1].1.as_str()),
@@ -236,18 +369,73 @@ pub async fn run(config: &AuditConfig) -> AuditReport {
         ("AWS_SECRET_ACCESS_KEY", "audit"),
         ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
         ("AWS_LAMBDA_LOG_LEVEL", "warn"),
-    ];
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect();
+
+    // The store: its table in moto, behind a fault proxy of its own (a slow answer is held
+    // past the store's 500 ms attempt timeout).
+    let mut store_proxy = None;
+    let mut log_dir = config.log_dir.clone();
+    if let Some(store) = &config.store {
+        let dynamodb = local_dynamodb::client(&moto.endpoint);
+        let table = format!("{name}-idempotency");
+        local_dynamodb::create_idempotency_table(&dynamodb, &table)
+            .await
+            .expect("create the audit table");
+        let proxy = FaultProxy::start(
+            &moto.endpoint,
+            FaultPlan {
+                fraction: store.fault_fraction,
+                seed: config.seed ^ 0x5703E,
+                slow_for: Duration::from_millis(1_500),
+            },
+        )
+        .await
+        .expect("start the store's fault proxy");
+        env.extend([
+            ("HOOKRELAY_IDEMPOTENCY_TABLE".to_owned(), table),
+            ("AWS_ENDPOINT_URL_DYNAMODB".to_owned(), proxy.url.clone()),
+            (
+                "HOOKRELAY_IDEMPOTENCY_TTL_SECS".to_owned(),
+                store.ttl_secs.to_string(),
+            ),
+            (
+                "HOOKRELAY_IDEMPOTENCY_CLAIM_SECS".to_owned(),
+                store.claim_secs.to_string(),
+            ),
+        ]);
+        store_proxy = Some(proxy);
+        // The receivers' own counts come from their EMF lines.
+        let dir = log_dir.get_or_insert_with(|| {
+            std::env::temp_dir().join(format!(
+                "hookrelay-audit-{}-{}",
+                std::process::id(),
+                config.seed
+            ))
+        });
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+
     let mut instances = Vec::new();
+    let mut logs_written = Vec::new();
     for index in 0..config.instances.max(1) {
-        let log = config
-            .log_dir
+        let log = log_dir
             .as_ref()
             .map(|dir| dir.join(format!("receiver-{index}.log")));
+        if let Some(log) = &log {
+            let _ = std::fs::remove_file(log);
+            logs_written.push(log.clone());
+        }
         let instance = LambdaInstance::start(&config.receiver, &env, log.as_deref())
             .await
             .expect("start a receiver instance");
         instances.push(instance);
     }
+    let urls: Vec<String> = instances.iter().map(|i| i.url.clone()).collect();
+    let instances = std::sync::Arc::new(tokio::sync::Mutex::new(instances));
 
     let specs: Vec<EventSpec> = (0..config.events)
         .map(|i| EventSpec {
@@ -261,20 +449,103 @@ pub async fn run(config: &AuditConfig) -> AuditReport {
         config.duplicate_fraction,
         config.seed,
     );
+    // Restarts while the senders run: one instance in turn, every `restart_every`.
+    let (stop_restarts, mut stopped) = tokio::sync::watch::channel(false);
+    let restarter = config.store.as_ref().map(|store| {
+        let (instances, every) = (instances.clone(), store.restart_every);
+        tokio::spawn(async move {
+            let (mut restarts, mut interrupted) = (0u64, 0u64);
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(every) => {}
+                    _ = stopped.changed() => return (restarts, interrupted),
+                }
+                let mut instances = instances.lock().await;
+                let count = instances.len();
+                if let Some(instance) = instances.get_mut(restarts as usize % count.max(1)) {
+                    let in_flight = instance.in_flight() as u64;
+                    if instance.restart().await.is_ok() {
+                        restarts += 1;
+                        interrupted += in_flight;
+                    }
+                }
+            }
+        })
+    });
     let started = Instant::now();
-    let logs = sender_sim::run(
-        instances.iter().map(|i| i.url.clone()).collect(),
-        specs,
-        keys,
-        sim,
-    )
-    .await;
+    let mut logs = sender_sim::run(urls.clone(), specs, keys.clone(), sim.clone()).await;
+    let _ = stop_restarts.send(true);
+    let (mut restarts, interrupted) = match restarter {
+        Some(task) => task.await.unwrap_or_default(),
+        None => (0, 0),
+    };
+
+    // Read (and delete) everything queued so far.
+    let mut queued: HashMap<String, Vec<String>> = HashMap::new();
+    let mut read = drain_into(&sqs, &queue_url, &mut queued).await;
+
+    // Retries beyond the FIFO window: the queue is drained, so moto has forgotten every
+    // deduplication id (as SQS does after five minutes), and every instance is cold.
+    let mut late_resends = 0;
+    if let Some(store) = &config.store {
+        for instance in instances.lock().await.iter_mut() {
+            if instance.restart().await.is_ok() {
+                restarts += 1;
+            }
+        }
+        let mut late: Vec<usize> = (0..logs.len())
+            .filter(|&i| seeded::draw(config.seed ^ 0x1A7E, i as u64) < store.late_fraction)
+            .collect();
+        late.sort_unstable();
+        let mut chosen: Vec<sender_sim::DeliveryLog> =
+            late.iter().map(|&i| logs[i].clone()).collect();
+        late_resends = chosen.len() as u64;
+        sender_sim::resend_late(urls.clone(), &mut chosen, &keys, &sim).await;
+        for (&i, log) in late.iter().zip(chosen) {
+            logs[i] = log;
+        }
+        read += drain_into(&sqs, &queue_url, &mut queued).await;
+    }
     let sending = started.elapsed();
     drop(instances);
 
-    // Every sender is done: now read (and delete) everything.
-    let mut queued: HashMap<String, Vec<String>> = HashMap::new();
-    let read = local_sqs::drain(&sqs, &queue_url, 3, |message| {
+    let mut report = account(&logs, &queued, read, &proxy, sending);
+    report.standard_queue = config.standard_queue;
+    if let Some(store_proxy) = &store_proxy {
+        report.store_calls = store_proxy
+            .counts
+            .calls
+            .load(std::sync::atomic::Ordering::Relaxed);
+        report.store_faults = fault_kinds(store_proxy);
+        report.restarts = restarts;
+        report.late_resends = late_resends;
+        let counts = receiver_counts(&logs_written);
+        report.ambiguous_publishes = counts("AmbiguousPublish");
+        report.store_failures = counts("StoreFailures");
+        report.in_progress = counts("InProgress");
+        report.conflicts = counts("DedupeConflicts");
+        report.interrupted = interrupted;
+        report.store_latencies_ms = receiver_values(&logs_written, "StoreLatency");
+    } else if config.standard_queue {
+        report.ambiguous_publishes = receiver_counts(&logs_written)("AmbiguousPublish");
+    }
+    report
+}
+
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+/// Receives and deletes every message, keeping each envelope's `data` under its `id`.
+async fn drain_into(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    queued: &mut HashMap<String, Vec<String>>,
+) -> u64 {
+    local_sqs::drain(sqs, queue_url, 3, |message| {
         let body = message.body().unwrap_or_default();
         let (id, data) = match hookrelay::Envelope::from_json(body) {
             Ok(envelope) => (envelope.id.clone(), envelope.signed_data().to_owned()),
@@ -286,9 +557,42 @@ pub async fn run(config: &AuditConfig) -> AuditReport {
         queued.entry(id).or_default().push(data);
     })
     .await
-    .expect("read the audit queue");
+    .expect("read the audit queue")
+}
 
-    account(&logs, &queued, read, &proxy, sending)
+/// A counter summed over the receivers' EMF lines in `logs`.
+fn receiver_counts(logs: &[PathBuf]) -> impl Fn(&str) -> u64 + '_ {
+    move |metric: &str| receiver_values(logs, metric).iter().sum::<f64>() as u64
+}
+
+/// Every value of `metric` in the receivers' EMF lines in `logs`, sorted.
+fn receiver_values(logs: &[PathBuf], metric: &str) -> Vec<f64> {
+    let mut values: Vec<f64> = logs
+        .iter()
+        .filter_map(|log| std::fs::read_to_string(log).ok())
+        .flat_map(|text| {
+            text.lines()
+                .filter(|line| line.starts_with("{\"_aws\""))
+                .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+                .filter_map(|doc| doc.get(metric).and_then(serde_json::Value::as_f64))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    values.sort_by(f64::total_cmp);
+    values
+}
+
+fn fault_kinds(proxy: &FaultProxy) -> Vec<(&'static str, u64)> {
+    [
+        ("HTTP 500", Fault::Http500),
+        ("throttled", Fault::Throttled),
+        ("reset before forwarding", Fault::ResetBefore),
+        ("reset after forwarding", Fault::ResetAfter),
+        ("slower than the client timeout", Fault::Slow),
+    ]
+    .iter()
+    .map(|(name, kind)| (*name, proxy.counts.of(*kind)))
+    .collect()
 }
 
 fn account(
@@ -352,16 +656,7 @@ fn account(
         .counts
         .calls
         .load(std::sync::atomic::Ordering::Relaxed);
-    report.faults = [
-        ("HTTP 500", Fault::Http500),
-        ("throttled", Fault::Throttled),
-        ("reset before forwarding", Fault::ResetBefore),
-        ("reset after forwarding", Fault::ResetAfter),
-        ("slower than the client timeout", Fault::Slow),
-    ]
-    .iter()
-    .map(|(name, kind)| (*name, proxy.counts.of(*kind)))
-    .collect();
+    report.faults = fault_kinds(proxy);
     report
 }
 

@@ -87,6 +87,44 @@ pub struct LambdaInstance {
     shared: Arc<Shared>,
     child: Child,
     spawned_at: Instant,
+    spawn: Spawn,
+}
+
+/// How the function process is started (again, on [`LambdaInstance::restart`]).
+struct Spawn {
+    command: FunctionCommand,
+    env: Vec<(String, String)>,
+    log: Option<PathBuf>,
+    address: SocketAddr,
+}
+
+impl Spawn {
+    fn child(&self) -> std::io::Result<Child> {
+        let output = || match &self.log {
+            Some(path) => std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map(Stdio::from),
+            None => Ok(Stdio::null()),
+        };
+        let mut process = Command::new(&self.command.program);
+        process.args(&self.command.args);
+        if let Some(dir) = &self.command.dir {
+            process.current_dir(dir);
+        }
+        process
+            .env_clear()
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("AWS_LAMBDA_RUNTIME_API", self.address.to_string())
+            .env("AWS_LAMBDA_FUNCTION_NAME", "hookrelay")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+            .stdout(output()?)
+            .stderr(output()?)
+            .kill_on_drop(true)
+            .spawn()
+    }
 }
 
 impl LambdaInstance {
@@ -133,37 +171,43 @@ impl LambdaInstance {
                 });
             }
         });
-        let output = || match log {
-            Some(path) => std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map(Stdio::from),
-            None => Ok(Stdio::null()),
+        let spawn = Spawn {
+            command: command.clone(),
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            log: log.map(Path::to_owned),
+            address,
         };
-        let mut process = Command::new(&command.program);
-        process.args(&command.args);
-        if let Some(dir) = &command.dir {
-            process.current_dir(dir);
-        }
         let spawned_at = Instant::now();
-        let child = process
-            .env_clear()
-            .envs(env.iter().copied())
-            .env("AWS_LAMBDA_RUNTIME_API", address.to_string())
-            .env("AWS_LAMBDA_FUNCTION_NAME", "hookrelay")
-            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
-            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-            .stdout(output()?)
-            .stderr(output()?)
-            .kill_on_drop(true)
-            .spawn()?;
+        let child = spawn.child()?;
         Ok(Self {
             url: format!("http://{address}"),
             shared,
             child,
             spawned_at,
+            spawn,
         })
+    }
+
+    /// Invocations handed to the function and not answered yet.
+    pub fn in_flight(&self) -> usize {
+        self.shared
+            .waiting
+            .lock()
+            .map_or(0, |waiting| waiting.len())
+    }
+
+    /// Kills the function process and starts a new one against the same Runtime API (and so
+    /// behind the same URL): a cold instance with empty memory, as when Lambda replaces one. An
+    /// invocation the old process held is never answered (the caller times out and retries).
+    pub async fn restart(&mut self) -> std::io::Result<()> {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+        self.child = self.spawn.child()?;
+        self.spawned_at = Instant::now();
+        Ok(())
     }
 
     /// The function's init: from spawning its process to its first poll for an invocation.

@@ -194,6 +194,13 @@ impl EventSpec {
         }
     }
 
+    /// The same body signed again at `now`: a sender's late retry (Standard Webhooks signs each
+    /// attempt's own `webhook-timestamp`; the engine and Rekko sign the body alone).
+    pub fn sign_again(&self, keys: &SigningKeys, now: f64, body: &[u8]) -> SignedDelivery {
+        let body = serde_json::from_slice(body).unwrap_or_default();
+        self.sign_body(keys, now, body)
+    }
+
     fn sign_body(&self, keys: &SigningKeys, now: f64, body: serde_json::Value) -> SignedDelivery {
         let n = self.n;
         let body = body.to_string().into_bytes();
@@ -299,6 +306,8 @@ pub struct Attempt {
 /// What happened to one event.
 #[derive(Debug, Clone)]
 pub struct DeliveryLog {
+    /// The event.
+    pub spec: EventSpec,
     /// The dedupe key hookrelay gives it.
     pub dedupe_key: String,
     /// The signed body.
@@ -332,6 +341,7 @@ pub async fn run(
                 .unwrap_or_default();
             let delivery = spec.sign(keys, now.as_secs_f64());
             let mut log = DeliveryLog {
+                spec,
                 dedupe_key: delivery.dedupe_key.clone(),
                 body: delivery.body.clone(),
                 attempts: Vec::new(),
@@ -366,6 +376,57 @@ pub async fn run(
         }
     }
     logs
+}
+
+/// Sends each of `logs`' events again, signed anew now, with the senders' retry rules (until a
+/// 2xx or the schedule ends), and adds the attempts to its log as re-sends: the late retries
+/// of a long retry horizon.
+pub async fn resend_late(
+    targets: Vec<String>,
+    logs: &mut [DeliveryLog],
+    keys: &SigningKeys,
+    config: &SimConfig,
+) {
+    let client: Client<HttpConnector, Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).build_http();
+    let permits = Arc::new(Semaphore::new(config.concurrency.max(1)));
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::with_capacity(logs.len());
+    for (index, log) in logs.iter().enumerate() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64();
+        let delivery = log.spec.sign_again(keys, now, &log.body);
+        let (client, permits, next, targets, config) = (
+            client.clone(),
+            permits.clone(),
+            next.clone(),
+            targets.clone(),
+            config.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let _permit = permits.acquire_owned().await.expect("semaphore open");
+            let mut attempts = Vec::new();
+            for attempt in 0..=config.retry_delays.len() {
+                if attempt > 0 {
+                    tokio::time::sleep(config.retry_delays[attempt - 1]).await;
+                }
+                let target = &targets[next.fetch_add(1, Ordering::Relaxed) % targets.len()];
+                let result = send(&client, target, &delivery, config.attempt_timeout, true).await;
+                attempts.push(result);
+                if result.status.is_some_and(|s| (200..300).contains(&s)) {
+                    break;
+                }
+            }
+            (index, attempts)
+        }));
+    }
+    for task in tasks {
+        if let Ok((index, attempts)) = task.await {
+            logs[index].attempts.extend(attempts);
+        }
+    }
 }
 
 async fn send(

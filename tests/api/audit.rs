@@ -1,6 +1,9 @@
 //! The delivery audit, small enough for CI (RELIABILITY.md has the full run and its command):
 //! separate receiver processes with their own dedupe, senders retrying on the engine's schedule,
-//! a fifth of SQS calls failing, and every event in the queue exactly once, byte-identical.
+//! a fifth of SQS calls failing, and every event in the queue exactly once, byte-identical. With
+//! the durable store on: a tenth of its calls failing too, instances restarted mid-run, and late
+//! re-sends after the queue was drained (moto then forgets the FIFO deduplication ids, as SQS
+//! does after five minutes), on a FIFO and on a standard queue.
 
 use std::path::PathBuf;
 
@@ -18,6 +21,8 @@ async fn every_event_arrives_exactly_once_through_faults_retries_and_several_ins
         seed: 7,
         receiver: PathBuf::from(env!("CARGO_BIN_EXE_hookrelay")),
         log_dir: None,
+        store: None,
+        standard_queue: false,
     };
     let report = audit::run(&config).await;
     let table = report.markdown(&config);
@@ -34,4 +39,56 @@ async fn every_event_arrives_exactly_once_through_faults_retries_and_several_ins
     );
     assert!(report.resends > 0, "{table}");
     assert_eq!(report.acknowledged, report.events, "{table}");
+}
+
+fn store_audit(standard_queue: bool, seed: u64) -> AuditConfig {
+    AuditConfig {
+        events: 210,
+        instances: 3,
+        fault_fraction: 0.2,
+        time_scale: 0.02,
+        concurrency: 12,
+        duplicate_fraction: 0.1,
+        seed,
+        receiver: PathBuf::from(env!("CARGO_BIN_EXE_hookrelay")),
+        log_dir: None,
+        store: Some(audit::StoreAudit {
+            fault_fraction: 0.1,
+            restart_every: std::time::Duration::from_secs(2),
+            late_fraction: 0.3,
+            ttl_secs: 3_600,
+            claim_secs: 3,
+        }),
+        standard_queue,
+    }
+}
+
+fn assert_hostile_and_passed(report: &audit::AuditReport, table: &str) {
+    assert!(report.passed(), "{table}");
+    let store_faults: u64 = report.store_faults.iter().map(|(_, n)| n).sum();
+    assert!(
+        store_faults * 20 >= report.store_calls,
+        "fewer than 5% of store calls failed:\n{table}"
+    );
+    assert!(report.restarts >= 3, "{table}");
+    assert!(report.late_resends > 0, "{table}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_store_a_fifo_queue_loses_nothing_past_its_window_and_copies_only_from_counted_causes()
+ {
+    let config = store_audit(false, 11);
+    let report = audit::run(&config).await;
+    let table = report.markdown(&config);
+    assert_hostile_and_passed(&report, &table);
+    assert_eq!(report.unexplained_copies(), 0, "{table}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_store_a_standard_queue_copies_only_counted_ambiguous_sends() {
+    let config = store_audit(true, 12);
+    let report = audit::run(&config).await;
+    let table = report.markdown(&config);
+    assert_hostile_and_passed(&report, &table);
+    assert_eq!(report.unexplained_copies(), 0, "{table}");
 }

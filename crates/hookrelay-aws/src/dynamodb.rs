@@ -26,6 +26,8 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use hookrelay_ingest::idempotency::{
     CLAIM_CONDITION, ClaimDecision, ClaimRequest, ContentDigest, IdempotencyStore, RecordState,
@@ -55,17 +57,23 @@ pub struct DynamoDbStore {
 
 impl DynamoDbStore {
     /// A store in `table`, with a client built from `config` (made by [`crate::sdk_config`])
-    /// with the store's own tighter bounds: 1 s per call in all, 500 ms to connect, two
-    /// attempts.
+    /// with the store's own tighter bounds: 1 s per call in all, two attempts of at most 500 ms
+    /// each (so one slow answer still leaves time for a second attempt), 500 ms to connect.
     pub fn from_sdk_config(config: &aws_config::SdkConfig, table: impl Into<String>) -> Self {
         let timeouts = aws_config::timeout::TimeoutConfig::builder()
             .connect_timeout(Duration::from_millis(500))
-            .operation_attempt_timeout(STORE_TIMEOUT)
+            .operation_attempt_timeout(STORE_TIMEOUT / 2)
             .operation_timeout(STORE_TIMEOUT)
             .build();
         let client_config = aws_sdk_dynamodb::config::Builder::from(config)
             .timeout_config(timeouts)
-            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(2))
+            // A 50 ms first backoff (the SDK's default is up to 1 s), so the second attempt
+            // fits inside the call's 1 s.
+            .retry_config(
+                aws_config::retry::RetryConfig::standard()
+                    .with_max_attempts(2)
+                    .with_initial_backoff(Duration::from_millis(50)),
+            )
             .build();
         Self {
             client: Client::from_conf(client_config),
@@ -111,6 +119,15 @@ impl IdempotencyStore for DynamoDbStore {
         match refused_by {
             Some(Some(item)) => {
                 let stored = record(&item)?;
+                // Our own claim: an earlier attempt of this very call wrote it and its answer was
+                // lost (the SDK retried). It is ours to publish under.
+                if stored.state
+                    == (RecordState::InProgress {
+                        owner: request.owner.to_owned(),
+                    })
+                {
+                    return Ok(ClaimDecision::Claimed);
+                }
                 Ok(match decide(Some(&stored), request.digest, request.now) {
                     // The condition and `decide` read the same `:now`, so a live record can't
                     // decide as absent; should a clock disagree, wait a second rather than
@@ -129,7 +146,8 @@ impl IdempotencyStore for DynamoDbStore {
     }
 
     async fn commit(&self, key: &StoreKey, owner: &str, expires_at: i64) -> Result<(), StoreError> {
-        self.client
+        let committed = self
+            .client
             .update_item()
             .table_name(&self.table)
             .key(PK, s(key.as_str()))
@@ -139,42 +157,58 @@ impl IdempotencyStore for DynamoDbStore {
             .expression_attribute_values(":in_progress", s(IN_PROGRESS))
             .expression_attribute_values(":owner", s(owner))
             .expression_attribute_values(":expires_at", n(expires_at))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
-            .await
-            .map(drop)
-            .map_err(|error| {
-                let lost = error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception());
-                if lost {
-                    StoreError::ClaimLost
+            .await;
+        let error = match committed {
+            Ok(_) => return Ok(()),
+            Err(error) => error,
+        };
+        match error.as_service_error() {
+            Some(UpdateItemError::ConditionalCheckFailedException(refused)) => {
+                // Refused because an earlier attempt of this call already committed (its answer
+                // was lost and the SDK retried): the record is published and still names us.
+                let ours = refused.item().is_some_and(|item| {
+                    matches!(item.get(STATE), Some(AttributeValue::S(state)) if state == PUBLISHED)
+                        && matches!(item.get(OWNER), Some(AttributeValue::S(token)) if token == owner)
+                });
+                if ours {
+                    Ok(())
                 } else {
-                    unavailable(error)
+                    Err(StoreError::ClaimLost)
                 }
-            })
+            }
+            _ => Err(unavailable(error)),
+        }
     }
 
     async fn release(&self, key: &StoreKey, owner: &str) -> Result<(), StoreError> {
-        self.client
+        let released = self
+            .client
             .delete_item()
             .table_name(&self.table)
             .key(PK, s(key.as_str()))
             .condition_expression(OWNED_CLAIM)
             .expression_attribute_values(":in_progress", s(IN_PROGRESS))
             .expression_attribute_values(":owner", s(owner))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
-            .await
-            .map(drop)
-            .map_err(|error| {
-                let lost = error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception());
-                if lost {
-                    StoreError::ClaimLost
-                } else {
-                    unavailable(error)
-                }
-            })
+            .await;
+        let error = match released {
+            Ok(_) => return Ok(()),
+            Err(error) => error,
+        };
+        match error.as_service_error() {
+            // Refused with no item: an earlier attempt of this call deleted it (its answer was
+            // lost): released.
+            Some(DeleteItemError::ConditionalCheckFailedException(refused))
+                if refused.item().is_none() =>
+            {
+                Ok(())
+            }
+            Some(DeleteItemError::ConditionalCheckFailedException(_)) => Err(StoreError::ClaimLost),
+            _ => Err(unavailable(error)),
+        }
     }
 }
 

@@ -1,7 +1,15 @@
 //! The delivery audit, by hand: `hookrelay-audit [--events N] [--rounds R] [--instances K]
 //! [--faults F] [--time-scale S] [--concurrency C] [--duplicates D] [--seed X] [--receiver PATH]
-//! [--log-dir DIR]`. Prints the report as Markdown; exits 1 unless every event is in the queue
-//! exactly once with byte-identical data. See RELIABILITY.md.
+//! [--log-dir DIR] [--standard-queue true] [--store true] [--store-faults F] [--restart-every-secs S]
+//! [--late L] [--ttl-secs T] [--claim-secs C]`. Prints the report as Markdown; exits 1 unless
+//! every event is in the queue exactly once with byte-identical data (on a standard queue: extra
+//! copies only from counted ambiguous sends). See RELIABILITY.md.
+//!
+//! `--store true` turns the durable idempotency store on (moto's DynamoDB behind its own fault
+//! proxy, `--store-faults` of its calls failing, default 0.1), restarts one instance in turn
+//! every `--restart-every-secs` (default 5) while the senders run, then drains the queue (moto
+//! forgets the deduplication ids, as SQS does after five minutes), restarts every instance and
+//! sends `--late` of the events again (default 0.2): retries beyond the FIFO window.
 //!
 //! The events run in `R` rounds (default: one per 1,000 events), each with a fresh queue and
 //! fresh receiver processes, and each accounted for on its own. moto's SendMessage cost grows
@@ -25,7 +33,17 @@ fn main() {
         seed: 2026,
         receiver: cli::default_receiver(),
         log_dir: None,
+        store: None,
+        standard_queue: false,
     };
+    let mut store = audit::StoreAudit {
+        fault_fraction: 0.1,
+        restart_every: std::time::Duration::from_secs(5),
+        late_fraction: 0.2,
+        ttl_secs: 3_600,
+        claim_secs: 10,
+    };
+    let mut store_on = false;
     for (flag, value) in cli::flag_pairs(usage) {
         let number = || number::<f64>(&flag, &value, usage);
         match flag.as_str() {
@@ -39,10 +57,22 @@ fn main() {
             "--seed" => config.seed = number() as u64,
             "--receiver" => config.receiver = PathBuf::from(&value),
             "--log-dir" => config.log_dir = Some(PathBuf::from(value)),
+            "--standard-queue" => config.standard_queue = value == "true",
+            "--store" => store_on = value == "true",
+            "--store-faults" => store.fault_fraction = number(),
+            "--restart-every-secs" => {
+                store.restart_every = std::time::Duration::from_secs_f64(number())
+            }
+            "--late" => store.late_fraction = number(),
+            "--ttl-secs" => store.ttl_secs = number() as u64,
+            "--claim-secs" => store.claim_secs = number() as u64,
             _ => usage(&format!("unknown flag {flag}")),
         }
     }
     cli::require_receiver(&config.receiver, usage);
+    if store_on {
+        config.store = Some(store);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
