@@ -353,6 +353,9 @@ def run_streams(sqs, queue_url: str, endpoint: str, processes: list, secrets: di
     expected = streams["trades"] + streams["rekko_events"]
     bridge_env = {
         "HOOKRELAY_QUEUE_URL": queue_url,
+        # The same idempotency store as the receiver's.
+        "HOOKRELAY_IDEMPOTENCY_TABLE": "hookrelay-idempotency",
+        "AWS_ENDPOINT_URL_DYNAMODB": endpoint,
         **relay,
         "HOOKRELAY_HEISENBERG_TOKEN": token,
         "HOOKRELAY_HEISENBERG_URL": streams["heisenberg_ws"],
