@@ -11,8 +11,9 @@
 //! absorb. The checkpoint moves only if no other run moved it meanwhile (a conditional write), so
 //! two overlapping runs never both advance a stream.
 //!
-//! Cost: one `Query` of the stream heads per run, and one `Query` per stream that has new
-//! sequences (up to [`PAGE`] sequences each; a longer backlog continues on the next run).
+//! Cost: one `Query` of the stream heads per run, and one `Query` per [`PAGE`] new sequences of
+//! each stream (at most [`MAX_PAGES`] a run; a longer backlog continues on the next run). One
+//! stream's failure does not stop the others; the run then fails (Lambda's `Errors`).
 
 use hookrelay::config::{ConfigError, Env};
 use hookrelay::relay::RelaySigner;
@@ -22,14 +23,16 @@ use hookrelay_ingest::idempotency::StoreError;
 use hookrelay_ingest::queue::{PublishError, Publisher};
 use hookrelay_ingest::routed::{HOOKRELAY_PROVIDER, RoutedEvent};
 use hookrelay_ingest::sequence::{
-    GAP_EVENT_TYPE, Gap, SequenceStore, SequenceStream, detect, gap_report,
+    GAP_EVENT_TYPE, Gap, SequenceStore, SequenceStream, StreamHead, detect, gap_report,
 };
 use hookrelay_ingest::settings;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-/// The most sequences read per stream per run.
+/// The most sequences read per query.
 pub const PAGE: usize = 1000;
+/// The most queries per stream per run (a backlog beyond continues on the next run).
+pub const MAX_PAGES: usize = 30;
 
 /// The detector's configuration.
 #[derive(Debug, Clone)]
@@ -123,24 +126,48 @@ impl<Q: SequenceStore, P: Publisher> GapDetector<Q, P> {
             ..DetectorReport::default()
         };
         let detected_at = rfc3339(now);
+        // One stream's failure does not hold the others back; the first is the run's error.
+        let mut failed = None;
         for head in heads {
             if head.checked_through == Some(head.max_sequence) {
                 continue;
             }
             report.checked += 1;
+            if let Err(error) = self
+                .check_stream(&head, now, &detected_at, &mut report)
+                .await
+            {
+                tracing::error!(stream = head.stream.key(), %error, "gap detection of a stream failed");
+                failed.get_or_insert(error);
+            }
+        }
+        failed.map_or(Ok(report), Err)
+    }
+
+    /// Reads `head`'s new sequences a page at a time (at most [`MAX_PAGES`] a run), reports
+    /// its confirmed gaps and moves its checkpoint after each page.
+    async fn check_stream(
+        &self,
+        head: &StreamHead,
+        now: OffsetDateTime,
+        detected_at: &str,
+        report: &mut DetectorReport,
+    ) -> Result<(), DetectorError> {
+        let mut checked_through = head.checked_through;
+        for _ in 0..MAX_PAGES {
             let seen = self
                 .sequences
-                .seen_since(&head.stream, head.checked_through, PAGE)
+                .seen_since(&head.stream, checked_through, PAGE)
                 .await?;
             let found = detect(
-                head.checked_through,
+                checked_through,
                 &seen,
                 now.unix_timestamp(),
                 self.grace_secs,
             );
             for gap in &found.gaps {
                 let message =
-                    gap_event(&head.stream, gap, &detected_at).queue_message(now, &self.signer);
+                    gap_event(&head.stream, gap, detected_at).queue_message(now, &self.signer);
                 self.publisher.publish(&message).await?;
                 tracing::warn!(
                     stream = head.stream.key(),
@@ -150,22 +177,28 @@ impl<Q: SequenceStore, P: Publisher> GapDetector<Q, P> {
                 );
                 report.gaps.push((head.stream.clone(), *gap));
             }
-            if let Some(to) = found
+            let Some(to) = found
                 .checked_through
-                .filter(|to| Some(*to) != head.checked_through)
+                .filter(|to| Some(*to) != checked_through)
+            else {
+                return Ok(());
+            };
+            match self
+                .sequences
+                .checkpoint(&head.stream, checked_through, to)
+                .await
             {
-                match self
-                    .sequences
-                    .checkpoint(&head.stream, head.checked_through, to)
-                    .await
-                {
-                    // Another run moved it first: its reports stand, ours repeat the same ids.
-                    Ok(()) | Err(StoreError::ClaimLost) => {}
-                    Err(error) => return Err(error.into()),
-                }
+                Ok(()) => {}
+                // Another run moved it first: its reports stand, ours repeat the same ids.
+                Err(StoreError::ClaimLost) => return Ok(()),
+                Err(error) => return Err(error.into()),
+            }
+            checked_through = Some(to);
+            if seen.len() < PAGE {
+                return Ok(());
             }
         }
-        Ok(report)
+        Ok(())
     }
 }
 

@@ -8,7 +8,7 @@
 //! |---|---|---|---|
 //! | `Accepted` | Count | `provider`, and none | SQS accepted the event |
 //! | `Duplicate` | Count | `provider`, and none | answered `duplicate` |
-//! | `Rejected` | Count | `provider, reason` and `reason` | any 4xx; `reason` is the error code |
+//! | `Rejected` | Count | `provider, reason` and `reason` | any 4xx, and 503 `in_progress`; `reason` is the error code |
 //! | `PublishFailures` | Count | `provider`, and none | SQS failed or timed out (503) |
 //! | `PublishLatency` | Milliseconds | `provider`, and none | each SQS send, successful or not |
 //! | `StoreLatency` | Milliseconds | `provider`, and none | a delivery's idempotency store calls, in all |

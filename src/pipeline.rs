@@ -468,6 +468,15 @@ impl<P: Publisher, C: Clock, S: IdempotencyStore, Q: SequenceStore> Pipeline<P, 
                 Claim::Duplicate => {
                     self.dedupe()
                         .record(event.dedupe_key().clone(), digest, now);
+                    // Recorded again (an idempotent put): the first attempt's record may have
+                    // been lost with its instance, and a sequence never recorded would be
+                    // reported as a gap. Its arrival says nothing new.
+                    let mut record_calls = StoreCalls::default();
+                    self.record_sequence(served, &event, now, &mut record_calls)
+                        .await;
+                    notes.calls.count += record_calls.count;
+                    notes.calls.latency += record_calls.latency;
+                    notes.calls.failures.extend(record_calls.failures);
                     return Ok(handled(route.sender, &event, Outcome::Duplicate, notes));
                 }
                 Claim::InProgress { retry_after_secs } => {
@@ -511,20 +520,7 @@ impl<P: Publisher, C: Clock, S: IdempotencyStore, Q: SequenceStore> Pipeline<P, 
                     .await;
             }
         };
-        let stream = event.sequence_in_stream(&served.fingerprints);
-        let record = async {
-            let (Some(sequences), Some((stream, number))) = (&self.sequences, stream) else {
-                return None;
-            };
-            let seen_at = now.unix_timestamp();
-            let expires_at = (now + sequences.retention).unix_timestamp();
-            record_calls
-                .time(
-                    StoreOperation::Record,
-                    sequences.store.record(&stream, number, seen_at, expires_at),
-                )
-                .await
-        };
+        let record = self.record_sequence(served, &event, now, &mut record_calls);
         let ((), arrival) = tokio::join!(commit, record);
         notes.arrival = arrival;
         notes.calls.count += record_calls.count;
@@ -554,6 +550,30 @@ impl<P: Publisher, C: Clock, S: IdempotencyStore, Q: SequenceStore> Pipeline<P, 
             this: digest.clone(),
         });
         event.rekeyed_for_conflict(digest)
+    }
+
+    /// Records the event's engine sequence, when gap detection is on and it has one.
+    async fn record_sequence(
+        &self,
+        served: &ServedRoute,
+        event: &RoutedEvent<'_>,
+        now: OffsetDateTime,
+        calls: &mut StoreCalls,
+    ) -> Option<Arrival> {
+        let (Some(sequences), Some((stream, number))) = (
+            &self.sequences,
+            event.sequence_in_stream(&served.fingerprints),
+        ) else {
+            return None;
+        };
+        let seen_at = now.unix_timestamp();
+        let expires_at = (now + sequences.retention).unix_timestamp();
+        calls
+            .time(
+                StoreOperation::Record,
+                sequences.store.record(&stream, number, seen_at, expires_at),
+            )
+            .await
     }
 
     /// Gives the held claim up, so the sender's retry goes through in full.

@@ -141,14 +141,21 @@ pub fn parse_heisenberg_frame(frame: String) -> Result<HeisenbergMessage, ParseE
     };
     let market_id = text("data.slug", fields.slug)?;
     let occurred_at = text("data.timestamp", fields.timestamp)?.or(frame_timestamp);
-    Ok(HeisenbergMessage::Event(StreamEvent::stream(
+    // `data`'s place in the frame, to digest it alone once the frame has moved into the event:
+    // the frame's `timestamp` is the delivery time, so a redelivery differs there and only there.
+    let data_at = (data.get().as_ptr() as usize).saturating_sub(frame.as_ptr() as usize);
+    let data_len = data.get().len();
+    let event = StreamEvent::stream(
         StreamSource::Heisenberg,
         event_type,
         dedupe_key,
         market_id,
         occurred_at,
         frame,
-    )?))
+    )?;
+    Ok(HeisenbergMessage::Event(
+        event.digesting_only(data_at..data_at + data_len),
+    ))
 }
 
 #[cfg(test)]
@@ -196,6 +203,17 @@ mod tests {
         assert_eq!(
             event(&again).dedupe_key(),
             event(POLYMARKET_TRADE).dedupe_key()
+        );
+        // And its content: the same digest, so the dedupe layers call it a duplicate, not a
+        // conflict under a new key; a change inside `data` is another event's content.
+        assert_eq!(
+            event(&again).content_digest(),
+            event(POLYMARKET_TRADE).content_digest()
+        );
+        let other_price = POLYMARKET_TRADE.replace("\"price\":0.53", "\"price\":0.54");
+        assert_ne!(
+            event(&other_price).content_digest(),
+            event(POLYMARKET_TRADE).content_digest()
         );
         let without_id = r#"{"type":"x.new","timestamp":"2026-01-01T00:00:00Z","data":{"a":1}}"#;
         let redelivered = without_id.replace("00:00:00Z", "00:00:09Z");

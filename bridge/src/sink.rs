@@ -263,9 +263,18 @@ impl<P: BatchPublisher, S: IdempotencyStore> Sink<P, S> {
         let counters = self.stats.of(event.source());
         let digest = event.content_digest();
         let mut event = event;
-        if let DedupeDecision::Conflict { published } =
-            self.dedupe.check(event.dedupe_key(), &digest, at)
-        {
+        // A pending event under the same key with other content is a conflict too.
+        let pending_other = self
+            .pending
+            .iter()
+            .find(|p| p.key == *event.dedupe_key() && p.digest != digest)
+            .map(|p| p.digest.clone());
+        let window = self.dedupe.check(event.dedupe_key(), &digest, at);
+        let conflict = match window {
+            DedupeDecision::Conflict { published } => Some(published),
+            _ => pending_other,
+        };
+        if let Some(published) = conflict {
             bump(&counters.conflicts);
             tracing::warn!(
                 key = event.dedupe_key().as_str(),
@@ -276,7 +285,10 @@ impl<P: BatchPublisher, S: IdempotencyStore> Sink<P, S> {
             event = event.rekeyed_for_conflict(&digest);
         }
         let key = event.dedupe_key();
-        if self.pending.iter().any(|p| p.key == *key)
+        if self
+            .pending
+            .iter()
+            .any(|p| p.key == *key && p.digest == digest)
             || self.dedupe.check(key, &digest, at) == DedupeDecision::AlreadyPublished
         {
             bump(&counters.duplicates);
@@ -395,28 +407,17 @@ impl<P: BatchPublisher, S: IdempotencyStore> Sink<P, S> {
         let claimed_at = OffsetDateTime::now_utc();
         let window = self.batch_len();
         self.claim_batch(window, claimed_at).await;
-        // With a store, only claimed events go out; one another claimant holds waits (at the
-        // front, keeping its place) for a later round.
+        // With a store, only claimed events go out, and only those before the first one another
+        // claimant holds, so nothing overtakes it (stream order is kept): it waits at the front
+        // for a later round.
         let store_on = self.store.is_some();
-        let ready: Vec<usize> = (0..self.batch_len())
-            .filter(|&i| !store_on || self.pending[i].claim.is_some())
-            .collect();
-        if ready.is_empty() {
+        let count = (0..self.batch_len())
+            .take_while(|&i| !store_on || self.pending[i].claim.is_some())
+            .count();
+        let waiting = usize::from(count < self.batch_len());
+        if count == 0 {
             return self.pending.is_empty();
         }
-        let waiting = self.batch_len() - ready.len();
-        // Bring the ready ones to the front, in order, so the send and its results line up.
-        let mut front: Vec<Pending> = Vec::with_capacity(ready.len());
-        let mut rest: VecDeque<Pending> = VecDeque::new();
-        for (i, pending) in self.pending.drain(..).enumerate() {
-            if ready.contains(&i) {
-                front.push(pending);
-            } else {
-                rest.push_back(pending);
-            }
-        }
-        let count = front.len();
-        self.pending = front.into_iter().chain(rest).collect();
         let messages: Vec<&QueueMessage> = self
             .pending
             .iter()
@@ -958,6 +959,36 @@ mod tests {
             assert_eq!(report.published, 2, "sent once the other claim lapsed");
             assert!(count(&stats.of(StreamSource::Rekko).in_progress) >= 1);
             assert_eq!(queue.accepted.lock().unwrap().len(), 2);
+        }
+
+        #[tokio::test]
+        async fn a_redelivered_heisenberg_frame_is_a_duplicate_not_a_conflict() {
+            let frame = |delivered_at: &str| {
+                let text = format!(
+                    r#"{{"type":"polymarket.trade","timestamp":"{delivered_at}","data":{{"id":"0xabc_0xdef","price":0.53,"slug":"m"}}}}"#
+                );
+                match crate::frames::parse_heisenberg_frame(text).unwrap() {
+                    crate::frames::HeisenbergMessage::Event(event) => Received {
+                        event,
+                        at: OffsetDateTime::now_utc(),
+                    },
+                    _ => unreachable!("a data frame"),
+                }
+            };
+            let (queue, store) = (ScriptedQueue::default(), MemoryStore::default());
+            let (report, stats) = run_with(
+                &queue,
+                &store,
+                vec![frame("2026-05-27T13:50:00Z"), frame("2026-05-27T13:51:07Z")],
+            )
+            .await;
+            // And once more from a second bridge (the store's judgement, not the window's).
+            let (again, _) = run_with(&queue, &store, vec![frame("2026-05-27T14:00:00Z")]).await;
+            assert_eq!((report.published, again.published), (1, 0));
+            let heisenberg = stats.of(StreamSource::Heisenberg);
+            assert_eq!(count(&heisenberg.duplicates), 1);
+            assert_eq!(count(&heisenberg.conflicts), 0);
+            assert_eq!(queue.accepted.lock().unwrap().len(), 1);
         }
 
         #[tokio::test]

@@ -247,6 +247,17 @@ impl StreamEvent {
         self.source
     }
 
+    /// This event with its content digest over the bytes `part` of its body only: for a stream
+    /// whose frames carry a delivery time that changes on a redelivery (Heisenberg's frame
+    /// `timestamp`), so a redelivered event is a duplicate, not a conflict. A range outside the
+    /// body leaves the digest over the whole body.
+    pub fn digesting_only(mut self, part: std::ops::Range<usize>) -> Self {
+        if part.start <= part.end && part.end <= self.event.body.len() {
+            self.event.digest_scope = DigestScope::Parts(vec![Some(part)]);
+        }
+        self
+    }
+
     /// This event under its conflict key ([`RoutedEvent::rekeyed_for_conflict`]).
     pub fn rekeyed_for_conflict(self, digest: &ContentDigest) -> Self {
         Self {
