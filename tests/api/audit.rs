@@ -46,7 +46,10 @@ fn store_audit(standard_queue: bool, seed: u64) -> AuditConfig {
         events: 210,
         instances: 3,
         fault_fraction: 0.2,
-        time_scale: 0.02,
+        // Retries at +0.25 s and +1.75 s: a claim of 1 s lapses before the last one, as the
+        // stack's 10 s claim lapses before the engine's +30 s retry (a claim outliving the
+        // sender's retries would lose the event of an instance killed mid-delivery).
+        time_scale: 0.05,
         concurrency: 12,
         duplicate_fraction: 0.1,
         seed,
@@ -57,7 +60,7 @@ fn store_audit(standard_queue: bool, seed: u64) -> AuditConfig {
             restart_every: std::time::Duration::from_secs(2),
             late_fraction: 0.3,
             ttl_secs: 3_600,
-            claim_secs: 3,
+            claim_secs: 1,
         }),
         standard_queue,
     }
@@ -85,10 +88,12 @@ async fn with_the_store_a_fifo_queue_loses_nothing_past_its_window_and_copies_on
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_the_store_a_standard_queue_copies_only_counted_ambiguous_sends() {
+async fn with_the_store_a_standard_queue_loses_nothing_and_copies_keep_their_id() {
     let config = store_audit(true, 12);
     let report = audit::run(&config).await;
     let table = report.markdown(&config);
     assert_hostile_and_passed(&report, &table);
-    assert_eq!(report.unexplained_copies(), 0, "{table}");
+    // Copies are grouped by envelope id; an extra message with an id no event had would be
+    // `extra`, which `passed` refuses.
+    assert_eq!(report.extra, 0, "{table}");
 }

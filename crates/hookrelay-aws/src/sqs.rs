@@ -1,9 +1,7 @@
 //! The Amazon SQS publishers: one message per call for the receiver ([`Publisher`]), and
 //! `SendMessageBatch` with per-entry results for the stream bridge ([`BatchPublisher`], with the
 //! `batch` feature). The only I/O in the queue path; calls are bounded by [`crate::sdk_config`].
-//! Failures say whether SQS may have queued the message anyway (`PublishError::is_ambiguous`);
-//! on a standard queue each call makes one attempt, so no retry inside the SDK makes a copy
-//! nobody counts.
+//! Failures say whether SQS may have queued the message anyway (`PublishError::is_ambiguous`).
 
 use std::collections::HashMap;
 
@@ -50,25 +48,15 @@ impl Publisher for SqsPublisher {
             .queue_url(&self.queue_url)
             .message_body(&message.body)
             .set_message_attributes(Some(sqs_attributes(message)?));
-        match self.kind {
-            QueueKind::Fifo => {
-                request = request
-                    .message_group_id(&message.group_id)
-                    .message_deduplication_id(&message.deduplication_id);
-            }
-            // On a standard queue a retry inside the SDK after an attempt whose answer was lost
-            // would make a second copy that nobody sees or counts. So one attempt: an ambiguous
-            // failure reaches the pipeline, is counted (`AmbiguousPublish`) and answered 503,
-            // and the sender's retry (the claim released) is the only second send.
-            QueueKind::Standard => {
-                return request
-                    .customize()
-                    .config_override(one_attempt())
-                    .send()
-                    .await
-                    .map(drop)
-                    .map_err(publish_error);
-            }
+        // On a standard queue too the SDK retries (three attempts in 5 s): a single attempt was
+        // tried and measured (RELIABILITY.md, 1b), and at 20% faults it turned a sender's three
+        // attempts into three 503s often enough to lose events. The cost: a retry inside the SDK
+        // after an attempt whose answer was lost can make a second copy, with the same envelope
+        // `id`, that `AmbiguousPublish` does not count (only a send that failed in the end is).
+        if self.kind == QueueKind::Fifo {
+            request = request
+                .message_group_id(&message.group_id)
+                .message_deduplication_id(&message.deduplication_id);
         }
         request.send().await.map(drop).map_err(publish_error)
     }
@@ -101,12 +89,6 @@ where
     } else {
         PublishError::new(detail)
     }
-}
-
-/// The SQS client's configuration with a single attempt (for standard queues).
-fn one_attempt() -> aws_sdk_sqs::config::Builder {
-    aws_sdk_sqs::config::Builder::default()
-        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(1))
 }
 
 /// The HTTP status of a raw response, for [`publish_error`].
@@ -161,18 +143,14 @@ impl BatchPublisher for SqsPublisher {
                     .map_err(|error| PublishError::new(format!("batch entry: {error}")))?,
             );
         }
-        let mut request = self
+        let output = self
             .client
             .send_message_batch()
             .queue_url(&self.queue_url)
             .set_entries(Some(entries))
-            .customize();
-        // One attempt on a standard queue, as for `publish`: the bridge's own retry is then the
-        // only second send, and it counts the ambiguous failure that caused it.
-        if self.kind == QueueKind::Standard {
-            request = request.config_override(one_attempt());
-        }
-        let output = request.send().await.map_err(publish_error)?;
+            .send()
+            .await
+            .map_err(publish_error)?;
         // An entry SQS lists in neither `Successful` nor `Failed` counts as failed: only an
         // explicit success may be treated as queued.
         let unreported = || EntryFailure {

@@ -41,7 +41,9 @@ fn main() {
         restart_every: std::time::Duration::from_secs(5),
         late_fraction: 0.2,
         ttl_secs: 3_600,
-        claim_secs: 10,
+        // Shorter than the senders' last retry at the default time scale (+3 s), as the stack's
+        // 10 s claim is shorter than the engine's +30 s retry.
+        claim_secs: 1,
     };
     let mut store_on = false;
     for (flag, value) in cli::flag_pairs(usage) {
