@@ -54,21 +54,12 @@ impl DetectorConfig {
     /// required).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env::new(lookup);
-        let sequence_table = env
-            .text(settings::SEQUENCE_TABLE)
-            .map(|table| table.trim().to_owned())
-            .filter(|table| !table.is_empty())
-            .ok_or_else(|| ConfigError::new(settings::SEQUENCE_TABLE, "is required"))?;
-        let grace = env.number_in(
-            settings::SEQUENCE_GAP_GRACE_SECS,
-            settings::DEFAULT_SEQUENCE_GAP_GRACE_SECS,
-            1..=86_400,
-            "seconds",
-        )?;
+        let table = settings::sequence_table(&env, "is required")?;
+        let sequences = settings::sequence_settings(&env, table)?;
         Ok(Self {
             queue_url: settings::queue_url(&env)?,
-            sequence_table,
-            grace: std::time::Duration::from_secs(grace),
+            sequence_table: sequences.table,
+            grace: sequences.grace,
             relay_signer: settings::relay_signer(&env)?,
             metrics_namespace: settings::metrics_namespace(&env)?,
         })

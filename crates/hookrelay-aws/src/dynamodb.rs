@@ -60,23 +60,8 @@ impl DynamoDbStore {
     /// with the store's own tighter bounds: 1 s per call in all, two attempts of at most 500 ms
     /// each (so one slow answer still leaves time for a second attempt), 500 ms to connect.
     pub fn from_sdk_config(config: &aws_config::SdkConfig, table: impl Into<String>) -> Self {
-        let timeouts = aws_config::timeout::TimeoutConfig::builder()
-            .connect_timeout(Duration::from_millis(500))
-            .operation_attempt_timeout(STORE_TIMEOUT / 2)
-            .operation_timeout(STORE_TIMEOUT)
-            .build();
-        let client_config = aws_sdk_dynamodb::config::Builder::from(config)
-            .timeout_config(timeouts)
-            // A 50 ms first backoff (the SDK's default is up to 1 s), so the second attempt
-            // fits inside the call's 1 s.
-            .retry_config(
-                aws_config::retry::RetryConfig::standard()
-                    .with_max_attempts(2)
-                    .with_initial_backoff(Duration::from_millis(50)),
-            )
-            .build();
         Self {
-            client: Client::from_conf(client_config),
+            client: bounded_client(config),
             table: table.into(),
         }
     }
@@ -236,10 +221,31 @@ impl DynamoDbSequences {
     /// The sequence store in `table`, with the same bounded client as [`DynamoDbStore`].
     pub fn from_sdk_config(config: &aws_config::SdkConfig, table: impl Into<String>) -> Self {
         Self {
-            client: DynamoDbStore::from_sdk_config(config, "").client,
+            client: bounded_client(config),
             table: table.into(),
         }
     }
+}
+
+/// A DynamoDB client from `config` with the store's bounds: 1 s per call in all, two attempts
+/// of at most 500 ms, 500 ms to connect.
+fn bounded_client(config: &aws_config::SdkConfig) -> Client {
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(Duration::from_millis(500))
+        .operation_attempt_timeout(STORE_TIMEOUT / 2)
+        .operation_timeout(STORE_TIMEOUT)
+        .build();
+    let client_config = aws_sdk_dynamodb::config::Builder::from(config)
+        .timeout_config(timeouts)
+        // A 50 ms first backoff (the SDK's default is up to 1 s), so the second attempt fits
+        // inside the call's 1 s.
+        .retry_config(
+            aws_config::retry::RetryConfig::standard()
+                .with_max_attempts(2)
+                .with_initial_backoff(Duration::from_millis(50)),
+        )
+        .build();
+    Client::from_conf(client_config)
 }
 
 fn sequence_sk(sequence: u64) -> String {

@@ -111,16 +111,7 @@ pub fn sequence_gaps<L: Fn(&str) -> Option<String>>(
         Some("on") => {}
         Some(_) => return Err(ConfigError::new(SEQUENCE_GAPS, "must be `on` or `off`")),
     }
-    let table = env
-        .text(SEQUENCE_TABLE)
-        .map(|table| table.trim().to_owned())
-        .filter(|table| !table.is_empty())
-        .ok_or_else(|| {
-            ConfigError::new(
-                SEQUENCE_TABLE,
-                format!("is required when {SEQUENCE_GAPS} is on"),
-            )
-        })?;
+    let table = sequence_table(env, &format!("is required when {SEQUENCE_GAPS} is on"))?;
     if !idempotency_on {
         return Err(ConfigError::new(
             SEQUENCE_GAPS,
@@ -129,16 +120,35 @@ pub fn sequence_gaps<L: Fn(&str) -> Option<String>>(
             ),
         ));
     }
+    Ok(Some(sequence_settings(env, table)?))
+}
+
+/// [`SEQUENCE_TABLE`], required (`missing` says why when it is not set).
+pub fn sequence_table<L: Fn(&str) -> Option<String>>(
+    env: &Env<L>,
+    missing: &str,
+) -> Result<String, ConfigError> {
+    env.text(SEQUENCE_TABLE)
+        .map(|table| table.trim().to_owned())
+        .filter(|table| !table.is_empty())
+        .ok_or_else(|| ConfigError::new(SEQUENCE_TABLE, missing))
+}
+
+/// The sequence settings for `table`: [`SEQUENCE_GAP_GRACE_SECS`] (1 s to a day) read beside it.
+pub fn sequence_settings<L: Fn(&str) -> Option<String>>(
+    env: &Env<L>,
+    table: String,
+) -> Result<SequenceSettings, ConfigError> {
     let grace = env.number_in(
         SEQUENCE_GAP_GRACE_SECS,
         DEFAULT_SEQUENCE_GAP_GRACE_SECS,
         1..=86_400,
         "seconds",
     )?;
-    Ok(Some(SequenceSettings {
+    Ok(SequenceSettings {
         table,
         grace: std::time::Duration::from_secs(grace),
-    }))
+    })
 }
 
 /// The relay signing keys (`whsk_...`, separated by spaces, commas or newlines): every message
