@@ -23,7 +23,7 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 use hmac::{KeyInit, Mac};
 use hookrelay_devtools::audit::test_keys;
 use hookrelay_devtools::sender_sim::{EventSpec, Sender, SignedDelivery};
-use hookrelay_ingest::queue::{PublishError, Publisher};
+use hookrelay_ingest::queue::{PublishError, Publisher, Sent};
 use hookrelay_ingest::routed::QueueMessage;
 use hookrelay_receiver::config::Config;
 use hookrelay_receiver::function_url;
@@ -44,9 +44,9 @@ const BODY_SIZES: [usize; 2] = [1024, 16 * 1024];
 struct DiscardingPublisher;
 
 impl Publisher for DiscardingPublisher {
-    async fn publish(&self, message: &QueueMessage) -> Result<(), PublishError> {
+    async fn publish(&self, message: &QueueMessage) -> Result<Sent, PublishError> {
         black_box(message);
-        Ok(())
+        Ok(Sent::default())
     }
 }
 

@@ -165,9 +165,17 @@ fn store_metrics(result: &Result<Handled, Rejection>) -> StoreMetrics {
         ..StoreMetrics::default()
     };
     match result {
-        Ok(handled) => from_notes(&handled.store),
+        Ok(handled) => StoreMetrics {
+            ambiguous_attempts: match handled.outcome {
+                Outcome::Accepted {
+                    ambiguous_attempts, ..
+                } => ambiguous_attempts,
+                Outcome::Duplicate => 0,
+            },
+            ..from_notes(&handled.store)
+        },
         Err(Rejection::QueueUnavailable { error, store, .. }) => StoreMetrics {
-            ambiguous: error.is_ambiguous(),
+            ambiguous_attempts: error.ambiguous_attempts(),
             // Counted when the event is published, so a retried conflict counts once.
             conflict: false,
             ..from_notes(store)
@@ -183,7 +191,9 @@ fn store_metrics(result: &Result<Handled, Rejection>) -> StoreMetrics {
 fn request_metrics(routed_to: &'static str, result: &Result<Handled, Rejection>) -> RequestMetrics {
     match result {
         Ok(handled) => match handled.outcome {
-            Outcome::Accepted { publish_latency } => RequestMetrics::Accepted {
+            Outcome::Accepted {
+                publish_latency, ..
+            } => RequestMetrics::Accepted {
                 provider: handled.provider.name,
                 publish_latency,
             },
@@ -289,6 +299,25 @@ fn log_result(route: &str, routed_to: &str, result: &Result<Handled, Rejection>)
         log_store_notes(routed_to, notes);
     }
     match result {
+        // SQS may hold more than one copy of this one (a standard queue keeps them): say which
+        // event, as the failed send below does, so a copy can be traced to its count.
+        Ok(
+            handled @ Handled {
+                outcome:
+                    Outcome::Accepted {
+                        ambiguous_attempts: attempts @ 1..,
+                        ..
+                    },
+                ..
+            },
+        ) => tracing::warn!(
+            provider = routed_to,
+            route,
+            dedupe_key = handled.dedupe_key.as_str(),
+            outcome = "accepted",
+            ambiguous_attempts = attempts,
+            "webhook handled; an earlier attempt of its send may have queued a copy (same id)"
+        ),
         Ok(handled) => tracing::info!(
             provider = handled.provider.name,
             route,
@@ -297,12 +326,17 @@ fn log_result(route: &str, routed_to: &str, result: &Result<Handled, Rejection>)
             outcome = handled.outcome.as_str(),
             "webhook handled"
         ),
-        Err(rejection @ Rejection::QueueUnavailable { error, .. }) => {
+        Err(
+            rejection @ Rejection::QueueUnavailable {
+                error, dedupe_key, ..
+            },
+        ) => {
             tracing::error!(
                 provider = routed_to,
                 route,
+                dedupe_key = dedupe_key.as_str(),
                 outcome = "queue_unavailable",
-                ambiguous = error.is_ambiguous(),
+                ambiguous_attempts = error.ambiguous_attempts(),
                 error = %rejection,
                 "webhook not queued"
             )

@@ -14,7 +14,7 @@
 //! | `StoreLatency` | Milliseconds | `provider`, and none | a delivery's idempotency store calls, in all |
 //! | `StoreFailures` | Count | `provider`, and none | store calls that failed or timed out (the delivery went on) |
 //! | `DedupeConflicts` | Count | `provider`, and none | a key already held other content; published under its own key |
-//! | `AmbiguousPublish` | Count | `provider`, and none | a failed send SQS may have accepted (a standard queue can get a second copy) |
+//! | `AmbiguousPublish` | Count | `provider`, and none | attempts of a send (failed in the end or retried inside the SDK) that SQS may have accepted although their answer was lost: each can be a second copy on a standard queue |
 //! | `InProgress` | Count | `provider`, and none | answered 503 `in_progress`: another attempt holds the claim |
 //! | `OutOfOrder` | Count | `provider`, and none | an engine sequence below its stream's highest (gap detection on; never a gap) |
 //!
@@ -71,8 +71,9 @@ pub struct StoreMetrics {
     pub failures: u32,
     /// Whether the key held other content.
     pub conflict: bool,
-    /// Whether a failed send may have been accepted.
-    pub ambiguous: bool,
+    /// Attempts of the send SQS may have queued although their answer was lost (a failed send's
+    /// and a successful send's earlier attempts alike): possible copies on a standard queue.
+    pub ambiguous_attempts: u32,
     /// Whether the answer was 503 `in_progress`.
     pub in_progress: bool,
     /// Whether its engine sequence arrived below its stream's highest.
@@ -99,7 +100,7 @@ pub fn store_document(
     for (name, count) in [
         ("StoreFailures", metrics.failures),
         ("DedupeConflicts", u32::from(metrics.conflict)),
-        ("AmbiguousPublish", u32::from(metrics.ambiguous)),
+        ("AmbiguousPublish", metrics.ambiguous_attempts),
         ("InProgress", u32::from(metrics.in_progress)),
         ("OutOfOrder", u32::from(metrics.out_of_order)),
     ] {
@@ -232,7 +233,7 @@ mod tests {
                 latency: Some(Duration::from_micros(3_250)),
                 failures: 2,
                 conflict: true,
-                ambiguous: true,
+                ambiguous_attempts: 1,
                 in_progress: false,
                 out_of_order: true,
             },

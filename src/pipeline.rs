@@ -23,15 +23,31 @@ use hookrelay::senders::Sender;
 use hookrelay::signature::{self, Headers, SecretSet, SignedRequest, VerifyError};
 use hookrelay_ingest::dedupe::{ContentDigest, DedupeDecision, DedupeKey, DedupeWindow};
 use hookrelay_ingest::idempotency::{
-    Claim, HeldClaim, Idempotency, IdempotencyStore, NoStore, StoreCalls, StoreOperation,
+    Claim, HeldClaim, Idempotency, IdempotencyStore, NoStore, STORE_CALL_BOUND, StoreCalls,
+    StoreOperation,
 };
-use hookrelay_ingest::queue::{PublishError, Publisher};
+use hookrelay_ingest::queue::{PublishError, Publisher, SQS_SEND_BOUND};
 use hookrelay_ingest::routed::{ParseError, RoutedEvent, SQS_MAX_MESSAGE_BYTES};
 use hookrelay_ingest::sequence::{self, Arrival, NoSequences, SequenceStore};
 use hookrelay_ingest::webhooks::WebhookRoute;
 use time::OffsetDateTime;
 
 use crate::config::{Config, WEBHOOK_ROUTES};
+
+/// template.yaml's `ReceiverFunction` timeout.
+pub const FUNCTION_TIMEOUT: Duration = Duration::from_secs(8);
+
+/// How long a delivery may take from arrival to its answer: the function timeout less a second.
+/// A commit the store did not answer is made again only while this leaves room for one more
+/// bounded store call.
+pub const ANSWER_WITHIN: Duration = Duration::from_secs(7);
+
+/// How long after arrival a claim call may still end: a second claim (after one the store did
+/// not answer, or of a conflict key) starts only if it, the SQS send at its bound and one
+/// commit still fit the function timeout.
+const CLAIM_WITHIN: Duration = FUNCTION_TIMEOUT
+    .saturating_sub(SQS_SEND_BOUND)
+    .saturating_sub(STORE_CALL_BOUND);
 
 /// Where the pipeline gets the time from (injected so tests can fix it).
 pub trait Clock: Send + Sync {
@@ -127,6 +143,9 @@ pub enum Outcome {
     Accepted {
         /// How long the SQS send took (monotonic clock).
         publish_latency: Duration,
+        /// Attempts inside the send that SQS may have queued although their answer was lost
+        /// (`Sent`): possible copies on a standard queue, counted as `AmbiguousPublish`.
+        ambiguous_attempts: u32,
     },
     /// Already published (this instance's window or the durable store said so); nothing was
     /// sent.
@@ -194,6 +213,9 @@ pub enum Rejection {
         /// What SQS (or the connection to it) said.
         #[source]
         error: PublishError,
+        /// The event's key (its envelope `id`), for the log line: an ambiguous failure may have
+        /// queued a copy under it.
+        dedupe_key: DedupeKey,
         /// How long the failed send took, retries included.
         after: Duration,
         /// What the store calls around the send did (boxed: the failure path only).
@@ -399,6 +421,7 @@ impl<P: Publisher, C: Clock, S: IdempotencyStore, Q: SequenceStore> Pipeline<P, 
         served: Option<&ServedRoute>,
         request: InboundRequest,
     ) -> Result<Handled, Rejection> {
+        let arrived = Instant::now();
         let served = served.ok_or(Rejection::UnknownRoute)?;
         let route = served.route;
         // A sender without secrets is disabled, and looks exactly like an unknown path.
@@ -456,6 +479,7 @@ impl<P: Publisher, C: Clock, S: IdempotencyStore, Q: SequenceStore> Pipeline<P, 
                     event.dedupe_key(),
                     &digest,
                     now.unix_timestamp(),
+                    arrived + CLAIM_WITHIN,
                     &mut notes.calls,
                 )
                 .await;
@@ -463,8 +487,9 @@ impl<P: Publisher, C: Clock, S: IdempotencyStore, Q: SequenceStore> Pipeline<P, 
                 event = self.rekey(event, recorded, &digest, &mut notes);
             }
             match outcome.claim {
-                Claim::Held(claim) => held = Some(claim),
-                Claim::Unclaimed => {}
+                // Unconfirmed too (the store did not answer): published anyway, and recorded
+                // after the send if the store answers by then.
+                Claim::Held(claim) | Claim::Unclaimed(claim) => held = Some(claim),
                 Claim::Duplicate => {
                     self.dedupe()
                         .record(event.dedupe_key().clone(), digest, now);
@@ -497,17 +522,21 @@ impl<P: Publisher, C: Clock, S: IdempotencyStore, Q: SequenceStore> Pipeline<P, 
         let started = Instant::now();
         let published = self.publisher.publish(&message).await;
         let publish_latency = started.elapsed();
-        if let Err(error) = published {
-            // The sender's retry must go through in full, so the claim goes (an ambiguous
-            // failure's retry can make a second copy on a standard queue: same envelope id,
-            // counted by the edge as `AmbiguousPublish`).
-            self.release(held.as_ref(), &mut notes).await;
-            return Err(Rejection::QueueUnavailable {
-                error,
-                after: publish_latency,
-                store: Box::new(notes),
-            });
-        }
+        let sent = match published {
+            Ok(sent) => sent,
+            Err(error) => {
+                // The sender's retry must go through in full, so the claim goes (an ambiguous
+                // failure's retry can make a second copy on a standard queue: same envelope id,
+                // counted by the edge as `AmbiguousPublish`).
+                self.release(held.as_ref(), &mut notes).await;
+                return Err(Rejection::QueueUnavailable {
+                    error,
+                    dedupe_key: event.dedupe_key().clone(),
+                    after: publish_latency,
+                    store: Box::new(notes),
+                });
+            }
+        };
         self.dedupe()
             .record(event.dedupe_key().clone(), digest, now);
         // Commit and record the sequence at once: two store round trips in one's time.
@@ -515,8 +544,9 @@ impl<P: Publisher, C: Clock, S: IdempotencyStore, Q: SequenceStore> Pipeline<P, 
         let before_commit = notes.calls.latency;
         let commit = async {
             if let (Some(store), Some(held)) = (&self.store, &held) {
+                let give_up_at = arrived + ANSWER_WITHIN;
                 store
-                    .commit(held, now.unix_timestamp(), &mut notes.calls)
+                    .commit(held, now.unix_timestamp(), give_up_at, &mut notes.calls)
                     .await;
             }
         };
@@ -531,7 +561,10 @@ impl<P: Publisher, C: Clock, S: IdempotencyStore, Q: SequenceStore> Pipeline<P, 
         Ok(handled(
             route.sender,
             &event,
-            Outcome::Accepted { publish_latency },
+            Outcome::Accepted {
+                publish_latency,
+                ambiguous_attempts: sent.ambiguous_attempts,
+            },
             notes,
         ))
     }
@@ -574,6 +607,7 @@ impl<P: Publisher, C: Clock, S: IdempotencyStore, Q: SequenceStore> Pipeline<P, 
                 sequences.store.record(&stream, number, seen_at, expires_at),
             )
             .await
+            .ok()
     }
 
     /// Gives the held claim up, so the sender's retry goes through in full.
@@ -829,6 +863,7 @@ mod tests {
         let rejection = Rejection::QueueUnavailable {
             after: Duration::from_secs(5),
             error: PublishError::new("dispatch failure: connection refused to 10.1.2.3"),
+            dedupe_key: DedupeKey::new("rekko", &["k"]),
             store: Box::default(),
         };
         assert!(!rejection.public_message().contains("10.1.2.3"));
@@ -844,7 +879,9 @@ mod tests {
         //! tests/api/idempotency.rs).
         use hookrelay::senders::ENGINE;
         use hookrelay_devtools::memory::MemoryStore;
-        use hookrelay_ingest::idempotency::{RecordState, StoreOperation, StoredRecord};
+        use hookrelay_ingest::idempotency::{
+            COMMIT_CALLS, RecordState, StoreOperation, StoredRecord,
+        };
 
         use super::*;
 
@@ -975,9 +1012,11 @@ mod tests {
         }
 
         #[tokio::test]
-        async fn a_failing_store_never_refuses_a_delivery_and_says_so() {
+        async fn a_failing_store_never_refuses_a_delivery_and_still_records_it() {
             let (publisher, store) = (RecordingPublisher::default(), MemoryStore::default());
             let p = instance(&publisher, &store, T0);
+            // The claim fails: published anyway, then recorded, so a late retry on a cold
+            // instance (after SQS FIFO's window) is a duplicate.
             store.fail_next(1);
             let (_, result) = p.handle(engine(SECRET_A, "d-1", 11, "m")).await;
             let handled = result.unwrap();
@@ -985,18 +1024,35 @@ mod tests {
             assert_eq!(handled.store.calls.failures.len(), 1);
             assert_eq!(handled.store.calls.failures[0].0, StoreOperation::Claim);
             assert_eq!(publisher.len(), 1);
-            // A failed commit leaves the claim to lapse; the event is still accepted.
-            store.fail_commits(true);
+            let recorded = store.record("engine:op-1:11").unwrap();
+            assert_eq!(recorded.state, RecordState::Published);
+            let cold = instance(&publisher, &store, T0 + 5);
+            let late = engine(SECRET_A, "d-1-late", 11, "m");
+            assert_eq!(answer(&cold, late).await, (200, "duplicate"));
+            assert_eq!(publisher.len(), 1);
+
+            // A commit the store did not answer is made again.
+            store.fail_commits(1);
             let (_, result) = p.handle(engine(SECRET_A, "d-1", 12, "m")).await;
             let handled = result.unwrap();
             assert_eq!(handled.outcome.as_str(), "accepted");
             assert_eq!(handled.store.calls.failures.len(), 1);
             assert_eq!(handled.store.calls.failures[0].0, StoreOperation::Commit);
+            let recorded = store.record("engine:op-1:12").unwrap();
+            assert_eq!(recorded.state, RecordState::Published);
+
+            // Up to `COMMIT_CALLS` times: then the claim is left to lapse, and the event is
+            // still accepted.
+            store.fail_commits(COMMIT_CALLS as usize);
+            let (_, result) = p.handle(engine(SECRET_A, "d-1", 13, "m")).await;
+            let handled = result.unwrap();
+            assert_eq!(handled.outcome.as_str(), "accepted");
+            assert_eq!(handled.store.calls.failures.len(), COMMIT_CALLS as usize);
             assert!(matches!(
-                store.record("engine:op-1:12").unwrap().state,
+                store.record("engine:op-1:13").unwrap().state,
                 RecordState::InProgress { .. }
             ));
-            assert_eq!(publisher.len(), 2);
+            assert_eq!(publisher.len(), 3);
         }
 
         #[tokio::test]

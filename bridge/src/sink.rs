@@ -17,8 +17,12 @@
 //!   when it did not: restarts, a deploy overlap and a second bridge are then safe for the TTL.
 //!   A key another claimant holds stays buffered and is retried after the backoff, until that
 //!   claim is committed (then dropped as a duplicate) or lapses (then sent). A failing store
-//!   never holds an event back: it is sent unclaimed and counted (`StoreFailures`). The FIFO
-//!   queue's deduplication id (the same key) covers five minutes either way.
+//!   never holds an event back: a claim without an answer is made again once, then the event is
+//!   sent anyway, counted (`StoreFailures`), and recorded `published` after the send if the store
+//!   answers then and no other event holds the key; a commit the store did not answer is made
+//!   again (as in the receiver, `docs/contract.md`). The FIFO queue's deduplication id (the same key) covers five minutes
+//!   either way. (The bridge's `AmbiguousPublish` counts failed batch calls and entries; the
+//!   receiver's SDK-attempt count is not wired into `SendMessageBatch`.)
 //! - **Batches** are sent as soon as ten events are waiting, or `linger` after the first one.
 //! - **Order**: a batch keeps stream order; an entry retried after a partial failure may land
 //!   after later events of its market (SQS FIFO orders only what it accepted).
@@ -44,6 +48,13 @@ use tokio::time::Instant;
 use crate::backoff::{Backoff, BackoffPolicy};
 use crate::stats::{Stats, bump};
 use crate::{Shutdown, ShutdownTrigger, until_shutdown};
+
+/// How long the commits after one send may keep trying a store that does not answer (the
+/// receiver's commit gets about as long inside its function timeout).
+const COMMIT_WITHIN: Duration = Duration::from_secs(5);
+
+/// How long a batch's claims may keep trying a store that does not answer (as the receiver's).
+const CLAIM_WITHIN: Duration = Duration::from_secs(2);
 
 /// An event as a stream read it, and when.
 #[derive(Debug)]
@@ -92,16 +103,9 @@ struct Pending {
     /// The event and when it was read, to rebuild the message under a conflict key.
     event: StreamEvent,
     at: OffsetDateTime,
-    /// Where the store left it: `None` not claimed yet (or released after a failed send).
-    claim: Option<Claimed>,
-}
-
-/// A pending event's claim.
-enum Claimed {
-    /// Held by this bridge: commit after the send, release if it failed.
-    Held(HeldClaim),
-    /// The store failed: send unclaimed.
-    Unclaimed,
+    /// Where the store left it: `None` not claimed yet (or released after a failed send); a
+    /// claim the store did not confirm is held too (it is sent anyway, and recorded after).
+    claim: Option<HeldClaim>,
 }
 
 /// Sends buffered events to SQS.
@@ -324,6 +328,7 @@ impl<P: BatchPublisher, S: IdempotencyStore> Sink<P, S> {
         let Some(store) = &self.store else {
             return;
         };
+        let claim_until = std::time::Instant::now() + CLAIM_WITHIN;
         let claims = self.pending.iter().take(count).map(|pending| async move {
             let mut calls = StoreCalls::default();
             if pending.claim.is_some() {
@@ -334,6 +339,7 @@ impl<P: BatchPublisher, S: IdempotencyStore> Sink<P, S> {
                     &pending.key,
                     &pending.digest,
                     now.unix_timestamp(),
+                    claim_until,
                     &mut calls,
                 )
                 .await;
@@ -362,8 +368,7 @@ impl<P: BatchPublisher, S: IdempotencyStore> Sink<P, S> {
                 pending.message = pending.event.queue_message(pending.at, &self.signer);
             }
             match outcome.claim {
-                Claim::Held(held) => pending.claim = Some(Claimed::Held(held)),
-                Claim::Unclaimed => pending.claim = Some(Claimed::Unclaimed),
+                Claim::Held(held) | Claim::Unclaimed(held) => pending.claim = Some(held),
                 Claim::Duplicate => {
                     bump(&counters.duplicates);
                     tracing::debug!(
@@ -467,10 +472,7 @@ impl<P: BatchPublisher, S: IdempotencyStore> Sink<P, S> {
         let mut releases = Vec::new();
         for (mut pending, result) in self.pending.drain(..count).zip(results) {
             let counters = self.stats.of(pending.source);
-            let held = match pending.claim.take() {
-                Some(Claimed::Held(held)) => Some(held),
-                _ => None,
-            };
+            let held = pending.claim.take();
             match result {
                 Ok(()) => {
                     commits.extend(held.map(|held| (pending.source, held)));
@@ -545,9 +547,14 @@ async fn settle_claims<S: IdempotencyStore>(
     releases: &[(StreamSource, HeldClaim)],
     now: OffsetDateTime,
 ) -> Vec<(StreamSource, StoreCalls)> {
+    // The bridge has no function timeout: a commit the store did not answer is tried again for
+    // as long as a receiver's would be.
+    let give_up_at = std::time::Instant::now() + COMMIT_WITHIN;
     let commits = commits.iter().map(|(source, held)| async move {
         let mut calls = StoreCalls::default();
-        store.commit(held, now.unix_timestamp(), &mut calls).await;
+        store
+            .commit(held, now.unix_timestamp(), give_up_at, &mut calls)
+            .await;
         (*source, calls)
     });
     let releases = releases.iter().map(|(source, held)| async move {
@@ -999,8 +1006,9 @@ mod tests {
             assert_eq!(report.published, 3);
             assert_eq!(count(&stats.of(StreamSource::Rekko).store_failures), 1);
             assert_eq!(queue.accepted.lock().unwrap().len(), 3);
-            // The one whose claim failed went out unclaimed: no record.
-            assert_eq!(published_records(&store), 2);
+            // The one whose claim the store did not answer went out anyway, and was recorded
+            // after its send, so a late retry of it is still a duplicate.
+            assert_eq!(published_records(&store), 3);
         }
 
         #[tokio::test]

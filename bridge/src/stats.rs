@@ -15,7 +15,7 @@
 //! | `Rejected` | entries SQS refused as invalid (logged with their key; never retried) |
 //! | `DedupeConflicts` | events whose key already held other content (queued under their own key) |
 //! | `AmbiguousPublish` | failed sends SQS may have accepted anyway (a retry can copy on a standard queue) |
-//! | `StoreFailures` | idempotency store calls that failed (the event went on unclaimed) |
+//! | `StoreFailures` | idempotency store calls that failed (the event went on; recorded after its send if the store answered by then) |
 //! | `InProgress` | claims refused because another claimant held the key (the event stayed buffered) |
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -64,6 +64,18 @@ pub struct FaultPlan {
     pub slow_for: Duration,
 }
 
+impl FaultPlan {
+    /// The fault the proxy injects into call number `call` (from 0), if any: a pure function of
+    /// the plan, so a test can pick a seed that scripts the calls it needs.
+    pub fn fault_for(&self, call: u64) -> Option<Fault> {
+        let roll = seeded::draw(self.seed, call);
+        (roll < self.fraction).then(|| {
+            let index = ((roll / self.fraction) * FAULTS.len() as f64) as usize;
+            FAULTS[index.min(FAULTS.len() - 1)]
+        })
+    }
+}
+
 /// Calls seen and faults injected, by kind.
 #[derive(Debug, Default)]
 pub struct FaultCounts {
@@ -161,11 +173,7 @@ async fn handle(
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, DroppedConnection> {
     let call = counts.calls.fetch_add(1, Ordering::Relaxed);
-    let roll = seeded::draw(plan.seed, call);
-    let fault = (roll < plan.fraction).then(|| {
-        let index = ((roll / plan.fraction) * FAULTS.len() as f64) as usize;
-        FAULTS[index.min(FAULTS.len() - 1)]
-    });
+    let fault = plan.fault_for(call);
     if let Some(kind) = fault {
         let index = FAULTS.iter().position(|f| *f == kind).unwrap_or(0);
         counts.injected[index].fetch_add(1, Ordering::Relaxed);

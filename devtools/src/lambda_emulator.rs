@@ -7,6 +7,12 @@
 //! Like Lambda, the front end base64-encodes bodies whose content type is not textual. A
 //! function that posts to `/error`, or doesn't answer within the timeout, is answered 502.
 //!
+//! An instance can be replaced two ways: [`LambdaInstance::recycle`] as Lambda retires an
+//! execution environment (between invocations: nothing new is handed to it, the one it holds is
+//! answered, then it stops and a cold process takes its place; invocations arriving meanwhile
+//! wait, as for a cold start), and [`LambdaInstance::restart`] as a crash (killed whatever it
+//! holds; what it held is never answered).
+//!
 //! For the benchmarks it also keeps time: when the process was spawned, when it first polled
 //! `/runtime/invocation/next` (the end of its init), and for each invocation how long the
 //! function held it (from handing the event over to receiving its answer).
@@ -30,7 +36,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::process::{Child, Command};
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{Mutex, mpsc, oneshot, watch};
 
 const RUNTIME_PREFIX: &str = "/2018-06-01/runtime/";
 const INVOCATION_TIMEOUT: Duration = Duration::from_secs(15);
@@ -67,6 +73,10 @@ struct Shared {
     waiting: std::sync::Mutex<HashMap<String, Dispatched>>,
     next_id: AtomicU64,
     first_poll: OnceLock<Instant>,
+    /// Whether invocations are handed to the function (false while it is being recycled).
+    dispatching: watch::Sender<bool>,
+    /// Which function process is current: a poll made by an earlier one takes nothing.
+    generation: AtomicU64,
 }
 
 /// The function's process: a program, its arguments and its working directory.
@@ -158,6 +168,8 @@ impl LambdaInstance {
             waiting: std::sync::Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             first_poll: OnceLock::new(),
+            dispatching: watch::Sender::new(true),
+            generation: AtomicU64::new(0),
         });
         let server_shared = shared.clone();
         tokio::spawn(async move {
@@ -200,14 +212,55 @@ impl LambdaInstance {
     }
 
     /// Kills the function process and starts a new one against the same Runtime API (and so
-    /// behind the same URL): a cold instance with empty memory, as when Lambda replaces one. An
-    /// invocation the old process held is never answered (the caller times out and retries).
-    pub async fn restart(&mut self) -> std::io::Result<()> {
+    /// behind the same URL): a cold instance with empty memory, as when Lambda replaces one
+    /// that crashed. An invocation the old process held is never answered: its caller gets an
+    /// error at once. Returns how many it held.
+    pub async fn restart(&mut self) -> std::io::Result<usize> {
+        self.pause().await;
+        let replaced = self.replace().await;
+        self.shared.dispatching.send_replace(true);
+        replaced
+    }
+
+    /// Replaces the function process as Lambda retires an environment: stops handing it
+    /// invocations, waits (up to the invocation timeout) until what it holds is answered, then
+    /// stops it and starts a cold one, which takes the invocations that waited meanwhile.
+    /// Returns how many invocations it still held when stopped (0 unless one outlived the
+    /// timeout).
+    pub async fn recycle(&mut self) -> std::io::Result<usize> {
+        self.pause().await;
+        let deadline = Instant::now() + INVOCATION_TIMEOUT;
+        while self.in_flight() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let replaced = self.replace().await;
+        self.shared.dispatching.send_replace(true);
+        replaced
+    }
+
+    /// Stops handing invocations to the function. Returns once no poll is between taking an
+    /// invocation and recording it as dispatched (a poll does both while holding the queue, and
+    /// re-reads `dispatching` after locking it), so `in_flight` is then exact.
+    async fn pause(&self) {
+        self.shared.dispatching.send_replace(false);
+        drop(self.shared.next_for_function.lock().await);
+    }
+
+    /// Kills the process, fails what it held (dropping their answer channels), and starts a new
+    /// one as the current generation. Returns how many invocations it held.
+    async fn replace(&mut self) -> std::io::Result<usize> {
         let _ = self.child.start_kill();
         let _ = self.child.wait().await;
+        let held = self
+            .shared
+            .waiting
+            .lock()
+            .map(|mut waiting| waiting.drain().count())
+            .unwrap_or(0);
+        self.shared.generation.fetch_add(1, Ordering::SeqCst);
         self.child = self.spawn.child()?;
         self.spawned_at = Instant::now();
-        Ok(())
+        Ok(held)
     }
 
     /// The function's init: from spawning its process to its first poll for an invocation.
@@ -254,13 +307,57 @@ impl LambdaInstance {
     }
 }
 
+/// The next invocation (its id and event) for a poll of `/next`, recorded as dispatched; `None`
+/// when the emulator
+/// shuts down or the polling process has been replaced. While the instance is being recycled
+/// the poll waits without taking anything (and without holding the queue).
+async fn next_invocation(shared: &Shared) -> Option<(String, Vec<u8>)> {
+    let generation = shared.generation.load(Ordering::SeqCst);
+    let mut dispatching = shared.dispatching.subscribe();
+    loop {
+        dispatching.wait_for(|on| *on).await.ok()?;
+        if shared.generation.load(Ordering::SeqCst) != generation {
+            return None;
+        }
+        let mut queue = shared.next_for_function.lock().await;
+        // Paused or replaced while this poll waited for the queue: take nothing.
+        if !*dispatching.borrow_and_update() {
+            continue;
+        }
+        if shared.generation.load(Ordering::SeqCst) != generation {
+            return None;
+        }
+        tokio::select! {
+            biased;
+            paused = dispatching.wait_for(|on| !*on) => {
+                paused.ok()?;
+            }
+            next = queue.recv() => {
+                let queued = next?;
+                let dispatched = Dispatched {
+                    done: queued.done,
+                    at: Instant::now(),
+                };
+                shared.waiting.lock().unwrap().insert(queued.id.clone(), dispatched);
+                drop(queue);
+                return Some((queued.id, queued.event));
+            }
+        }
+    }
+}
+
 async fn invoke(shared: &Shared, event: Vec<u8>) -> (Invocation, Option<Duration>) {
     let id = format!(
         "emulated-{:08}",
         shared.next_id.fetch_add(1, Ordering::Relaxed)
     );
     let (done, answer) = oneshot::channel();
-    if shared.to_function.send(Queued { id, event, done }).is_err() {
+    let queued = Queued {
+        id: id.clone(),
+        event,
+        done,
+    };
+    if shared.to_function.send(queued).is_err() {
         let error = Invocation::Error("the emulator is shutting down".into());
         return (error, None);
     }
@@ -268,6 +365,10 @@ async fn invoke(shared: &Shared, event: Vec<u8>) -> (Invocation, Option<Duration
         Ok(Ok(answer)) => (answer.invocation, Some(answer.in_function)),
         Ok(Err(_)) => (Invocation::Error("the invocation was dropped".into()), None),
         Err(_) => {
+            // No longer in flight: a late answer finds nothing to complete.
+            if let Ok(mut waiting) = shared.waiting.lock() {
+                waiting.remove(&id);
+            }
             let error = format!("no answer within {INVOCATION_TIMEOUT:?}");
             (Invocation::Error(error), None)
         }
@@ -290,29 +391,19 @@ async fn route(
     };
     if runtime_path == "invocation/next" {
         shared.first_poll.get_or_init(Instant::now);
-        let next = shared.next_for_function.lock().await.recv().await;
-        let Some(queued) = next else {
+        let Some((id, event)) = next_invocation(&shared).await else {
             return Ok(text(StatusCode::GONE, "shutting down"));
         };
-        let dispatched = Dispatched {
-            done: queued.done,
-            at: Instant::now(),
-        };
-        shared
-            .waiting
-            .lock()
-            .unwrap()
-            .insert(queued.id.clone(), dispatched);
         let deadline = std::time::SystemTime::now() + INVOCATION_TIMEOUT;
         let deadline_ms = deadline
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default()
             .as_millis();
-        let mut response = text(StatusCode::OK, queued.event);
+        let mut response = text(StatusCode::OK, event);
         let headers = response.headers_mut();
         // Lambda always sends the content type; awslambdaric's native client crashes without it.
         headers.insert("content-type", "application/json".parse().unwrap());
-        headers.insert("lambda-runtime-aws-request-id", queued.id.parse().unwrap());
+        headers.insert("lambda-runtime-aws-request-id", id.parse().unwrap());
         headers.insert(
             "lambda-runtime-deadline-ms",
             deadline_ms.to_string().parse().unwrap(),

@@ -10,10 +10,10 @@ use std::sync::{Arc, Mutex};
 use hookrelay::consumer::EventHandler;
 use hookrelay::{Envelope, Event};
 use hookrelay_ingest::idempotency::{
-    ClaimDecision, ClaimRequest, IdempotencyStore, RecordState, StoreError, StoreKey, StoredRecord,
-    decide,
+    ClaimDecision, ClaimRequest, ContentDigest, IdempotencyStore, RecordState, StoreError,
+    StoreKey, StoredRecord, decide, may_record,
 };
-use hookrelay_ingest::queue::{PublishError, Publisher};
+use hookrelay_ingest::queue::{PublishError, Publisher, Sent};
 use hookrelay_ingest::routed::QueueMessage;
 use hookrelay_ingest::sequence::{Arrival, Seen, SequenceStore, SequenceStream, StreamHead};
 
@@ -62,12 +62,12 @@ impl MemoryPublisher {
 }
 
 impl Publisher for MemoryPublisher {
-    async fn publish(&self, message: &QueueMessage) -> Result<(), PublishError> {
+    async fn publish(&self, message: &QueueMessage) -> Result<Sent, PublishError> {
         if self.calls.fetch_add(1, Ordering::SeqCst) < self.fail_first {
             return Err(PublishError::new("injected failure"));
         }
         self.lock().push(message.clone());
-        Ok(())
+        Ok(Sent::default())
     }
 }
 
@@ -76,8 +76,8 @@ impl Publisher for MemoryPublisher {
 pub struct DiscardingPublisher;
 
 impl Publisher for DiscardingPublisher {
-    async fn publish(&self, _: &QueueMessage) -> Result<(), PublishError> {
-        Ok(())
+    async fn publish(&self, _: &QueueMessage) -> Result<Sent, PublishError> {
+        Ok(Sent::default())
     }
 }
 
@@ -113,7 +113,7 @@ impl EventHandler for &RecordingHandler {
 pub struct MemoryStore {
     records: Arc<Mutex<std::collections::HashMap<String, StoredRecord>>>,
     fail_next: Arc<AtomicUsize>,
-    fail_commits: Arc<std::sync::atomic::AtomicBool>,
+    fail_commits: Arc<AtomicUsize>,
     calls: Arc<AtomicUsize>,
 }
 
@@ -123,9 +123,10 @@ impl MemoryStore {
         self.fail_next.store(calls, Ordering::SeqCst);
     }
 
-    /// Whether every commit fails (the claim then lapses at its expiry).
-    pub fn fail_commits(&self, fail: bool) {
-        self.fail_commits.store(fail, Ordering::SeqCst);
+    /// Fails the next `commits` commits with [`StoreError::Unavailable`] (a claim never
+    /// committed lapses at its expiry).
+    pub fn fail_commits(&self, commits: usize) {
+        self.fail_commits.store(commits, Ordering::SeqCst);
     }
 
     /// The record held for `key` (the store key), if any.
@@ -203,7 +204,11 @@ impl IdempotencyStore for MemoryStore {
 
     async fn commit(&self, key: &StoreKey, owner: &str, expires_at: i64) -> Result<(), StoreError> {
         self.failing()?;
-        if self.fail_commits.load(Ordering::SeqCst) {
+        let failed = self
+            .fail_commits
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if failed {
             return Err(StoreError::Unavailable(
                 "injected commit failure".to_owned(),
             ));
@@ -218,8 +223,35 @@ impl IdempotencyStore for MemoryStore {
 
     async fn release(&self, key: &StoreKey, owner: &str) -> Result<(), StoreError> {
         self.failing()?;
-        self.owned(key, owner)?;
-        self.lock().remove(key.as_str());
+        let held = self.lock().contains_key(key.as_str());
+        // Already gone (an unconfirmed claim whose write was never made): released.
+        if held {
+            self.owned(key, owner)?;
+            self.lock().remove(key.as_str());
+        }
+        Ok(())
+    }
+
+    async fn record_published(
+        &self,
+        key: &StoreKey,
+        digest: &ContentDigest,
+        _owner: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        self.failing()?;
+        let mut records = self.lock();
+        if may_record(records.get(key.as_str()), digest, now) {
+            records.insert(
+                key.as_str().to_owned(),
+                StoredRecord {
+                    state: RecordState::Published,
+                    digest: digest.clone(),
+                    expires_at,
+                },
+            );
+        }
         Ok(())
     }
 }

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use base64::Engine as _;
 use hookrelay::senders::{ENGINE, REKKO};
 use hookrelay::signature::SigningSecret;
-use hookrelay_ingest::queue::{PublishError, Publisher};
+use hookrelay_ingest::queue::{PublishError, Publisher, Sent};
 use hookrelay_ingest::routed::QueueMessage;
 use hookrelay_receiver::config::Config;
 use hookrelay_receiver::pipeline::{FixedClock, Pipeline};
@@ -24,9 +24,9 @@ const SECRET: &str = "fuzzing-secret-0123456789abcdef";
 struct Memory(Arc<Mutex<Vec<QueueMessage>>>);
 
 impl Publisher for Memory {
-    async fn publish(&self, message: &QueueMessage) -> Result<(), PublishError> {
+    async fn publish(&self, message: &QueueMessage) -> Result<Sent, PublishError> {
         self.0.lock().unwrap().push(message.clone());
-        Ok(())
+        Ok(Sent::default())
     }
 }
 

@@ -1,9 +1,10 @@
 //! The delivery audit, small enough for CI (RELIABILITY.md has the full run and its command):
 //! separate receiver processes with their own dedupe, senders retrying on the engine's schedule,
 //! a fifth of SQS calls failing, and every event in the queue exactly once, byte-identical. With
-//! the durable store on: a tenth of its calls failing too, instances restarted mid-run, and late
-//! re-sends after the queue was drained (moto then forgets the FIFO deduplication ids, as SQS
-//! does after five minutes), on a FIFO and on a standard queue.
+//! the durable store on: a tenth of its calls failing too, instances replaced mid-run (retired
+//! between invocations, as Lambda does, and killed mid-invocation, as a crash), and late re-sends
+//! after the queue was drained (moto then forgets the FIFO deduplication ids, as SQS does after
+//! five minutes), on a FIFO and on a standard queue.
 
 use std::path::PathBuf;
 
@@ -41,7 +42,7 @@ async fn every_event_arrives_exactly_once_through_faults_retries_and_several_ins
     assert_eq!(report.acknowledged, report.events, "{table}");
 }
 
-fn store_audit(standard_queue: bool, seed: u64) -> AuditConfig {
+fn store_audit(standard_queue: bool, kill_in_flight: bool, seed: u64) -> AuditConfig {
     AuditConfig {
         events: 210,
         instances: 3,
@@ -61,6 +62,7 @@ fn store_audit(standard_queue: bool, seed: u64) -> AuditConfig {
             late_fraction: 0.3,
             ttl_secs: 3_600,
             claim_secs: 1,
+            kill_in_flight,
         }),
         standard_queue,
     }
@@ -78,22 +80,34 @@ fn assert_hostile_and_passed(report: &audit::AuditReport, table: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_the_store_a_fifo_queue_loses_nothing_past_its_window_and_copies_only_from_counted_causes()
- {
-    let config = store_audit(false, 11);
+async fn with_the_store_a_fifo_queue_delivers_exactly_once_past_its_window() {
+    let config = store_audit(false, false, 11);
     let report = audit::run(&config).await;
     let table = report.markdown(&config);
     assert_hostile_and_passed(&report, &table);
-    assert_eq!(report.unexplained_copies(), 0, "{table}");
+    assert_eq!(report.duplicated, 0, "{table}");
+    assert_eq!(report.interrupted, 0, "retired, never killed:\n{table}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_the_store_a_standard_queue_loses_nothing_and_copies_keep_their_id() {
-    let config = store_audit(true, 12);
+async fn with_the_store_a_standard_queue_copies_only_from_counted_ambiguous_attempts() {
+    let config = store_audit(true, false, 12);
     let report = audit::run(&config).await;
     let table = report.markdown(&config);
     assert_hostile_and_passed(&report, &table);
+    assert!(report.duplicated <= report.ambiguous_publishes, "{table}");
+    // And event by event: no event has more copies than attempts logged for it.
+    assert_eq!(report.copies_without_a_counted_attempt, 0, "{table}");
     // Copies are grouped by envelope id; an extra message with an id no event had would be
     // `extra`, which `passed` refuses.
     assert_eq!(report.extra, 0, "{table}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_store_instances_killed_mid_delivery_lose_nothing_and_copy_only_what_they_held() {
+    let config = store_audit(false, true, 13);
+    let report = audit::run(&config).await;
+    let table = report.markdown(&config);
+    assert_hostile_and_passed(&report, &table);
+    assert!(report.duplicated <= report.interrupted, "{table}");
 }

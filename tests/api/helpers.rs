@@ -111,15 +111,19 @@ pub fn pipeline(client: &Client, queue_url: &str, offset_secs: i64) -> TestPipel
     )
 }
 
-/// A pipeline whose publisher is built exactly as `main.rs` builds it (`queue::sdk_config`, which
-/// applies the production timeouts and retries), pointed at `endpoint`.
-pub async fn production_pipeline(endpoint: &str, queue_url: &str) -> TestPipeline {
+/// The AWS SDK configuration `main.rs` builds (`hookrelay_aws::sdk_config`, with the production
+/// timeouts and retries), pointed at the local `endpoint` (moto, or a fault proxy before it).
+pub async fn local_sdk_config(endpoint: &str) -> aws_config::SdkConfig {
     let loader = aws_config::defaults(BehaviorVersion::latest())
         .endpoint_url(endpoint)
         .region(Region::new("us-east-1"))
         .credentials_provider(local_credentials());
-    let publisher =
-        SqsPublisher::from_sdk_config(&hookrelay_aws::sdk_config(loader).await, queue_url);
+    hookrelay_aws::sdk_config(loader).await
+}
+
+/// A pipeline whose publisher is built exactly as `main.rs` builds it, pointed at `endpoint`.
+pub async fn production_pipeline(endpoint: &str, queue_url: &str) -> TestPipeline {
+    let publisher = SqsPublisher::from_sdk_config(&local_sdk_config(endpoint).await, queue_url);
     let clock = FixedClock(OffsetDateTime::from_unix_timestamp(FIXTURE_TIME + 2).unwrap());
     Pipeline::new(&test_config(queue_url), publisher, clock)
 }
@@ -263,4 +267,22 @@ pub async fn start_receiver(
     hookrelay_devtools::lambda_emulator::LambdaInstance::start(binary, &env, None)
         .await
         .unwrap()
+}
+
+/// The first seed whose plan scripts the proxy's first calls as `calls`.
+pub fn plan_scripting(
+    calls: &[Option<hookrelay_devtools::fault_proxy::Fault>],
+) -> hookrelay_devtools::fault_proxy::FaultPlan {
+    (0..10_000_000)
+        .map(|seed| hookrelay_devtools::fault_proxy::FaultPlan {
+            fraction: 0.6,
+            seed,
+            slow_for: std::time::Duration::from_secs(3),
+        })
+        .find(|plan| {
+            (0..)
+                .zip(calls)
+                .all(|(call, fault)| plan.fault_for(call) == *fault)
+        })
+        .expect("a seed scripting these calls")
 }

@@ -334,3 +334,164 @@ async fn the_shipped_detector_reports_exactly_the_skipped_sequences() {
     let ranges: Vec<(u64, u64)> = gaps.iter().map(|g| (g.0, g.1)).collect();
     assert_eq!(ranges, vec![(4, 4), (7, 8)]);
 }
+
+/// The record a publish leaves when its claim got no answer or lapsed (the adapter's
+/// `RECORD_CONDITION`, as DynamoDB evaluates it): written over nothing alive but this event's
+/// own content, so a late retry is a duplicate and another event's record is never lost.
+#[tokio::test]
+async fn the_record_of_a_publish_writes_over_nothing_but_its_own_content() {
+    use hookrelay_ingest::dedupe::DedupeKey;
+    use hookrelay_ingest::idempotency::{ContentDigest, IdempotencyStore, StoreKey};
+
+    let endpoint = &moto().endpoint;
+    let dynamodb = local_dynamodb::client(endpoint);
+    let table = format!("hookrelay-record-{}", std::process::id());
+    local_dynamodb::create_idempotency_table(&dynamodb, &table)
+        .await
+        .unwrap();
+    let store =
+        hookrelay_aws::DynamoDbStore::from_sdk_config(&local_sdk_config(endpoint).await, &table);
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let ours = ContentDigest::of(&[b"this event"]);
+    let theirs = ContentDigest::of(&[b"another event"]);
+    let key = |n: &str| StoreKey::new(&DedupeKey::new("engine", &["op-record", n]));
+    let state = |n: &'static str| {
+        let (dynamodb, table) = (dynamodb.clone(), table.clone());
+        async move {
+            let record =
+                local_dynamodb::record(&dynamodb, &table, &format!("engine:op-record:{n}"))
+                    .await
+                    .expect("a record");
+            (record.state, record.digest)
+        }
+    };
+    let record = |n: &'static str| {
+        let (store, key, ours) = (&store, key(n), &ours);
+        async move {
+            store
+                .record_published(&key, ours, "me", now, now + 600)
+                .await
+        }
+    };
+
+    // Absent: recorded.
+    record("1").await.unwrap();
+    assert_eq!(
+        state("1").await,
+        ("published".to_owned(), ours.as_str().to_owned())
+    );
+    // This event claimed by another claimant (its claim lapsed under us): recorded published.
+    local_dynamodb::put_claim(
+        &dynamodb,
+        &table,
+        "engine:op-record:2",
+        "other",
+        ours.as_str(),
+        now + 30,
+    )
+    .await
+    .unwrap();
+    record("2").await.unwrap();
+    assert_eq!(state("2").await.0, "published");
+    // Another event's live claim: left alone, and not an error.
+    local_dynamodb::put_claim(
+        &dynamodb,
+        &table,
+        "engine:op-record:3",
+        "other",
+        theirs.as_str(),
+        now + 30,
+    )
+    .await
+    .unwrap();
+    record("3").await.unwrap();
+    assert_eq!(
+        state("3").await,
+        ("in_progress".to_owned(), theirs.as_str().to_owned())
+    );
+    // Another event's expired claim counts as absent.
+    local_dynamodb::put_claim(
+        &dynamodb,
+        &table,
+        "engine:op-record:4",
+        "other",
+        theirs.as_str(),
+        now - 1,
+    )
+    .await
+    .unwrap();
+    record("4").await.unwrap();
+    assert_eq!(
+        state("4").await,
+        ("published".to_owned(), ours.as_str().to_owned())
+    );
+}
+
+/// A store call recognises its own earlier attempt: when an attempt was written but its answer
+/// was lost (the proxy forwards it, then drops the connection) the SDK's retry is refused by the
+/// condition, and the adapter reads the item that refused it: our own claim holds, our own
+/// commit is done, our own release is done. Against moto's DynamoDB, through the fault proxy.
+#[tokio::test]
+async fn a_store_call_whose_answer_was_lost_recognises_its_own_write() {
+    use hookrelay_devtools::fault_proxy::{Fault, FaultProxy};
+    use hookrelay_ingest::dedupe::DedupeKey;
+    use hookrelay_ingest::idempotency::{
+        ClaimDecision, ClaimRequest, ContentDigest, IdempotencyStore, StoreKey,
+    };
+
+    let endpoint = &moto().endpoint;
+    let dynamodb = local_dynamodb::client(endpoint);
+    let table = format!("hookrelay-own-{}", std::process::id());
+    local_dynamodb::create_idempotency_table(&dynamodb, &table)
+        .await
+        .unwrap();
+    // Every call's first attempt is written and its answer lost; the retry is answered.
+    let plan = plan_scripting(&[Some(Fault::ResetAfter), None].repeat(4));
+    let proxy = FaultProxy::start(endpoint, plan).await.unwrap();
+    let store =
+        hookrelay_aws::DynamoDbStore::from_sdk_config(&local_sdk_config(&proxy.url).await, &table);
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let digest = ContentDigest::of(&[b"one event"]);
+    let key = StoreKey::new(&DedupeKey::new("engine", &["op-own", "1"]));
+    let claimed = store
+        .claim(ClaimRequest {
+            key: &key,
+            digest: &digest,
+            owner: "me",
+            now,
+            claim_expires_at: now + 10,
+        })
+        .await;
+    assert_eq!(claimed, Ok(ClaimDecision::Claimed), "our own claim holds");
+    store.commit(&key, "me", now + 600).await.unwrap();
+    let record = local_dynamodb::record(&dynamodb, &table, key.as_str()).await;
+    assert_eq!(record.map(|r| r.state).as_deref(), Some("published"));
+    // A second key, claimed and released the same way.
+    let other = StoreKey::new(&DedupeKey::new("engine", &["op-own", "2"]));
+    let claimed = store
+        .claim(ClaimRequest {
+            key: &other,
+            digest: &digest,
+            owner: "me",
+            now,
+            claim_expires_at: now + 10,
+        })
+        .await;
+    assert_eq!(claimed, Ok(ClaimDecision::Claimed));
+    assert_eq!(
+        store.release(&other, "me").await,
+        Ok(()),
+        "our own release is done"
+    );
+    assert!(
+        local_dynamodb::record(&dynamodb, &table, other.as_str())
+            .await
+            .is_none()
+    );
+    // Each of those calls really lost its first answer.
+    assert_eq!(
+        proxy.counts.of(Fault::ResetAfter),
+        4,
+        "four calls, four lost answers"
+    );
+}

@@ -1,6 +1,10 @@
 //! What the queue side promises: dedupe across instances through FIFO ids, 503 (and a clean
-//! retry) when SQS fails or hangs, and contract errors for requests that never reach the queue.
+//! retry) when SQS fails or hangs, every attempt SQS may have queued counted, and contract errors
+//! for requests that never reach the queue.
 
+use hookrelay_aws::SqsPublisher;
+use hookrelay_devtools::fault_proxy::{Fault, FaultProxy};
+use hookrelay_ingest::queue::Publisher;
 use hookrelay_receiver::function_url;
 
 use crate::helpers::*;
@@ -149,4 +153,47 @@ async fn requests_outside_the_contract_get_json_errors_and_send_nothing() {
     );
 
     assert!(receive_all(&client, &queue_url).await.is_empty());
+}
+
+/// The SDK's retries inside one send can queue a message more than once on a standard queue:
+/// an attempt SQS took whose answer was lost, then the retry. Every such attempt is counted,
+/// whether the send then succeeded or failed, so `AmbiguousPublish` bounds the copies.
+#[tokio::test]
+async fn every_attempt_sqs_may_have_queued_is_counted_whether_the_send_succeeds_or_fails() {
+    let endpoint = &moto().endpoint;
+    let client = sqs_client(endpoint);
+    for (calls, copies, outcome) in [
+        // Queued, answer lost; queued again and answered: two copies, one counted attempt.
+        (vec![Some(Fault::ResetAfter), None], 2, Ok(1)),
+        // Throttled (a definite refusal, not counted), then answered: one copy.
+        (vec![Some(Fault::Throttled), None], 1, Ok(0)),
+        // Queued, answered after the attempt timed out; then answered: two copies, one counted.
+        (vec![Some(Fault::Slow), None], 2, Ok(1)),
+        // Three attempts queued and lost: three copies, a failed send counting all three.
+        (vec![Some(Fault::ResetAfter); 3], 3, Err(3)),
+    ] {
+        let queue_url = create_queue(&client, &unique_queue_name(false)).await;
+        let proxy = FaultProxy::start(endpoint, plan_scripting(&calls))
+            .await
+            .unwrap();
+        let publisher =
+            SqsPublisher::from_sdk_config(&local_sdk_config(&proxy.url).await, &queue_url);
+        let message = hookrelay_ingest::routed::QueueMessage {
+            body: r#"{"v":1,"id":"probe"}"#.to_owned(),
+            attributes: Vec::new(),
+            group_id: "g".to_owned(),
+            deduplication_id: "d".to_owned(),
+        };
+        let sent = publisher.publish(&message).await;
+        let counted = sent
+            .as_ref()
+            .map(|sent| sent.ambiguous_attempts)
+            .map_err(|error| error.ambiguous_attempts());
+        assert_eq!(counted, outcome, "{calls:?}");
+        assert_eq!(
+            receive_all(&client, &queue_url).await.len(),
+            copies,
+            "{calls:?}"
+        );
+    }
 }

@@ -1,6 +1,6 @@
 //! The durable idempotency store in Amazon DynamoDB ([`DynamoDbStore`]), and the sequence store
 //! of the opt-in gap detection ([`DynamoDbSequences`]). The idempotency store: the rules of
-//! `hookrelay_ingest::idempotency` as three conditional writes. The only I/O of the store; each
+//! `hookrelay_ingest::idempotency` as four conditional writes. The only I/O of the store; each
 //! call is bounded to about a second ([`STORE_TIMEOUT`]) so a claim, the SQS send and a commit
 //! stay inside the receiver's 8 s function timeout.
 //!
@@ -20,6 +20,9 @@
 //!   the item that refused it comes back with the error and [`decide`] reads it.
 //! - **commit**: `UpdateItem` setting `published` and the TTL, if `owner_token` is still ours.
 //! - **release**: `DeleteItem`, if `owner_token` is still ours.
+//! - **record published**: `PutItem` of a `published` item with [`RECORD_CONDITION`] (absent,
+//!   expired, or the same digest), after a publish whose claim the store did not confirm or
+//!   whose claim lapsed; refused, it writes nothing (another event holds the key).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -27,16 +30,18 @@ use std::time::Duration;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use hookrelay_ingest::idempotency::{
-    CLAIM_CONDITION, ClaimDecision, ClaimRequest, ContentDigest, IdempotencyStore, RecordState,
-    StoreError, StoreKey, StoredRecord, decide,
+    CLAIM_CONDITION, ClaimDecision, ClaimRequest, ContentDigest, IdempotencyStore,
+    RECORD_CONDITION, RecordState, STORE_CALL_BOUND, StoreError, StoreKey, StoredRecord, decide,
 };
 use hookrelay_ingest::sequence::{Arrival, Seen, SequenceStore, SequenceStream, StreamHead};
 
-/// How long one store call may take in all, retries included.
-pub const STORE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long one store call may take in all, retries included (the bound the receiver's time
+/// budget counts on).
+pub const STORE_TIMEOUT: Duration = STORE_CALL_BOUND;
 
 const PK: &str = "pk";
 const STATE: &str = "record_state";
@@ -96,9 +101,7 @@ impl IdempotencyStore for DynamoDbStore {
             .as_service_error()
             .filter(|e| e.is_conditional_check_failed_exception())
             .map(|e| match e {
-                aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(
-                    refused,
-                ) => refused.item().cloned(),
+                PutItemError::ConditionalCheckFailedException(refused) => refused.item().cloned(),
                 _ => None,
             });
         match refused_by {
@@ -193,6 +196,42 @@ impl IdempotencyStore for DynamoDbStore {
             }
             Some(DeleteItemError::ConditionalCheckFailedException(_)) => Err(StoreError::ClaimLost),
             _ => Err(unavailable(error)),
+        }
+    }
+
+    async fn record_published(
+        &self,
+        key: &StoreKey,
+        digest: &ContentDigest,
+        owner: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        let written = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item(PK, s(key.as_str()))
+            .item(STATE, s(PUBLISHED))
+            .item(OWNER, s(owner))
+            .item(DIGEST, s(digest.as_str()))
+            .item(EXPIRES_AT, n(expires_at))
+            .condition_expression(RECORD_CONDITION)
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":digest", s(digest.as_str()))
+            .send()
+            .await;
+        match written {
+            Ok(_) => Ok(()),
+            // Another event's live record: nothing to record over it.
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(PutItemError::is_conditional_check_failed_exception) =>
+            {
+                Ok(())
+            }
+            Err(error) => Err(unavailable(error)),
         }
     }
 }

@@ -23,7 +23,7 @@ pub fn timeouts() -> aws_config::timeout::TimeoutConfig {
     aws_config::timeout::TimeoutConfig::builder()
         .connect_timeout(Duration::from_secs(1))
         .operation_attempt_timeout(Duration::from_secs(2))
-        .operation_timeout(Duration::from_secs(5))
+        .operation_timeout(hookrelay_ingest::queue::SQS_SEND_BOUND)
         .build()
 }
 

@@ -1,18 +1,23 @@
 //! The Amazon SQS publishers: one message per call for the receiver ([`Publisher`]), and
 //! `SendMessageBatch` with per-entry results for the stream bridge ([`BatchPublisher`], with the
 //! `batch` feature). The only I/O in the queue path; calls are bounded by [`crate::sdk_config`].
-//! Failures say whether SQS may have queued the message anyway (`PublishError::is_ambiguous`).
+//! Failures say whether SQS may have queued the message anyway (`PublishError::is_ambiguous`),
+//! and every send counts its attempts that may have (`Sent`, [`AmbiguousAttempts`]).
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use aws_sdk_sqs::Client;
-use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_sqs::config::interceptors::FinalizerInterceptorContextRef;
+use aws_sdk_sqs::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_sqs::error::{BoxError, DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_sqs::types::MessageAttributeValue;
 #[cfg(feature = "batch")]
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 #[cfg(feature = "batch")]
 use hookrelay_ingest::queue::{BatchPublisher, EntryFailure};
-use hookrelay_ingest::queue::{PublishError, Publisher, QueueKind, REFUSAL_CODES};
+use hookrelay_ingest::queue::{PublishError, Publisher, QueueKind, REFUSAL_CODES, Sent};
 use hookrelay_ingest::routed::QueueMessage;
 
 /// The Amazon SQS publisher.
@@ -41,7 +46,7 @@ impl SqsPublisher {
 }
 
 impl Publisher for SqsPublisher {
-    async fn publish(&self, message: &QueueMessage) -> Result<(), PublishError> {
+    async fn publish(&self, message: &QueueMessage) -> Result<Sent, PublishError> {
         let mut request = self
             .client
             .send_message()
@@ -52,13 +57,68 @@ impl Publisher for SqsPublisher {
         // tried and measured (RELIABILITY.md, 1b), and at 20% faults it turned a sender's three
         // attempts into three 503s often enough to lose events. The cost: a retry inside the SDK
         // after an attempt whose answer was lost can make a second copy, with the same envelope
-        // `id`, that `AmbiguousPublish` does not count (only a send that failed in the end is).
+        // `id`; the interceptor counts every such attempt, so `AmbiguousPublish` counts it.
         if self.kind == QueueKind::Fifo {
             request = request
                 .message_group_id(&message.group_id)
                 .message_deduplication_id(&message.deduplication_id);
         }
-        request.send().await.map(drop).map_err(publish_error)
+        let attempts = AmbiguousAttempts::default();
+        let sent = request
+            .customize()
+            .interceptor(attempts.clone())
+            .send()
+            .await;
+        match sent {
+            Ok(_) => Ok(Sent {
+                ambiguous_attempts: attempts.count(),
+            }),
+            Err(error) => Err(publish_error(error).with_ambiguous_attempts(attempts.count())),
+        }
+    }
+}
+
+/// Counts the attempts of one send whose request may have reached SQS while no clear answer came
+/// back: a timeout, a connection lost or refused (which can't be told from lost after writing),
+/// an unreadable response, a 5xx. Each may have queued the message, so each is a possible copy
+/// on a standard queue, whether the send succeeded on a later attempt or failed in the end. The
+/// SDK runs `read_after_attempt` after every attempt, a timed-out one included.
+#[derive(Debug, Clone, Default)]
+pub struct AmbiguousAttempts(Arc<AtomicU32>);
+
+impl AmbiguousAttempts {
+    /// The attempts counted so far.
+    pub fn count(&self) -> u32 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl Intercept for AmbiguousAttempts {
+    fn name(&self) -> &'static str {
+        "AmbiguousAttempts"
+    }
+
+    fn read_after_attempt(
+        &self,
+        context: &FinalizerInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let ambiguous = match context.output_or_error() {
+            None | Some(Ok(_)) => false,
+            Some(Err(error)) => {
+                error.is_timeout_error()
+                    || error.is_response_error()
+                    || error.is_connector_error()
+                    || context
+                        .response()
+                        .is_some_and(|response| response.status().as_u16() >= 500)
+            }
+        };
+        if ambiguous {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
     }
 }
 

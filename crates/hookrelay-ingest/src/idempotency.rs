@@ -10,6 +10,13 @@
 //! goes through in full; an instance that dies mid-claim leaves a claim that expires. TTL
 //! deletion is lazy, so an item past its own expiry counts as absent.
 //!
+//! Writing `published` is what keeps a late retry (past SQS FIFO's five minutes, on a cold
+//! instance) from publishing again, so that write is not given up on the first failure: a
+//! commit the store did not answer is tried again while the caller's time allows one more
+//! bounded call ([`STORE_CALL_BOUND`]), and a publish whose claim the store did not answer, or
+//! whose claim lapsed before the commit, is still recorded `published`
+//! ([`IdempotencyStore::record_published`], for the same content only).
+//!
 //! A key is not an identity proof: each record holds a digest of the event's content. The same
 //! key with the same digest is a duplicate; with a different digest it is a *conflict*: a
 //! different real event under a key the sender reused (two engine registrations counting their
@@ -30,6 +37,25 @@ use crate::dedupe::DedupeKey;
 
 /// The longest partition key DynamoDB stores, in bytes.
 pub const MAX_KEY_BYTES: usize = 2048;
+
+/// The longest one store call may take, its SDK retries included (the adapter's bound): a claim,
+/// the SQS send (5 s) and a commit fit the function's 8 s timeout.
+pub const STORE_CALL_BOUND: Duration = Duration::from_secs(1);
+
+/// The most calls one commit makes when the store does not answer (each of them two SDK
+/// attempts in the DynamoDB adapter).
+pub const COMMIT_CALLS: u32 = 3;
+
+/// The most calls one claim makes when the store does not answer. A claim without an answer
+/// publishes anyway, and a late retry of that event (past SQS FIFO's five minutes) would then
+/// be published again, unless the record after the send is written.
+pub const CLAIM_CALLS: u32 = 2;
+
+/// The condition of [`IdempotencyStore::record_published`]: the key is absent, its record has
+/// expired, or it holds the same content (a claim of this event by anyone, or its record).
+/// `:now` is the time in Unix seconds, `:digest` the content's digest.
+pub const RECORD_CONDITION: &str =
+    "attribute_not_exists(pk) OR expires_at < :now OR digest = :digest";
 
 /// The condition of the claim write, in DynamoDB's expression language: the key is absent, or
 /// its record has expired by its own expiry attribute (TTL deletion is lazy). `:now` is the
@@ -128,6 +154,12 @@ pub fn decide(stored: Option<&StoredRecord>, digest: &ContentDigest, now: i64) -
     }
 }
 
+/// Whether [`IdempotencyStore::record_published`] writes over `stored` (`None`: absent) for
+/// content `digest` at `now`, as [`RECORD_CONDITION`] says: absent, expired, or the same content.
+pub fn may_record(stored: Option<&StoredRecord>, digest: &ContentDigest, now: i64) -> bool {
+    stored.is_none_or(|record| record.expires_at < now || record.digest == *digest)
+}
+
 /// One claim of a key: who claims it, for which content, and until when.
 #[derive(Debug, Clone, Copy)]
 pub struct ClaimRequest<'a> {
@@ -183,6 +215,19 @@ pub trait IdempotencyStore {
         key: &StoreKey,
         owner: &str,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Records `key` `published` for content `digest` until `expires_at`, owned by `owner`,
+    /// unless a live record holds other content ([`RECORD_CONDITION`]; then nothing is written
+    /// and the answer is `Ok`): after a publish whose claim the store did not confirm, or whose
+    /// claim lapsed before its commit. The event was published, so saying so can't lose one.
+    fn record_published(
+        &self,
+        key: &StoreKey,
+        digest: &ContentDigest,
+        owner: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// The store as the receiver and the bridge drive it: claims lasting `claim_for`, published
@@ -197,10 +242,21 @@ pub struct Idempotency<S> {
 }
 
 /// A claim this process holds: commit it after SQS accepted the event, release it otherwise.
+/// `confirmed` is false when the store did not answer the claim (the write may or may not have
+/// been made): the commit then records the key rather than committing a claim.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeldClaim {
     key: StoreKey,
     owner: String,
+    digest: ContentDigest,
+    confirmed: bool,
+}
+
+impl HeldClaim {
+    /// Whether the store confirmed the claim.
+    pub fn is_confirmed(&self) -> bool {
+        self.confirmed
+    }
 }
 
 /// Where a claim leaves an event.
@@ -215,8 +271,9 @@ pub enum Claim {
         /// Seconds until that claim lapses.
         retry_after_secs: u64,
     },
-    /// The store failed (kept in [`StoreCalls::failures`]): publish unclaimed.
-    Unclaimed,
+    /// The store did not answer (kept in [`StoreCalls::failures`]): publish anyway; the commit
+    /// records the key if the store answers by then.
+    Unclaimed(HeldClaim),
 }
 
 /// What a claim decided, under which key, and what its calls cost.
@@ -251,16 +308,19 @@ pub enum StoreOperation {
     Release,
     /// Recording a published sequence (sequence gaps).
     Record,
+    /// Recording a key published whose claim the store did not confirm, or which lapsed.
+    RecordPublished,
 }
 
 impl StoreOperation {
-    /// `claim`, `commit` or `release`.
+    /// `claim`, `commit`, `release`, `record` or `record_published`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Claim => "claim",
             Self::Commit => "commit",
             Self::Release => "release",
             Self::Record => "record",
+            Self::RecordPublished => "record_published",
         }
     }
 }
@@ -283,18 +343,25 @@ impl<S: IdempotencyStore> Idempotency<S> {
 
     /// Claims `key` for content `digest` at `now` (Unix seconds); when the key holds other
     /// content, claims `key.with_digest(digest)` instead (a conflict's key holds its digest, so
-    /// it can't conflict again but by a SHA-256 collision, which publishes unclaimed).
+    /// it can't conflict again but by a SHA-256 collision, which publishes unclaimed). A claim
+    /// the store did not answer is made again (with the same owner token, so a first attempt
+    /// that was written is recognised), up to [`CLAIM_CALLS`] calls; no call after the first
+    /// starts unless it can end by `give_up_at` ([`STORE_CALL_BOUND`]), the conflict key's
+    /// claim included. Without an answer the event is published anyway ([`Claim::Unclaimed`]).
     pub async fn claim(
         &self,
         key: &DedupeKey,
         digest: &ContentDigest,
         now: i64,
+        give_up_at: Instant,
         calls: &mut StoreCalls,
     ) -> ClaimOutcome {
         let mut conflict = None;
         let mut claiming = StoreKey::new(key);
+        let mut owner = self.owners.next();
+        let mut calls_left = CLAIM_CALLS;
         loop {
-            let owner = self.owners.next();
+            calls_left -= 1;
             let decision = calls
                 .time(
                     StoreOperation::Claim,
@@ -307,52 +374,124 @@ impl<S: IdempotencyStore> Idempotency<S> {
                     }),
                 )
                 .await;
+            let time_for_another = Instant::now() + STORE_CALL_BOUND <= give_up_at;
+            let held = |confirmed| HeldClaim {
+                key: claiming.clone(),
+                owner: owner.clone(),
+                digest: digest.clone(),
+                confirmed,
+            };
             let claim = match decision {
-                Some(ClaimDecision::Claimed) => Claim::Held(HeldClaim {
-                    key: claiming,
-                    owner,
-                }),
-                Some(ClaimDecision::Duplicate) => Claim::Duplicate,
-                Some(ClaimDecision::InProgress { retry_after_secs }) => {
+                Ok(ClaimDecision::Claimed) => Claim::Held(held(true)),
+                Ok(ClaimDecision::Duplicate) => Claim::Duplicate,
+                Ok(ClaimDecision::InProgress { retry_after_secs }) => {
                     Claim::InProgress { retry_after_secs }
                 }
-                Some(ClaimDecision::Conflict { stored }) if conflict.is_none() => {
+                Ok(ClaimDecision::Conflict { stored }) if conflict.is_none() => {
                     claiming = StoreKey::new(&key.with_digest(digest));
+                    owner = self.owners.next();
                     conflict = Some(stored);
-                    continue;
+                    calls_left = calls_left.max(1);
+                    if time_for_another {
+                        continue;
+                    }
+                    // No time to claim the conflict key: publish under it, record it after.
+                    Claim::Unclaimed(HeldClaim {
+                        key: claiming,
+                        owner,
+                        digest: digest.clone(),
+                        confirmed: false,
+                    })
                 }
-                Some(ClaimDecision::Conflict { .. }) => {
+                Ok(ClaimDecision::Conflict { .. }) => {
                     calls.failures.push((
                         StoreOperation::Claim,
                         StoreError::Unreadable("the conflict key holds other content".to_owned()),
                     ));
-                    Claim::Unclaimed
+                    // Published unclaimed; its commit's record is refused (other content).
+                    Claim::Unclaimed(held(false))
                 }
-                None => Claim::Unclaimed,
+                Err(StoreError::Unavailable(_)) if calls_left > 0 && time_for_another => continue,
+                Err(_) => Claim::Unclaimed(held(false)),
             };
             return ClaimOutcome { claim, conflict };
         }
     }
 
-    /// Marks `held` published until `now` + the TTL.
-    pub async fn commit(&self, held: &HeldClaim, now: i64, calls: &mut StoreCalls) {
+    /// Marks `held` published until `now` + the TTL: commits a confirmed claim (conditional on
+    /// its owner token), and records an unconfirmed or lapsed one
+    /// ([`IdempotencyStore::record_published`]). A commit the store did not answer is made
+    /// again, up to [`COMMIT_CALLS`] calls, while `give_up_at` leaves room for one more bounded
+    /// call ([`STORE_CALL_BOUND`]): a key left `in_progress` lapses, and a retry after SQS FIFO's
+    /// five minutes would publish again. The record of an unconfirmed claim gets one call (the
+    /// store has just failed to answer [`CLAIM_CALLS`] claims; more would only hold the sender
+    /// longer in an outage).
+    pub async fn commit(
+        &self,
+        held: &HeldClaim,
+        now: i64,
+        give_up_at: Instant,
+        calls: &mut StoreCalls,
+    ) {
         let expires_at = now.saturating_add(secs(self.ttl));
-        calls
-            .time(
-                StoreOperation::Commit,
-                self.store.commit(&held.key, &held.owner, expires_at),
-            )
-            .await;
+        let mut committing = held.confirmed;
+        let mut calls_left = if held.confirmed { COMMIT_CALLS } else { 1 };
+        loop {
+            calls_left -= 1;
+            let written = if committing {
+                calls
+                    .time(
+                        StoreOperation::Commit,
+                        self.store.commit(&held.key, &held.owner, expires_at),
+                    )
+                    .await
+            } else {
+                calls
+                    .time(
+                        StoreOperation::RecordPublished,
+                        self.store.record_published(
+                            &held.key,
+                            &held.digest,
+                            &held.owner,
+                            now,
+                            expires_at,
+                        ),
+                    )
+                    .await
+            };
+            let time_for_another = Instant::now() + STORE_CALL_BOUND <= give_up_at;
+            match written {
+                Ok(()) => return,
+                // The claim lapsed before this commit (the publish outlasted it) and another
+                // claimant may hold the key: not a failure of the store. The event was
+                // published, so record that, for this content only.
+                Err(StoreError::ClaimLost) if committing => {
+                    calls.failures.pop();
+                    committing = false;
+                    calls_left = calls_left.max(1);
+                    if !time_for_another {
+                        return;
+                    }
+                }
+                Err(StoreError::Unavailable(_)) if calls_left > 0 && time_for_another => {}
+                Err(_) => return,
+            }
+        }
     }
 
     /// Gives `held` up, so the next attempt goes through in full.
     pub async fn release(&self, held: &HeldClaim, calls: &mut StoreCalls) {
-        calls
+        // An unconfirmed claim too: if its write was made, deleting it spares the retry a
+        // wait for the claim to lapse. If it wasn't, another's record there is no failure.
+        let released = calls
             .time(
                 StoreOperation::Release,
                 self.store.release(&held.key, &held.owner),
             )
             .await;
+        if !held.confirmed && released == Err(StoreError::ClaimLost) {
+            calls.failures.pop();
+        }
     }
 }
 
@@ -362,14 +501,15 @@ impl StoreCalls {
         &mut self,
         operation: StoreOperation,
         call: impl Future<Output = Result<T, StoreError>>,
-    ) -> Option<T> {
+    ) -> Result<T, StoreError> {
         let started = Instant::now();
         let result = call.await;
         self.latency += started.elapsed();
         self.count += 1;
+        if let Err(error) = &result {
+            self.failures.push((operation, error.clone()));
+        }
         result
-            .map_err(|error| self.failures.push((operation, error)))
-            .ok()
     }
 }
 
@@ -392,6 +532,17 @@ impl IdempotencyStore for NoStore {
     }
 
     async fn release(&self, _: &StoreKey, _: &str) -> Result<(), StoreError> {
+        match *self {}
+    }
+
+    async fn record_published(
+        &self,
+        _: &StoreKey,
+        _: &ContentDigest,
+        _: &str,
+        _: i64,
+        _: i64,
+    ) -> Result<(), StoreError> {
         match *self {}
     }
 }
@@ -490,6 +641,25 @@ mod tests {
     }
 
     #[test]
+    fn recording_a_publish_overwrites_only_its_own_content_or_nothing_alive() {
+        let d = digest("event");
+        assert!(may_record(None, &d, NOW));
+        // Its own content, claimed by anyone or already published: the event was published.
+        for state in [RecordState::Published, in_progress()] {
+            assert!(may_record(
+                Some(&record(state, "event", NOW + 600)),
+                &d,
+                NOW
+            ));
+        }
+        // Another event's live record is never overwritten; an expired one counts as absent.
+        let other = record(RecordState::Published, "another event", NOW + 600);
+        assert!(!may_record(Some(&other), &d, NOW));
+        let lapsed = record(in_progress(), "another event", NOW - 1);
+        assert!(may_record(Some(&lapsed), &d, NOW));
+    }
+
+    #[test]
     fn the_same_key_with_other_content_is_a_conflict_never_a_duplicate() {
         let other = digest("another event");
         for state in [RecordState::Published, in_progress()] {
@@ -542,5 +712,161 @@ mod tests {
         let tokens: std::collections::HashSet<String> =
             (0..100).flat_map(|_| [a.next(), b.next()]).collect();
         assert_eq!(tokens.len(), 200);
+    }
+
+    /// A store answering each call from a script, and keeping the calls made.
+    #[derive(Default)]
+    struct Scripted {
+        answers: std::sync::Mutex<std::collections::VecDeque<Result<(), StoreError>>>,
+        made: std::sync::Mutex<Vec<StoreOperation>>,
+    }
+
+    impl Scripted {
+        fn answering(answers: impl IntoIterator<Item = Result<(), StoreError>>) -> Self {
+            let scripted = Self::default();
+            scripted.answers.lock().unwrap().extend(answers);
+            scripted
+        }
+
+        fn next(&self, operation: StoreOperation) -> Result<(), StoreError> {
+            self.made.lock().unwrap().push(operation);
+            self.answers.lock().unwrap().pop_front().unwrap_or(Ok(()))
+        }
+    }
+
+    impl IdempotencyStore for &Scripted {
+        async fn claim(&self, _: ClaimRequest<'_>) -> Result<ClaimDecision, StoreError> {
+            self.next(StoreOperation::Claim)
+                .map(|()| ClaimDecision::Claimed)
+        }
+
+        async fn commit(&self, _: &StoreKey, _: &str, _: i64) -> Result<(), StoreError> {
+            self.next(StoreOperation::Commit)
+        }
+
+        async fn release(&self, _: &StoreKey, _: &str) -> Result<(), StoreError> {
+            self.next(StoreOperation::Release)
+        }
+
+        async fn record_published(
+            &self,
+            _: &StoreKey,
+            _: &ContentDigest,
+            _: &str,
+            _: i64,
+            _: i64,
+        ) -> Result<(), StoreError> {
+            self.next(StoreOperation::RecordPublished)
+        }
+    }
+
+    /// Runs a future of the scripted store (which never waits) to completion.
+    fn ready<F: Future>(future: F) -> F::Output {
+        let mut future = std::pin::pin!(future);
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        match future.as_mut().poll(&mut context) {
+            std::task::Poll::Ready(output) => output,
+            std::task::Poll::Pending => unreachable!("the scripted store never waits"),
+        }
+    }
+
+    /// Claims a key against `answers`, then commits it with `time_left`; the calls made.
+    fn claim_and_commit(
+        answers: Vec<Result<(), StoreError>>,
+        time_left: Duration,
+    ) -> Vec<StoreOperation> {
+        claim_and_commit_counting(answers, time_left).0
+    }
+
+    /// [`claim_and_commit`], and the failures kept.
+    fn claim_and_commit_counting(
+        answers: Vec<Result<(), StoreError>>,
+        time_left: Duration,
+    ) -> (Vec<StoreOperation>, Vec<StoreOperation>) {
+        let store = Scripted::answering(answers);
+        let layer = Idempotency::new(&store, Duration::from_secs(10), Duration::from_secs(600));
+        let key = DedupeKey::new("engine", &["op-1", "7"]);
+        let mut calls = StoreCalls::default();
+        let give_up_at = Instant::now() + time_left;
+        let outcome = ready(layer.claim(&key, &digest("event"), NOW, give_up_at, &mut calls));
+        let (Claim::Held(held) | Claim::Unclaimed(held)) = outcome.claim else {
+            panic!("the scripted store only claims or fails");
+        };
+        ready(layer.commit(&held, NOW, give_up_at, &mut calls));
+        assert_eq!(calls.count as usize, store.made.lock().unwrap().len());
+        let failed = calls.failures.iter().map(|(operation, _)| *operation);
+        (store.made.lock().unwrap().clone(), failed.collect())
+    }
+
+    fn down() -> Result<(), StoreError> {
+        Err(StoreError::Unavailable("injected".to_owned()))
+    }
+
+    #[test]
+    fn a_commit_the_store_did_not_answer_is_made_again_while_time_allows() {
+        use StoreOperation::{Claim, Commit};
+        let plenty = Duration::from_secs(7);
+        assert_eq!(claim_and_commit(vec![], plenty), [Claim, Commit]);
+        assert_eq!(
+            claim_and_commit(vec![Ok(()), down(), down()], plenty),
+            [Claim, Commit, Commit, Commit]
+        );
+        // At most `COMMIT_CALLS` calls, then the claim is left to lapse.
+        let failing = vec![Ok(()), down(), down(), down(), down()];
+        assert_eq!(
+            claim_and_commit(failing.clone(), plenty).len(),
+            1 + COMMIT_CALLS as usize
+        );
+        // No time left for another bounded call: one commit only.
+        assert_eq!(
+            claim_and_commit(failing, STORE_CALL_BOUND / 2),
+            [Claim, Commit]
+        );
+    }
+
+    #[test]
+    fn a_claim_the_store_did_not_answer_is_made_again_then_the_publish_is_recorded() {
+        use StoreOperation::{Claim, Commit, RecordPublished};
+        let plenty = Duration::from_secs(7);
+        // Answered the second time: a confirmed claim, committed.
+        assert_eq!(
+            claim_and_commit(vec![down()], plenty),
+            [Claim, Claim, Commit]
+        );
+        // No answer to `CLAIM_CALLS` claims: published anyway, then recorded (one call).
+        let (made, failed) = claim_and_commit_counting(vec![down(), down()], plenty);
+        assert_eq!(made, [Claim, Claim, RecordPublished]);
+        assert_eq!(failed, [Claim, Claim], "each unanswered call counts");
+        assert_eq!(
+            claim_and_commit(vec![down(), down(), down()], plenty),
+            [Claim, Claim, RecordPublished]
+        );
+        // No time for a second claim.
+        assert_eq!(
+            claim_and_commit(vec![down()], STORE_CALL_BOUND / 2),
+            [Claim, RecordPublished]
+        );
+    }
+
+    #[test]
+    fn a_publish_whose_claim_lapsed_is_recorded_published_and_is_no_store_failure() {
+        use StoreOperation::{Claim, Commit, RecordPublished};
+        let plenty = Duration::from_secs(7);
+        let (made, failed) =
+            claim_and_commit_counting(vec![Ok(()), Err(StoreError::ClaimLost)], plenty);
+        assert_eq!(made, [Claim, Commit, RecordPublished]);
+        assert!(failed.is_empty(), "{failed:?}");
+        // Even when the lapse shows on the last commit call.
+        let late = vec![Ok(()), down(), down(), Err(StoreError::ClaimLost)];
+        assert_eq!(
+            claim_and_commit(late, plenty),
+            [Claim, Commit, Commit, Commit, RecordPublished]
+        );
+        // An unreadable answer is not retried.
+        let unreadable = Err(StoreError::Unreadable("x".to_owned()));
+        assert_eq!(
+            claim_and_commit(vec![Ok(()), unreadable], plenty),
+            [Claim, Commit]
+        );
     }
 }

@@ -5,6 +5,12 @@
 
 use crate::routed::QueueMessage;
 
+use std::time::Duration;
+
+/// The longest one SQS send may take, the SDK's retries included (`hookrelay_aws::timeouts`):
+/// with the store's calls it fits the receiver's 8 s function timeout.
+pub const SQS_SEND_BOUND: Duration = Duration::from_secs(5);
+
 /// Whether the queue is FIFO (its URL ends in `.fifo`) or standard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QueueKind {
@@ -25,13 +31,23 @@ impl QueueKind {
     }
 }
 
+/// A send SQS accepted, and what it cost on the way: attempts inside it (the SDK retries) whose
+/// answer was lost, each of which SQS may have queued too. On a FIFO queue the deduplication id
+/// absorbs those copies; on a standard queue each can be a second message with the same envelope
+/// `id`, so each is counted (`AmbiguousPublish`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sent {
+    /// Attempts before the one that succeeded that may have queued the message.
+    pub ambiguous_attempts: u32,
+}
+
 /// Why a message was not published. The sender must retry: this always answers 503.
 #[derive(Debug, thiserror::Error)]
 #[error("SQS did not accept the message: {detail}")]
 pub struct PublishError {
     detail: String,
     permanent: bool,
-    ambiguous: bool,
+    ambiguous_attempts: u32,
 }
 
 impl PublishError {
@@ -41,7 +57,7 @@ impl PublishError {
         Self {
             detail: detail.into(),
             permanent: false,
-            ambiguous: false,
+            ambiguous_attempts: 0,
         }
     }
 
@@ -61,14 +77,26 @@ impl PublishError {
     /// `id` (counted as `AmbiguousPublish`).
     pub fn ambiguous(detail: impl Into<String>) -> Self {
         Self {
-            ambiguous: true,
+            ambiguous_attempts: 1,
             ..Self::new(detail)
         }
     }
 
+    /// This error, after `attempts` attempts inside the same send that may have queued the
+    /// message (its own failure included when it was ambiguous): each is a possible copy.
+    pub fn with_ambiguous_attempts(mut self, attempts: u32) -> Self {
+        self.ambiguous_attempts = self.ambiguous_attempts.max(attempts);
+        self
+    }
+
     /// Whether SQS may have queued the message despite the error ([`PublishError::ambiguous`]).
     pub fn is_ambiguous(&self) -> bool {
-        self.ambiguous
+        self.ambiguous_attempts > 0
+    }
+
+    /// How many attempts of this send may have queued the message: the possible copies.
+    pub fn ambiguous_attempts(&self) -> u32 {
+        self.ambiguous_attempts
     }
 
     /// Whether retrying cannot succeed until someone changes the queue, its key or the
@@ -85,7 +113,7 @@ pub trait Publisher {
     fn publish(
         &self,
         message: &QueueMessage,
-    ) -> impl Future<Output = Result<(), PublishError>> + Send;
+    ) -> impl Future<Output = Result<Sent, PublishError>> + Send;
 }
 
 /// Why SQS refused one entry of a batch (the entry's `Failed` result, never its body).

@@ -1,15 +1,21 @@
 //! The delivery audit, by hand: `hookrelay-audit [--events N] [--rounds R] [--instances K]
 //! [--faults F] [--time-scale S] [--concurrency C] [--duplicates D] [--seed X] [--receiver PATH]
 //! [--log-dir DIR] [--standard-queue true] [--store true] [--store-faults F] [--restart-every-secs S]
-//! [--late L] [--ttl-secs T] [--claim-secs C]`. Prints the report as Markdown; exits 1 unless
-//! every event is in the queue exactly once with byte-identical data (on a standard queue: extra
-//! copies only from counted ambiguous sends). See RELIABILITY.md.
+//! [--late L] [--ttl-secs T] [--claim-secs C] [--kill-in-flight true]`. Prints the report as
+//! Markdown; exits 1 unless every event is in the queue exactly once with byte-identical data (on
+//! a standard queue: extra copies only from counted ambiguous attempts; with `--kill-in-flight`,
+//! also from invocations killed). See RELIABILITY.md.
 //!
 //! `--store true` turns the durable idempotency store on (moto's DynamoDB behind its own fault
-//! proxy, `--store-faults` of its calls failing, default 0.1), restarts one instance in turn
-//! every `--restart-every-secs` (default 5) while the senders run, then drains the queue (moto
+//! proxy, `--store-faults` of its calls failing, default 0.1), replaces one instance in turn
+//! every `--restart-every-secs` (default 5) while the senders run (retired between invocations,
+//! as Lambda retires an environment; `--kill-in-flight true` kills it mid-invocation instead, a
+//! crash), then drains the queue (moto
 //! forgets the deduplication ids, as SQS does after five minutes), restarts every instance and
 //! sends `--late` of the events again (default 0.2): retries beyond the FIFO window.
+//!
+//! `--log-dir DIR` keeps each receiver's log, at level info (a line per delivery, with its
+//! dedupe key): the ids printed as in the queue more than once can be looked up there.
 //!
 //! The events run in `R` rounds (default: one per 1,000 events), each with a fresh queue and
 //! fresh receiver processes, and each accounted for on its own. moto's SendMessage cost grows
@@ -44,6 +50,7 @@ fn main() {
         // Shorter than the senders' last retry at the default time scale (+3 s), as the stack's
         // 10 s claim is shorter than the engine's +30 s retry.
         claim_secs: 1,
+        kill_in_flight: false,
     };
     let mut store_on = false;
     for (flag, value) in cli::flag_pairs(usage) {
@@ -68,6 +75,7 @@ fn main() {
             "--late" => store.late_fraction = number(),
             "--ttl-secs" => store.ttl_secs = number() as u64,
             "--claim-secs" => store.claim_secs = number() as u64,
+            "--kill-in-flight" => store.kill_in_flight = value == "true",
             _ => usage(&format!("unknown flag {flag}")),
         }
     }
@@ -117,6 +125,21 @@ fn main() {
         config.seed
     );
     print!("{}", report.markdown(&config));
+    // The first few ids to look up in the receivers' logs (`--log-dir`).
+    if !report.duplicated_keys.is_empty() {
+        let first: Vec<&str> = report
+            .duplicated_keys
+            .iter()
+            .take(20)
+            .map(String::as_str)
+            .collect();
+        eprintln!(
+            "in the queue more than once ({} ids; the first {}): {}",
+            report.duplicated_keys.len(),
+            first.len(),
+            first.join(" ")
+        );
+    }
     std::process::exit(if report.passed() { 0 } else { 1 });
 }
 
