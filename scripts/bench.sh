@@ -3,7 +3,9 @@
 #   1. the request path in-process against its floor (criterion, benches/request_path.rs);
 #   2. cold start, first and warm invocations, handler overhead and peak RSS of the release
 #      binary under the Runtime API emulator against a local TLS SQS endpoint, and the same for
-#      the Python peer (benches/python_peer) in the same run (hookrelay-lambda-bench);
+#      the Python peer (benches/python_peer) in the same run (hookrelay-lambda-bench); then the
+#      same under Lambda's CPU share at 128, 512 and 1769 MB, with init at full speed and with
+#      init throttled (--memory-mb, a cgroup v1 quota; unthrottled where cgroups aren't writable);
 #   3. the deployment size: the stripped arm64 bootstrap and its zip (cargo lambda build);
 #   4. the stream bridge's sustained throughput: stand-ins of both streams in burst mode, the
 #      release hookrelay-bridge, and moto, then a null SQS endpoint (scripts/bench_bridge.py);
@@ -32,11 +34,13 @@ mkdir -p "$out"
 if [ "$quick" = 1 ]; then
   criterion_args=(--warm-up-time 1 --measurement-time 2)
   lambda_args=(--cold-starts 5 --warm 500)
+  cpu_args=(--cold-starts 5 --warm 50)
   moto_events=(--trades 400 --rekko-events 100)
   null_events=(--trades 2000 --rekko-events 500)
 else
   criterion_args=()
   lambda_args=(--cold-starts 20 --warm 10000)
+  cpu_args=(--cold-starts 20 --warm 200)
   moto_events=(--trades 2000 --rekko-events 500)
   null_events=(--trades 20000 --rekko-events 5000)
 fi
@@ -59,6 +63,13 @@ lambda_bench() {
 }
 lambda_bench --peer-python "$root/.venv-bench/bin/python" --peer-dir benches/python_peer \
   "${lambda_args[@]}" | tee "$out/lambda.md"
+: > "$out/lambda-cpu.md"
+for memory in 128 512 1769; do
+  for init in full-speed throttled; do
+    lambda_bench --peer-python "$root/.venv-bench/bin/python" --peer-dir benches/python_peer \
+      "${cpu_args[@]}" --memory-mb "$memory" --init "$init" | tee -a "$out/lambda-cpu.md"
+  done
+done
 
 echo "== 3/4 deployment size (arm64, as sam build makes it)"
 cargo lambda build --release --arm64 --bin hookrelay >/dev/null

@@ -22,7 +22,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::audit::test_keys;
-use crate::lambda_emulator::{FunctionCommand, Invocation, LambdaInstance};
+use crate::cpu_share::{CpuCgroup, CpuShare, InitModel};
+use crate::lambda_emulator::{CpuPlacement, FunctionCommand, Invocation, LambdaInstance};
 use crate::local_sqs;
 use crate::sender_sim::{EventSpec, Sender};
 use crate::stats::Percentiles;
@@ -57,6 +58,9 @@ pub struct BenchPlan {
     pub drain_every: usize,
     /// More environment for the functions (a lever such as `HOOKRELAY_CONNECT_AT_INIT=false`).
     pub extra_env: Vec<(String, String)>,
+    /// Lambda's CPU share for a memory size, and when the process joins it (`crate::cpu_share`);
+    /// `None`: a whole core.
+    pub cpu: Option<(CpuShare, InitModel)>,
 }
 
 /// What was measured for one function.
@@ -179,6 +183,19 @@ pub async fn run(subject: &Subject, plan: &BenchPlan) -> Result<SubjectReport, B
     }
     env.extend(plan.extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     std::fs::create_dir_all(&plan.log_dir).map_err(|error| format!("log dir: {error}"))?;
+    // One cgroup for this function's processes (one runs at a time), removed when done.
+    let cpu = plan
+        .cpu
+        .and_then(|(share, init)| match CpuCgroup::create(share) {
+            Ok(cgroup) => Some(CpuPlacement {
+                cgroup: std::sync::Arc::new(cgroup),
+                init,
+            }),
+            Err(why) => {
+                eprintln!("{}: no CPU quota, running unthrottled: {why}", subject.name);
+                None
+            }
+        });
 
     let mut init_ms = Vec::new();
     let mut first_ms = Vec::new();
@@ -189,9 +206,10 @@ pub async fn run(subject: &Subject, plan: &BenchPlan) -> Result<SubjectReport, B
     for start in 0..plan.cold_starts.max(1) {
         let log = plan.log_dir.join(format!("{}-{start}.log", subject.name));
         let _ = std::fs::remove_file(&log);
-        let instance = LambdaInstance::start_command(&subject.command, &env, Some(&log))
-            .await
-            .map_err(|error| format!("start {}: {error}", subject.name))?;
+        let instance =
+            LambdaInstance::start_placed(&subject.command, &env, Some(&log), cpu.clone())
+                .await
+                .map_err(|error| format!("start {}: {error}", subject.name))?;
         let init = instance
             .init_duration(Duration::from_secs(30))
             .await
@@ -278,8 +296,18 @@ pub async fn run(subject: &Subject, plan: &BenchPlan) -> Result<SubjectReport, B
 
 /// The reports as a Markdown table, with each figure's ratio peer/ours when there are two.
 pub fn markdown(plan: &BenchPlan, reports: &[SubjectReport]) -> String {
+    let cpu = match plan.cpu {
+        Some((share, init)) => format!(
+            "{} MB of Lambda CPU ({} µs per {} ms), init {}",
+            share.memory_mb,
+            share.quota_us(),
+            crate::cpu_share::PERIOD.as_millis(),
+            init.as_str()
+        ),
+        None => "a whole core".to_owned(),
+    };
     let mut out = format!(
-        "{} cold starts and {} warm invocations per function, {}-byte bodies, SQS at {}.\n\n",
+        "{} cold starts and {} warm invocations per function, {}-byte bodies, SQS at {}, {cpu}.\n\n",
         plan.cold_starts, plan.warm, plan.body_bytes, plan.sqs_endpoint
     );
     out.push_str("| figure |");

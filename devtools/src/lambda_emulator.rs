@@ -13,6 +13,11 @@
 //! wait, as for a cold start), and [`LambdaInstance::restart`] as a crash (killed whatever it
 //! holds; what it held is never answered).
 //!
+//! The function can run under Lambda's CPU share for a memory size ([`CpuPlacement`],
+//! `crate::cpu_share`): its process joins a cgroup quota before it execs (init throttled) or at
+//! its first poll of `/next` (init at full speed). The emulator itself always runs unthrottled,
+//! as Lambda's Runtime API is outside the function's share.
+//!
 //! For the benchmarks it also keeps time: when the process was spawned, when it first polled
 //! `/runtime/invocation/next` (the end of its init), and for each invocation how long the
 //! function held it (from handing the event over to receiving its answer).
@@ -37,6 +42,8 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::process::{Child, Command};
 use tokio::sync::{Mutex, mpsc, oneshot, watch};
+
+use crate::cpu_share::{CpuCgroup, InitModel};
 
 const RUNTIME_PREFIX: &str = "/2018-06-01/runtime/";
 const INVOCATION_TIMEOUT: Duration = Duration::from_secs(15);
@@ -77,6 +84,17 @@ struct Shared {
     dispatching: watch::Sender<bool>,
     /// Which function process is current: a poll made by an earlier one takes nothing.
     generation: AtomicU64,
+    /// A process to move into its CPU quota at its first poll (init at full speed).
+    join_at_first_poll: std::sync::Mutex<Option<(Arc<CpuCgroup>, u32)>>,
+}
+
+/// Where the function's process runs: under a cgroup's CPU quota, joined as `init` says.
+#[derive(Debug, Clone)]
+pub struct CpuPlacement {
+    /// The quota.
+    pub cgroup: Arc<CpuCgroup>,
+    /// When the process joins it.
+    pub init: InitModel,
 }
 
 /// The function's process: a program, its arguments and its working directory.
@@ -106,10 +124,27 @@ struct Spawn {
     env: Vec<(String, String)>,
     log: Option<PathBuf>,
     address: SocketAddr,
+    cpu: Option<CpuPlacement>,
 }
 
 impl Spawn {
-    fn child(&self) -> std::io::Result<Child> {
+    /// Starts the process, placed in its CPU quota (at once, or at its first poll of
+    /// `shared`'s Runtime API).
+    fn child(&self, shared: &Shared) -> std::io::Result<Child> {
+        let child = self.process()?;
+        if let (Some(cpu), Some(pid)) = (&self.cpu, child.id())
+            && cpu.init == InitModel::FullSpeed
+        {
+            *shared
+                .join_at_first_poll
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                Some((cpu.cgroup.clone(), pid));
+        }
+        Ok(child)
+    }
+
+    fn process(&self) -> std::io::Result<Child> {
         let output = || match &self.log {
             Some(path) => std::fs::OpenOptions::new()
                 .create(true)
@@ -118,8 +153,24 @@ impl Spawn {
                 .map(Stdio::from),
             None => Ok(Stdio::null()),
         };
-        let mut process = Command::new(&self.command.program);
-        process.args(&self.command.args);
+        let mut process = match &self.cpu {
+            // Throttled init: a shell joins the quota, then execs the function in its place.
+            Some(cpu) if cpu.init == InitModel::Throttled => {
+                let mut shell = Command::new("/bin/sh");
+                shell
+                    .arg("-c")
+                    .arg(r#"echo $$ > "$0" && exec "$@""#)
+                    .arg(cpu.cgroup.procs_file())
+                    .arg(&self.command.program)
+                    .args(&self.command.args);
+                shell
+            }
+            _ => {
+                let mut process = Command::new(&self.command.program);
+                process.args(&self.command.args);
+                process
+            }
+        };
         if let Some(dir) = &self.command.dir {
             process.current_dir(dir);
         }
@@ -159,6 +210,16 @@ impl LambdaInstance {
         env: &[(&str, &str)],
         log: Option<&Path>,
     ) -> std::io::Result<Self> {
+        Self::start_placed(command, env, log, None).await
+    }
+
+    /// [`LambdaInstance::start_command`], with the process under a CPU quota if `cpu` says so.
+    pub async fn start_placed(
+        command: &FunctionCommand,
+        env: &[(&str, &str)],
+        log: Option<&Path>,
+        cpu: Option<CpuPlacement>,
+    ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
         let address = listener.local_addr()?;
         let (to_function, next_for_function) = mpsc::unbounded_channel();
@@ -170,6 +231,7 @@ impl LambdaInstance {
             first_poll: OnceLock::new(),
             dispatching: watch::Sender::new(true),
             generation: AtomicU64::new(0),
+            join_at_first_poll: std::sync::Mutex::new(None),
         });
         let server_shared = shared.clone();
         tokio::spawn(async move {
@@ -191,9 +253,10 @@ impl LambdaInstance {
                 .collect(),
             log: log.map(Path::to_owned),
             address,
+            cpu,
         };
         let spawned_at = Instant::now();
-        let child = spawn.child()?;
+        let child = spawn.child(&shared)?;
         Ok(Self {
             url: format!("http://{address}"),
             shared,
@@ -258,7 +321,7 @@ impl LambdaInstance {
             .map(|mut waiting| waiting.drain().count())
             .unwrap_or(0);
         self.shared.generation.fetch_add(1, Ordering::SeqCst);
-        self.child = self.spawn.child()?;
+        self.child = self.spawn.child(&self.shared)?;
         self.spawned_at = Instant::now();
         Ok(held)
     }
@@ -391,6 +454,16 @@ async fn route(
     };
     if runtime_path == "invocation/next" {
         shared.first_poll.get_or_init(Instant::now);
+        let join = shared
+            .join_at_first_poll
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some((cgroup, pid)) = join
+            && let Err(error) = cgroup.add(pid)
+        {
+            eprintln!("the function runs unthrottled: {error}");
+        }
         let Some((id, event)) = next_invocation(&shared).await else {
             return Ok(text(StatusCode::GONE, "shutting down"));
         };

@@ -7,6 +7,7 @@
 
 pub mod audit;
 pub mod cli;
+pub mod cpu_share;
 pub mod fault_proxy;
 pub mod fixtures;
 pub mod lambda_bench;

@@ -1,7 +1,13 @@
 //! The Lambda benchmark, by hand (`scripts/bench.sh` runs it): `hookrelay-lambda-bench
 //! [--receiver PATH] [--peer-python PATH --peer-dir DIR] [--tls-dir DIR] [--cold-starts N]
-//! [--warm N] [--body-bytes N] [--drain-every N] [--log-dir DIR] [--env NAME=VALUE]...`. Prints a Markdown table;
-//! exits 1 if any invocation fails or the queue doesn't hold one message per invocation.
+//! [--warm N] [--body-bytes N] [--drain-every N] [--log-dir DIR] [--env NAME=VALUE]...
+//! [--memory-mb N [--init full-speed|throttled]]`. Prints a Markdown table; exits 1 if any
+//! invocation fails or the queue doesn't hold one message per invocation.
+//!
+//! `--memory-mb N` runs each function under Lambda's CPU share for N MB (N/1769 of a core, a
+//! cgroup v1 quota per 20 ms; `hookrelay_devtools::cpu_share`), joined after its first poll of
+//! the Runtime API (`--init full-speed`, the default) or before it execs (`--init throttled`).
+//! Where cgroups are not writable it says so and runs unthrottled.
 //!
 //! `--tls-dir` holds `cert.pem` and `key.pem` (for 127.0.0.1) and `ca.pem`: moto then serves
 //! TLS, as SQS does, and both functions trust that CA. The peer runs as
@@ -10,6 +16,7 @@
 use std::path::PathBuf;
 
 use hookrelay_devtools::cli::{self, number};
+use hookrelay_devtools::cpu_share::{CpuShare, InitModel};
 use hookrelay_devtools::lambda_bench::{self, BenchPlan, Subject};
 use hookrelay_devtools::lambda_emulator::FunctionCommand;
 use hookrelay_devtools::moto::{self, TlsFiles};
@@ -28,7 +35,9 @@ fn main() {
         log_dir: PathBuf::from("target/bench/lambda-logs"),
         drain_every: 100,
         extra_env: Vec::new(),
+        cpu: None,
     };
+    let mut init = InitModel::FullSpeed;
     for (flag, value) in cli::flag_pairs(usage) {
         let number = || number::<usize>(&flag, &value, usage);
         match flag.as_str() {
@@ -45,12 +54,30 @@ fn main() {
             "--body-bytes" => plan.body_bytes = number(),
             "--drain-every" => plan.drain_every = number(),
             "--log-dir" => plan.log_dir = PathBuf::from(&value),
+            "--memory-mb" => {
+                plan.cpu = Some((
+                    CpuShare {
+                        memory_mb: number() as u64,
+                    },
+                    init,
+                ))
+            }
+            "--init" => {
+                init = match value.as_str() {
+                    "full-speed" => InitModel::FullSpeed,
+                    "throttled" => InitModel::Throttled,
+                    _ => usage("--init takes full-speed or throttled"),
+                }
+            }
             "--env" => match value.split_once('=') {
                 Some((name, value)) => plan.extra_env.push((name.into(), value.into())),
                 None => usage("--env takes NAME=VALUE"),
             },
             _ => usage(&format!("unknown flag {flag}")),
         }
+    }
+    if let Some((share, _)) = plan.cpu {
+        plan.cpu = Some((share, init));
     }
     cli::require_receiver(&receiver, usage);
     let tls = tls_dir.as_ref().map(|dir| TlsFiles {
