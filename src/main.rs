@@ -2,18 +2,20 @@
 //! when `HOOKRELAY_SECRETS_ARN` and `HOOKRELAY_RELAY_SIGNING_KEYS_ARN` are set, the webhook
 //! secrets and the relay signing keys from Secrets Manager), builds the SQS client and, when
 //! `HOOKRELAY_IDEMPOTENCY_TABLE` is set, the DynamoDB idempotency store (and with
-//! `HOOKRELAY_SEQUENCE_GAPS=on` the sequence store), and serves Function URL
-//! invocations through the pipeline. Wiring only.
+//! `HOOKRELAY_SEQUENCE_GAPS=on` the sequence store), checks the queue once (a queue that can't
+//! take what the receiver sends fails startup; the call also opens the SQS connection during
+//! init), and serves Function URL invocations through the pipeline. Wiring only.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use aws_config::{BehaviorVersion, SdkConfig};
 use hookrelay::config::ConfigError;
 use hookrelay_aws::dynamodb::DynamoDbSequences;
 use hookrelay_aws::secrets_manager::{self, SECRETS_ARN};
+use hookrelay_aws::sqs::QueueCheck;
 use hookrelay_aws::{DynamoDbStore, SqsPublisher};
 use hookrelay_ingest::settings;
-use hookrelay_receiver::config::Config;
+use hookrelay_receiver::config::{Config, ENVELOPE_ALLOWANCE_BYTES};
 use hookrelay_receiver::function_url;
 use hookrelay_receiver::pipeline::{Pipeline, SystemClock};
 
@@ -26,6 +28,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         .await
         .inspect_err(|error| tracing::error!(%error, "invalid configuration"))?;
     let publisher = SqsPublisher::from_sdk_config(&sdk_config, config.queue_url.clone());
+    check_queue(&publisher, &config).await?;
     let pipeline = Pipeline::new(&config, publisher, SystemClock);
     match &config.idempotency.table {
         None => function_url::serve(&pipeline).await,
@@ -48,6 +51,43 @@ async fn main() -> Result<(), lambda_runtime::Error> {
                     function_url::serve(&pipeline.with_sequences(&config, sequences)).await
                 }
             }
+        }
+    }
+}
+
+/// How long init waits for the queue check before starting unchecked.
+const QUEUE_CHECK_WITHIN: Duration = Duration::from_secs(2);
+
+/// One SQS call at init: a queue that can't take what this receiver sends fails startup, naming
+/// the variable, instead of answering every delivery 503; a check that gets no answer is a
+/// warning. It also moves the first TLS handshake with SQS out of the first delivery.
+async fn check_queue(
+    publisher: &SqsPublisher,
+    config: &Config,
+) -> Result<(), lambda_runtime::Error> {
+    let largest = config.max_body_bytes + ENVELOPE_ALLOWANCE_BYTES;
+    let started = Instant::now();
+    let checked = tokio::time::timeout(QUEUE_CHECK_WITHIN, publisher.check_queue(largest)).await;
+    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    match checked {
+        Ok(QueueCheck::Matches) => {
+            tracing::debug!(elapsed_ms, "queue checked");
+            Ok(())
+        }
+        Ok(QueueCheck::Mismatch(problem)) => {
+            tracing::error!(%problem, "the queue does not match the configuration");
+            Err(problem.into())
+        }
+        Ok(QueueCheck::Unverified(why)) => {
+            tracing::warn!(%why, elapsed_ms, "the queue could not be checked at init; starting anyway");
+            Ok(())
+        }
+        Err(_) => {
+            tracing::warn!(
+                elapsed_ms,
+                "the queue check got no answer in time; starting anyway"
+            );
+            Ok(())
         }
     }
 }

@@ -45,10 +45,14 @@ fn a_bad_secret_is_named_by_variable_but_never_printed() {
     assert!(!output.contains("this-secret-must-not"), "{output}");
 }
 
-/// Runs the binary against moto with `vars`; it exits once configuration is loaded because no
-/// Lambda Runtime API answers at the given address.
-fn run_against_moto(vars: &[(&str, &str)]) -> (bool, String) {
+/// Runs the binary against moto with `vars` (and a FIFO queue that exists, unless `vars` names
+/// another); it exits once configuration is loaded and the queue checked, because no Lambda
+/// Runtime API answers at the given address.
+async fn run_against_moto(vars: &[(&str, &str)]) -> (bool, String) {
     let endpoint = crate::helpers::moto().endpoint.clone();
+    let sqs = crate::helpers::sqs_client(&endpoint);
+    let queue_url =
+        crate::helpers::create_queue(&sqs, &crate::helpers::unique_queue_name(true)).await;
     let mut all = vec![
         ("AWS_ENDPOINT_URL", endpoint.as_str()),
         ("AWS_REGION", "us-east-1"),
@@ -58,10 +62,7 @@ fn run_against_moto(vars: &[(&str, &str)]) -> (bool, String) {
         ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128"),
         ("AWS_LAMBDA_FUNCTION_VERSION", "1"),
         ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9"),
-        (
-            "HOOKRELAY_QUEUE_URL",
-            "http://127.0.0.1:9/123456789012/q.fifo",
-        ),
+        ("HOOKRELAY_QUEUE_URL", queue_url.as_str()),
     ];
     // The test kit's relay key pair, unless the test reads the signing keys from a secret.
     let relay = hookrelay_devtools::relay_keys::env();
@@ -108,7 +109,8 @@ async fn webhook_secrets_are_read_from_secrets_manager_at_cold_start() {
     let (_, output) = run_against_moto(&[
         ("HOOKRELAY_SECRETS_ARN", &arn),
         ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
-    ]);
+    ])
+    .await;
     let line = output
         .lines()
         .find(|l| l.contains("webhook secrets read from Secrets Manager"))
@@ -129,7 +131,7 @@ async fn webhook_secrets_are_read_from_secrets_manager_at_cold_start() {
 #[tokio::test]
 async fn an_unreadable_secret_fails_startup_naming_the_variable() {
     let missing = "arn:aws:secretsmanager:us-east-1:123456789012:secret:nope-AbCdEf";
-    let (ok, output) = run_against_moto(&[("HOOKRELAY_SECRETS_ARN", missing)]);
+    let (ok, output) = run_against_moto(&[("HOOKRELAY_SECRETS_ARN", missing)]).await;
     assert!(!ok);
     assert!(
         output.contains("HOOKRELAY_SECRETS_ARN: GetSecretValue failed"),
@@ -140,7 +142,8 @@ async fn an_unreadable_secret_fails_startup_naming_the_variable() {
     let (ok, output) = run_against_moto(&[
         ("HOOKRELAY_SECRETS_ARN", &arn),
         ("HOOKRELAY_ENGINE_SECRETS", "x"),
-    ]);
+    ])
+    .await;
     assert!(!ok);
     assert!(output.contains("not both"), "{output}");
 }
@@ -150,7 +153,7 @@ async fn relay_signing_keys_come_from_their_own_secret_and_must_be_trusted() {
     let signing = hookrelay_devtools::relay_keys::signing_key().to_text();
     let arn = create_secret(&signing).await;
     let engine = ("HOOKRELAY_ENGINE_SECRETS", crate::helpers::ENGINE_SECRET);
-    let (_, output) = run_against_moto(&[engine, ("HOOKRELAY_RELAY_SIGNING_KEYS_ARN", &arn)]);
+    let (_, output) = run_against_moto(&[engine, ("HOOKRELAY_RELAY_SIGNING_KEYS_ARN", &arn)]).await;
     assert!(!output.contains("invalid configuration"), "{output}");
 
     // A signing key whose public half consumers don't trust: the receiver does not start, and
@@ -161,7 +164,8 @@ async fn relay_signing_keys_come_from_their_own_secret_and_must_be_trusted() {
         engine,
         ("HOOKRELAY_RELAY_SIGNING_KEYS_ARN", &arn),
         ("HOOKRELAY_RELAY_PUBLIC_KEYS", &foreign_public),
-    ]);
+    ])
+    .await;
     assert!(!ok);
     assert!(
         output.contains("HOOKRELAY_RELAY_PUBLIC_KEYS: does not hold"),
@@ -178,7 +182,64 @@ async fn relay_signing_keys_come_from_their_own_secret_and_must_be_trusted() {
         engine,
         ("HOOKRELAY_RELAY_SIGNING_KEYS_ARN", &arn),
         ("HOOKRELAY_RELAY_SIGNING_KEYS", &signing),
-    ]);
+    ])
+    .await;
     assert!(!ok);
     assert!(output.contains("not both"), "{output}");
+}
+
+/// The queue check at init: a queue that can't take what the receiver sends fails startup,
+/// naming the variable to fix; one that can passes; one that doesn't answer is a warning.
+#[tokio::test]
+async fn a_queue_that_cannot_take_the_receivers_messages_fails_startup_naming_the_variable() {
+    let engine = ("HOOKRELAY_ENGINE_SECRETS", crate::helpers::ENGINE_SECRET);
+    let endpoint = crate::helpers::moto().endpoint.clone();
+    let sqs = crate::helpers::sqs_client(&endpoint);
+
+    let (ok, output) = run_against_moto(&[
+        engine,
+        (
+            "HOOKRELAY_QUEUE_URL",
+            &format!("{endpoint}/123456789012/never-created"),
+        ),
+    ])
+    .await;
+    assert!(!ok);
+    assert!(
+        output.contains("HOOKRELAY_QUEUE_URL names no queue"),
+        "{output}"
+    );
+
+    // A queue whose limit is below the default body limit plus the envelope's allowance.
+    let small = sqs
+        .create_queue()
+        .queue_name(crate::helpers::unique_queue_name(false))
+        .attributes(
+            aws_sdk_sqs::types::QueueAttributeName::MaximumMessageSize,
+            "20000",
+        )
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let (ok, output) = run_against_moto(&[engine, ("HOOKRELAY_QUEUE_URL", &small)]).await;
+    assert!(!ok);
+    for named in ["MaximumMessageSize is 20000", "HOOKRELAY_MAX_BODY_BYTES"] {
+        assert!(output.contains(named), "{named} in {output}");
+    }
+    // With a body limit it can hold (1,000 + 16,384 bytes), the check passes.
+    let (_, output) = run_against_moto(&[
+        engine,
+        ("HOOKRELAY_QUEUE_URL", &small),
+        ("HOOKRELAY_MAX_BODY_BYTES", "1000"),
+    ])
+    .await;
+    assert!(!output.contains("does not match"), "{output}");
+
+    // An SQS that never answers: a warning, and startup goes on.
+    let (_hole, dead) = crate::helpers::black_hole();
+    let (_, output) = run_against_moto(&[engine, ("AWS_ENDPOINT_URL_SQS", &dead)]).await;
+    assert!(output.contains("starting anyway"), "{output}");
+    assert!(!output.contains("does not match"), "{output}");
 }

@@ -754,3 +754,22 @@ fn gap_detection_is_opt_in_and_its_detector_is_a_sealing_queue_writer() {
     assert!(resource(&text, "SequenceGapsAlarm").contains("MetricName: SequenceGaps"));
     assert_eq!(document["SequenceGaps"], 0.0);
 }
+
+#[test]
+fn the_receiver_may_read_the_attributes_of_its_queue_only_for_the_check_at_init() {
+    let text = template();
+    let receiver = resource(&text, "ReceiverFunction");
+    assert!(
+        has_lines(
+            receiver,
+            "Action: sqs:GetQueueAttributes",
+            "Resource: !GetAtt EventsQueue.Arn"
+        ),
+        "{receiver}"
+    );
+    let grants = receiver
+        .lines()
+        .filter(|line| line.contains("sqs:GetQueueAttributes"))
+        .count();
+    assert_eq!(grants, 1, "one grant, on the events queue");
+}

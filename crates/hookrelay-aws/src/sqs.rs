@@ -12,9 +12,9 @@ use aws_sdk_sqs::Client;
 use aws_sdk_sqs::config::interceptors::FinalizerInterceptorContextRef;
 use aws_sdk_sqs::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_sqs::error::{BoxError, DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_sqs::types::MessageAttributeValue;
 #[cfg(feature = "batch")]
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+use aws_sdk_sqs::types::{MessageAttributeValue, QueueAttributeName};
 #[cfg(feature = "batch")]
 use hookrelay_ingest::queue::{BatchPublisher, EntryFailure};
 use hookrelay_ingest::queue::{PublishError, Publisher, QueueKind, REFUSAL_CODES, Sent};
@@ -74,6 +74,84 @@ impl Publisher for SqsPublisher {
                 ambiguous_attempts: attempts.count(),
             }),
             Err(error) => Err(publish_error(error).with_ambiguous_attempts(attempts.count())),
+        }
+    }
+}
+
+/// What the queue's own attributes say against the receiver's configuration
+/// ([`SqsPublisher::check_queue`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueueCheck {
+    /// The queue exists, is FIFO exactly when its URL says so, and holds the largest message.
+    Matches,
+    /// No answer that can be judged (a timeout, throttling, a 5xx, no permission to read the
+    /// attributes): the receiver starts anyway, and a real problem shows on the first send.
+    Unverified(String),
+    /// The queue can't take what the receiver sends; every delivery would be answered 503. The
+    /// text names the variable to fix.
+    Mismatch(String),
+}
+
+impl SqsPublisher {
+    /// Reads the queue's `FifoQueue` and `MaximumMessageSize` (one `GetQueueAttributes`) and
+    /// checks them against its URL and `largest_message` (the largest body the receiver accepts
+    /// plus the envelope's allowance). Made once at init, the call also opens the connection
+    /// (the TLS handshake) the first delivery then reuses.
+    pub async fn check_queue(&self, largest_message: usize) -> QueueCheck {
+        let answer = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&self.queue_url)
+            .attribute_names(QueueAttributeName::FifoQueue)
+            .attribute_names(QueueAttributeName::MaximumMessageSize)
+            .send()
+            .await;
+        let output = match answer {
+            Ok(output) => output,
+            Err(error) => {
+                let code = error
+                    .as_service_error()
+                    .and_then(ProvideErrorMetadata::code)
+                    .unwrap_or_default()
+                    .to_owned();
+                let detail = DisplayErrorContext(error).to_string();
+                return if [
+                    "AWS.SimpleQueueService.NonExistentQueue",
+                    "QueueDoesNotExist",
+                ]
+                .contains(&code.as_str())
+                {
+                    QueueCheck::Mismatch(format!(
+                        "HOOKRELAY_QUEUE_URL names no queue: SQS answered {code}"
+                    ))
+                } else {
+                    QueueCheck::Unverified(detail)
+                };
+            }
+        };
+        let attribute = |name: &QueueAttributeName| {
+            output
+                .attributes()
+                .and_then(|attributes| attributes.get(name))
+                .map(String::as_str)
+        };
+        let fifo = attribute(&QueueAttributeName::FifoQueue) == Some("true");
+        if fifo != (self.kind == QueueKind::Fifo) {
+            let (url, queue) = if fifo {
+                ("does not end in .fifo", "a FIFO queue")
+            } else {
+                ("ends in .fifo", "a standard queue")
+            };
+            return QueueCheck::Mismatch(format!("HOOKRELAY_QUEUE_URL {url} but names {queue}"));
+        }
+        match attribute(&QueueAttributeName::MaximumMessageSize).map(str::parse::<usize>) {
+            Some(Ok(limit)) if limit < largest_message => QueueCheck::Mismatch(format!(
+                "the queue's MaximumMessageSize is {limit} bytes, but HOOKRELAY_MAX_BODY_BYTES \
+                 and the envelope need up to {largest_message}: raise the queue's limit (the \
+                 template sets 1048576) or lower HOOKRELAY_MAX_BODY_BYTES"
+            )),
+            Some(Ok(_)) => QueueCheck::Matches,
+            _ => QueueCheck::Unverified("the queue did not say its MaximumMessageSize".to_owned()),
         }
     }
 }
