@@ -166,12 +166,7 @@ fn store_metrics(result: &Result<Handled, Rejection>) -> StoreMetrics {
     };
     match result {
         Ok(handled) => StoreMetrics {
-            ambiguous_attempts: match handled.outcome {
-                Outcome::Accepted {
-                    ambiguous_attempts, ..
-                } => ambiguous_attempts,
-                Outcome::Duplicate => 0,
-            },
+            ambiguous_attempts: handled.outcome.ambiguous_attempts(),
             ..from_notes(&handled.store)
         },
         Err(Rejection::QueueUnavailable { error, store, .. }) => StoreMetrics {
@@ -301,21 +296,12 @@ fn log_result(route: &str, routed_to: &str, result: &Result<Handled, Rejection>)
     match result {
         // SQS may hold more than one copy of this one (a standard queue keeps them): say which
         // event, as the failed send below does, so a copy can be traced to its count.
-        Ok(
-            handled @ Handled {
-                outcome:
-                    Outcome::Accepted {
-                        ambiguous_attempts: attempts @ 1..,
-                        ..
-                    },
-                ..
-            },
-        ) => tracing::warn!(
-            provider = routed_to,
+        Ok(handled) if handled.outcome.ambiguous_attempts() > 0 => tracing::warn!(
+            provider = handled.provider.name,
             route,
             dedupe_key = handled.dedupe_key.as_str(),
             outcome = "accepted",
-            ambiguous_attempts = attempts,
+            ambiguous_attempts = handled.outcome.ambiguous_attempts(),
             "webhook handled; an earlier attempt of its send may have queued a copy (same id)"
         ),
         Ok(handled) => tracing::info!(

@@ -35,12 +35,12 @@ use time::OffsetDateTime;
 use crate::config::{Config, WEBHOOK_ROUTES};
 
 /// template.yaml's `ReceiverFunction` timeout.
-pub const FUNCTION_TIMEOUT: Duration = Duration::from_secs(8);
+const FUNCTION_TIMEOUT: Duration = Duration::from_secs(8);
 
 /// How long a delivery may take from arrival to its answer: the function timeout less a second.
 /// A commit the store did not answer is made again only while this leaves room for one more
 /// bounded store call.
-pub const ANSWER_WITHIN: Duration = Duration::from_secs(7);
+const ANSWER_WITHIN: Duration = FUNCTION_TIMEOUT.saturating_sub(Duration::from_secs(1));
 
 /// How long after arrival a claim call may still end: a second claim (after one the store did
 /// not answer, or of a conflict key) starts only if it, the SQS send at its bound and one
@@ -158,6 +158,17 @@ impl Outcome {
         match self {
             Self::Accepted { .. } => "accepted",
             Self::Duplicate => "duplicate",
+        }
+    }
+
+    /// The send's attempts SQS may have queued although their answer was lost (0 for a
+    /// duplicate, which sent nothing).
+    pub fn ambiguous_attempts(self) -> u32 {
+        match self {
+            Self::Accepted {
+                ambiguous_attempts, ..
+            } => ambiguous_attempts,
+            Self::Duplicate => 0,
         }
     }
 }

@@ -10,6 +10,7 @@ use aws_sdk_sqs::Client;
 use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_sqs::types::QueueAttributeName;
 use hookrelay_aws::SqsPublisher;
+use hookrelay_devtools::fault_proxy::{Fault, FaultPlan};
 use hookrelay_devtools::relay_keys;
 use hookrelay_receiver::config::Config;
 use hookrelay_receiver::function_url::FunctionUrlRequest;
@@ -270,11 +271,9 @@ pub async fn start_receiver(
 }
 
 /// The first seed whose plan scripts the proxy's first calls as `calls`.
-pub fn plan_scripting(
-    calls: &[Option<hookrelay_devtools::fault_proxy::Fault>],
-) -> hookrelay_devtools::fault_proxy::FaultPlan {
+pub fn plan_scripting(calls: &[Option<Fault>]) -> FaultPlan {
     (0..10_000_000)
-        .map(|seed| hookrelay_devtools::fault_proxy::FaultPlan {
+        .map(|seed| FaultPlan {
             fraction: 0.6,
             seed,
             slow_for: std::time::Duration::from_secs(3),

@@ -365,6 +365,22 @@ async fn the_record_of_a_publish_writes_over_nothing_but_its_own_content() {
             (record.state, record.digest)
         }
     };
+    let claimed_by_other = |n: &'static str, digest: &ContentDigest, expires_at: i64| {
+        let (dynamodb, table, digest) = (dynamodb.clone(), table.clone(), digest.clone());
+        async move {
+            let key = format!("engine:op-record:{n}");
+            local_dynamodb::put_claim(
+                &dynamodb,
+                &table,
+                &key,
+                "other",
+                digest.as_str(),
+                expires_at,
+            )
+            .await
+            .unwrap();
+        }
+    };
     let record = |n: &'static str| {
         let (store, key, ours) = (&store, key(n), &ours);
         async move {
@@ -381,45 +397,18 @@ async fn the_record_of_a_publish_writes_over_nothing_but_its_own_content() {
         ("published".to_owned(), ours.as_str().to_owned())
     );
     // This event claimed by another claimant (its claim lapsed under us): recorded published.
-    local_dynamodb::put_claim(
-        &dynamodb,
-        &table,
-        "engine:op-record:2",
-        "other",
-        ours.as_str(),
-        now + 30,
-    )
-    .await
-    .unwrap();
+    claimed_by_other("2", &ours, now + 30).await;
     record("2").await.unwrap();
     assert_eq!(state("2").await.0, "published");
     // Another event's live claim: left alone, and not an error.
-    local_dynamodb::put_claim(
-        &dynamodb,
-        &table,
-        "engine:op-record:3",
-        "other",
-        theirs.as_str(),
-        now + 30,
-    )
-    .await
-    .unwrap();
+    claimed_by_other("3", &theirs, now + 30).await;
     record("3").await.unwrap();
     assert_eq!(
         state("3").await,
         ("in_progress".to_owned(), theirs.as_str().to_owned())
     );
     // Another event's expired claim counts as absent.
-    local_dynamodb::put_claim(
-        &dynamodb,
-        &table,
-        "engine:op-record:4",
-        "other",
-        theirs.as_str(),
-        now - 1,
-    )
-    .await
-    .unwrap();
+    claimed_by_other("4", &theirs, now - 1).await;
     record("4").await.unwrap();
     assert_eq!(
         state("4").await,

@@ -1,7 +1,7 @@
 //! The durable idempotency store in Amazon DynamoDB ([`DynamoDbStore`]), and the sequence store
 //! of the opt-in gap detection ([`DynamoDbSequences`]). The idempotency store: the rules of
 //! `hookrelay_ingest::idempotency` as four conditional writes. The only I/O of the store; each
-//! call is bounded to about a second ([`STORE_TIMEOUT`]) so a claim, the SQS send and a commit
+//! call is bounded to about a second ([`STORE_CALL_BOUND`]) so a claim, the SQS send and a commit
 //! stay inside the receiver's 8 s function timeout.
 //!
 //! One item per key, in a table whose partition key is `pk` (a string) and whose TTL attribute
@@ -38,10 +38,6 @@ use hookrelay_ingest::idempotency::{
     RECORD_CONDITION, RecordState, STORE_CALL_BOUND, StoreError, StoreKey, StoredRecord, decide,
 };
 use hookrelay_ingest::sequence::{Arrival, Seen, SequenceStore, SequenceStream, StreamHead};
-
-/// How long one store call may take in all, retries included (the bound the receiver's time
-/// budget counts on).
-pub const STORE_TIMEOUT: Duration = STORE_CALL_BOUND;
 
 const PK: &str = "pk";
 const STATE: &str = "record_state";
@@ -271,8 +267,8 @@ impl DynamoDbSequences {
 fn bounded_client(config: &aws_config::SdkConfig) -> Client {
     let timeouts = aws_config::timeout::TimeoutConfig::builder()
         .connect_timeout(Duration::from_millis(500))
-        .operation_attempt_timeout(STORE_TIMEOUT / 2)
-        .operation_timeout(STORE_TIMEOUT)
+        .operation_attempt_timeout(STORE_CALL_BOUND / 2)
+        .operation_timeout(STORE_CALL_BOUND)
         .build();
     let client_config = aws_sdk_dynamodb::config::Builder::from(config)
         .timeout_config(timeouts)

@@ -252,13 +252,6 @@ pub struct HeldClaim {
     confirmed: bool,
 }
 
-impl HeldClaim {
-    /// Whether the store confirmed the claim.
-    pub fn is_confirmed(&self) -> bool {
-        self.confirmed
-    }
-}
-
 /// Where a claim leaves an event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
@@ -360,6 +353,12 @@ impl<S: IdempotencyStore> Idempotency<S> {
         let mut claiming = StoreKey::new(key);
         let mut owner = self.owners.next();
         let mut calls_left = CLAIM_CALLS;
+        let held = |key: &StoreKey, owner: &str, confirmed| HeldClaim {
+            key: key.clone(),
+            owner: owner.to_owned(),
+            digest: digest.clone(),
+            confirmed,
+        };
         loop {
             calls_left -= 1;
             let decision = calls
@@ -375,14 +374,8 @@ impl<S: IdempotencyStore> Idempotency<S> {
                 )
                 .await;
             let time_for_another = Instant::now() + STORE_CALL_BOUND <= give_up_at;
-            let held = |confirmed| HeldClaim {
-                key: claiming.clone(),
-                owner: owner.clone(),
-                digest: digest.clone(),
-                confirmed,
-            };
             let claim = match decision {
-                Ok(ClaimDecision::Claimed) => Claim::Held(held(true)),
+                Ok(ClaimDecision::Claimed) => Claim::Held(held(&claiming, &owner, true)),
                 Ok(ClaimDecision::Duplicate) => Claim::Duplicate,
                 Ok(ClaimDecision::InProgress { retry_after_secs }) => {
                     Claim::InProgress { retry_after_secs }
@@ -396,12 +389,7 @@ impl<S: IdempotencyStore> Idempotency<S> {
                         continue;
                     }
                     // No time to claim the conflict key: publish under it, record it after.
-                    Claim::Unclaimed(HeldClaim {
-                        key: claiming,
-                        owner,
-                        digest: digest.clone(),
-                        confirmed: false,
-                    })
+                    Claim::Unclaimed(held(&claiming, &owner, false))
                 }
                 Ok(ClaimDecision::Conflict { .. }) => {
                     calls.failures.push((
@@ -409,10 +397,10 @@ impl<S: IdempotencyStore> Idempotency<S> {
                         StoreError::Unreadable("the conflict key holds other content".to_owned()),
                     ));
                     // Published unclaimed; its commit's record is refused (other content).
-                    Claim::Unclaimed(held(false))
+                    Claim::Unclaimed(held(&claiming, &owner, false))
                 }
                 Err(StoreError::Unavailable(_)) if calls_left > 0 && time_for_another => continue,
-                Err(_) => Claim::Unclaimed(held(false)),
+                Err(_) => Claim::Unclaimed(held(&claiming, &owner, false)),
             };
             return ClaimOutcome { claim, conflict };
         }
