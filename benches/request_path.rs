@@ -44,7 +44,11 @@ const BODY_SIZES: [usize; 2] = [1024, 16 * 1024];
 struct DiscardingPublisher;
 
 impl Publisher for DiscardingPublisher {
-    async fn publish(&self, message: &QueueMessage) -> Result<Sent, PublishError> {
+    async fn publish(
+        &self,
+        message: &QueueMessage,
+        _: std::time::Duration,
+    ) -> Result<Sent, PublishError> {
         black_box(message);
         Ok(Sent::default())
     }
@@ -90,7 +94,7 @@ fn pipeline() -> Pipeline<DiscardingPublisher, FixedClock> {
 fn deliveries(sender: Sender, body_len: usize) -> Vec<SignedDelivery> {
     let keys = test_keys();
     (0..POOL)
-        .map(|n| EventSpec { sender, n }.sign_padded(&keys, SIGNED_AT as f64, body_len))
+        .map(|n| EventSpec::of(sender, n).sign_padded(&keys, SIGNED_AT as f64, body_len))
         .collect()
 }
 
@@ -246,8 +250,11 @@ fn request_path(c: &mut Criterion) {
                     let bytes = &events[cycle(&next, events.len())];
                     let event: FunctionUrlRequest =
                         serde_json::from_slice(bytes).expect("a Function URL event");
-                    let (response, request_metrics, _store) =
-                        ready(function_url::handle_measured(&receiver, event));
+                    let (response, request_metrics, _store) = ready(function_url::handle_measured(
+                        &receiver,
+                        event,
+                        function_url::default_budget(),
+                    ));
                     assert_eq!(response.status_code, 200);
                     let emf = metrics::document("hookrelay", SIGNED_AT * 1000, &request_metrics);
                     (serde_json::to_vec(&response).expect("a response"), emf)

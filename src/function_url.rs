@@ -18,6 +18,7 @@
 //! `X-Webhook-Id` that isn't is ignored, as if absent.
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hookrelay::signature::Headers;
 use hookrelay_ingest::queue::Publisher;
@@ -28,13 +29,15 @@ use lambda_http::http::{HeaderMap, HeaderValue};
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde::{Deserialize, Serialize};
 
+use hookrelay_ingest::budget::Budget;
 use hookrelay_ingest::idempotency::IdempotencyStore;
 use hookrelay_ingest::sequence::{Arrival, SequenceStore};
 use lambda_http::http::header::RETRY_AFTER;
 
 use crate::metrics::{self, RequestMetrics, StoreMetrics};
 use crate::pipeline::{
-    Clock, Handled, InboundRequest, Outcome, Pipeline, Rejection, RequestBody, StoreNotes,
+    Clock, FUNCTION_TIMEOUT, Handled, InboundRequest, Outcome, Pipeline, Rejection, RequestBody,
+    StoreNotes,
 };
 
 /// A Function URL invocation (the API Gateway v2 payload, version 2.0) as plain data: the fields
@@ -118,19 +121,47 @@ where
 {
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<FunctionUrlRequest>| async move {
-            Ok::<_, lambda_runtime::Error>(handle(pipeline, event.payload).await)
+            let budget = budget_of(&event.context);
+            Ok::<_, lambda_runtime::Error>(handle_within(pipeline, event.payload, budget).await)
         },
     ))
     .await
 }
 
-/// Handles one Function URL invocation and writes its metrics to stdout. Never fails: every
-/// outcome is an HTTP response.
+/// The time budget of an invocation: until its deadline (the Runtime API's
+/// `Lambda-Runtime-Deadline-Ms`, wall-clock milliseconds), as a monotonic instant.
+pub fn budget_of(context: &lambda_runtime::Context) -> Budget {
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        });
+    let left = Duration::from_millis(context.deadline.saturating_sub(now_ms));
+    Budget::until_deadline(Instant::now() + left)
+}
+
+/// [`handle_within`] the budget of an invocation that started now under the template's timeout
+/// (for callers without a Lambda context).
 pub async fn handle<P: Publisher, C: Clock, S: IdempotencyStore, Q: SequenceStore>(
     pipeline: &Pipeline<P, C, S, Q>,
     event: FunctionUrlRequest,
 ) -> ApiGatewayV2httpResponse {
-    let (response, request_metrics, store_metrics) = handle_measured(pipeline, event).await;
+    handle_within(pipeline, event, default_budget()).await
+}
+
+/// The budget of an invocation that started now under the template's timeout.
+pub fn default_budget() -> Budget {
+    Budget::from_timeout(Instant::now(), FUNCTION_TIMEOUT)
+}
+
+/// Handles one Function URL invocation within `budget` and writes its metrics to stdout. Never
+/// fails: every outcome is an HTTP response.
+pub async fn handle_within<P: Publisher, C: Clock, S: IdempotencyStore, Q: SequenceStore>(
+    pipeline: &Pipeline<P, C, S, Q>,
+    event: FunctionUrlRequest,
+    budget: Budget,
+) -> ApiGatewayV2httpResponse {
+    let (response, request_metrics, store_metrics) = handle_measured(pipeline, event, budget).await;
     metrics::emit(
         pipeline.metrics_namespace(),
         &request_metrics,
@@ -143,10 +174,11 @@ pub async fn handle<P: Publisher, C: Clock, S: IdempotencyStore, Q: SequenceStor
 pub async fn handle_measured<P: Publisher, C: Clock, S: IdempotencyStore, Q: SequenceStore>(
     pipeline: &Pipeline<P, C, S, Q>,
     event: FunctionUrlRequest,
+    budget: Budget,
 ) -> (ApiGatewayV2httpResponse, RequestMetrics, StoreMetrics) {
     let request = inbound_request(event);
     let route = loggable_path(&request.path);
-    let (sender, result) = pipeline.handle(request).await;
+    let (sender, result) = pipeline.handle_within(request, budget).await;
     let routed_to = sender.map_or("none", |sender| sender.name);
     log_result(&route, routed_to, &result);
     (

@@ -20,7 +20,7 @@ use hookrelay::relay::RelaySigner;
 use hookrelay_ingest::dedupe::DedupeKey;
 use hookrelay_ingest::emf::{self, Definition, Member, render};
 use hookrelay_ingest::idempotency::StoreError;
-use hookrelay_ingest::queue::{PublishError, Publisher};
+use hookrelay_ingest::queue::{PublishError, Publisher, SQS_SEND_BOUND};
 use hookrelay_ingest::routed::{HOOKRELAY_PROVIDER, RoutedEvent};
 use hookrelay_ingest::sequence::{
     GAP_EVENT_TYPE, Gap, SequenceStore, SequenceStream, StreamHead, detect, gap_report,
@@ -159,7 +159,7 @@ impl<Q: SequenceStore, P: Publisher> GapDetector<Q, P> {
             for gap in &found.gaps {
                 let message =
                     gap_event(&head.stream, gap, detected_at).queue_message(now, &self.signer);
-                self.publisher.publish(&message).await?;
+                self.publisher.publish(&message, SQS_SEND_BOUND).await?;
                 tracing::warn!(
                     stream = head.stream.key(),
                     first_missing = gap.first,

@@ -6,7 +6,8 @@
 //! the publish failed). Each stage is called once, here, and no stage calls another. Also the one
 //! [`Rejection`] enum of this boundary and the one place rejections map to HTTP status codes and
 //! error codes. I/O only through [`Publisher`] and [`IdempotencyStore`]; time only through
-//! [`Clock`].
+//! [`Clock`], and the invocation's deadline through its [`Budget`] (how long the claim, the send
+//! and the commit may take: `hookrelay_ingest::budget`).
 //!
 //! Nothing is answered `accepted` before SQS has accepted the message: a Lambda may be frozen as
 //! soon as it responds, so "respond first, publish later" would lose events. The store never
@@ -21,12 +22,12 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use hookrelay::relay::RelaySigner;
 use hookrelay::senders::Sender;
 use hookrelay::signature::{self, Headers, SecretSet, SignedRequest, VerifyError};
+use hookrelay_ingest::budget::Budget;
 use hookrelay_ingest::dedupe::{ContentDigest, DedupeDecision, DedupeKey, DedupeWindow};
 use hookrelay_ingest::idempotency::{
-    Claim, HeldClaim, Idempotency, IdempotencyStore, NoStore, STORE_CALL_BOUND, StoreCalls,
-    StoreOperation,
+    Claim, HeldClaim, Idempotency, IdempotencyStore, NoStore, StoreCalls, StoreOperation,
 };
-use hookrelay_ingest::queue::{PublishError, Publisher, SQS_SEND_BOUND};
+use hookrelay_ingest::queue::{PublishError, Publisher};
 use hookrelay_ingest::routed::{ParseError, RoutedEvent, SQS_MAX_MESSAGE_BYTES};
 use hookrelay_ingest::sequence::{self, Arrival, NoSequences, SequenceStore};
 use hookrelay_ingest::webhooks::WebhookRoute;
@@ -34,20 +35,9 @@ use time::OffsetDateTime;
 
 use crate::config::{Config, WEBHOOK_ROUTES};
 
-/// template.yaml's `ReceiverFunction` timeout.
-const FUNCTION_TIMEOUT: Duration = Duration::from_secs(8);
-
-/// How long a delivery may take from arrival to its answer: the function timeout less a second.
-/// A commit the store did not answer is made again only while this leaves room for one more
-/// bounded store call.
-const ANSWER_WITHIN: Duration = FUNCTION_TIMEOUT.saturating_sub(Duration::from_secs(1));
-
-/// How long after arrival a claim call may still end: a second claim (after one the store did
-/// not answer, or of a conflict key) starts only if it, the SQS send at its bound and one
-/// commit still fit the function timeout.
-const CLAIM_WITHIN: Duration = FUNCTION_TIMEOUT
-    .saturating_sub(SQS_SEND_BOUND)
-    .saturating_sub(STORE_CALL_BOUND);
+/// template.yaml's `ReceiverFunction` timeout: the budget of a delivery handled without an
+/// invocation deadline ([`Pipeline::handle`]; tests and benchmarks).
+pub const FUNCTION_TIMEOUT: Duration = Duration::from_secs(8);
 
 /// Where the pipeline gets the time from (injected so tests can fix it).
 pub trait Clock: Send + Sync {
@@ -413,17 +403,31 @@ impl<P: Publisher, C: Clock, S: IdempotencyStore, Q: SequenceStore> Pipeline<P, 
         &self.metrics_namespace
     }
 
-    /// Takes one request from arrival to a queued (or refused) event. Also says which sender the
-    /// path routes to (`None` for no route; a disabled sender is still named), for the edge's log
-    /// line and metrics.
+    /// [`Pipeline::handle_within`] the budget of a delivery that arrived now under the template's
+    /// [`FUNCTION_TIMEOUT`] (for callers without an invocation deadline).
     pub async fn handle(
         &self,
         request: InboundRequest,
     ) -> (Option<Sender>, Result<Handled, Rejection>) {
+        self.handle_within(
+            request,
+            Budget::from_timeout(Instant::now(), FUNCTION_TIMEOUT),
+        )
+        .await
+    }
+
+    /// Takes one request from arrival to a queued (or refused) event within `budget` (from the
+    /// invocation's deadline). Also says which sender the path routes to (`None` for no route; a
+    /// disabled sender is still named), for the edge's log line and metrics.
+    pub async fn handle_within(
+        &self,
+        request: InboundRequest,
+        budget: Budget,
+    ) -> (Option<Sender>, Result<Handled, Rejection>) {
         let served = self.served_route(&request.path);
         (
             served.map(|served| served.route.sender),
-            self.handle_routed(served, request).await,
+            self.handle_routed(served, request, budget).await,
         )
     }
 
@@ -431,8 +435,8 @@ impl<P: Publisher, C: Clock, S: IdempotencyStore, Q: SequenceStore> Pipeline<P, 
         &self,
         served: Option<&ServedRoute>,
         request: InboundRequest,
+        budget: Budget,
     ) -> Result<Handled, Rejection> {
-        let arrived = Instant::now();
         let served = served.ok_or(Rejection::UnknownRoute)?;
         let route = served.route;
         // A sender without secrets is disabled, and looks exactly like an unknown path.
@@ -490,7 +494,7 @@ impl<P: Publisher, C: Clock, S: IdempotencyStore, Q: SequenceStore> Pipeline<P, 
                     event.dedupe_key(),
                     &digest,
                     now.unix_timestamp(),
-                    arrived + CLAIM_WITHIN,
+                    budget.claims_end_by(),
                     &mut notes.calls,
                 )
                 .await;
@@ -523,7 +527,7 @@ impl<P: Publisher, C: Clock, S: IdempotencyStore, Q: SequenceStore> Pipeline<P, 
 
         // Seal: the relay signature over the whole message, so consumers can refuse anything
         // hookrelay did not write.
-        let message = event.queue_message(now, &self.relay_signer);
+        let message = event.queue_message_with(&digest, now, &self.relay_signer);
         if message.size() > SQS_MAX_MESSAGE_BYTES {
             self.release(held.as_ref(), &mut notes).await;
             return Err(Rejection::MessageTooLarge {
@@ -531,7 +535,17 @@ impl<P: Publisher, C: Clock, S: IdempotencyStore, Q: SequenceStore> Pipeline<P, 
             });
         }
         let started = Instant::now();
-        let published = self.publisher.publish(&message).await;
+        let Some(within) = budget.send_within(started) else {
+            // Less than one SQS attempt left: nothing is sent, the sender retries.
+            self.release(held.as_ref(), &mut notes).await;
+            return Err(Rejection::QueueUnavailable {
+                error: PublishError::new("the invocation's time ran out before the send"),
+                dedupe_key: event.dedupe_key().clone(),
+                after: Duration::ZERO,
+                store: Box::new(notes),
+            });
+        };
+        let published = self.publisher.publish(&message, within).await;
         let publish_latency = started.elapsed();
         let sent = match published {
             Ok(sent) => sent,
@@ -555,9 +569,13 @@ impl<P: Publisher, C: Clock, S: IdempotencyStore, Q: SequenceStore> Pipeline<P, 
         let before_commit = notes.calls.latency;
         let commit = async {
             if let (Some(store), Some(held)) = (&self.store, &held) {
-                let give_up_at = arrived + ANSWER_WITHIN;
                 store
-                    .commit(held, now.unix_timestamp(), give_up_at, &mut notes.calls)
+                    .commit(
+                        held,
+                        now.unix_timestamp(),
+                        budget.answer_by(),
+                        &mut notes.calls,
+                    )
                     .await;
             }
         };
@@ -939,6 +957,7 @@ mod tests {
             StoredRecord {
                 state: RecordState::InProgress {
                     owner: owner.to_owned(),
+                    lapses_at: expires_at,
                 },
                 digest: ContentDigest::from_stored(String::new()),
                 expires_at,
@@ -1013,13 +1032,53 @@ mod tests {
                 answer(&p, engine(SECRET_A, "d-1", 9, "m")).await,
                 (503, "queue_unavailable")
             );
-            assert!(store.record("engine:op-1:9").is_none(), "released");
+            let released = store.record("engine:op-1:9").unwrap();
+            assert!(
+                matches!(released.state, RecordState::InProgress { lapses_at: 0, .. }),
+                "released: lapsed at once, the key kept for its content"
+            );
             let other = instance(&publisher, &store, T0 + 5);
             assert_eq!(
                 answer(&other, engine(SECRET_A, "d-1", 9, "m")).await,
                 (200, "accepted")
             );
             assert_eq!(publisher.len(), 1);
+            assert_eq!(
+                publisher.sent()[0].deduplication_id,
+                format!("engine:op-1:9#{}", released.digest.as_str()),
+                "the FIFO id names the content"
+            );
+        }
+
+        #[tokio::test]
+        async fn a_twin_after_a_failed_publish_goes_out_under_its_own_key_never_behind_the_first() {
+            // The first send failed, perhaps ambiguously (it may be in the queue under the key):
+            // another event reusing the key, arriving on a cold instance before the first one's
+            // retry, must not take the key, or its send would stand behind the first one's.
+            let publisher = RecordingPublisher::failing_first(1);
+            let store = MemoryStore::default();
+            let first = instance(&publisher, &store, T0);
+            assert_eq!(
+                answer(&first, engine(SECRET_A, "a-1", 40, "m")).await,
+                (503, "queue_unavailable")
+            );
+            let cold = instance(&publisher, &store, T0 + 2);
+            let (_, twin) = cold.handle(engine(SECRET_B, "b-1", 40, "other")).await;
+            let twin = twin.unwrap();
+            assert_eq!(twin.outcome.as_str(), "accepted");
+            assert!(twin.store.conflict.is_some(), "a conflict, counted");
+            assert!(twin.dedupe_key.as_str().starts_with("engine:op-1:40#"));
+            // The first event's retry still goes out under the key, once.
+            let retry = instance(&publisher, &store, T0 + 5);
+            let (_, again) = retry.handle(engine(SECRET_A, "a-1", 40, "m")).await;
+            let again = again.unwrap();
+            assert_eq!(again.outcome.as_str(), "accepted");
+            assert_eq!(again.dedupe_key.as_str(), "engine:op-1:40");
+            let sent = publisher.sent();
+            assert_eq!(sent.len(), 2);
+            let ids: std::collections::HashSet<_> =
+                sent.iter().map(|m| m.deduplication_id.as_str()).collect();
+            assert_eq!(ids.len(), 2, "two events, two FIFO ids");
         }
 
         #[tokio::test]

@@ -299,7 +299,7 @@ impl<P: BatchPublisher, S: IdempotencyStore> Sink<P, S> {
             tracing::debug!(key = key.as_str(), "duplicate stream event dropped");
             return;
         }
-        let message = event.queue_message(at, &self.signer);
+        let message = event.queue_message_with(&digest, at, &self.signer);
         if message.size() > SQS_MAX_MESSAGE_BYTES {
             bump(&counters.rejected);
             tracing::error!(
@@ -365,7 +365,10 @@ impl<P: BatchPublisher, S: IdempotencyStore> Sink<P, S> {
                 );
                 pending.event = pending.event.rekeyed_for_conflict(&pending.digest);
                 pending.key = pending.event.dedupe_key().clone();
-                pending.message = pending.event.queue_message(pending.at, &self.signer);
+                pending.message =
+                    pending
+                        .event
+                        .queue_message_with(&pending.digest, pending.at, &self.signer);
             }
             match outcome.claim {
                 Claim::Held(held) | Claim::Unclaimed(held) => pending.claim = Some(held),
@@ -957,6 +960,7 @@ mod tests {
                 StoredRecord {
                     state: RecordState::InProgress {
                         owner: "the-other-bridge".to_owned(),
+                        lapses_at: now + 1,
                     },
                     digest: held.event.content_digest(),
                     expires_at: now + 1,

@@ -17,7 +17,7 @@ use hookrelay::events::{Event, HeisenbergEvent, RekkoEvent};
 use hookrelay_aws::SqsPublisher;
 use hookrelay_bridge::config::BridgeConfig;
 use hookrelay_bridge::{FatalError, RunReport, ShutdownTrigger, shutdown_pair};
-use hookrelay_devtools::fault_proxy::{FaultPlan, FaultProxy};
+use hookrelay_devtools::fault_proxy::{Fault, FaultPlan, FaultProxy};
 use hookrelay_devtools::local_sqs;
 use hookrelay_devtools::moto::moto;
 use hookrelay_devtools::python_consumer;
@@ -506,6 +506,7 @@ async fn every_event_arrives_once_through_a_failing_queue() {
         fraction: 0.33,
         seed: 6,
         slow_for: Duration::from_millis(2_500),
+        kinds: Fault::TRANSPORT,
     };
     let proxy = FaultProxy::start(&moto().endpoint, plan).await.unwrap();
     let bridge = start(

@@ -26,6 +26,7 @@ use crate::stats::Percentiles;
 pub fn test_keys() -> SigningKeys {
     SigningKeys {
         engine: "7c9f0d1e2a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5".into(),
+        engine_twin: "hookrelay-test-engine-second-registration".into(),
         rekko: "hookrelay-test-rekko-secret".into(),
         standard: "whsec_aG9va3JlbGF5LXRlc3Qtc3RhbmRhcmQtc2VjcmV0ISE=".into(),
     }
@@ -57,6 +58,11 @@ pub struct AuditConfig {
     pub store: Option<StoreAudit>,
     /// A standard queue instead of a FIFO one: no SQS deduplication at all.
     pub standard_queue: bool,
+    /// Fraction of engine events that get a twin: the same `operatorId` and `sequence` from a
+    /// second registration, other content (1.0: every one). A third of them are sent with the
+    /// original, a third 2 to 8 s after it (scaled like the retries), a third late (with the
+    /// store: after the queue was drained; without it, 8 s after).
+    pub twin_fraction: f64,
 }
 
 /// The audit with the durable store on.
@@ -149,6 +155,20 @@ pub struct AuditReport {
     /// On a standard queue: copies of an event beyond the ambiguous attempts the receivers
     /// logged for that very event (its `dedupe_key`).
     pub copies_without_a_counted_attempt: u64,
+    /// Twins sent (events reusing another's `operatorId` and `sequence` with other content).
+    pub twins: u64,
+    /// Envelope ids carried by messages of more than one content: two events under one id, of
+    /// which a consumer deduplicating on `id` would drop one. Without the store a twin reaching
+    /// another instance is one (docs/contract.md, "Dedupe, in layers"), so only a run with the
+    /// store fails on it.
+    pub shared_ids: u64,
+    /// Whether the durable store was on.
+    pub store: bool,
+    /// Events some attempt was answered `duplicate` for, never queued: a `duplicate` answer
+    /// that stood for content the queue never got.
+    pub misanswered_duplicates: u64,
+    /// Events whose every attempt got a 5xx or no answer (their sender gave up).
+    pub never_acknowledged: u64,
 }
 
 impl AuditReport {
@@ -180,6 +200,11 @@ impl AuditReport {
         self.store_latencies_ms.extend(other.store_latencies_ms);
         self.duplicated_keys.extend(other.duplicated_keys);
         self.copies_without_a_counted_attempt += other.copies_without_a_counted_attempt;
+        self.twins += other.twins;
+        self.shared_ids += other.shared_ids;
+        self.store |= other.store;
+        self.misanswered_duplicates += other.misanswered_duplicates;
+        self.never_acknowledged += other.never_acknowledged;
         self.store_latencies_ms.sort_by(f64::total_cmp);
         for (kind, count) in other.store_faults {
             match self.store_faults.iter_mut().find(|(k, _)| *k == kind) {
@@ -209,12 +234,15 @@ impl AuditReport {
         (self.p50_ms, self.p99_ms, self.max_ms) = (summary.p50, summary.p99, summary.max);
     }
 
-    /// Nothing lost, extra or altered, and no copy but those a counted cause allows
+    /// Nothing lost, extra or altered, no envelope id carrying two contents, no `duplicate`
+    /// answer for content never queued, and no copy but those a counted cause allows
     /// ([`AuditReport::copies_allowed`]): on a FIFO queue none, on a standard one no more than
     /// the receivers counted as ambiguous attempts. Each copy carries its event's envelope `id`,
     /// so consumers' id checks remove them.
     pub fn passed(&self) -> bool {
         self.lost == 0
+            && (self.shared_ids == 0 || !self.store)
+            && self.misanswered_duplicates == 0
             && self.duplicated <= self.copies_allowed()
             && self.copies_without_a_counted_attempt <= self.interrupted
             && self.extra == 0
@@ -268,7 +296,9 @@ impl AuditReport {
             "| figure | value |\n|---|---|\n\
              | events | {} |\n| receiver instances | {} |\n| deliveries (HTTP requests) | {} ({} retries, {} re-sends of acknowledged deliveries) |\n\
              | answers | {} |\n| SQS calls | {} |\n| faults injected | {} ({:.1}% of calls: {}) |\n\
-             | messages in the queue | {} |\n| lost | {} (after a 2xx: {}) |\n| duplicated | {} |\n| extra | {} |\n| data not byte-identical | {} |\n\
+             | twins (other content under a reused key) | {} |\n\
+             | messages in the queue | {} |\n| lost | {} (after a 2xx: {}) |\n| duplicated (copies by data bytes) | {} |\n| extra | {} |\n| data not byte-identical | {} |\n\
+             | envelope ids carrying two contents | {} |\n| `duplicate` answers for content never queued | {} |\n| events never acknowledged (every attempt 5xx or none) | {} |\n\
              | answer time p50 / p99 / max | {:.1} / {:.1} / {:.1} ms |\n| sending phase | {:.1} s |\n{}| verdict | {} |\n",
             self.events,
             config.instances,
@@ -280,12 +310,16 @@ impl AuditReport {
             total_faults,
             100.0 * total_faults as f64 / self.sqs_calls.max(1) as f64,
             faults.join(", "),
+            self.twins,
             self.queued,
             self.lost,
             self.lost_after_ack,
             self.duplicated,
             self.extra,
             self.data_mismatch,
+            self.shared_ids,
+            self.misanswered_duplicates,
+            self.never_acknowledged,
             self.p50_ms,
             self.p99_ms,
             self.max_ms,
@@ -368,18 +402,21 @@ pub async fn run(config: &AuditConfig) -> AuditReport {
         fraction: config.fault_fraction,
         seed: config.seed,
         slow_for: Duration::from_millis(2_500),
+        kinds: Fault::SQS,
     };
     let proxy = FaultProxy::start(&moto.endpoint, plan)
         .await
         .expect("start the fault proxy");
 
     let keys = test_keys();
+    // Two engine registrations: the twins are signed by the second.
+    let engine_secrets = format!("{},{}", keys.engine, keys.engine_twin);
     let relay = crate::relay_keys::env();
     let mut env: Vec<(String, String)> = [
         ("HOOKRELAY_QUEUE_URL", queue_url.as_str()),
         (relay[0].0, relay[0].1.as_str()),
         (relay[1].0, relay[1].1.as_str()),
-        ("HOOKRELAY_ENGINE_SECRETS", keys.engine.as_str()),
+        ("HOOKRELAY_ENGINE_SECRETS", engine_secrets.as_str()),
         ("HOOKRELAY_REKKO_SECRETS", keys.rekko.as_str()),
         ("HOOKRELAY_STANDARD_SECRETS", keys.standard.as_str()),
         ("AWS_ENDPOINT_URL_SQS", proxy.url.as_str()),
@@ -418,6 +455,7 @@ pub async fn run(config: &AuditConfig) -> AuditReport {
                 fraction: store.fault_fraction,
                 seed: config.seed ^ 0x5703E,
                 slow_for: Duration::from_millis(1_500),
+                kinds: Fault::AMBIGUOUS,
             },
         )
         .await
@@ -465,12 +503,7 @@ pub async fn run(config: &AuditConfig) -> AuditReport {
     let urls: Vec<String> = instances.iter().map(|i| i.url.clone()).collect();
     let instances = std::sync::Arc::new(tokio::sync::Mutex::new(instances));
 
-    let specs: Vec<EventSpec> = (0..config.events)
-        .map(|i| EventSpec {
-            sender: [Sender::Engine, Sender::Rekko, Sender::Standard][(i % 3) as usize],
-            n: i,
-        })
-        .collect();
+    let (specs, late_twins) = event_specs(config);
     let sim = SimConfig::engine_schedule(
         config.time_scale,
         config.concurrency,
@@ -533,10 +566,15 @@ pub async fn run(config: &AuditConfig) -> AuditReport {
         let mut chosen: Vec<sender_sim::DeliveryLog> =
             late.iter().map(|&i| logs[i].clone()).collect();
         late_resends = chosen.len() as u64;
-        sender_sim::resend_late(urls.clone(), &mut chosen, &keys, &sim).await;
+        // The late twins go out for the first time beside the late re-sends.
+        let (_, twins_sent) = tokio::join!(
+            sender_sim::resend_late(urls.clone(), &mut chosen, &keys, &sim),
+            sender_sim::run(urls.clone(), late_twins, keys.clone(), sim.clone()),
+        );
         for (&i, log) in late.iter().zip(chosen) {
             logs[i] = log;
         }
+        logs.extend(twins_sent);
         read += drain_into(&sqs, &queue_url, &mut queued).await;
     }
     let sending = started.elapsed();
@@ -544,12 +582,13 @@ pub async fn run(config: &AuditConfig) -> AuditReport {
 
     let mut report = account(&logs, &queued, read, &proxy, sending);
     report.standard_queue = config.standard_queue;
+    report.store = config.store.is_some();
     if let Some(store_proxy) = &store_proxy {
         report.store_calls = store_proxy
             .counts
             .calls
             .load(std::sync::atomic::Ordering::Relaxed);
-        report.store_faults = fault_kinds(store_proxy);
+        report.store_faults = fault_kinds(store_proxy, Fault::AMBIGUOUS);
         report.restarts = restarts;
         report.late_resends = late_resends;
         let counts = receiver_counts(&logs_written);
@@ -574,6 +613,35 @@ pub async fn run(config: &AuditConfig) -> AuditReport {
             .sum();
     }
     report
+}
+
+/// The events to send first (in any order) and, with the store, the twins held back for the late
+/// phase. Without the store a late twin goes out 8 s (scaled) after the start instead.
+fn event_specs(config: &AuditConfig) -> (Vec<EventSpec>, Vec<EventSpec>) {
+    let senders = [Sender::Engine, Sender::Rekko, Sender::Standard];
+    let mut specs: Vec<EventSpec> = (0..config.events)
+        .map(|i| EventSpec::of(senders[(i % 3) as usize], i))
+        .collect();
+    let mut late = Vec::new();
+    let scaled = |secs: f64| Duration::from_secs_f64(secs * config.time_scale);
+    for n in (0..config.events).step_by(3) {
+        let roll = seeded::draw(config.seed ^ 0x7817, n);
+        if roll >= config.twin_fraction {
+            continue;
+        }
+        // Evenly: with the original, 2 to 8 s after it, late.
+        let when = roll / config.twin_fraction.max(f64::MIN_POSITIVE);
+        match (when * 3.0) as u32 {
+            0 => specs.push(EventSpec::twin_of(n, Duration::ZERO)),
+            1 => specs.push(EventSpec::twin_of(
+                n,
+                scaled(2.0 + 6.0 * (when * 3.0 - 1.0)),
+            )),
+            _ if config.store.is_some() => late.push(EventSpec::twin_of(n, Duration::ZERO)),
+            _ => specs.push(EventSpec::twin_of(n, scaled(8.0))),
+        }
+    }
+    (specs, late)
 }
 
 /// The ambiguous attempts the receivers logged for each event (`dedupe_key`, which is its
@@ -653,19 +721,16 @@ fn receiver_values(logs: &[PathBuf], metric: &str) -> Vec<f64> {
     values
 }
 
-fn fault_kinds(proxy: &FaultProxy) -> Vec<(&'static str, u64)> {
-    [
-        ("HTTP 500", Fault::Http500),
-        ("throttled", Fault::Throttled),
-        ("reset before forwarding", Fault::ResetBefore),
-        ("reset after forwarding", Fault::ResetAfter),
-        ("slower than the client timeout", Fault::Slow),
-    ]
-    .iter()
-    .map(|(name, kind)| (*name, proxy.counts.of(*kind)))
-    .collect()
+fn fault_kinds(proxy: &FaultProxy, kinds: &[Fault]) -> Vec<(&'static str, u64)> {
+    kinds
+        .iter()
+        .map(|kind| (kind.name(), proxy.counts.of(*kind)))
+        .collect()
 }
 
+/// The report for the events in `logs` against the messages `queued` (data by envelope id):
+/// each event is found by its data bytes, whichever id it went out under (its key, or
+/// `{key}#{digest}` after a conflict).
 fn account(
     logs: &[sender_sim::DeliveryLog],
     queued: &HashMap<String, Vec<String>>,
@@ -679,6 +744,16 @@ fn account(
         sending,
         ..AuditReport::default()
     };
+    // Every message's envelope id, by its data.
+    let mut by_data: HashMap<&[u8], Vec<&str>> = HashMap::new();
+    for (id, copies) in queued {
+        for data in copies {
+            by_data
+                .entry(data.as_bytes())
+                .or_default()
+                .push(id.as_str());
+        }
+    }
     let mut answers: HashMap<u16, u64> = HashMap::new();
     let mut latencies = Vec::new();
     for log in logs {
@@ -691,34 +766,47 @@ fn account(
             .count()
             .saturating_sub(1) as u64;
         report.acknowledged += u64::from(log.acknowledged);
+        report.never_acknowledged += u64::from(!log.acknowledged);
+        report.twins += u64::from(log.spec.twin);
         for attempt in &log.attempts {
             *answers.entry(attempt.status.unwrap_or(0)).or_default() += 1;
             latencies.push(attempt.latency.as_secs_f64() * 1000.0);
         }
-        match queued.get(&log.dedupe_key) {
-            None => {
-                report.lost += 1;
-                report.lost_after_ack += u64::from(log.acknowledged);
-            }
-            Some(copies) => {
-                report.duplicated += copies.len() as u64 - 1;
-                if copies.len() > 1 {
-                    report.duplicated_keys.push(log.dedupe_key.clone());
-                }
-                let identical = copies
-                    .iter()
-                    .all(|data| data.as_bytes() == log.body.as_slice());
-                report.data_mismatch += u64::from(!identical);
-            }
+        let ids = by_data
+            .get(log.body.as_slice())
+            .map_or(&[][..], Vec::as_slice);
+        if ids.is_empty() {
+            report.lost += 1;
+            report.lost_after_ack += u64::from(log.acknowledged);
+            report.misanswered_duplicates +=
+                u64::from(log.attempts.iter().any(|attempt| attempt.duplicate));
+            continue;
         }
+        report.duplicated += ids.len() as u64 - 1;
+        if ids.len() > 1 {
+            report.duplicated_keys.push(ids[0].to_owned());
+        }
+        // Under its own key, or that key's conflict form.
+        let own_id = |id: &&str| {
+            id.strip_prefix(log.dedupe_key.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('#'))
+        };
+        report.data_mismatch += u64::from(!ids.iter().all(own_id));
     }
-    let sent: std::collections::HashSet<&str> =
-        logs.iter().map(|l| l.dedupe_key.as_str()).collect();
-    report.extra = queued
+    // A message no event's data matches: altered on the way, or nobody sent it.
+    let sent: std::collections::HashSet<&[u8]> = logs.iter().map(|l| l.body.as_slice()).collect();
+    report.extra = by_data
         .iter()
-        .filter(|(id, _)| !sent.contains(id.as_str()))
-        .map(|(_, c)| c.len() as u64)
+        .filter(|(data, _)| !sent.contains(*data))
+        .map(|(_, ids)| ids.len() as u64)
         .sum();
+    report.shared_ids = queued
+        .values()
+        .filter(|copies| {
+            let contents: std::collections::HashSet<&String> = copies.iter().collect();
+            contents.len() > 1
+        })
+        .count() as u64;
 
     let mut answers: Vec<(u16, u64)> = answers.into_iter().collect();
     answers.sort();
@@ -730,7 +818,7 @@ fn account(
         .counts
         .calls
         .load(std::sync::atomic::Ordering::Relaxed);
-    report.faults = fault_kinds(proxy);
+    report.faults = fault_kinds(proxy, Fault::SQS);
     report
 }
 

@@ -1,17 +1,20 @@
-//! A proxy between the receiver and the SQS endpoint that fails a chosen fraction of calls, in
-//! each way SQS really fails:
+//! A proxy between the receiver (or the bridge) and an AWS endpoint (SQS, DynamoDB) that fails
+//! a chosen fraction of calls, in each way those services really fail:
 //!
-//! | fault | what the client sees | was the message queued? |
+//! | fault | what the client sees | did the call take effect? |
 //! |---|---|---|
 //! | `Http500` | 500 `InternalError` | no |
 //! | `Throttled` | 400 `ThrottlingException` | no |
 //! | `ResetBefore` | the connection closes without a response | no |
 //! | `ResetAfter` | the connection closes without a response | yes: forwarded first |
 //! | `Slow` | the response arrives after the client's timeout | yes: forwarded first |
+//! | `Late` | no response: the client times out | yes, *after* the client gave up: forwarded `slow_for` later |
+//! | `NoMessageId` | 200, the answer without its `MessageId` | yes |
+//! | `WrongMd5` | 200, the answer's `MD5OfMessageBody` wrong (a corrupted or truncated message) | yes |
 //!
-//! The last two are the dangerous ones: SQS has the message, the receiver sees a failure and
-//! answers 503, and the sender retries. Which calls fail is decided by a seeded hash of the call
-//! number, so a run is repeatable.
+//! The ambiguous ones are the dangerous ones: the service has the call, the client sees a failure
+//! (or an answer that proves nothing) and the sender retries. Which calls fail is decided by a
+//! seeded hash of the call number over the plan's kinds, so a run is repeatable.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -30,7 +33,7 @@ use tokio::net::TcpListener;
 
 use crate::seeded;
 
-/// The kinds of failure, in the order the fault draw picks them.
+/// The kinds of failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
     /// 500 InternalError, not forwarded.
@@ -43,25 +46,79 @@ pub enum Fault {
     ResetAfter,
     /// Forwarded (queued), answered only after `slow_for`.
     Slow,
+    /// Held for `slow_for` (past the client's timeout), then forwarded: it takes effect after the
+    /// client gave up on it. Never answered.
+    Late,
+    /// Forwarded, answered 200 without the answer's `MessageId`.
+    NoMessageId,
+    /// Forwarded, answered 200 with a wrong `MD5OfMessageBody`.
+    WrongMd5,
 }
 
-const FAULTS: [Fault; 5] = [
+impl Fault {
+    /// Refusals and the two ambiguous transport faults, in the order the draw picks them: the
+    /// plan of the tests that script calls.
+    pub const TRANSPORT: &'static [Fault] = &[
+        Fault::Http500,
+        Fault::Throttled,
+        Fault::ResetBefore,
+        Fault::ResetAfter,
+        Fault::Slow,
+    ];
+
+    /// [`Fault::TRANSPORT`] and a request delivered late: every way a call can be refused or
+    /// take effect unseen (DynamoDB's faults in the audit).
+    pub const AMBIGUOUS: &'static [Fault] = &[
+        Fault::Http500,
+        Fault::Throttled,
+        Fault::ResetBefore,
+        Fault::ResetAfter,
+        Fault::Slow,
+        Fault::Late,
+    ];
+
+    /// [`Fault::AMBIGUOUS`] and answers that prove nothing (SQS's faults in the audit).
+    pub const SQS: &'static [Fault] = &ALL;
+
+    /// Its name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Fault::Http500 => "HTTP 500",
+            Fault::Throttled => "throttled",
+            Fault::ResetBefore => "reset before forwarding",
+            Fault::ResetAfter => "reset after forwarding",
+            Fault::Slow => "slower than the client timeout",
+            Fault::Late => "delivered late",
+            Fault::NoMessageId => "200 without a MessageId",
+            Fault::WrongMd5 => "200 with a wrong MD5",
+        }
+    }
+}
+
+const ALL: [Fault; 8] = [
     Fault::Http500,
     Fault::Throttled,
     Fault::ResetBefore,
     Fault::ResetAfter,
     Fault::Slow,
+    Fault::Late,
+    Fault::NoMessageId,
+    Fault::WrongMd5,
 ];
 
-/// Which calls fail.
+/// Which calls fail, and how.
 #[derive(Debug, Clone, Copy)]
 pub struct FaultPlan {
     /// The fraction of calls that fail, 0.0 to 1.0.
     pub fraction: f64,
     /// Seed of the per-call draw.
     pub seed: u64,
-    /// How long a `Slow` response is held (longer than the client's attempt timeout).
+    /// How long a `Slow` response, or a `Late` request, is held (longer than the client's
+    /// attempt timeout).
     pub slow_for: Duration,
+    /// The faults drawn from, evenly ([`Fault::TRANSPORT`], [`Fault::AMBIGUOUS`],
+    /// [`Fault::SQS`]).
+    pub kinds: &'static [Fault],
 }
 
 impl FaultPlan {
@@ -69,9 +126,10 @@ impl FaultPlan {
     /// the plan, so a test can pick a seed that scripts the calls it needs.
     pub fn fault_for(&self, call: u64) -> Option<Fault> {
         let roll = seeded::draw(self.seed, call);
-        (roll < self.fraction).then(|| {
-            let index = ((roll / self.fraction) * FAULTS.len() as f64) as usize;
-            FAULTS[index.min(FAULTS.len() - 1)]
+        let kinds = self.kinds;
+        (roll < self.fraction && !kinds.is_empty()).then(|| {
+            let index = ((roll / self.fraction) * kinds.len() as f64) as usize;
+            kinds[index.min(kinds.len() - 1)]
         })
     }
 }
@@ -81,15 +139,14 @@ impl FaultPlan {
 pub struct FaultCounts {
     /// Calls that reached the proxy.
     pub calls: AtomicU64,
-    /// Per `Fault`, in `FAULTS` order.
-    pub injected: [AtomicU64; 5],
+    /// Per `Fault`, in declaration order.
+    pub injected: [AtomicU64; ALL.len()],
 }
 
 impl FaultCounts {
     /// Faults injected of `kind`.
     pub fn of(&self, kind: Fault) -> u64 {
-        let index = FAULTS.iter().position(|f| *f == kind).unwrap_or(0);
-        self.injected[index].load(Ordering::Relaxed)
+        self.injected[kind as usize].load(Ordering::Relaxed)
     }
 
     /// All faults injected.
@@ -175,8 +232,7 @@ async fn handle(
     let call = counts.calls.fetch_add(1, Ordering::Relaxed);
     let fault = plan.fault_for(call);
     if let Some(kind) = fault {
-        let index = FAULTS.iter().position(|f| *f == kind).unwrap_or(0);
-        counts.injected[index].fetch_add(1, Ordering::Relaxed);
+        counts.injected[kind as usize].fetch_add(1, Ordering::Relaxed);
     }
     match fault {
         Some(Fault::Http500) => {
@@ -219,6 +275,15 @@ async fn handle(
     let Ok(forward) = forward.body(Full::new(body)) else {
         return Err(DroppedConnection);
     };
+    if fault == Some(Fault::Late) {
+        // Taken effect after the client gave up: forwarded later, on its own, never answered.
+        tokio::spawn(async move {
+            tokio::time::sleep(plan.slow_for).await;
+            let _ = client.request(forward).await;
+        });
+        tokio::time::sleep(plan.slow_for * 2).await;
+        return Err(DroppedConnection);
+    }
     let upstream_response = match client.request(forward).await {
         Ok(response) => response,
         Err(_) => {
@@ -242,8 +307,33 @@ async fn handle(
             tokio::time::sleep(plan.slow_for).await;
             Ok(Response::from_parts(parts, Full::new(body)))
         }
+        Some(kind @ (Fault::NoMessageId | Fault::WrongMd5)) => {
+            let body = altered_answer(&body, kind);
+            let mut parts = parts;
+            parts.headers.remove("content-length");
+            Ok(Response::from_parts(parts, Full::new(body)))
+        }
         _ => Ok(Response::from_parts(parts, Full::new(body))),
     }
+}
+
+/// A JSON answer (SQS's `SendMessage`) without its `MessageId`, or with a wrong
+/// `MD5OfMessageBody`; any other body unchanged.
+fn altered_answer(body: &Bytes, kind: Fault) -> Bytes {
+    let Ok(serde_json::Value::Object(mut answer)) = serde_json::from_slice(body) else {
+        return body.clone();
+    };
+    match kind {
+        Fault::NoMessageId => {
+            answer.remove("MessageId");
+        }
+        _ => {
+            if let Some(md5) = answer.get_mut("MD5OfMessageBody") {
+                *md5 = "0123456789abcdef0123456789abcdef".into();
+            }
+        }
+    }
+    Bytes::from(serde_json::Value::Object(answer).to_string())
 }
 
 #[cfg(test)]
@@ -254,6 +344,7 @@ mod tests {
     fn the_draw_hits_the_fraction_and_covers_every_kind() {
         let fraction = 0.2;
         let mut kinds = [0u32; 5];
+        assert_eq!(Fault::TRANSPORT.len(), 5);
         let mut faults = 0;
         for call in 0..100_000 {
             let roll = seeded::draw(42, call);

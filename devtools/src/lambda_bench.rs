@@ -97,7 +97,7 @@ fn event_spec(n: u64) -> EventSpec {
     } else {
         Sender::Rekko
     };
-    EventSpec { sender, n }
+    EventSpec::of(sender, n)
 }
 
 fn unix_now() -> f64 {

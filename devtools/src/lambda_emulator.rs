@@ -46,7 +46,14 @@ use tokio::sync::{Mutex, mpsc, oneshot, watch};
 use crate::cpu_share::{CpuCgroup, InitModel};
 
 const RUNTIME_PREFIX: &str = "/2018-06-01/runtime/";
+/// How long the emulator waits for an invocation's answer, its time in the queue for a busy
+/// instance included.
 const INVOCATION_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The deadline an invocation gets when the function takes it (`Lambda-Runtime-Deadline-Ms`):
+/// template.yaml's `ReceiverFunction` `Timeout` (tests/api/template.rs checks they agree), so
+/// the receiver's time budget is the one it has in AWS.
+pub const FUNCTION_TIMEOUT: Duration = Duration::from_secs(8);
 
 /// What the function did with one invocation.
 #[derive(Debug)]
@@ -397,6 +404,12 @@ async fn next_invocation(shared: &Shared) -> Option<(String, Vec<u8>)> {
             }
             next = queue.recv() => {
                 let queued = next?;
+                // Its caller gave up while it waited for this busy instance (the sender's
+                // attempt timed out): never run it. In Lambda it would not have waited; another
+                // environment would have run it at once, while the caller was still there.
+                if queued.done.is_closed() {
+                    continue;
+                }
                 let dispatched = Dispatched {
                     done: queued.done,
                     at: Instant::now(),
@@ -467,7 +480,7 @@ async fn route(
         let Some((id, event)) = next_invocation(&shared).await else {
             return Ok(text(StatusCode::GONE, "shutting down"));
         };
-        let deadline = std::time::SystemTime::now() + INVOCATION_TIMEOUT;
+        let deadline = std::time::SystemTime::now() + FUNCTION_TIMEOUT;
         let deadline_ms = deadline
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default()

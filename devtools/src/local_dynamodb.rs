@@ -99,6 +99,8 @@ pub struct Record {
     pub digest: String,
     /// Unix seconds.
     pub expires_at: i64,
+    /// When an `in_progress` claim lapses, Unix seconds (0: released), if the item says.
+    pub claim_until: Option<i64>,
 }
 
 /// The record under `key`, if any.
@@ -120,15 +122,21 @@ pub async fn record(dynamodb: &Client, table: &str, key: &str) -> Option<Record>
         Some(AttributeValue::N(n)) => n.parse().ok()?,
         _ => return None,
     };
+    let claim_until = match item.get("claim_until") {
+        Some(AttributeValue::N(n)) => n.parse().ok(),
+        _ => None,
+    };
     Some(Record {
         state: text("record_state")?,
         digest: text("digest")?,
         expires_at,
+        claim_until,
     })
 }
 
 /// Writes an `in_progress` claim of `key` by `owner`, as an instance that is publishing (or
-/// died publishing) leaves it.
+/// died publishing) leaves it, in the item layout without `claim_until` (the claim lapses with
+/// the item, as items written before that attribute do).
 pub async fn put_claim(
     dynamodb: &Client,
     table: &str,

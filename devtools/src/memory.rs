@@ -6,6 +6,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use hookrelay::consumer::EventHandler;
 use hookrelay::{Envelope, Event};
@@ -62,7 +63,7 @@ impl MemoryPublisher {
 }
 
 impl Publisher for MemoryPublisher {
-    async fn publish(&self, message: &QueueMessage) -> Result<Sent, PublishError> {
+    async fn publish(&self, message: &QueueMessage, _: Duration) -> Result<Sent, PublishError> {
         if self.calls.fetch_add(1, Ordering::SeqCst) < self.fail_first {
             return Err(PublishError::new("injected failure"));
         }
@@ -76,7 +77,7 @@ impl Publisher for MemoryPublisher {
 pub struct DiscardingPublisher;
 
 impl Publisher for DiscardingPublisher {
-    async fn publish(&self, _: &QueueMessage) -> Result<Sent, PublishError> {
+    async fn publish(&self, _: &QueueMessage, _: Duration) -> Result<Sent, PublishError> {
         Ok(Sent::default())
     }
 }
@@ -171,7 +172,7 @@ impl MemoryStore {
     fn owned(&self, key: &StoreKey, owner: &str) -> Result<(), StoreError> {
         match self.lock().get(key.as_str()) {
             Some(StoredRecord {
-                state: RecordState::InProgress { owner: holder },
+                state: RecordState::InProgress { owner: holder, .. },
                 ..
             }) if holder == owner => Ok(()),
             _ => Err(StoreError::ClaimLost),
@@ -183,23 +184,25 @@ impl IdempotencyStore for MemoryStore {
     async fn claim(&self, request: ClaimRequest<'_>) -> Result<ClaimDecision, StoreError> {
         self.failing()?;
         let mut records = self.lock();
-        let live = records
-            .get(request.key.as_str())
-            .filter(|record| record.expires_at >= request.now);
-        if let Some(record) = live {
-            return Ok(decide(Some(record), request.digest, request.now));
-        }
-        records.insert(
-            request.key.as_str().to_owned(),
-            StoredRecord {
-                state: RecordState::InProgress {
-                    owner: request.owner.to_owned(),
-                },
-                digest: request.digest.clone(),
-                expires_at: request.claim_expires_at,
-            },
+        let decision = decide(
+            records.get(request.key.as_str()),
+            request.digest,
+            request.now,
         );
-        Ok(ClaimDecision::Claimed)
+        if decision == ClaimDecision::Claimed {
+            records.insert(
+                request.key.as_str().to_owned(),
+                StoredRecord {
+                    state: RecordState::InProgress {
+                        owner: request.owner.to_owned(),
+                        lapses_at: request.claim_expires_at,
+                    },
+                    digest: request.digest.clone(),
+                    expires_at: request.owned_until,
+                },
+            );
+        }
+        Ok(decision)
     }
 
     async fn commit(&self, key: &StoreKey, owner: &str, expires_at: i64) -> Result<(), StoreError> {
@@ -224,10 +227,16 @@ impl IdempotencyStore for MemoryStore {
     async fn release(&self, key: &StoreKey, owner: &str) -> Result<(), StoreError> {
         self.failing()?;
         let held = self.lock().contains_key(key.as_str());
-        // Already gone (an unconfirmed claim whose write was never made): released.
+        // Absent (an unconfirmed claim whose write was never made): nothing to release.
         if held {
             self.owned(key, owner)?;
-            self.lock().remove(key.as_str());
+            if let Some(StoredRecord {
+                state: RecordState::InProgress { lapses_at, .. },
+                ..
+            }) = self.lock().get_mut(key.as_str())
+            {
+                *lapses_at = 0;
+            }
         }
         Ok(())
     }

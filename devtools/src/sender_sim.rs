@@ -7,7 +7,11 @@
 //!   5 s, then after 30 s (three attempts; the delays scale for tests), each attempt with the
 //!   engine's 10 s timeout and possibly to a different instance, as Lambda would route it;
 //! - sends in a shuffled order;
-//! - re-sends a fraction of acknowledged deliveries once more, as a sender that missed the 2xx.
+//! - re-sends a fraction of acknowledged deliveries once more, as a sender that missed the 2xx;
+//! - sends *twins* when asked: an engine event's `operatorId` and `sequence` reused by a second
+//!   webhook registration (its own secret, its own counter) for other content, with the
+//!   original or a few seconds after it (docs/contract.md, "Dedupe, in layers": both must be
+//!   delivered, once each).
 //!
 //! A delivery is signed when first sent, so its timestamp is fresh, and retried with the same
 //! bytes, as real senders retry.
@@ -34,6 +38,8 @@ use crate::seeded;
 pub struct SigningKeys {
     /// The engine secret (used as its text's bytes).
     pub engine: String,
+    /// A second engine registration's secret, which signs twins.
+    pub engine_twin: String,
     /// The Rekko secret (used as its text's bytes).
     pub rekko: String,
     /// The Standard Webhooks secret, `whsec_<base64>`.
@@ -51,13 +57,19 @@ pub enum Sender {
     Standard,
 }
 
-/// One event to send: the `n`th of its sender.
+/// One event to send: the `n`th of its sender, or the twin of the engine's `n`th.
 #[derive(Debug, Clone, Copy)]
 pub struct EventSpec {
     /// Its sender.
     pub sender: Sender,
     /// Its number, unique per sender.
     pub n: u64,
+    /// The twin of engine event `n`: the same `operatorId` and `sequence` from a second
+    /// registration, with other content (another event type; the same market for even `n`,
+    /// another for odd), signed with [`SigningKeys::engine_twin`].
+    pub twin: bool,
+    /// How long after the start its first attempt waits.
+    pub delay: Duration,
 }
 
 /// A delivery, signed.
@@ -136,6 +148,25 @@ fn rfc3339(unix_seconds: f64, millis: bool) -> String {
 }
 
 impl EventSpec {
+    /// The `n`th event of `sender`, sent at once.
+    pub fn of(sender: Sender, n: u64) -> Self {
+        Self {
+            sender,
+            n,
+            twin: false,
+            delay: Duration::ZERO,
+        }
+    }
+
+    /// The twin of engine event `n`, first sent `delay` after the start.
+    pub fn twin_of(n: u64, delay: Duration) -> Self {
+        Self {
+            twin: true,
+            delay,
+            ..Self::of(Sender::Engine, n)
+        }
+    }
+
     /// The delivery for this event, signed at `now` (Unix seconds) as its sender signs.
     pub fn sign(&self, keys: &SigningKeys, now: f64) -> SignedDelivery {
         self.sign_body(keys, now, self.body(now))
@@ -174,6 +205,17 @@ impl EventSpec {
     fn body(&self, now: f64) -> serde_json::Value {
         let n = self.n;
         match self.sender {
+            Sender::Engine if self.twin => {
+                let market = format!("mkt-{}", (n + n % 2) % 7);
+                serde_json::json!({
+                    "id": format!("dlv-b-{n:06}"), "sequence": n, "eventType": "ORDER_CANCELED",
+                    "marketId": market, "operatorId": "op-audit",
+                    "payload": {"orderId": format!("ord-b-{n}"), "marketId": market,
+                        "operatorId": "op-audit", "status": "CANCELED",
+                        "timestamp": (now * 1000.0) as i64},
+                    "timestamp": rfc3339(now, true),
+                })
+            }
             Sender::Engine => serde_json::json!({
                 "id": format!("dlv-{n:06}"), "sequence": n, "eventType": "ORDER_MATCHED",
                 "marketId": format!("mkt-{}", n % 7), "operatorId": "op-audit",
@@ -206,15 +248,21 @@ impl EventSpec {
         let body = body.to_string().into_bytes();
         match self.sender {
             Sender::Engine => {
-                // Seed 004: X-Webhook-Signature: sha256=<hex HMAC-SHA256(body, secret)>.
-                let signature = signature(senders::ENGINE, &keys.engine, None, &body);
+                // X-Webhook-Signature: sha256=<hex HMAC-SHA256(body, secret)>; a twin is signed
+                // by its own registration's secret.
+                let (secret, event, delivery) = if self.twin {
+                    (&keys.engine_twin, "ORDER_CANCELED", format!("dlv-b-{n:06}"))
+                } else {
+                    (&keys.engine, "ORDER_MATCHED", format!("dlv-{n:06}"))
+                };
+                let signature = signature(senders::ENGINE, secret, None, &body);
                 SignedDelivery {
                     path: "/engine",
                     headers: vec![
                         ("content-type", "application/json".into()),
                         ("x-webhook-signature", signature),
-                        ("x-webhook-event", "ORDER_MATCHED".into()),
-                        ("x-webhook-id", format!("dlv-{n:06}")),
+                        ("x-webhook-event", event.into()),
+                        ("x-webhook-id", delivery),
                     ],
                     body,
                     dedupe_key: format!("engine:op-audit:{n}"),
@@ -297,6 +345,8 @@ impl SimConfig {
 pub struct Attempt {
     /// The answer's status, `None` for a timeout or connection failure.
     pub status: Option<u16>,
+    /// Whether the answer said `duplicate` (nothing sent: the receiver found it published).
+    pub duplicate: bool,
     /// Time to the answer.
     pub latency: Duration,
     /// A re-send of an acknowledged delivery.
@@ -334,6 +384,7 @@ pub async fn run(
     for spec in specs {
         let (shared, permits) = (shared.clone(), permits.clone());
         tasks.push(tokio::spawn(async move {
+            tokio::time::sleep(spec.delay).await;
             let _permit = permits.acquire_owned().await.expect("semaphore open");
             let (targets, keys, config, next_target, client) = &*shared;
             let now = std::time::SystemTime::now()
@@ -360,8 +411,10 @@ pub async fn run(
                 }
             }
             if log.acknowledged
-                && seeded::draw(config.seed ^ 0xD0B1E, spec.n * 3 + spec.sender as u64)
-                    < config.duplicate_fraction
+                && seeded::draw(
+                    config.seed ^ 0xD0B1E,
+                    spec.n * 4 + if spec.twin { 3 } else { spec.sender as u64 },
+                ) < config.duplicate_fraction
             {
                 let result = send(client, pick(), &delivery, config.attempt_timeout, true).await;
                 log.attempts.push(result);
@@ -441,19 +494,22 @@ async fn send(
         request = request.header(*name, value);
     }
     let started = Instant::now();
-    let status = match request.body(Full::new(Bytes::from(delivery.body.clone()))) {
+    let answer = match request.body(Full::new(Bytes::from(delivery.body.clone()))) {
         Ok(request) => tokio::time::timeout(timeout, async {
             let response = client.request(request).await.ok()?;
             let status = response.status().as_u16();
-            let _ = response.into_body().collect().await;
-            Some(status)
+            let body = response.into_body().collect().await.ok()?.to_bytes();
+            let duplicate = serde_json::from_slice::<serde_json::Value>(&body)
+                .is_ok_and(|answer| answer["status"] == "duplicate");
+            Some((status, duplicate))
         })
         .await
         .unwrap_or_default(),
         Err(_) => None,
     };
     Attempt {
-        status,
+        status: answer.map(|(status, _)| status),
+        duplicate: answer.is_some_and(|(_, duplicate)| duplicate),
         latency: started.elapsed(),
         resend,
     }
@@ -468,7 +524,7 @@ mod tests {
     fn padded_bodies_have_the_exact_length_and_keep_their_routing() {
         for sender in [Sender::Engine, Sender::Rekko, Sender::Standard] {
             for n in 0..40 {
-                let spec = EventSpec { sender, n };
+                let spec = EventSpec::of(sender, n);
                 let plain = spec.sign(&test_keys(), 1_771_455_600.0);
                 for len in [1024, 16 * 1024] {
                     let padded = spec.sign_padded(&test_keys(), 1_771_455_600.0, len);

@@ -24,6 +24,7 @@ async fn every_event_arrives_exactly_once_through_faults_retries_and_several_ins
         log_dir: None,
         store: None,
         standard_queue: false,
+        twin_fraction: 0.3,
     };
     let report = audit::run(&config).await;
     let table = report.markdown(&config);
@@ -40,6 +41,10 @@ async fn every_event_arrives_exactly_once_through_faults_retries_and_several_ins
     );
     assert!(report.resends > 0, "{table}");
     assert_eq!(report.acknowledged, report.events, "{table}");
+    assert!(report.twins >= 10, "{table}");
+    // Without the store a twin on another instance is queued under the same envelope id, but
+    // it is queued: the FIFO deduplication id names the content, so SQS drops neither.
+    assert_eq!(report.lost, 0, "{table}");
 }
 
 fn store_audit(standard_queue: bool, kill_in_flight: bool, seed: u64) -> AuditConfig {
@@ -65,6 +70,7 @@ fn store_audit(standard_queue: bool, kill_in_flight: bool, seed: u64) -> AuditCo
             kill_in_flight,
         }),
         standard_queue,
+        twin_fraction: 0.3,
     }
 }
 
@@ -77,6 +83,9 @@ fn assert_hostile_and_passed(report: &audit::AuditReport, table: &str) {
     );
     assert!(report.restarts >= 3, "{table}");
     assert!(report.late_resends > 0, "{table}");
+    assert!(report.twins >= 10, "{table}");
+    assert_eq!(report.shared_ids, 0, "{table}");
+    assert_eq!(report.misanswered_duplicates, 0, "{table}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

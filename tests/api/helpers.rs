@@ -272,11 +272,18 @@ pub async fn start_receiver(
 
 /// The first seed whose plan scripts the proxy's first calls as `calls`.
 pub fn plan_scripting(calls: &[Option<Fault>]) -> FaultPlan {
+    // The transport faults alone when they suffice, so existing scripts keep their seeds.
+    let kinds = if calls.iter().flatten().all(|f| Fault::TRANSPORT.contains(f)) {
+        Fault::TRANSPORT
+    } else {
+        Fault::SQS
+    };
     (0..10_000_000)
         .map(|seed| FaultPlan {
             fraction: 0.6,
             seed,
             slow_for: std::time::Duration::from_secs(3),
+            kinds,
         })
         .find(|plan| {
             (0..)

@@ -31,7 +31,11 @@ fn answer_with(
         .build()
         .unwrap();
     let response = runtime
-        .block_on(function_url::handle_measured(pipeline, event))
+        .block_on(function_url::handle_measured(
+            pipeline,
+            event,
+            function_url::default_budget(),
+        ))
         .0;
     let (status, body) = read_response(&response);
     let word = body

@@ -1,11 +1,12 @@
 //! The durable idempotency store as users get it: the shipped `hookrelay` binary under the
 //! Lambda emulator, moto's DynamoDB table (created as template.yaml creates it) and a standard
 //! SQS queue, which deduplicates nothing, so every extra copy would show. Each rule of
-//! `docs/reliability.md`'s key lifecycle is driven through real connections: a key published by
+//! docs/contract.md's key lifecycle is driven through real connections: a key published by
 //! one instance is a duplicate on a cold one (with the engine's new delivery id); a claim held
 //! elsewhere is 503 `in_progress` with `Retry-After`; an expired claim lets the retry through;
-//! two registrations reusing an operator and sequence both reach the queue once; a store that
-//! does not answer never refuses a delivery.
+//! two registrations reusing an operator and sequence both reach the queue once, also when the
+//! first one's send failed ambiguously; an SQS answer that proves nothing is never `accepted`; a
+//! store that does not answer never refuses a delivery.
 
 use hookrelay_devtools::lambda_emulator::{Invocation, LambdaInstance, function_url_event};
 use hookrelay_devtools::local_dynamodb;
@@ -449,6 +450,7 @@ async fn a_store_call_whose_answer_was_lost_recognises_its_own_write() {
             owner: "me",
             now,
             claim_expires_at: now + 10,
+            owned_until: now + 600,
         })
         .await;
     assert_eq!(claimed, Ok(ClaimDecision::Claimed), "our own claim holds");
@@ -464,6 +466,7 @@ async fn a_store_call_whose_answer_was_lost_recognises_its_own_write() {
             owner: "me",
             now,
             claim_expires_at: now + 10,
+            owned_until: now + 600,
         })
         .await;
     assert_eq!(claimed, Ok(ClaimDecision::Claimed));
@@ -472,10 +475,13 @@ async fn a_store_call_whose_answer_was_lost_recognises_its_own_write() {
         Ok(()),
         "our own release is done"
     );
-    assert!(
-        local_dynamodb::record(&dynamodb, &table, other.as_str())
-            .await
-            .is_none()
+    // Released: the claim lapsed at once, the key keeps its content for the same content's retry.
+    let released = local_dynamodb::record(&dynamodb, &table, other.as_str())
+        .await
+        .unwrap();
+    assert_eq!(
+        (released.state.as_str(), released.claim_until),
+        ("in_progress", Some(0))
     );
     // Each of those calls really lost its first answer.
     assert_eq!(
@@ -483,4 +489,120 @@ async fn a_store_call_whose_answer_was_lost_recognises_its_own_write() {
         4,
         "four calls, four lost answers"
     );
+}
+
+/// A receiver instance with the store on whose SQS calls go through `sqs_endpoint`.
+async fn instance_via(
+    queue_url: &str,
+    table: &str,
+    dynamodb_endpoint: &str,
+    sqs_endpoint: &str,
+) -> LambdaInstance {
+    let secrets = format!("{SECRET_A},{SECRET_B}");
+    start_receiver(
+        queue_url,
+        &[
+            ("HOOKRELAY_ENGINE_SECRETS", secrets.as_str()),
+            ("HOOKRELAY_IDEMPOTENCY_TABLE", table),
+            ("AWS_ENDPOINT_URL_DYNAMODB", dynamodb_endpoint),
+            ("AWS_ENDPOINT_URL_SQS", sqs_endpoint),
+        ],
+    )
+    .await
+}
+
+/// The silent loss an independent audit found (docs/contract.md, "Exactly once"): event *a*'s
+/// send fails ambiguously (SQS has it under its deduplication id, *a* is answered 503); its twin
+/// *t* (the same operator and sequence from a second registration, other content) reaches a cold
+/// instance before *a*'s retry. *t* must not take the key and be dropped by FIFO deduplication
+/// as a copy of *a*: it goes out under its own key, and *a*'s retry under the key, each once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_twin_after_an_ambiguous_failure_is_queued_under_its_own_key_and_nothing_is_lost() {
+    use hookrelay_devtools::fault_proxy::{Fault, FaultProxy};
+    let endpoint = &moto().endpoint;
+    let sqs = sqs_client(endpoint);
+    let queue_url = create_queue(&sqs, &unique_queue_name(true)).await;
+    let dynamodb = local_dynamodb::client(endpoint);
+    let table = format!("hookrelay-twins-{}", std::process::id());
+    local_dynamodb::create_idempotency_table(&dynamodb, &table)
+        .await
+        .unwrap();
+    // The queue check at init passes; then each of the send's three attempts is queued and its
+    // answer lost.
+    let script = [
+        None,
+        Some(Fault::ResetAfter),
+        Some(Fault::ResetAfter),
+        Some(Fault::ResetAfter),
+    ];
+    let proxy = FaultProxy::start(endpoint, plan_scripting(&script))
+        .await
+        .unwrap();
+    let first = instance_via(&queue_url, &table, endpoint, &proxy.url).await;
+    let original = engine_event(SECRET_A, "a-1", 40, "market-a");
+    let failed = deliver(&first, original.clone()).await;
+    assert_eq!(
+        (failed.status, failed.body["error"].as_str()),
+        (503, Some("queue_unavailable"))
+    );
+    assert_eq!(
+        proxy.counts.of(Fault::ResetAfter),
+        3,
+        "every attempt reached SQS"
+    );
+
+    let cold = instance(&queue_url, &table, endpoint).await;
+    let twin = deliver(&cold, engine_event(SECRET_B, "b-1", 40, "market-b")).await;
+    assert_eq!(twin.status, 200);
+    assert_eq!(twin.body["status"], "accepted");
+    let twin_id = twin.body["id"].as_str().unwrap().to_owned();
+    assert!(twin_id.starts_with("engine:op-idem:40#"), "{twin_id}");
+
+    let retry = deliver(&instance(&queue_url, &table, endpoint).await, original).await;
+    assert_eq!(retry.status, 200);
+    assert_eq!(retry.body["id"], "engine:op-idem:40");
+
+    let messages = receive_all(&sqs, &queue_url).await;
+    let mut ids: Vec<String> = messages
+        .iter()
+        .map(|m| {
+            hookrelay::Envelope::from_json(m.body().unwrap())
+                .unwrap()
+                .id
+        })
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["engine:op-idem:40".to_owned(), twin_id], "each once");
+}
+
+/// SQS answered 200 but without a `MessageId`, twice: the receiver never answers `accepted` for
+/// a send it cannot prove; the sender's retry goes through, and the queue holds the event once.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_sqs_answer_without_proof_of_receipt_is_never_accepted() {
+    use hookrelay_devtools::fault_proxy::{Fault, FaultProxy};
+    let endpoint = &moto().endpoint;
+    let sqs = sqs_client(endpoint);
+    let queue_url = create_queue(&sqs, &unique_queue_name(true)).await;
+    let dynamodb = local_dynamodb::client(endpoint);
+    let table = format!("hookrelay-unproven-{}", std::process::id());
+    local_dynamodb::create_idempotency_table(&dynamodb, &table)
+        .await
+        .unwrap();
+    let script = [None, Some(Fault::NoMessageId), Some(Fault::WrongMd5)];
+    let proxy = FaultProxy::start(endpoint, plan_scripting(&script))
+        .await
+        .unwrap();
+    let unproven = instance_via(&queue_url, &table, endpoint, &proxy.url).await;
+    let event = engine_event(SECRET_A, "u-1", 77, "market-u");
+    let answer = deliver(&unproven, event.clone()).await;
+    assert_eq!(
+        (answer.status, answer.body["error"].as_str()),
+        (503, Some("queue_unavailable"))
+    );
+    let retry = deliver(&instance(&queue_url, &table, endpoint).await, event).await;
+    assert_eq!(
+        (retry.status, retry.body["status"].as_str()),
+        (200, Some("accepted"))
+    );
+    assert_eq!(receive_all(&sqs, &queue_url).await.len(), 1);
 }

@@ -4,7 +4,7 @@
 
 use hookrelay_aws::SqsPublisher;
 use hookrelay_devtools::fault_proxy::{Fault, FaultProxy};
-use hookrelay_ingest::queue::Publisher;
+use hookrelay_ingest::queue::{Publisher, SQS_SEND_BOUND};
 use hookrelay_receiver::function_url;
 
 use crate::helpers::*;
@@ -157,7 +157,8 @@ async fn requests_outside_the_contract_get_json_errors_and_send_nothing() {
 
 /// The SDK's retries inside one send can queue a message more than once on a standard queue:
 /// an attempt SQS took whose answer was lost, then the retry. Every such attempt is counted,
-/// whether the send then succeeded or failed, so `AmbiguousPublish` bounds the copies.
+/// whether the send then succeeded or failed, so `AmbiguousPublish` bounds the copies. An answer
+/// that does not prove receipt (no `MessageId`, a wrong MD5) is never taken as accepted.
 #[tokio::test]
 async fn every_attempt_sqs_may_have_queued_is_counted_whether_the_send_succeeds_or_fails() {
     let endpoint = &moto().endpoint;
@@ -171,6 +172,11 @@ async fn every_attempt_sqs_may_have_queued_is_counted_whether_the_send_succeeds_
         (vec![Some(Fault::Slow), None], 2, Ok(1)),
         // Three attempts queued and lost: three copies, a failed send counting all three.
         (vec![Some(Fault::ResetAfter); 3], 3, Err(3)),
+        // Queued, answered 200 without a MessageId (no proof of receipt): sent again and
+        // confirmed; two copies, one counted.
+        (vec![Some(Fault::NoMessageId), None], 2, Ok(1)),
+        // Queued twice, both answers with a wrong MD5: never `accepted`, both counted.
+        (vec![Some(Fault::WrongMd5); 2], 2, Err(2)),
     ] {
         let queue_url = create_queue(&client, &unique_queue_name(false)).await;
         let proxy = FaultProxy::start(endpoint, plan_scripting(&calls))
@@ -184,12 +190,12 @@ async fn every_attempt_sqs_may_have_queued_is_counted_whether_the_send_succeeds_
             group_id: "g".to_owned(),
             deduplication_id: "d".to_owned(),
         };
-        let sent = publisher.publish(&message).await;
+        let sent = publisher.publish(&message, SQS_SEND_BOUND).await;
         let counted = sent
             .as_ref()
             .map(|sent| sent.ambiguous_attempts)
             .map_err(|error| error.ambiguous_attempts());
-        assert_eq!(counted, outcome, "{calls:?}");
+        assert_eq!(counted, outcome, "{calls:?}: {sent:?}");
         assert_eq!(
             receive_all(&client, &queue_url).await.len(),
             copies,

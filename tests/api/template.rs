@@ -650,13 +650,23 @@ fn the_idempotency_table_is_on_demand_with_ttl_and_recovery_and_the_receiver_use
     .parse()
     .unwrap();
     assert!(claim > timeout, "claim {claim} s, timeout {timeout} s");
+    // The receiver's budget without a deadline, and the emulator's deadline, are this timeout.
+    assert_eq!(
+        timeout,
+        hookrelay_receiver::pipeline::FUNCTION_TIMEOUT.as_secs()
+    );
+    assert_eq!(
+        timeout,
+        hookrelay_devtools::lambda_emulator::FUNCTION_TIMEOUT.as_secs()
+    );
     assert_eq!(claim, settings::DEFAULT_IDEMPOTENCY_CLAIM_SECS);
 }
 
 #[test]
 fn the_receiver_and_the_bridge_may_only_claim_commit_and_release_in_the_table() {
     let text = template();
-    let grant = "Action: [dynamodb:PutItem, dynamodb:UpdateItem, dynamodb:DeleteItem]";
+    // No delete: a released claim keeps its key's content (docs/contract.md, "Exactly once").
+    let grant = "Action: [dynamodb:PutItem, dynamodb:UpdateItem]";
     for holder in ["ReceiverFunction", "BridgePublishPolicy"] {
         let block = resource(&text, holder);
         assert!(

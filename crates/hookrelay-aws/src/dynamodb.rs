@@ -13,13 +13,16 @@
 //! | `record_state` | S | `in_progress` or `published` |
 //! | `owner_token` | S | the claimant's token; commit and release are conditional on it |
 //! | `digest` | S | the content digest the key was claimed for (64 hex characters) |
-//! | `expires_at` | N | Unix seconds: the claim expiry, then the TTL once published |
+//! | `expires_at` | N | Unix seconds: when the key stops belonging to `digest` (the TTL from the claim, then from the publish) |
+//! | `claim_until` | N | Unix seconds, `in_progress` only: when the claim lapses (0 once released); absent on items written before it existed, whose claim lapses at `expires_at` |
 //!
 //! - **claim**: `PutItem` with [`CLAIM_CONDITION`] and
 //!   `ReturnValuesOnConditionCheckFailure = ALL_OLD`, so a refused claim costs no second read:
 //!   the item that refused it comes back with the error and [`decide`] reads it.
 //! - **commit**: `UpdateItem` setting `published` and the TTL, if `owner_token` is still ours.
-//! - **release**: `DeleteItem`, if `owner_token` is still ours.
+//! - **release**: `UpdateItem` setting `claim_until` to 0, if `owner_token` is still ours: the
+//!   claim lapses, the key keeps its digest (a send that failed ambiguously may be in the queue
+//!   under it).
 //! - **record published**: `PutItem` of a `published` item with [`RECORD_CONDITION`] (absent,
 //!   expired, or the same digest), after a publish whose claim the store did not confirm or
 //!   whose claim lapsed; refused, it writes nothing (another event holds the key).
@@ -29,7 +32,6 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
-use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
@@ -44,6 +46,7 @@ const STATE: &str = "record_state";
 const OWNER: &str = "owner_token";
 const DIGEST: &str = "digest";
 const EXPIRES_AT: &str = "expires_at";
+const CLAIM_UNTIL: &str = "claim_until";
 const IN_PROGRESS: &str = "in_progress";
 const PUBLISHED: &str = "published";
 /// Commit and release touch only a claim that is still this owner's.
@@ -83,9 +86,12 @@ impl IdempotencyStore for DynamoDbStore {
             .item(STATE, s(IN_PROGRESS))
             .item(OWNER, s(request.owner))
             .item(DIGEST, s(request.digest.as_str()))
-            .item(EXPIRES_AT, n(request.claim_expires_at))
+            .item(EXPIRES_AT, n(request.owned_until))
+            .item(CLAIM_UNTIL, n(request.claim_expires_at))
             .condition_expression(CLAIM_CONDITION)
             .expression_attribute_values(":now", n(request.now))
+            .expression_attribute_values(":digest", s(request.digest.as_str()))
+            .expression_attribute_values(":in_progress", s(IN_PROGRESS))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
@@ -105,10 +111,7 @@ impl IdempotencyStore for DynamoDbStore {
                 let stored = record(&item)?;
                 // Our own claim: an earlier attempt of this very call wrote it and its answer was
                 // lost (the SDK retried). It is ours to publish under.
-                if stored.state
-                    == (RecordState::InProgress {
-                        owner: request.owner.to_owned(),
-                    })
+                if matches!(&stored.state, RecordState::InProgress { owner, .. } if owner == request.owner)
                 {
                     return Ok(ClaimDecision::Claimed);
                 }
@@ -135,7 +138,9 @@ impl IdempotencyStore for DynamoDbStore {
             .update_item()
             .table_name(&self.table)
             .key(PK, s(key.as_str()))
-            .update_expression("SET record_state = :published, expires_at = :expires_at")
+            .update_expression(
+                "SET record_state = :published, expires_at = :expires_at REMOVE claim_until",
+            )
             .condition_expression(OWNED_CLAIM)
             .expression_attribute_values(":published", s(PUBLISHED))
             .expression_attribute_values(":in_progress", s(IN_PROGRESS))
@@ -169,13 +174,14 @@ impl IdempotencyStore for DynamoDbStore {
     async fn release(&self, key: &StoreKey, owner: &str) -> Result<(), StoreError> {
         let released = self
             .client
-            .delete_item()
+            .update_item()
             .table_name(&self.table)
             .key(PK, s(key.as_str()))
+            .update_expression("SET claim_until = :released")
             .condition_expression(OWNED_CLAIM)
+            .expression_attribute_values(":released", n(0))
             .expression_attribute_values(":in_progress", s(IN_PROGRESS))
             .expression_attribute_values(":owner", s(owner))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
         let error = match released {
@@ -183,14 +189,10 @@ impl IdempotencyStore for DynamoDbStore {
             Err(error) => error,
         };
         match error.as_service_error() {
-            // Refused with no item: an earlier attempt of this call deleted it (its answer was
-            // lost): released.
-            Some(DeleteItemError::ConditionalCheckFailedException(refused))
-                if refused.item().is_none() =>
-            {
-                Ok(())
-            }
-            Some(DeleteItemError::ConditionalCheckFailedException(_)) => Err(StoreError::ClaimLost),
+            // Refused: the claim is no longer ours (it lapsed and was claimed again, or its
+            // write was never made). Setting the lapse twice is harmless, so an earlier attempt
+            // of this call whose answer was lost is never the cause.
+            Some(UpdateItemError::ConditionalCheckFailedException(_)) => Err(StoreError::ClaimLost),
             _ => Err(unavailable(error)),
         }
     }
@@ -467,6 +469,18 @@ fn record(item: &HashMap<String, AttributeValue>) -> Result<StoredRecord, StoreE
         PUBLISHED => RecordState::Published,
         IN_PROGRESS => RecordState::InProgress {
             owner: text(OWNER)?.to_owned(),
+            lapses_at: match item.get(CLAIM_UNTIL) {
+                Some(AttributeValue::N(number)) => number.parse::<i64>().map_err(|_| {
+                    StoreError::Unreadable(format!("`{CLAIM_UNTIL}` is not whole seconds"))
+                })?,
+                // Written before claims had their own lapse: it lapses with the item.
+                None => expires_at,
+                Some(_) => {
+                    return Err(StoreError::Unreadable(format!(
+                        "`{CLAIM_UNTIL}` is not a number"
+                    )));
+                }
+            },
         },
         _ => return Err(StoreError::Unreadable(format!("unknown `{STATE}`"))),
     };
@@ -509,12 +523,21 @@ mod tests {
             record(&claimed).unwrap(),
             StoredRecord {
                 state: RecordState::InProgress {
-                    owner: "token-1".to_owned()
+                    owner: "token-1".to_owned(),
+                    lapses_at: 1_790_000_010,
                 },
                 digest: ContentDigest::from_stored(digest.clone()),
                 expires_at: 1_790_000_010,
             }
         );
+        let mut released = claimed.clone();
+        released.insert(CLAIM_UNTIL.to_owned(), n(0));
+        assert!(matches!(
+            record(&released).unwrap().state,
+            RecordState::InProgress { lapses_at: 0, .. }
+        ));
+        released.insert(CLAIM_UNTIL.to_owned(), s("soon"));
+        assert!(matches!(record(&released), Err(StoreError::Unreadable(_))));
         let mut published = claimed.clone();
         published.insert(STATE.to_owned(), s(PUBLISHED));
         published.remove(OWNER);

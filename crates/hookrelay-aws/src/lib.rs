@@ -15,15 +15,22 @@ pub mod sqs;
 
 use std::time::Duration;
 
+use hookrelay_ingest::queue::{SQS_ATTEMPT_BOUND, SQS_SEND_BOUND};
+
 pub use dynamodb::DynamoDbStore;
 pub use sqs::SqsPublisher;
 
 /// SDK call limits; see the crate docs for why these values.
 pub fn timeouts() -> aws_config::timeout::TimeoutConfig {
+    timeouts_within(SQS_SEND_BOUND)
+}
+
+/// [`timeouts`] for a call that must end within `within` (no attempt longer than that either).
+pub fn timeouts_within(within: Duration) -> aws_config::timeout::TimeoutConfig {
     aws_config::timeout::TimeoutConfig::builder()
         .connect_timeout(Duration::from_secs(1))
-        .operation_attempt_timeout(Duration::from_secs(2))
-        .operation_timeout(hookrelay_ingest::queue::SQS_SEND_BOUND)
+        .operation_attempt_timeout(SQS_ATTEMPT_BOUND.min(within))
+        .operation_timeout(within)
         .build()
 }
 

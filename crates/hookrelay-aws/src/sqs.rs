@@ -2,23 +2,32 @@
 //! `SendMessageBatch` with per-entry results for the stream bridge ([`BatchPublisher`], with the
 //! `batch` feature). The only I/O in the queue path; calls are bounded by [`crate::sdk_config`].
 //! Failures say whether SQS may have queued the message anyway (`PublishError::is_ambiguous`),
-//! and every send counts its attempts that may have (`Sent`, [`AmbiguousAttempts`]).
+//! and every send counts its attempts that may have (`Sent`, [`AmbiguousAttempts`]). A send
+//! counts as accepted only when SQS's answer proves it received this message ([`check_answer`]:
+//! a `MessageId`, and MD5s of the body and attributes equal to what was sent), which the Rust
+//! SDK, unlike AWS's other SDKs, does not check itself.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::Client;
+use aws_sdk_sqs::config::http::HttpResponse;
 use aws_sdk_sqs::config::interceptors::FinalizerInterceptorContextRef;
 use aws_sdk_sqs::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_sqs::error::{BoxError, DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_sqs::operation::send_message::{SendMessageError, SendMessageOutput};
 #[cfg(feature = "batch")]
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use aws_sdk_sqs::types::{MessageAttributeValue, QueueAttributeName};
 #[cfg(feature = "batch")]
 use hookrelay_ingest::queue::{BatchPublisher, EntryFailure};
-use hookrelay_ingest::queue::{PublishError, Publisher, QueueKind, REFUSAL_CODES, Sent};
+use hookrelay_ingest::queue::{
+    PublishError, Publisher, QueueKind, REFUSAL_CODES, SQS_ATTEMPT_BOUND, SQS_SEND_BOUND, Sent,
+};
 use hookrelay_ingest::routed::QueueMessage;
+use md5::{Digest as _, Md5};
 
 /// The Amazon SQS publisher.
 #[derive(Debug, Clone)]
@@ -46,15 +55,79 @@ impl SqsPublisher {
 }
 
 impl Publisher for SqsPublisher {
-    async fn publish(&self, message: &QueueMessage) -> Result<Sent, PublishError> {
+    async fn publish(
+        &self,
+        message: &QueueMessage,
+        within: Duration,
+    ) -> Result<Sent, PublishError> {
+        let give_up_at = Instant::now() + within;
+        let attributes = sqs_attributes(message)?;
+        // Attempts of earlier sends that may have queued the message.
+        let mut earlier = 0;
+        let mut sends_left = UNCONFIRMED_SENDS;
+        loop {
+            sends_left -= 1;
+            let left = give_up_at.saturating_duration_since(Instant::now());
+            let (sent, attempts) = self.send_once(message, attributes.clone(), left).await;
+            let output = match sent {
+                Ok(output) => output,
+                Err(error) => {
+                    let error = publish_error(error);
+                    let counted = earlier + error.ambiguous_attempts().max(attempts);
+                    return Err(error.with_ambiguous_attempts(counted));
+                }
+            };
+            let answer = SendAnswer {
+                message_id: output.message_id(),
+                md5_of_body: output.md5_of_message_body(),
+                md5_of_attributes: output.md5_of_message_attributes(),
+            };
+            match check_answer(message, &answer) {
+                Ok(()) => {
+                    return Ok(Sent {
+                        ambiguous_attempts: earlier + attempts,
+                    });
+                }
+                // The request reached SQS, which may have queued something: an ambiguous
+                // attempt. Sent again while time allows one more attempt (on a FIFO queue the
+                // deduplication id absorbs a copy; on a standard one it is counted), else 503.
+                Err(problem) => {
+                    earlier += attempts + 1;
+                    let time_left = give_up_at.saturating_duration_since(Instant::now());
+                    if sends_left == 0 || time_left < SQS_ATTEMPT_BOUND {
+                        return Err(
+                            PublishError::ambiguous(problem).with_ambiguous_attempts(earlier)
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// How many sends one publish makes when SQS answers without proving receipt ([`check_answer`]).
+const UNCONFIRMED_SENDS: u32 = 2;
+
+impl SqsPublisher {
+    /// One `SendMessage` (the SDK's attempts within `within`), and how many of its attempts may
+    /// have queued the message although their answer was lost.
+    async fn send_once(
+        &self,
+        message: &QueueMessage,
+        attributes: HashMap<String, MessageAttributeValue>,
+        within: Duration,
+    ) -> (
+        Result<SendMessageOutput, SdkError<SendMessageError, HttpResponse>>,
+        u32,
+    ) {
         let mut request = self
             .client
             .send_message()
             .queue_url(&self.queue_url)
             .message_body(&message.body)
-            .set_message_attributes(Some(sqs_attributes(message)?));
+            .set_message_attributes(Some(attributes));
         // On a standard queue too the SDK retries (three attempts in 5 s): a single attempt was
-        // tried and measured (RELIABILITY.md, 1b), and at 20% faults it turned a sender's three
+        // tried and measured (RELIABILITY.md), and at 20% faults it turned a sender's three
         // attempts into three 503s often enough to lose events. The cost: a retry inside the SDK
         // after an attempt whose answer was lost can make a second copy, with the same envelope
         // `id`; the interceptor counts every such attempt, so `AmbiguousPublish` counts it.
@@ -64,18 +137,91 @@ impl Publisher for SqsPublisher {
                 .message_deduplication_id(&message.deduplication_id);
         }
         let attempts = AmbiguousAttempts::default();
-        let sent = request
-            .customize()
-            .interceptor(attempts.clone())
-            .send()
-            .await;
-        match sent {
-            Ok(_) => Ok(Sent {
-                ambiguous_attempts: attempts.count(),
-            }),
-            Err(error) => Err(publish_error(error).with_ambiguous_attempts(attempts.count())),
+        let mut request = request.customize().interceptor(attempts.clone());
+        if within < SQS_SEND_BOUND {
+            // The invocation's budget leaves less than the usual bound (`hookrelay_ingest::
+            // budget`); the whole timeout configuration is given, since an override replaces it.
+            request = request.config_override(
+                aws_sdk_sqs::config::Builder::default()
+                    .timeout_config(crate::timeouts_within(within)),
+            );
         }
+        let sent = request.send().await;
+        (sent, attempts.count())
     }
+}
+
+/// The code of a batch entry SQS listed as successful without an answer that proves it arrived
+/// as sent ([`check_answer`]): retried, and counted as a possible copy.
+#[cfg(feature = "batch")]
+pub const UNCONFIRMED_ENTRY: &str = "UnconfirmedAnswer";
+
+/// What SQS answered to one send (or one batch entry), as far as it proves receipt.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SendAnswer<'a> {
+    /// `MessageId`.
+    pub message_id: Option<&'a str>,
+    /// `MD5OfMessageBody`, hex.
+    pub md5_of_body: Option<&'a str>,
+    /// `MD5OfMessageAttributes`, hex.
+    pub md5_of_attributes: Option<&'a str>,
+}
+
+/// Whether `answer` proves SQS received `message` as sent: a non-empty `MessageId`, an
+/// `MD5OfMessageBody` equal to the body's MD5 and an `MD5OfMessageAttributes` equal to the
+/// attributes' ([`md5_of_attributes`]). Otherwise what is missing or wrong (never a value): a
+/// truncated or corrupted message, or an answer that isn't SQS's, must not be acknowledged.
+pub fn check_answer(message: &QueueMessage, answer: &SendAnswer<'_>) -> Result<(), String> {
+    if answer.message_id.is_none_or(str::is_empty) {
+        return Err("SQS answered 200 without a MessageId".to_owned());
+    }
+    let same = |sent: String, answered: Option<&str>| {
+        answered.is_some_and(|answered| answered.eq_ignore_ascii_case(&sent))
+    };
+    if !same(
+        hex::encode(Md5::digest(message.body.as_bytes())),
+        answer.md5_of_body,
+    ) {
+        return Err("SQS's MD5OfMessageBody is missing or differs from the body sent".to_owned());
+    }
+    // A message without attributes may be answered without their MD5 (or with that of nothing).
+    let attributes_confirmed = (message.attributes.is_empty()
+        && answer.md5_of_attributes.is_none())
+        || same(
+            md5_of_attributes(&message.attributes),
+            answer.md5_of_attributes,
+        );
+    if !attributes_confirmed {
+        return Err(
+            "SQS's MD5OfMessageAttributes is missing or differs from the attributes sent"
+                .to_owned(),
+        );
+    }
+    Ok(())
+}
+
+/// The MD5 (hex) SQS computes over string message attributes: sorted by name, each as its
+/// name, its data type (`String`) and its value, each preceded by its length in four big-endian
+/// bytes, with the transport type (1, a string) between type and value (the SQS developer
+/// guide, "Calculating the MD5 message digest for message attributes").
+pub fn md5_of_attributes(attributes: &[(&'static str, String)]) -> String {
+    const DATA_TYPE: &[u8] = b"String";
+    const STRING_TRANSPORT: u8 = 1;
+    fn length_prefixed(md5: &mut Md5, bytes: &[u8]) {
+        // An attribute is at most 1 MiB, so its length always fits four bytes.
+        md5.update(u32::try_from(bytes.len()).unwrap_or(u32::MAX).to_be_bytes());
+        md5.update(bytes);
+    }
+    let mut sorted: Vec<&(&str, String)> = attributes.iter().collect();
+    sorted.sort_unstable_by_key(|(name, _)| *name);
+    let mut md5 = Md5::new();
+    for (name, value) in sorted {
+        length_prefixed(&mut md5, name.as_bytes());
+        length_prefixed(&mut md5, DATA_TYPE);
+        md5.update([STRING_TRANSPORT]);
+        length_prefixed(&mut md5, value.as_bytes());
+    }
+    hex::encode(md5.finalize())
 }
 
 /// What the queue's own attributes say against the receiver's configuration
@@ -305,11 +451,110 @@ impl BatchPublisher for SqsPublisher {
                 });
             }
         }
+        // A success counts only with an answer that proves this entry arrived as sent; any
+        // other is retried like an entry SQS failed on its side (it may be queued: ambiguous).
         for accepted in output.successful() {
             if let Some(i) = index(accepted.id()) {
-                results[i] = Ok(());
+                let answer = SendAnswer {
+                    message_id: Some(accepted.message_id()),
+                    md5_of_body: Some(accepted.md5_of_message_body()),
+                    md5_of_attributes: accepted.md5_of_message_attributes(),
+                };
+                results[i] = check_answer(messages[i], &answer).map_err(|_| EntryFailure {
+                    code: UNCONFIRMED_ENTRY.to_owned(),
+                    sender_fault: false,
+                });
             }
         }
         Ok(results)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message() -> QueueMessage {
+        QueueMessage {
+            body: r#"{"id":"engine:op:1","data":{}}"#.to_owned(),
+            attributes: vec![
+                ("provider", "engine".to_owned()),
+                ("event_type", "ORDER_MATCHED".to_owned()),
+            ],
+            group_id: "engine".to_owned(),
+            deduplication_id: "engine:op:1".to_owned(),
+        }
+    }
+
+    #[test]
+    fn attribute_md5s_match_the_published_algorithm() {
+        // The worked example published with the algorithm's reimplementations (npm
+        // aws-md5-of-message-attributes): one String attribute.
+        assert_eq!(
+            md5_of_attributes(&[("attribName1", "attribValue 1".to_owned())]),
+            "19e27d4e946b072f3f58da80d94fd778"
+        );
+        // Order of the list does not matter: SQS sorts by name.
+        let mut reversed = message().attributes;
+        reversed.reverse();
+        assert_eq!(
+            md5_of_attributes(&reversed),
+            md5_of_attributes(&message().attributes)
+        );
+    }
+
+    #[test]
+    fn only_an_answer_that_proves_receipt_of_this_message_is_accepted() {
+        let message = message();
+        let body = hex::encode(Md5::digest(message.body.as_bytes()));
+        let attributes = md5_of_attributes(&message.attributes);
+        let good = SendAnswer {
+            message_id: Some("5fea7756-0ea4-451a-a703-a558b933e274"),
+            md5_of_body: Some(&body),
+            md5_of_attributes: Some(&attributes),
+        };
+        assert_eq!(check_answer(&message, &good), Ok(()));
+        let upper = body.to_uppercase();
+        assert_eq!(
+            check_answer(
+                &message,
+                &SendAnswer {
+                    md5_of_body: Some(&upper),
+                    ..good
+                }
+            ),
+            Ok(())
+        );
+        let truncated = hex::encode(Md5::digest(&message.body.as_bytes()[1..]));
+        let bad = [
+            SendAnswer {
+                message_id: None,
+                ..good
+            },
+            SendAnswer {
+                message_id: Some(""),
+                ..good
+            },
+            SendAnswer {
+                md5_of_body: None,
+                ..good
+            },
+            SendAnswer {
+                md5_of_body: Some(&truncated),
+                ..good
+            },
+            SendAnswer {
+                md5_of_attributes: None,
+                ..good
+            },
+            SendAnswer {
+                md5_of_attributes: Some(&body),
+                ..good
+            },
+        ];
+        for answer in bad {
+            let refused = check_answer(&message, &answer).unwrap_err();
+            assert!(!refused.contains(&body), "no value in the error: {refused}");
+        }
     }
 }

@@ -1,14 +1,20 @@
-//! The durable idempotency store's decisions (issue 15, layer two of dedupe): what one claim of a
-//! dedupe key means given the record the store already holds, as pure functions of that record,
-//! the event's content digest and the time. The DynamoDB adapter (`hookrelay-aws`) turns the
-//! same rules into one conditional write ([`CLAIM_CONDITION`]) and calls [`decide`] on the item
-//! the write returns when its condition fails; the in-memory window follows the same digest rule.
+//! The durable idempotency store's decisions (layer two of dedupe, docs/contract.md "The
+//! durable idempotency store"): what one claim of a dedupe key means given the record the store
+//! already holds, as pure functions of that record, the event's content digest and the time. The
+//! DynamoDB adapter (`hookrelay-aws`) turns the same rules into one conditional write
+//! ([`CLAIM_CONDITION`]) and calls [`decide`] on the item the write returns when its condition
+//! fails; the in-memory window follows the same digest rule.
 //!
-//! The life of a key: absent ─claim─► `in_progress` (an owner token, a claim expiry a little past
-//! the function's remaining time) ─publish ok─► `published` (an expiry, the TTL); a failed
-//! publish releases the claim (deletes it, conditional on the owner token), so the sender's retry
-//! goes through in full; an instance that dies mid-claim leaves a claim that expires. TTL
-//! deletion is lazy, so an item past its own expiry counts as absent.
+//! A key belongs to the first content that claims it, for the whole TTL: the claim writes the
+//! content's digest with the TTL as the record's expiry, and the claim itself lapses earlier, at
+//! `claim until` (a little past the function's remaining time). The life of a key: absent
+//! ─claim─► `in_progress` (an owner token, the claim's lapse) ─publish ok─► `published`; a failed
+//! publish *releases* the claim by lapsing it at once, keeping the digest, so the sender's retry
+//! (the same content) claims it again and goes through in full while any other content stays a
+//! conflict. That is what keeps one event's send from standing for another's: a send that failed
+//! ambiguously may still be in the queue under the key, so the key must never pass to other
+//! content. An instance that dies mid-claim leaves a claim that lapses the same way. TTL deletion
+//! is lazy, so an item past its own expiry counts as absent.
 //!
 //! Writing `published` is what keeps a late retry (past SQS FIFO's five minutes, on a cold
 //! instance) from publishing again, so that write is not given up on the first failure: a
@@ -57,10 +63,14 @@ pub const CLAIM_CALLS: u32 = 2;
 pub const RECORD_CONDITION: &str =
     "attribute_not_exists(pk) OR expires_at < :now OR digest = :digest";
 
-/// The condition of the claim write, in DynamoDB's expression language: the key is absent, or
-/// its record has expired by its own expiry attribute (TTL deletion is lazy). `:now` is the
-/// claim time in Unix seconds.
-pub const CLAIM_CONDITION: &str = "attribute_not_exists(pk) OR expires_at < :now";
+/// The condition of the claim write, in DynamoDB's expression language: the key is absent, its
+/// record has expired by its own expiry attribute (TTL deletion is lazy), or it holds a claim of
+/// the same content that has lapsed (released after a failed publish, or left by an instance
+/// that died). `:now` is the claim time in Unix seconds, `:digest` the content's digest,
+/// `:in_progress` the claimed state. A record written before claims had `claim_until` lapses
+/// at its `expires_at`, as it did then.
+pub const CLAIM_CONDITION: &str = "attribute_not_exists(pk) OR expires_at < :now \
+     OR (digest = :digest AND record_state = :in_progress AND claim_until < :now)";
 
 /// A dedupe key as the store keeps it: the key itself when DynamoDB can hold it, else
 /// `sha256:` and its hex digest (still unique per key, and never longer than the limit).
@@ -92,10 +102,13 @@ impl StoreKey {
 /// Where a key's record stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RecordState {
-    /// Claimed by the instance holding `owner`, publishing now.
+    /// Claimed by the instance holding `owner`, publishing now until `lapses_at`.
     InProgress {
         /// The claimant's token: release and commit are conditional on it.
         owner: String,
+        /// When the claim lapses, Unix seconds (0 once released); the same content may claim it
+        /// again after that, other content never.
+        lapses_at: i64,
     },
     /// SQS accepted the message.
     Published,
@@ -108,8 +121,8 @@ pub struct StoredRecord {
     pub state: RecordState,
     /// The digest of the content it was claimed for.
     pub digest: ContentDigest,
-    /// When it stops counting, Unix seconds: the claim expiry while `in_progress`, the TTL once
-    /// `published`.
+    /// When the key stops belonging to this content, Unix seconds: the TTL from the claim, then
+    /// from the publish.
     pub expires_at: i64,
 }
 
@@ -135,8 +148,9 @@ pub enum ClaimDecision {
 }
 
 /// The meaning of claiming a key for content `digest` at `now` (Unix seconds), given the record
-/// the store holds for it (`None`: absent). A record past its own expiry counts as absent, as in
-/// [`CLAIM_CONDITION`].
+/// the store holds for it (`None`: absent). A record past its own expiry counts as absent, and a
+/// lapsed claim of the same content as free, as in [`CLAIM_CONDITION`]; other content is a
+/// conflict whether its claim lapsed or not.
 pub fn decide(stored: Option<&StoredRecord>, digest: &ContentDigest, now: i64) -> ClaimDecision {
     let Some(record) = stored.filter(|record| record.expires_at >= now) else {
         return ClaimDecision::Claimed;
@@ -148,8 +162,9 @@ pub fn decide(stored: Option<&StoredRecord>, digest: &ContentDigest, now: i64) -
     }
     match record.state {
         RecordState::Published => ClaimDecision::Duplicate,
-        RecordState::InProgress { .. } => ClaimDecision::InProgress {
-            retry_after_secs: record.expires_at.saturating_sub(now).max(1).unsigned_abs(),
+        RecordState::InProgress { lapses_at, .. } if lapses_at < now => ClaimDecision::Claimed,
+        RecordState::InProgress { lapses_at, .. } => ClaimDecision::InProgress {
+            retry_after_secs: lapses_at.saturating_sub(now).max(1).unsigned_abs(),
         },
     }
 }
@@ -173,6 +188,8 @@ pub struct ClaimRequest<'a> {
     pub now: i64,
     /// When the claim lapses if never committed or released, Unix seconds.
     pub claim_expires_at: i64,
+    /// When the key stops belonging to this content if never published (the TTL), Unix seconds.
+    pub owned_until: i64,
 }
 
 /// Why a store call did not give an answer. The caller never refuses a delivery for it: a
@@ -209,7 +226,8 @@ pub trait IdempotencyStore {
         expires_at: i64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Deletes `owner`'s claim of `key`, so the sender's retry goes through in full.
+    /// Lapses `owner`'s claim of `key` at once, keeping its digest: the sender's retry (the same
+    /// content) claims it again and goes through in full; other content stays a conflict.
     fn release(
         &self,
         key: &StoreKey,
@@ -370,6 +388,7 @@ impl<S: IdempotencyStore> Idempotency<S> {
                         owner: &owner,
                         now,
                         claim_expires_at: now.saturating_add(secs(self.claim_for)),
+                        owned_until: now.saturating_add(secs(self.ttl)),
                     }),
                 )
                 .await;
@@ -384,7 +403,9 @@ impl<S: IdempotencyStore> Idempotency<S> {
                     claiming = StoreKey::new(&key.with_digest(digest));
                     owner = self.owners.next();
                     conflict = Some(stored);
-                    calls_left = calls_left.max(1);
+                    // The store answered: the conflict key's claim gets calls of its own (a
+                    // conflict key already published must be found, or it is sent again).
+                    calls_left = CLAIM_CALLS;
                     if time_for_another {
                         continue;
                     }
@@ -469,8 +490,8 @@ impl<S: IdempotencyStore> Idempotency<S> {
 
     /// Gives `held` up, so the next attempt goes through in full.
     pub async fn release(&self, held: &HeldClaim, calls: &mut StoreCalls) {
-        // An unconfirmed claim too: if its write was made, deleting it spares the retry a
-        // wait for the claim to lapse. If it wasn't, another's record there is no failure.
+        // An unconfirmed claim too: if its write was made, lapsing it spares the retry a wait
+        // for the claim to lapse. If it wasn't, another's record there is no failure.
         let released = calls
             .time(
                 StoreOperation::Release,
@@ -595,8 +616,13 @@ mod tests {
     }
 
     fn in_progress() -> RecordState {
+        claimed_until(NOW + 10)
+    }
+
+    fn claimed_until(lapses_at: i64) -> RecordState {
         RecordState::InProgress {
             owner: "instance-a".to_owned(),
+            lapses_at,
         }
     }
 
@@ -606,26 +632,50 @@ mod tests {
         assert_eq!(decide(None, &d, NOW), ClaimDecision::Claimed);
         let published = record(RecordState::Published, "event", NOW + 600);
         assert_eq!(decide(Some(&published), &d, NOW), ClaimDecision::Duplicate);
-        let claimed = record(in_progress(), "event", NOW + 7);
+        let claimed = record(claimed_until(NOW + 7), "event", NOW + 600);
         assert_eq!(
             decide(Some(&claimed), &d, NOW),
             ClaimDecision::InProgress {
                 retry_after_secs: 7
             }
         );
-        // At its expiry second a claim still holds, with at least 1 s to wait; after it, the
-        // key is free again (an instance died between claim and publish).
-        let expiring = record(in_progress(), "event", NOW);
+        // At its lapse second a claim still holds, with at least 1 s to wait; after it, the
+        // same content may claim it again (an instance died between claim and publish).
+        let lapsing = record(claimed_until(NOW), "event", NOW + 600);
         assert_eq!(
-            decide(Some(&expiring), &d, NOW),
+            decide(Some(&lapsing), &d, NOW),
             ClaimDecision::InProgress {
                 retry_after_secs: 1
             }
         );
-        assert_eq!(decide(Some(&expiring), &d, NOW + 1), ClaimDecision::Claimed);
+        assert_eq!(decide(Some(&lapsing), &d, NOW + 1), ClaimDecision::Claimed);
+        // Released after a failed publish: lapsed at once, free for the same content's retry.
+        let released = record(claimed_until(0), "event", NOW + 600);
+        assert_eq!(decide(Some(&released), &d, NOW), ClaimDecision::Claimed);
         // A published record past its TTL but not yet deleted counts as absent.
         let stale = record(RecordState::Published, "event", NOW - 1);
         assert_eq!(decide(Some(&stale), &d, NOW), ClaimDecision::Claimed);
+    }
+
+    #[test]
+    fn a_lapsed_or_released_claim_stays_its_contents_against_any_other() {
+        // The send under a released claim may have reached the queue although its answer was
+        // lost: the key must not pass to other content, or that content's send would stand
+        // behind the first one's FIFO id and envelope id.
+        let other = digest("a twin with other content");
+        for lapses_at in [0, NOW - 1, NOW + 10] {
+            let stored = record(claimed_until(lapses_at), "event", NOW + 600);
+            assert_eq!(
+                decide(Some(&stored), &other, NOW),
+                ClaimDecision::Conflict {
+                    stored: digest("event")
+                },
+                "claim lapsing at {lapses_at}"
+            );
+        }
+        // Only past the key's own expiry (the TTL) is it free for anyone.
+        let expired = record(claimed_until(0), "event", NOW - 1);
+        assert_eq!(decide(Some(&expired), &other, NOW), ClaimDecision::Claimed);
     }
 
     #[test]
@@ -643,8 +693,10 @@ mod tests {
         // Another event's live record is never overwritten; an expired one counts as absent.
         let other = record(RecordState::Published, "another event", NOW + 600);
         assert!(!may_record(Some(&other), &d, NOW));
-        let lapsed = record(in_progress(), "another event", NOW - 1);
-        assert!(may_record(Some(&lapsed), &d, NOW));
+        let expired = record(claimed_until(0), "another event", NOW - 1);
+        assert!(may_record(Some(&expired), &d, NOW));
+        let released = record(claimed_until(0), "another event", NOW + 600);
+        assert!(!may_record(Some(&released), &d, NOW));
     }
 
     #[test]
@@ -702,11 +754,13 @@ mod tests {
         assert_eq!(tokens.len(), 200);
     }
 
-    /// A store answering each call from a script, and keeping the calls made.
+    /// A store answering each call from a script, and keeping the calls made. With
+    /// `conflict_first`, its first claim answers that other content holds the key.
     #[derive(Default)]
     struct Scripted {
         answers: std::sync::Mutex<std::collections::VecDeque<Result<(), StoreError>>>,
         made: std::sync::Mutex<Vec<StoreOperation>>,
+        conflict_first: std::sync::Mutex<bool>,
     }
 
     impl Scripted {
@@ -724,6 +778,12 @@ mod tests {
 
     impl IdempotencyStore for &Scripted {
         async fn claim(&self, _: ClaimRequest<'_>) -> Result<ClaimDecision, StoreError> {
+            if std::mem::take(&mut *self.conflict_first.lock().unwrap()) {
+                self.made.lock().unwrap().push(StoreOperation::Claim);
+                return Ok(ClaimDecision::Conflict {
+                    stored: digest("another event"),
+                });
+            }
             self.next(StoreOperation::Claim)
                 .map(|()| ClaimDecision::Claimed)
         }
@@ -809,6 +869,26 @@ mod tests {
         assert_eq!(
             claim_and_commit(failing, STORE_CALL_BOUND / 2),
             [Claim, Commit]
+        );
+    }
+
+    #[test]
+    fn a_conflict_keys_claim_gets_calls_of_its_own() {
+        // The store answered the first claim (a conflict), so the conflict key's claim is made
+        // again when unanswered: a conflict key already published must be found.
+        let store = Scripted::answering([down()]);
+        *store.conflict_first.lock().unwrap() = true;
+        let layer = Idempotency::new(&store, Duration::from_secs(10), Duration::from_secs(600));
+        let key = DedupeKey::new("engine", &["op-1", "7"]);
+        let mut calls = StoreCalls::default();
+        let give_up_at = Instant::now() + Duration::from_secs(7);
+        let outcome = ready(layer.claim(&key, &digest("event"), NOW, give_up_at, &mut calls));
+        assert_eq!(outcome.conflict, Some(digest("another event")));
+        assert!(matches!(outcome.claim, Claim::Held(_)), "{outcome:?}");
+        assert_eq!(
+            store.made.lock().unwrap().len(),
+            3,
+            "conflict, unanswered, answered"
         );
     }
 

@@ -10,11 +10,14 @@
 //!   processes use;
 //! - [`sequence`]: sequence-gap streams and which holes are confirmed gaps;
 //! - [`queue`]: the publisher contracts the AWS adapters and the test kit implement;
+//! - [`budget`]: one delivery's time, from its invocation's deadline, shared out between the
+//!   claim, the send and the commit;
 //! - [`settings`]: configuration both processes read under the same names;
 //! - [`emf`]: CloudWatch Embedded Metric Format rendering; [`telemetry`]: log setup.
 
 #![warn(missing_docs)]
 
+pub mod budget;
 pub mod dedupe;
 pub mod emf;
 pub mod idempotency;

@@ -11,6 +11,10 @@ use std::time::Duration;
 /// with the store's calls it fits the receiver's 8 s function timeout.
 pub const SQS_SEND_BOUND: Duration = Duration::from_secs(5);
 
+/// The longest one SQS attempt may take (`hookrelay_aws::timeouts`): the SDK makes up to three
+/// within [`SQS_SEND_BOUND`].
+pub const SQS_ATTEMPT_BOUND: Duration = Duration::from_secs(2);
+
 /// Whether the queue is FIFO (its URL ends in `.fifo`) or standard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QueueKind {
@@ -109,10 +113,12 @@ impl PublishError {
 
 /// Sends messages to the queue. `Ok` means the queue has durably accepted the message.
 pub trait Publisher {
-    /// Sends one message.
+    /// Sends one message, taking at most `within` (at most [`SQS_SEND_BOUND`]; less when the
+    /// invocation's time budget says so, `crate::budget`).
     fn publish(
         &self,
         message: &QueueMessage,
+        within: Duration,
     ) -> impl Future<Output = Result<Sent, PublishError>> + Send;
 }
 

@@ -361,8 +361,21 @@ impl RoutedEvent<'_> {
     /// The SQS message for this event, received at `received_at`: the envelope with the body
     /// spliced in as `data`, its attributes (a `signature` attribute for webhooks only), FIFO
     /// ids, and sealed by `signer` at `received_at` (the relay attributes). No message is built
-    /// without a seal.
+    /// without a seal. Computes the content digest; [`RoutedEvent::queue_message_with`] takes
+    /// one already computed.
     pub fn queue_message(&self, received_at: OffsetDateTime, signer: &RelaySigner) -> QueueMessage {
+        self.queue_message_with(&self.content_digest(), received_at, signer)
+    }
+
+    /// [`RoutedEvent::queue_message`] for an event whose content digest is `digest`
+    /// ([`RoutedEvent::content_digest`]): the FIFO deduplication id names the key *and* the
+    /// content ([`deduplication_id`]).
+    pub fn queue_message_with(
+        &self,
+        digest: &ContentDigest,
+        received_at: OffsetDateTime,
+        signer: &RelaySigner,
+    ) -> QueueMessage {
         let sealed_at = received_at.unix_timestamp();
         let received_at = rfc3339_millis(received_at);
         let head = EnvelopeHead {
@@ -381,9 +394,32 @@ impl RoutedEvent<'_> {
             occurred_at: self.occurred_at.as_deref(),
             received_at: &received_at,
         };
-        message(&head, &self.body, self.signature, |body| {
-            signer.sign(head.id, sealed_at, body)
-        })
+        let deduplication_id = deduplication_id(head.provider, &self.dedupe_key, digest);
+        message(
+            &head,
+            &self.body,
+            self.signature,
+            deduplication_id,
+            |body| signer.sign(head.id, sealed_at, body),
+        )
+    }
+}
+
+/// The FIFO `MessageDeduplicationId` of the event under `key` with content `digest`: the key and
+/// the digest, `{key}#{digest}` (a conflict key, which ends in its digest already, as it is),
+/// hashed by [`fifo_id`] when SQS can't take it. SQS drops a second send under an id within
+/// five minutes *whatever it carries*, so an id of the key alone would let one event's send (one
+/// whose answer was lost, say) silently stand for another event reusing the key; with the digest
+/// in it, only the same content is ever dropped (docs/contract.md, "Exactly once").
+pub fn deduplication_id(provider: &str, key: &DedupeKey, digest: &ContentDigest) -> String {
+    let conflict_key = key
+        .as_str()
+        .strip_suffix(digest.as_str())
+        .is_some_and(|rest| rest.ends_with('#'));
+    if conflict_key {
+        fifo_id(provider, key.as_str())
+    } else {
+        fifo_id(provider, key.with_digest(digest).as_str())
     }
 }
 
@@ -486,6 +522,7 @@ fn message(
     head: &EnvelopeHead<'_>,
     body: &str,
     signature: Option<&str>,
+    deduplication_id: String,
     seal: impl FnOnce(&str) -> RelaySignature,
 ) -> QueueMessage {
     // Serialising a struct of strings and integers into a String cannot fail.
@@ -523,7 +560,6 @@ fn message(
         Some(market) => fifo_id(head.provider, &format!("{}:{market}", head.provider)),
         None => head.provider.to_owned(),
     };
-    let deduplication_id = fifo_id(head.provider, head.id);
     QueueMessage {
         body: text,
         attributes,

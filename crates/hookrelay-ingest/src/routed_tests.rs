@@ -171,7 +171,13 @@ fn attributes_and_fifo_ids() {
     );
     // "m 1" has a space, which SQS group ids can't hold: it is hashed, stably.
     assert!(message.group_id.starts_with("engine:sha256:"));
-    assert_eq!(message.deduplication_id, "engine:op:42");
+    // The deduplication id names the key and the content: another event under the key (a second
+    // registration's, say) is never dropped as this one's copy.
+    let digest = v.parse().unwrap().content_digest();
+    assert_eq!(
+        message.deduplication_id,
+        format!("engine:op:42#{}", digest.as_str())
+    );
 
     let rekko = verified(
         REKKO,
@@ -297,6 +303,41 @@ fn fifo_ids_pass_through_when_valid_and_hash_otherwise() {
     }
     assert_eq!(fifo_id("m", &"y".repeat(128)), "y".repeat(128));
     assert_ne!(fifo_id("m", "a b"), fifo_id("m", "a  b"));
+}
+
+#[test]
+fn deduplication_ids_name_the_content_and_a_conflict_key_keeps_its_own() {
+    let key = DedupeKey::new("engine", &["op-1", "40"]);
+    let (a, twin) = (
+        ContentDigest::of(&[b"event a"]),
+        ContentDigest::of(&[b"its twin"]),
+    );
+    let id_a = deduplication_id("engine", &key, &a);
+    assert_eq!(id_a, format!("engine:op-1:40#{}", a.as_str()));
+    assert_eq!(
+        id_a,
+        deduplication_id("engine", &key, &a),
+        "a retry: the same id"
+    );
+    assert_ne!(
+        id_a,
+        deduplication_id("engine", &key, &twin),
+        "never one id for two contents"
+    );
+    // A conflict key names its content already: its id is the key itself.
+    let conflict = key.with_digest(&twin);
+    assert_eq!(
+        deduplication_id("engine", &conflict, &twin),
+        conflict.as_str()
+    );
+    // A key too long for SQS is hashed with its digest, still one id per content.
+    let long = DedupeKey::new("rekko", &[&"z".repeat(120)]);
+    let hashed = deduplication_id("rekko", &long, &a);
+    assert!(
+        hashed.starts_with("rekko:sha256:") && hashed.len() <= 128,
+        "{hashed}"
+    );
+    assert_ne!(hashed, deduplication_id("rekko", &long, &twin));
 }
 
 #[test]

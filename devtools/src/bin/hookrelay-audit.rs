@@ -1,8 +1,8 @@
 //! The delivery audit, by hand: `hookrelay-audit [--events N] [--rounds R] [--instances K]
 //! [--faults F] [--time-scale S] [--concurrency C] [--duplicates D] [--seed X] [--receiver PATH]
 //! [--log-dir DIR] [--standard-queue true] [--store true] [--store-faults F] [--restart-every-secs S]
-//! [--late L] [--ttl-secs T] [--claim-secs C] [--kill-in-flight true]`. Prints the report as
-//! Markdown; exits 1 unless every event is in the queue exactly once with byte-identical data (on
+//! [--late L] [--ttl-secs T] [--claim-secs C] [--kill-in-flight true] [--twins T]`. Prints the
+//! report as Markdown; exits 1 unless every event is in the queue exactly once with byte-identical data (on
 //! a standard queue: extra copies only from counted ambiguous attempts; with `--kill-in-flight`,
 //! also from invocations killed). See RELIABILITY.md.
 //!
@@ -13,6 +13,10 @@
 //! crash), then drains the queue (moto
 //! forgets the deduplication ids, as SQS does after five minutes), restarts every instance and
 //! sends `--late` of the events again (default 0.2): retries beyond the FIFO window.
+//!
+//! `--twins T` (default 0.1) gives that fraction of engine events a twin: the same `operatorId`
+//! and `sequence` from a second registration with other content, sent with the original, 2 to
+//! 8 s after it, or late; each must be queued exactly once, under its own envelope id.
 //!
 //! `--log-dir DIR` keeps each receiver's log, at level info (a line per delivery, with its
 //! dedupe key): the ids printed as in the queue more than once can be looked up there.
@@ -41,6 +45,7 @@ fn main() {
         log_dir: None,
         store: None,
         standard_queue: false,
+        twin_fraction: 0.1,
     };
     let mut store = audit::StoreAudit {
         fault_fraction: 0.1,
@@ -76,6 +81,7 @@ fn main() {
             "--ttl-secs" => store.ttl_secs = number() as u64,
             "--claim-secs" => store.claim_secs = number() as u64,
             "--kill-in-flight" => store.kill_in_flight = value == "true",
+            "--twins" => config.twin_fraction = number(),
             _ => usage(&format!("unknown flag {flag}")),
         }
     }
