@@ -194,11 +194,14 @@ fn store_metrics(result: &Result<Handled, Rejection>) -> StoreMetrics {
         failures: notes.calls.failures.len() as u32,
         conflict: notes.conflict.is_some(),
         out_of_order: notes.arrival == Some(Arrival::OutOfOrder),
+        unseen_conflict: notes.unseen_conflict,
         ..StoreMetrics::default()
     };
     match result {
         Ok(handled) => StoreMetrics {
             ambiguous_attempts: handled.outcome.ambiguous_attempts(),
+            possible_copy: handled.store.possible_copy_of.is_some()
+                && handled.outcome != Outcome::Duplicate,
             ..from_notes(&handled.store)
         },
         Err(Rejection::QueueUnavailable { error, store, .. }) => StoreMetrics {
@@ -325,6 +328,17 @@ fn log_result(route: &str, routed_to: &str, result: &Result<Handled, Rejection>)
     if let Some(notes) = notes {
         log_store_notes(routed_to, notes);
     }
+    if let Ok(handled) = result
+        && let Some(since) = handled.store.possible_copy_of
+    {
+        tracing::warn!(
+            provider = handled.provider.name,
+            dedupe_key = handled.dedupe_key.as_str(),
+            possible_copies = 1,
+            possible_copy_of = since,
+            "published again: an earlier attempt of this content (claimed at possible_copy_of) may have queued it already, where SQS will not drop a copy (same id)"
+        );
+    }
     match result {
         // SQS may hold more than one copy of this one (a standard queue keeps them): say which
         // event, as the failed send below does, so a copy can be traced to its count.
@@ -374,6 +388,12 @@ fn log_result(route: &str, routed_to: &str, result: &Result<Handled, Rejection>)
 }
 
 fn log_store_notes(routed_to: &str, notes: &StoreNotes) {
+    if notes.unseen_conflict {
+        tracing::error!(
+            provider = routed_to,
+            "published under a key another event's record holds: the store did not answer the claim, so the conflict could not be seen; two events share this envelope id"
+        );
+    }
     if let Some(conflict) = &notes.conflict {
         tracing::error!(
             provider = routed_to,

@@ -78,6 +78,13 @@ pub struct StoreMetrics {
     pub in_progress: bool,
     /// Whether its engine sequence arrived below its stream's highest.
     pub out_of_order: bool,
+    /// Whether the publish may have put a second copy in the queue that SQS won't drop: an
+    /// earlier attempt of the same content may have sent it (past FIFO's five minutes, or on a
+    /// standard queue).
+    pub possible_copy: bool,
+    /// Whether the event went out under a key another event's record holds (a conflict the store
+    /// could not show).
+    pub unseen_conflict: bool,
 }
 
 /// The idempotency document for one request from `provider`, or `None` when there is nothing to
@@ -103,6 +110,8 @@ pub fn store_document(
         ("AmbiguousPublish", metrics.ambiguous_attempts),
         ("InProgress", u32::from(metrics.in_progress)),
         ("OutOfOrder", u32::from(metrics.out_of_order)),
+        ("PossibleCopies", u32::from(metrics.possible_copy)),
+        ("UnseenConflicts", u32::from(metrics.unseen_conflict)),
     ] {
         if count > 0 {
             definitions.push(Definition {
@@ -236,6 +245,8 @@ mod tests {
                 ambiguous_attempts: 1,
                 in_progress: false,
                 out_of_order: true,
+                possible_copy: true,
+                unseen_conflict: true,
             },
         )
         .unwrap();
@@ -246,6 +257,8 @@ mod tests {
         assert_eq!(doc["AmbiguousPublish"].as_f64(), Some(1.0));
         assert!(doc.get("InProgress").is_none());
         assert_eq!(doc["OutOfOrder"].as_f64(), Some(1.0));
+        assert_eq!(doc["PossibleCopies"].as_f64(), Some(1.0));
+        assert_eq!(doc["UnseenConflicts"].as_f64(), Some(1.0));
         assert_eq!(doc["provider"], "engine");
     }
 

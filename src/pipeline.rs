@@ -27,7 +27,7 @@ use hookrelay_ingest::dedupe::{ContentDigest, DedupeDecision, DedupeKey, DedupeW
 use hookrelay_ingest::idempotency::{
     Claim, HeldClaim, Idempotency, IdempotencyStore, NoStore, StoreCalls, StoreOperation,
 };
-use hookrelay_ingest::queue::{PublishError, Publisher};
+use hookrelay_ingest::queue::{FIFO_DEDUPLICATION_WINDOW, PublishError, Publisher, QueueKind};
 use hookrelay_ingest::routed::{ParseError, RoutedEvent, SQS_MAX_MESSAGE_BYTES};
 use hookrelay_ingest::sequence::{self, Arrival, NoSequences, SequenceStore};
 use hookrelay_ingest::webhooks::WebhookRoute;
@@ -113,6 +113,14 @@ pub struct StoreNotes {
     pub conflict: Option<Conflict>,
     /// How its engine sequence arrived, when gap detection recorded it.
     pub arrival: Option<Arrival>,
+    /// When an earlier attempt of this content may have sent it, if its publish may have put a
+    /// second copy in the queue that SQS won't drop (docs/contract.md, "Exactly once"): Unix
+    /// seconds of that attempt's claim.
+    pub possible_copy_of: Option<i64>,
+    /// The key turned out to hold another event's record after a publish whose claim the store
+    /// did not answer: a conflict it could not show, so this event's envelope `id` names other
+    /// content too (docs/contract.md, "Exactly once").
+    pub unseen_conflict: bool,
 }
 
 /// A dedupe conflict: the same key, two contents.
@@ -303,6 +311,7 @@ pub struct Pipeline<P, C, S = NoStore, Q = NoSequences> {
     sequences: Option<Sequences<Q>>,
     clock: C,
     metrics_namespace: String,
+    queue_kind: QueueKind,
 }
 
 /// Where published engine sequences are recorded, and for how long.
@@ -346,6 +355,7 @@ impl<P: Publisher, C: Clock> Pipeline<P, C, NoStore> {
             sequences: None,
             clock,
             metrics_namespace: config.metrics_namespace.clone(),
+            queue_kind: QueueKind::of_url(&config.queue_url),
         }
     }
 
@@ -367,6 +377,7 @@ impl<P: Publisher, C: Clock> Pipeline<P, C, NoStore> {
             sequences: None,
             clock: self.clock,
             metrics_namespace: self.metrics_namespace,
+            queue_kind: self.queue_kind,
         }
     }
 }
@@ -393,6 +404,7 @@ impl<P: Publisher, C: Clock, S: IdempotencyStore> Pipeline<P, C, S, NoSequences>
             }),
             clock: self.clock,
             metrics_namespace: self.metrics_namespace,
+            queue_kind: self.queue_kind,
         }
     }
 }
@@ -525,11 +537,22 @@ impl<P: Publisher, C: Clock, S: IdempotencyStore, Q: SequenceStore> Pipeline<P, 
             }
         }
 
+        // An earlier attempt of this content may have sent it: SQS drops this send only on a FIFO
+        // queue within five minutes of that one.
+        notes.possible_copy_of =
+            held.as_ref()
+                .and_then(HeldClaim::maybe_sent_since)
+                .filter(|since| {
+                    self.queue_kind == QueueKind::Standard
+                        || now.unix_timestamp().saturating_sub(*since)
+                            >= FIFO_DEDUPLICATION_WINDOW.as_secs() as i64
+                });
+
         // Seal: the relay signature over the whole message, so consumers can refuse anything
         // hookrelay did not write.
         let message = event.queue_message_with(&digest, now, &self.relay_signer);
         if message.size() > SQS_MAX_MESSAGE_BYTES {
-            self.release(held.as_ref(), &mut notes).await;
+            self.release(held.as_ref(), false, &mut notes).await;
             return Err(Rejection::MessageTooLarge {
                 limit: SQS_MAX_MESSAGE_BYTES,
             });
@@ -537,7 +560,7 @@ impl<P: Publisher, C: Clock, S: IdempotencyStore, Q: SequenceStore> Pipeline<P, 
         let started = Instant::now();
         let Some(within) = budget.send_within(started) else {
             // Less than one SQS attempt left: nothing is sent, the sender retries.
-            self.release(held.as_ref(), &mut notes).await;
+            self.release(held.as_ref(), false, &mut notes).await;
             return Err(Rejection::QueueUnavailable {
                 error: PublishError::new("the invocation's time ran out before the send"),
                 dedupe_key: event.dedupe_key().clone(),
@@ -550,10 +573,11 @@ impl<P: Publisher, C: Clock, S: IdempotencyStore, Q: SequenceStore> Pipeline<P, 
         let sent = match published {
             Ok(sent) => sent,
             Err(error) => {
-                // The sender's retry must go through in full, so the claim goes (an ambiguous
-                // failure's retry can make a second copy on a standard queue: same envelope id,
-                // counted by the edge as `AmbiguousPublish`).
-                self.release(held.as_ref(), &mut notes).await;
+                // The sender's retry must go through in full, so the claim goes, keeping the
+                // key's content; after an ambiguous failure the record says the event may be
+                // queued, so a retry past FIFO's window counts a possible copy.
+                self.release(held.as_ref(), error.is_ambiguous(), &mut notes)
+                    .await;
                 return Err(Rejection::QueueUnavailable {
                     error,
                     dedupe_key: event.dedupe_key().clone(),
@@ -568,19 +592,23 @@ impl<P: Publisher, C: Clock, S: IdempotencyStore, Q: SequenceStore> Pipeline<P, 
         let mut record_calls = StoreCalls::default();
         let before_commit = notes.calls.latency;
         let commit = async {
-            if let (Some(store), Some(held)) = (&self.store, &held) {
-                store
-                    .commit(
-                        held,
-                        now.unix_timestamp(),
-                        budget.answer_by(),
-                        &mut notes.calls,
-                    )
-                    .await;
+            match (&self.store, &held) {
+                (Some(store), Some(held)) => {
+                    store
+                        .commit(
+                            held,
+                            now.unix_timestamp(),
+                            budget.answer_by(),
+                            &mut notes.calls,
+                        )
+                        .await
+                }
+                _ => false,
             }
         };
         let record = self.record_sequence(served, &event, now, &mut record_calls);
-        let ((), arrival) = tokio::join!(commit, record);
+        let (unseen_conflict, arrival) = tokio::join!(commit, record);
+        notes.unseen_conflict = unseen_conflict;
         notes.arrival = arrival;
         notes.calls.count += record_calls.count;
         // They ran side by side: the store time is the longer of the two.
@@ -640,9 +668,9 @@ impl<P: Publisher, C: Clock, S: IdempotencyStore, Q: SequenceStore> Pipeline<P, 
     }
 
     /// Gives the held claim up, so the sender's retry goes through in full.
-    async fn release(&self, held: Option<&HeldClaim>, notes: &mut StoreNotes) {
+    async fn release(&self, held: Option<&HeldClaim>, maybe_sent: bool, notes: &mut StoreNotes) {
         if let (Some(store), Some(held)) = (&self.store, held) {
-            store.release(held, &mut notes.calls).await;
+            store.release(held, maybe_sent, &mut notes.calls).await;
         }
     }
 
@@ -961,6 +989,8 @@ mod tests {
                 },
                 digest: ContentDigest::from_stored(String::new()),
                 expires_at,
+                claimed_at: None,
+                maybe_sent_since: None,
             }
         }
 
@@ -1048,6 +1078,40 @@ mod tests {
                 format!("engine:op-1:9#{}", released.digest.as_str()),
                 "the FIFO id names the content"
             );
+        }
+
+        #[tokio::test]
+        async fn a_publish_after_an_ambiguous_failure_counts_a_possible_copy_only_past_fifos_window()
+         {
+            // Both attempts fail after their request may have reached SQS. (The event's signed
+            // time is T0; every delivery here is within the replay window around it.)
+            let publisher = RecordingPublisher::failing_first_ambiguously(2);
+            let store = MemoryStore::default();
+            let first = instance(&publisher, &store, T0 - 150);
+            for sequence in [21, 22] {
+                assert_eq!(
+                    answer(&first, engine(SECRET_A, "d", sequence, "m")).await,
+                    (503, "queue_unavailable")
+                );
+            }
+            // Within FIFO's five minutes SQS drops a copy under the same id: nothing counted.
+            let soon = instance(&publisher, &store, T0 + 149);
+            let (_, within) = soon.handle(engine(SECRET_A, "d", 21, "m")).await;
+            assert_eq!(within.unwrap().store.possible_copy_of, None);
+            // Past them it may not: counted, with the earlier attempt's claim time.
+            let late = instance(&publisher, &store, T0 + 151);
+            let (_, past) = late.handle(engine(SECRET_A, "d", 22, "m")).await;
+            assert_eq!(past.unwrap().store.possible_copy_of, Some(T0 - 150));
+            // A definite failure (nothing sent) leaves nothing to count.
+            let refused = RecordingPublisher::failing_first(1);
+            let p = instance(&refused, &store, T0 - 150);
+            assert_eq!(
+                answer(&p, engine(SECRET_A, "d", 23, "m")).await,
+                (503, "queue_unavailable")
+            );
+            let q = instance(&refused, &store, T0 + 151);
+            let (_, again) = q.handle(engine(SECRET_A, "d", 23, "m")).await;
+            assert_eq!(again.unwrap().store.possible_copy_of, None);
         }
 
         #[tokio::test]

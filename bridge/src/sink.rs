@@ -555,14 +555,23 @@ async fn settle_claims<S: IdempotencyStore>(
     let give_up_at = std::time::Instant::now() + COMMIT_WITHIN;
     let commits = commits.iter().map(|(source, held)| async move {
         let mut calls = StoreCalls::default();
-        store
+        let unseen_conflict = store
             .commit(held, now.unix_timestamp(), give_up_at, &mut calls)
             .await;
+        if unseen_conflict {
+            tracing::error!(
+                source = source.provider(),
+                "sent under a key another event's record holds: the store did not answer the claim, so the conflict could not be seen; two events share this envelope id"
+            );
+        }
         (*source, calls)
     });
     let releases = releases.iter().map(|(source, held)| async move {
         let mut calls = StoreCalls::default();
-        store.release(held, &mut calls).await;
+        // Any failed send counts as one that may have reached the queue (an entry SQS failed
+        // did not, but a call that failed may have): a retry past FIFO's window then counts a
+        // possible copy, an upper bound.
+        store.release(held, true, &mut calls).await;
         (*source, calls)
     });
     let (mut settled, released) = futures_util::future::join(
@@ -964,6 +973,8 @@ mod tests {
                     },
                     digest: held.event.content_digest(),
                     expires_at: now + 1,
+                    claimed_at: None,
+                    maybe_sent_since: None,
                 },
             );
             let (report, stats) = run_with(&queue, &store, vec![held, event(1)]).await;

@@ -145,6 +145,10 @@ pub struct AuditReport {
     pub in_progress: u64,
     /// Dedupe conflicts.
     pub conflicts: u64,
+    /// Publishes the receivers counted as possible copies SQS won't drop (`PossibleCopies`).
+    pub possible_copies: u64,
+    /// Events the receivers counted as sent under a key other content holds (`UnseenConflicts`).
+    pub unseen_conflicts: u64,
     /// Invocations in flight when their instance was killed (a claim may be left in progress,
     /// or a send made and never committed).
     pub interrupted: u64,
@@ -164,6 +168,9 @@ pub struct AuditReport {
     pub shared_ids: u64,
     /// Whether the durable store was on.
     pub store: bool,
+    /// Messages whose relay signature failed (altered on the way): every consumer refuses them,
+    /// so they count as neither the event nor a copy.
+    pub relay_refused: u64,
     /// Events some attempt was answered `duplicate` for, never queued: a `duplicate` answer
     /// that stood for content the queue never got.
     pub misanswered_duplicates: u64,
@@ -196,6 +203,8 @@ impl AuditReport {
         self.store_failures += other.store_failures;
         self.in_progress += other.in_progress;
         self.conflicts += other.conflicts;
+        self.possible_copies += other.possible_copies;
+        self.unseen_conflicts += other.unseen_conflicts;
         self.interrupted += other.interrupted;
         self.store_latencies_ms.extend(other.store_latencies_ms);
         self.duplicated_keys.extend(other.duplicated_keys);
@@ -203,6 +212,7 @@ impl AuditReport {
         self.twins += other.twins;
         self.shared_ids += other.shared_ids;
         self.store |= other.store;
+        self.relay_refused += other.relay_refused;
         self.misanswered_duplicates += other.misanswered_duplicates;
         self.never_acknowledged += other.never_acknowledged;
         self.store_latencies_ms.sort_by(f64::total_cmp);
@@ -265,7 +275,7 @@ impl AuditReport {
         } else {
             0
         };
-        ambiguous + self.interrupted
+        ambiguous + self.possible_copies + self.interrupted
     }
 
     /// Extra copies beyond [`AuditReport::copies_allowed`].
@@ -296,7 +306,7 @@ impl AuditReport {
             "| figure | value |\n|---|---|\n\
              | events | {} |\n| receiver instances | {} |\n| deliveries (HTTP requests) | {} ({} retries, {} re-sends of acknowledged deliveries) |\n\
              | answers | {} |\n| SQS calls | {} |\n| faults injected | {} ({:.1}% of calls: {}) |\n\
-             | twins (other content under a reused key) | {} |\n\
+             | twins (other content under a reused key) | {} |\n| messages altered on the way (refused by the relay signature, as consumers refuse them) | {} |\n\
              | messages in the queue | {} |\n| lost | {} (after a 2xx: {}) |\n| duplicated (copies by data bytes) | {} |\n| extra | {} |\n| data not byte-identical | {} |\n\
              | envelope ids carrying two contents | {} |\n| `duplicate` answers for content never queued | {} |\n| events never acknowledged (every attempt 5xx or none) | {} |\n\
              | answer time p50 / p99 / max | {:.1} / {:.1} / {:.1} ms |\n| sending phase | {:.1} s |\n{}| verdict | {} |\n",
@@ -311,6 +321,7 @@ impl AuditReport {
             100.0 * total_faults as f64 / self.sqs_calls.max(1) as f64,
             faults.join(", "),
             self.twins,
+            self.relay_refused,
             self.queued,
             self.lost,
             self.lost_after_ack,
@@ -352,9 +363,9 @@ impl AuditReport {
         format!(
             "| queue | {} |\n| DynamoDB calls | {} |\n| store faults injected | {} ({:.1}%: {}) |\n\
              | instance restarts | {} |\n| late re-sends (queue drained, instances restarted) | {} |\n\
-             | receivers' counts | AmbiguousPublish {}, StoreFailures {}, InProgress {}, DedupeConflicts {} |\n\
+             | receivers' counts | AmbiguousPublish {}, StoreFailures {}, InProgress {}, DedupeConflicts {}, PossibleCopies {}, UnseenConflicts {} |\n\
              | invocations killed in flight | {} |\n| copies not explained by a counted cause | {} |\n\
-             | copies beyond the ambiguous attempts logged for their own event | {} |\n\
+             | copies beyond the causes logged for their own event | {} |\n\
              | store time per delivery p50 / p99 | {:.1} / {:.1} ms |\n",
             if self.standard_queue {
                 "standard"
@@ -371,13 +382,11 @@ impl AuditReport {
             self.store_failures,
             self.in_progress,
             self.conflicts,
+            self.possible_copies,
+            self.unseen_conflicts,
             self.interrupted,
             self.unexplained_copies(),
-            if self.standard_queue {
-                self.copies_without_a_counted_attempt.to_string()
-            } else {
-                "(FIFO: none allowed)".to_owned()
-            },
+            self.copies_without_a_counted_attempt,
             percentile(&self.store_latencies_ms, 0.50),
             percentile(&self.store_latencies_ms, 0.99),
         )
@@ -548,7 +557,8 @@ pub async fn run(config: &AuditConfig) -> AuditReport {
 
     // Read (and delete) everything queued so far.
     let mut queued: HashMap<String, Vec<String>> = HashMap::new();
-    let mut read = drain_into(&sqs, &queue_url, &mut queued).await;
+    let mut relay_refused = 0;
+    let mut read = drain_into(&sqs, &queue_url, &mut queued, &mut relay_refused).await;
 
     // Retries beyond the FIFO window: the queue is drained, so moto has forgotten every
     // deduplication id (as SQS does after five minutes), and every instance is cold.
@@ -575,12 +585,13 @@ pub async fn run(config: &AuditConfig) -> AuditReport {
             logs[i] = log;
         }
         logs.extend(twins_sent);
-        read += drain_into(&sqs, &queue_url, &mut queued).await;
+        read += drain_into(&sqs, &queue_url, &mut queued, &mut relay_refused).await;
     }
     let sending = started.elapsed();
     drop(instances);
 
-    let mut report = account(&logs, &queued, read, &proxy, sending);
+    let mut report = account(&logs, &queued, read - relay_refused, &proxy, sending);
+    report.relay_refused = relay_refused;
     report.standard_queue = config.standard_queue;
     report.store = config.store.is_some();
     if let Some(store_proxy) = &store_proxy {
@@ -596,18 +607,29 @@ pub async fn run(config: &AuditConfig) -> AuditReport {
         report.store_failures = counts("StoreFailures");
         report.in_progress = counts("InProgress");
         report.conflicts = counts("DedupeConflicts");
+        report.possible_copies = counts("PossibleCopies");
+        report.unseen_conflicts = counts("UnseenConflicts");
         report.interrupted = interrupted;
         report.store_latencies_ms = receiver_values(&logs_written, "StoreLatency");
     } else if config.standard_queue {
         report.ambiguous_publishes = receiver_counts(&logs_written)("AmbiguousPublish");
     }
-    if config.standard_queue {
-        // Each copy against its own event's counted attempts, not only the total.
-        let attempts = ambiguous_attempts_by_key(&logs_written);
+    {
+        // Each copy against its own event's counted causes, not only the total: possible copies
+        // the receivers logged for it and, on a standard queue, its ambiguous attempts.
+        let fields: &[&str] = if config.standard_queue {
+            &["ambiguous_attempts", "possible_copies"]
+        } else {
+            &["possible_copies"]
+        };
+        let attempts = causes_by_key(&logs_written, fields);
         report.copies_without_a_counted_attempt = queued
             .iter()
             .map(|(id, copies)| {
-                let extra = copies.len().saturating_sub(1) as u64;
+                // Copies are messages of the same content; other content under the id is
+                // `shared_ids`, counted apart.
+                let contents: std::collections::HashSet<&String> = copies.iter().collect();
+                let extra = (copies.len() - contents.len()) as u64;
                 extra.saturating_sub(attempts.get(id).copied().unwrap_or(0))
             })
             .sum();
@@ -644,31 +666,32 @@ fn event_specs(config: &AuditConfig) -> (Vec<EventSpec>, Vec<EventSpec>) {
     (specs, late)
 }
 
-/// The ambiguous attempts the receivers logged for each event (`dedupe_key`, which is its
-/// envelope `id`): the warning of a send that succeeded after one, the error of one that failed.
-fn ambiguous_attempts_by_key(logs: &[PathBuf]) -> HashMap<String, u64> {
-    let mut attempts = HashMap::new();
+/// The counts in `fields` the receivers logged for each event (`dedupe_key`, which is its
+/// envelope `id`): `ambiguous_attempts` (the warning of a send that succeeded after one, the
+/// error of one that failed), `possible_copies` (a publish after an attempt that may have sent).
+fn causes_by_key(logs: &[PathBuf], fields: &[&str]) -> HashMap<String, u64> {
+    let mut causes = HashMap::new();
     for text in logs
         .iter()
         .filter_map(|log| std::fs::read_to_string(log).ok())
     {
-        for line in text
-            .lines()
-            .filter(|line| line.contains("\"ambiguous_attempts\""))
-        {
+        for line in text.lines().filter(|line| {
+            fields
+                .iter()
+                .any(|field| line.contains(&format!("\"{field}\"")))
+        }) {
             let Ok(entry) = serde_json::from_str::<serde_json::Value>(line) else {
                 continue;
             };
-            let fields = &entry["fields"];
-            if let (Some(key), Some(count)) = (
-                fields["dedupe_key"].as_str(),
-                fields["ambiguous_attempts"].as_u64(),
-            ) {
-                *attempts.entry(key.to_owned()).or_default() += count;
-            }
+            let logged = &entry["fields"];
+            let Some(key) = logged["dedupe_key"].as_str() else {
+                continue;
+            };
+            let count: u64 = fields.iter().filter_map(|f| logged[*f].as_u64()).sum();
+            *causes.entry(key.to_owned()).or_default() += count;
         }
     }
-    attempts
+    causes
 }
 
 fn percentile(sorted: &[f64], q: f64) -> f64 {
@@ -679,13 +702,33 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
 }
 
 /// Receives and deletes every message, keeping each envelope's `data` under its `id`.
+/// A message whose relay signature does not verify (altered on the way) is refused, as every
+/// consumer refuses it, and counted in `refused`.
 async fn drain_into(
     sqs: &aws_sdk_sqs::Client,
     queue_url: &str,
     queued: &mut HashMap<String, Vec<String>>,
+    refused: &mut u64,
 ) -> u64 {
+    let trust = crate::relay_keys::trust();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
     local_sqs::drain(sqs, queue_url, 3, |message| {
         let body = message.body().unwrap_or_default();
+        let attribute = |name: &str| {
+            message
+                .message_attributes()
+                .and_then(|attributes| attributes.get(name))
+                .and_then(|value| value.string_value())
+        };
+        let relay = hookrelay::relay::ReceivedRelaySignature {
+            id: attribute(hookrelay::relay::attributes::RELAY_ID),
+            timestamp: attribute(hookrelay::relay::attributes::RELAY_TIMESTAMP),
+            signatures: attribute(hookrelay::relay::attributes::RELAY_SIGNATURE),
+        };
+        if trust.verify(relay, body, now).is_err() {
+            *refused += 1;
+            return;
+        }
         let (id, data) = match hookrelay::Envelope::from_json(body) {
             Ok(envelope) => (envelope.id.clone(), envelope.signed_data().to_owned()),
             Err(_) => (

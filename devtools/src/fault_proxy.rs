@@ -9,8 +9,8 @@
 //! | `ResetAfter` | the connection closes without a response | yes: forwarded first |
 //! | `Slow` | the response arrives after the client's timeout | yes: forwarded first |
 //! | `Late` | no response: the client times out | yes, *after* the client gave up: forwarded `slow_for` later |
-//! | `NoMessageId` | 200, the answer without its `MessageId` | yes |
-//! | `WrongMd5` | 200, the answer's `MD5OfMessageBody` wrong (a corrupted or truncated message) | yes |
+//! | `NoMessageId` | 200, an answer without a `MessageId` | no: a stand-in answered, nothing was forwarded |
+//! | `WrongMd5` | 200, the answer's `MD5OfMessageBody` altered (an answer that is not for this message) | yes |
 //!
 //! The ambiguous ones are the dangerous ones: the service has the call, the client sees a failure
 //! (or an answer that proves nothing) and the sender retries. Which calls fail is decided by a
@@ -49,9 +49,11 @@ pub enum Fault {
     /// Held for `slow_for` (past the client's timeout), then forwarded: it takes effect after the
     /// client gave up on it. Never answered.
     Late,
-    /// Forwarded, answered 200 without the answer's `MessageId`.
+    /// Not forwarded, answered 200 with an answer that has no `MessageId`.
     NoMessageId,
-    /// Forwarded, answered 200 with a wrong `MD5OfMessageBody`.
+    /// Forwarded, answered 200 with a wrong `MD5OfMessageBody`. (A body altered on the way would
+    /// fail SQS's SigV4 check, which signs the payload, and never be stored; so an answer that
+    /// doesn't match is the answer's fault, not the message's.)
     WrongMd5,
 }
 
@@ -250,6 +252,13 @@ async fn handle(
             ));
         }
         Some(Fault::ResetBefore) => return Err(DroppedConnection),
+        Some(Fault::NoMessageId) => {
+            let mut answer = aws_error(StatusCode::OK, "", "");
+            *answer.body_mut() = Full::new(Bytes::from_static(
+                br#"{"MD5OfMessageBody":"00000000000000000000000000000000"}"#,
+            ));
+            return Ok(answer);
+        }
         _ => {}
     }
 
@@ -307,8 +316,8 @@ async fn handle(
             tokio::time::sleep(plan.slow_for).await;
             Ok(Response::from_parts(parts, Full::new(body)))
         }
-        Some(kind @ (Fault::NoMessageId | Fault::WrongMd5)) => {
-            let body = altered_answer(&body, kind);
+        Some(Fault::WrongMd5) => {
+            let body = wrong_md5(&body);
             let mut parts = parts;
             parts.headers.remove("content-length");
             Ok(Response::from_parts(parts, Full::new(body)))
@@ -317,22 +326,15 @@ async fn handle(
     }
 }
 
-/// A JSON answer (SQS's `SendMessage`) without its `MessageId`, or with a wrong
-/// `MD5OfMessageBody`; any other body unchanged.
-fn altered_answer(body: &Bytes, kind: Fault) -> Bytes {
+/// A JSON answer (SQS's `SendMessage`) with a wrong `MD5OfMessageBody`; any other unchanged.
+fn wrong_md5(body: &Bytes) -> Bytes {
     let Ok(serde_json::Value::Object(mut answer)) = serde_json::from_slice(body) else {
         return body.clone();
     };
-    match kind {
-        Fault::NoMessageId => {
-            answer.remove("MessageId");
-        }
-        _ => {
-            if let Some(md5) = answer.get_mut("MD5OfMessageBody") {
-                *md5 = "0123456789abcdef0123456789abcdef".into();
-            }
-        }
-    }
+    let Some(md5) = answer.get_mut("MD5OfMessageBody") else {
+        return body.clone();
+    };
+    *md5 = "0123456789abcdef0123456789abcdef".into();
     Bytes::from(serde_json::Value::Object(answer).to_string())
 }
 

@@ -12,18 +12,20 @@ use hookrelay::consumer::EventHandler;
 use hookrelay::{Envelope, Event};
 use hookrelay_ingest::idempotency::{
     ClaimDecision, ClaimRequest, ContentDigest, IdempotencyStore, RecordState, StoreError,
-    StoreKey, StoredRecord, decide, may_record,
+    StoreKey, StoredRecord, decide, earlier_send, may_record,
 };
 use hookrelay_ingest::queue::{PublishError, Publisher, Sent};
 use hookrelay_ingest::routed::QueueMessage;
 use hookrelay_ingest::sequence::{Arrival, Seen, SequenceStore, SequenceStream, StreamHead};
 
-/// Keeps the messages it accepts; fails the first `fail_first` calls. Clones share the record.
+/// Keeps the messages it accepts; fails the first `fail_first` calls (ambiguously: SQS may have
+/// queued them, with `ambiguous`). Clones share the record.
 #[derive(Debug, Clone, Default)]
 pub struct MemoryPublisher {
     sent: Arc<Mutex<Vec<QueueMessage>>>,
     calls: Arc<AtomicUsize>,
     fail_first: usize,
+    ambiguous: bool,
 }
 
 impl MemoryPublisher {
@@ -32,6 +34,15 @@ impl MemoryPublisher {
         Self {
             fail_first: calls,
             ..Self::default()
+        }
+    }
+
+    /// A publisher whose first `calls` publishes fail after the request may have reached SQS
+    /// (an answer lost): nothing is kept, but the failures say they may have queued it.
+    pub fn failing_first_ambiguously(calls: usize) -> Self {
+        Self {
+            ambiguous: true,
+            ..Self::failing_first(calls)
         }
     }
 
@@ -65,7 +76,11 @@ impl MemoryPublisher {
 impl Publisher for MemoryPublisher {
     async fn publish(&self, message: &QueueMessage, _: Duration) -> Result<Sent, PublishError> {
         if self.calls.fetch_add(1, Ordering::SeqCst) < self.fail_first {
-            return Err(PublishError::new("injected failure"));
+            return Err(if self.ambiguous {
+                PublishError::ambiguous("injected failure, answer lost")
+            } else {
+                PublishError::new("injected failure")
+            });
         }
         self.lock().push(message.clone());
         Ok(Sent::default())
@@ -189,20 +204,26 @@ impl IdempotencyStore for MemoryStore {
             request.digest,
             request.now,
         );
-        if decision == ClaimDecision::Claimed {
-            records.insert(
-                request.key.as_str().to_owned(),
-                StoredRecord {
-                    state: RecordState::InProgress {
-                        owner: request.owner.to_owned(),
-                        lapses_at: request.claim_expires_at,
-                    },
-                    digest: request.digest.clone(),
-                    expires_at: request.owned_until,
-                },
-            );
+        if decision != ClaimDecision::Claimed {
+            return Ok(decision);
         }
-        Ok(decision)
+        let claimed = StoredRecord {
+            state: RecordState::InProgress {
+                owner: request.owner.to_owned(),
+                lapses_at: request.claim_expires_at,
+            },
+            digest: request.digest.clone(),
+            expires_at: request.owned_until,
+            claimed_at: Some(request.now),
+            maybe_sent_since: None,
+        };
+        let old = records.insert(request.key.as_str().to_owned(), claimed);
+        Ok(
+            match earlier_send(old.as_ref(), request.digest, request.now) {
+                Some(maybe_sent_since) => ClaimDecision::Reclaimed { maybe_sent_since },
+                None => ClaimDecision::Claimed,
+            },
+        )
     }
 
     async fn commit(&self, key: &StoreKey, owner: &str, expires_at: i64) -> Result<(), StoreError> {
@@ -224,18 +245,24 @@ impl IdempotencyStore for MemoryStore {
         Ok(())
     }
 
-    async fn release(&self, key: &StoreKey, owner: &str) -> Result<(), StoreError> {
+    async fn release(
+        &self,
+        key: &StoreKey,
+        owner: &str,
+        maybe_sent_since: Option<i64>,
+    ) -> Result<(), StoreError> {
         self.failing()?;
         let held = self.lock().contains_key(key.as_str());
         // Absent (an unconfirmed claim whose write was never made): nothing to release.
         if held {
             self.owned(key, owner)?;
-            if let Some(StoredRecord {
-                state: RecordState::InProgress { lapses_at, .. },
-                ..
-            }) = self.lock().get_mut(key.as_str())
+            if let Some(record) = self.lock().get_mut(key.as_str())
+                && let RecordState::InProgress { lapses_at, .. } = &mut record.state
             {
                 *lapses_at = 0;
+                if maybe_sent_since.is_some() {
+                    record.maybe_sent_since = maybe_sent_since;
+                }
             }
         }
         Ok(())
@@ -251,16 +278,19 @@ impl IdempotencyStore for MemoryStore {
     ) -> Result<(), StoreError> {
         self.failing()?;
         let mut records = self.lock();
-        if may_record(records.get(key.as_str()), digest, now) {
-            records.insert(
-                key.as_str().to_owned(),
-                StoredRecord {
-                    state: RecordState::Published,
-                    digest: digest.clone(),
-                    expires_at,
-                },
-            );
+        if !may_record(records.get(key.as_str()), digest, now) {
+            return Err(StoreError::OtherContent);
         }
+        records.insert(
+            key.as_str().to_owned(),
+            StoredRecord {
+                state: RecordState::Published,
+                digest: digest.clone(),
+                expires_at,
+                claimed_at: None,
+                maybe_sent_since: None,
+            },
+        );
         Ok(())
     }
 }

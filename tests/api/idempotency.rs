@@ -401,9 +401,12 @@ async fn the_record_of_a_publish_writes_over_nothing_but_its_own_content() {
     claimed_by_other("2", &ours, now + 30).await;
     record("2").await.unwrap();
     assert_eq!(state("2").await.0, "published");
-    // Another event's live claim: left alone, and not an error.
+    // Another event's live claim: left alone, and said (a conflict the store could not show).
     claimed_by_other("3", &theirs, now + 30).await;
-    record("3").await.unwrap();
+    assert_eq!(
+        record("3").await,
+        Err(hookrelay_ingest::idempotency::StoreError::OtherContent)
+    );
     assert_eq!(
         state("3").await,
         ("in_progress".to_owned(), theirs.as_str().to_owned())
@@ -471,7 +474,7 @@ async fn a_store_call_whose_answer_was_lost_recognises_its_own_write() {
         .await;
     assert_eq!(claimed, Ok(ClaimDecision::Claimed));
     assert_eq!(
-        store.release(&other, "me").await,
+        store.release(&other, "me", Some(now)).await,
         Ok(()),
         "our own release is done"
     );
@@ -604,5 +607,57 @@ async fn an_sqs_answer_without_proof_of_receipt_is_never_accepted() {
         (retry.status, retry.body["status"].as_str()),
         (200, Some("accepted"))
     );
+    // Once: the second send's message; the retry's, under the same FIFO id, dropped by SQS.
     assert_eq!(receive_all(&sqs, &queue_url).await.len(), 1);
+}
+
+/// Upgrading to FIFO ids that name the content (docs/contract.md, "Exactly once"): a retry whose
+/// earlier attempt, on an instance of the previous version, went to SQS under the bare key and
+/// failed ambiguously is not dropped by SQS, so the event is queued twice with one envelope id
+/// (the documented bound). Items the previous version wrote are read by the lifecycle test
+/// above (claims without `claim_until` lapse at their own expiry).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_event_queued_under_the_old_fifo_id_is_queued_once_more_under_the_new_one() {
+    let endpoint = &moto().endpoint;
+    let sqs = sqs_client(endpoint);
+    let queue_url = create_queue(&sqs, &unique_queue_name(true)).await;
+    let dynamodb = local_dynamodb::client(endpoint);
+    let table = format!("hookrelay-upgrade-{}", std::process::id());
+    local_dynamodb::create_idempotency_table(&dynamodb, &table)
+        .await
+        .unwrap();
+    // The previous version's send: the bare key as its deduplication id (its answer was lost,
+    // so it released the claim, deleting the item).
+    sqs.send_message()
+        .queue_url(&queue_url)
+        .message_body(r#"{"version":1,"id":"engine:op-idem:88"}"#)
+        .message_group_id("engine")
+        .message_deduplication_id("engine:op-idem:88")
+        .send()
+        .await
+        .unwrap();
+    let retry = deliver(
+        &instance(&queue_url, &table, endpoint).await,
+        engine_event(SECRET_A, "up-1", 88, "m-up"),
+    )
+    .await;
+    assert_eq!(
+        (retry.status, retry.body["status"].as_str()),
+        (200, Some("accepted"))
+    );
+    let ids: Vec<String> = receive_all(&sqs, &queue_url)
+        .await
+        .iter()
+        .map(|m| {
+            serde_json::from_str::<serde_json::Value>(m.body().unwrap()).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        ids,
+        ["engine:op-idem:88", "engine:op-idem:88"],
+        "one envelope id, twice"
+    );
 }

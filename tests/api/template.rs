@@ -116,7 +116,7 @@ fn alarms_dashboard_and_function_share_the_configured_namespace() {
     assert!(text.contains("HOOKRELAY_METRICS_NAMESPACE: !Ref MetricsNamespace"));
     assert_eq!(
         text.matches("Namespace: !Ref MetricsNamespace").count(),
-        7,
+        9,
         "every hookrelay alarm reads the configured namespace"
     );
     for line in text.lines() {
@@ -701,6 +701,8 @@ fn the_store_alarms_watch_metrics_the_receiver_emits() {
         &StoreMetrics {
             failures: 1,
             conflict: true,
+            possible_copy: true,
+            unseen_conflict: true,
             ..StoreMetrics::default()
         },
     )
@@ -709,6 +711,8 @@ fn the_store_alarms_watch_metrics_the_receiver_emits() {
     for (alarm, metric) in [
         ("StoreFailuresAlarm", "StoreFailures"),
         ("DedupeConflictsAlarm", "DedupeConflicts"),
+        ("PossibleCopiesAlarm", "PossibleCopies"),
+        ("UnseenConflictsAlarm", "UnseenConflicts"),
     ] {
         let block = resource(&text, alarm);
         assert!(block.contains(&format!("MetricName: {metric}")), "{alarm}");

@@ -15,14 +15,18 @@
 //! | `digest` | S | the content digest the key was claimed for (64 hex characters) |
 //! | `expires_at` | N | Unix seconds: when the key stops belonging to `digest` (the TTL from the claim, then from the publish) |
 //! | `claim_until` | N | Unix seconds, `in_progress` only: when the claim lapses (0 once released); absent on items written before it existed, whose claim lapses at `expires_at` |
+//! | `claimed_at` | N | Unix seconds, `in_progress` only: when the claim was made |
+//! | `maybe_sent_since` | N | Unix seconds, on a released claim whose send (or an earlier attempt's) failed ambiguously: that attempt's claim time |
 //!
 //! - **claim**: `PutItem` with [`CLAIM_CONDITION`] and
 //!   `ReturnValuesOnConditionCheckFailure = ALL_OLD`, so a refused claim costs no second read:
-//!   the item that refused it comes back with the error and [`decide`] reads it.
+//!   the item that refused it comes back with the error and [`decide`] reads it; and
+//!   `ReturnValues = ALL_OLD`, so a claim that took over this content's lapsed or released claim
+//!   learns whether that attempt may have sent it ([`earlier_send`]).
 //! - **commit**: `UpdateItem` setting `published` and the TTL, if `owner_token` is still ours.
-//! - **release**: `UpdateItem` setting `claim_until` to 0, if `owner_token` is still ours: the
-//!   claim lapses, the key keeps its digest (a send that failed ambiguously may be in the queue
-//!   under it).
+//! - **release**: `UpdateItem` setting `claim_until` to 0 (and `maybe_sent_since` after an
+//!   ambiguous send), if `owner_token` is still ours: the claim lapses, the key keeps its digest
+//!   (a send that failed ambiguously may be in the queue under it).
 //! - **record published**: `PutItem` of a `published` item with [`RECORD_CONDITION`] (absent,
 //!   expired, or the same digest), after a publish whose claim the store did not confirm or
 //!   whose claim lapsed; refused, it writes nothing (another event holds the key).
@@ -34,10 +38,11 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use hookrelay_ingest::idempotency::{
     CLAIM_CONDITION, ClaimDecision, ClaimRequest, ContentDigest, IdempotencyStore,
     RECORD_CONDITION, RecordState, STORE_CALL_BOUND, StoreError, StoreKey, StoredRecord, decide,
+    earlier_send,
 };
 use hookrelay_ingest::sequence::{Arrival, Seen, SequenceStore, SequenceStream, StreamHead};
 
@@ -47,6 +52,8 @@ const OWNER: &str = "owner_token";
 const DIGEST: &str = "digest";
 const EXPIRES_AT: &str = "expires_at";
 const CLAIM_UNTIL: &str = "claim_until";
+const CLAIMED_AT: &str = "claimed_at";
+const MAYBE_SENT_SINCE: &str = "maybe_sent_since";
 const IN_PROGRESS: &str = "in_progress";
 const PUBLISHED: &str = "published";
 /// Commit and release touch only a claim that is still this owner's.
@@ -88,15 +95,28 @@ impl IdempotencyStore for DynamoDbStore {
             .item(DIGEST, s(request.digest.as_str()))
             .item(EXPIRES_AT, n(request.owned_until))
             .item(CLAIM_UNTIL, n(request.claim_expires_at))
+            .item(CLAIMED_AT, n(request.now))
             .condition_expression(CLAIM_CONDITION)
             .expression_attribute_values(":now", n(request.now))
             .expression_attribute_values(":digest", s(request.digest.as_str()))
             .expression_attribute_values(":in_progress", s(IN_PROGRESS))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .return_values(ReturnValue::AllOld)
             .send()
             .await;
         let error = match written {
-            Ok(_) => return Ok(ClaimDecision::Claimed),
+            Ok(output) => {
+                // The item this claim wrote over, if any: the same content's lapsed or released
+                // claim may have sent it already.
+                let earlier = output
+                    .attributes()
+                    .and_then(|item| record(item).ok())
+                    .and_then(|old| earlier_send(Some(&old), request.digest, request.now));
+                return Ok(match earlier {
+                    Some(maybe_sent_since) => ClaimDecision::Reclaimed { maybe_sent_since },
+                    None => ClaimDecision::Claimed,
+                });
+            }
             Err(error) => error,
         };
         let refused_by = error
@@ -171,8 +191,13 @@ impl IdempotencyStore for DynamoDbStore {
         }
     }
 
-    async fn release(&self, key: &StoreKey, owner: &str) -> Result<(), StoreError> {
-        let released = self
+    async fn release(
+        &self,
+        key: &StoreKey,
+        owner: &str,
+        maybe_sent_since: Option<i64>,
+    ) -> Result<(), StoreError> {
+        let mut request = self
             .client
             .update_item()
             .table_name(&self.table)
@@ -181,9 +206,13 @@ impl IdempotencyStore for DynamoDbStore {
             .condition_expression(OWNED_CLAIM)
             .expression_attribute_values(":released", n(0))
             .expression_attribute_values(":in_progress", s(IN_PROGRESS))
-            .expression_attribute_values(":owner", s(owner))
-            .send()
-            .await;
+            .expression_attribute_values(":owner", s(owner));
+        if let Some(since) = maybe_sent_since {
+            request = request
+                .update_expression("SET claim_until = :released, maybe_sent_since = :since")
+                .expression_attribute_values(":since", n(since));
+        }
+        let released = request.send().await;
         let error = match released {
             Ok(_) => return Ok(()),
             Err(error) => error,
@@ -227,7 +256,7 @@ impl IdempotencyStore for DynamoDbStore {
                     .as_service_error()
                     .is_some_and(PutItemError::is_conditional_check_failed_exception) =>
             {
-                Ok(())
+                Err(StoreError::OtherContent)
             }
             Err(error) => Err(unavailable(error)),
         }
@@ -465,22 +494,20 @@ fn record(item: &HashMap<String, AttributeValue>) -> Result<StoredRecord, StoreE
             .map_err(|_| StoreError::Unreadable(format!("`{EXPIRES_AT}` is not whole seconds"))),
         _ => Err(StoreError::Unreadable(format!("no number `{EXPIRES_AT}`"))),
     }?;
+    let optional_number = |name: &str| match item.get(name) {
+        Some(AttributeValue::N(number)) => number
+            .parse::<i64>()
+            .map(Some)
+            .map_err(|_| StoreError::Unreadable(format!("`{name}` is not whole seconds"))),
+        None => Ok(None),
+        Some(_) => Err(StoreError::Unreadable(format!("`{name}` is not a number"))),
+    };
     let state = match text(STATE)? {
         PUBLISHED => RecordState::Published,
         IN_PROGRESS => RecordState::InProgress {
             owner: text(OWNER)?.to_owned(),
-            lapses_at: match item.get(CLAIM_UNTIL) {
-                Some(AttributeValue::N(number)) => number.parse::<i64>().map_err(|_| {
-                    StoreError::Unreadable(format!("`{CLAIM_UNTIL}` is not whole seconds"))
-                })?,
-                // Written before claims had their own lapse: it lapses with the item.
-                None => expires_at,
-                Some(_) => {
-                    return Err(StoreError::Unreadable(format!(
-                        "`{CLAIM_UNTIL}` is not a number"
-                    )));
-                }
-            },
+            // Written before claims had their own lapse: it lapses with the item.
+            lapses_at: optional_number(CLAIM_UNTIL)?.unwrap_or(expires_at),
         },
         _ => return Err(StoreError::Unreadable(format!("unknown `{STATE}`"))),
     };
@@ -488,6 +515,8 @@ fn record(item: &HashMap<String, AttributeValue>) -> Result<StoredRecord, StoreE
         state,
         digest: ContentDigest::from_stored(text(DIGEST)?.to_owned()),
         expires_at,
+        claimed_at: optional_number(CLAIMED_AT)?,
+        maybe_sent_since: optional_number(MAYBE_SENT_SINCE)?,
     })
 }
 
@@ -528,6 +557,8 @@ mod tests {
                 },
                 digest: ContentDigest::from_stored(digest.clone()),
                 expires_at: 1_790_000_010,
+                claimed_at: None,
+                maybe_sent_since: None,
             }
         );
         let mut released = claimed.clone();

@@ -124,6 +124,13 @@ pub struct StoredRecord {
     /// When the key stops belonging to this content, Unix seconds: the TTL from the claim, then
     /// from the publish.
     pub expires_at: i64,
+    /// When the claim was made, Unix seconds (`in_progress` only; absent on items written before
+    /// claims recorded it).
+    pub claimed_at: Option<i64>,
+    /// The claim time of the earliest attempt of this content whose send may have reached the
+    /// queue without the key being recorded `published` (a send that failed ambiguously), Unix
+    /// seconds: a later publish of the content may be a second copy ([`earlier_send`]).
+    pub maybe_sent_since: Option<i64>,
 }
 
 /// What a claim of a key means.
@@ -138,6 +145,13 @@ pub enum ClaimDecision {
     InProgress {
         /// Seconds until the other claim expires (at least 1).
         retry_after_secs: u64,
+    },
+    /// [`ClaimDecision::Claimed`] over the same content's lapsed or released claim whose attempt
+    /// may have sent it already ([`earlier_send`]): publish, and count a possible copy where SQS
+    /// would not drop it.
+    Reclaimed {
+        /// The claim time of that earlier attempt, Unix seconds.
+        maybe_sent_since: i64,
     },
     /// Another event holds the key: publish this one under `DedupeKey::with_digest` (claiming
     /// that key first), count it and log both digests.
@@ -166,6 +180,31 @@ pub fn decide(stored: Option<&StoredRecord>, digest: &ContentDigest, now: i64) -
         RecordState::InProgress { lapses_at, .. } => ClaimDecision::InProgress {
             retry_after_secs: lapses_at.saturating_sub(now).max(1).unsigned_abs(),
         },
+    }
+}
+
+/// When an earlier attempt of this content may have sent it to the queue, if `stored` is a record
+/// a claim of content `digest` at `now` takes over ([`decide`] says `Claimed` over a live record:
+/// the same content's claim, lapsed): a released claim says so itself (`maybe_sent_since`, set
+/// when its send failed ambiguously); a claim that lapsed without a release (its instance died
+/// mid-send, or every commit failed after a send) may have sent since it was claimed.
+pub fn earlier_send(
+    stored: Option<&StoredRecord>,
+    digest: &ContentDigest,
+    now: i64,
+) -> Option<i64> {
+    let record = stored.filter(|record| record.expires_at >= now && record.digest == *digest)?;
+    match record.state {
+        RecordState::InProgress { lapses_at: 0, .. } => record.maybe_sent_since,
+        RecordState::InProgress { lapses_at, .. } if lapses_at < now => {
+            let claimed_at = record.claimed_at.unwrap_or(0);
+            Some(
+                record
+                    .maybe_sent_since
+                    .map_or(claimed_at, |t| t.min(claimed_at)),
+            )
+        }
+        _ => None,
     }
 }
 
@@ -207,6 +246,11 @@ pub enum StoreError {
     /// The store returned a record this version can't read.
     #[error("the idempotency store holds an unreadable record: {0}")]
     Unreadable(String),
+    /// A record of a publish was refused: another event's live record holds the key, so this
+    /// event went out under a key (its envelope `id`) that names other content: a conflict the
+    /// store could not show when it was claimed.
+    #[error("the key holds another event's record")]
+    OtherContent,
 }
 
 /// The durable idempotency store: one conditional write per claim, one per commit or release.
@@ -227,17 +271,20 @@ pub trait IdempotencyStore {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Lapses `owner`'s claim of `key` at once, keeping its digest: the sender's retry (the same
-    /// content) claims it again and goes through in full; other content stays a conflict.
+    /// content) claims it again and goes through in full; other content stays a conflict. With
+    /// `maybe_sent_since`, the record keeps when an attempt may have sent it ([`earlier_send`]).
     fn release(
         &self,
         key: &StoreKey,
         owner: &str,
+        maybe_sent_since: Option<i64>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Records `key` `published` for content `digest` until `expires_at`, owned by `owner`,
     /// unless a live record holds other content ([`RECORD_CONDITION`]; then nothing is written
-    /// and the answer is `Ok`): after a publish whose claim the store did not confirm, or whose
-    /// claim lapsed before its commit. The event was published, so saying so can't lose one.
+    /// and the answer is [`StoreError::OtherContent`]): after a publish whose claim the store did
+    /// not confirm, or whose claim lapsed before its commit. The event was published, so saying
+    /// so can't lose one.
     fn record_published(
         &self,
         key: &StoreKey,
@@ -268,6 +315,16 @@ pub struct HeldClaim {
     owner: String,
     digest: ContentDigest,
     confirmed: bool,
+    claimed_at: i64,
+    maybe_sent_since: Option<i64>,
+}
+
+impl HeldClaim {
+    /// When an earlier attempt of this content may have sent it to the queue without it being
+    /// recorded, Unix seconds: this publish may then be a second copy.
+    pub fn maybe_sent_since(&self) -> Option<i64> {
+        self.maybe_sent_since
+    }
 }
 
 /// Where a claim leaves an event.
@@ -371,11 +428,13 @@ impl<S: IdempotencyStore> Idempotency<S> {
         let mut claiming = StoreKey::new(key);
         let mut owner = self.owners.next();
         let mut calls_left = CLAIM_CALLS;
-        let held = |key: &StoreKey, owner: &str, confirmed| HeldClaim {
+        let held = |key: &StoreKey, owner: &str, confirmed, maybe_sent_since| HeldClaim {
             key: key.clone(),
             owner: owner.to_owned(),
             digest: digest.clone(),
             confirmed,
+            claimed_at: now,
+            maybe_sent_since,
         };
         loop {
             calls_left -= 1;
@@ -394,7 +453,10 @@ impl<S: IdempotencyStore> Idempotency<S> {
                 .await;
             let time_for_another = Instant::now() + STORE_CALL_BOUND <= give_up_at;
             let claim = match decision {
-                Ok(ClaimDecision::Claimed) => Claim::Held(held(&claiming, &owner, true)),
+                Ok(ClaimDecision::Claimed) => Claim::Held(held(&claiming, &owner, true, None)),
+                Ok(ClaimDecision::Reclaimed { maybe_sent_since }) => {
+                    Claim::Held(held(&claiming, &owner, true, Some(maybe_sent_since)))
+                }
                 Ok(ClaimDecision::Duplicate) => Claim::Duplicate,
                 Ok(ClaimDecision::InProgress { retry_after_secs }) => {
                     Claim::InProgress { retry_after_secs }
@@ -410,7 +472,7 @@ impl<S: IdempotencyStore> Idempotency<S> {
                         continue;
                     }
                     // No time to claim the conflict key: publish under it, record it after.
-                    Claim::Unclaimed(held(&claiming, &owner, false))
+                    Claim::Unclaimed(held(&claiming, &owner, false, None))
                 }
                 Ok(ClaimDecision::Conflict { .. }) => {
                     calls.failures.push((
@@ -418,10 +480,10 @@ impl<S: IdempotencyStore> Idempotency<S> {
                         StoreError::Unreadable("the conflict key holds other content".to_owned()),
                     ));
                     // Published unclaimed; its commit's record is refused (other content).
-                    Claim::Unclaimed(held(&claiming, &owner, false))
+                    Claim::Unclaimed(held(&claiming, &owner, false, None))
                 }
                 Err(StoreError::Unavailable(_)) if calls_left > 0 && time_for_another => continue,
-                Err(_) => Claim::Unclaimed(held(&claiming, &owner, false)),
+                Err(_) => Claim::Unclaimed(held(&claiming, &owner, false, None)),
             };
             return ClaimOutcome { claim, conflict };
         }
@@ -435,13 +497,17 @@ impl<S: IdempotencyStore> Idempotency<S> {
     /// five minutes would publish again. The record of an unconfirmed claim gets one call (the
     /// store has just failed to answer [`CLAIM_CALLS`] claims; more would only hold the sender
     /// longer in an outage).
+    ///
+    /// Says whether the key turned out to hold another event's record (`true`: a conflict the
+    /// store could not show when the claim went unanswered; the event went out under an envelope
+    /// `id` that names other content too).
     pub async fn commit(
         &self,
         held: &HeldClaim,
         now: i64,
         give_up_at: Instant,
         calls: &mut StoreCalls,
-    ) {
+    ) -> bool {
         let expires_at = now.saturating_add(secs(self.ttl));
         let mut committing = held.confirmed;
         let mut calls_left = if held.confirmed { COMMIT_CALLS } else { 1 };
@@ -470,7 +536,12 @@ impl<S: IdempotencyStore> Idempotency<S> {
             };
             let time_for_another = Instant::now() + STORE_CALL_BOUND <= give_up_at;
             match written {
-                Ok(()) => return,
+                Ok(()) => return false,
+                // Not a failure of the store: what it says is counted on its own.
+                Err(StoreError::OtherContent) => {
+                    calls.failures.pop();
+                    return true;
+                }
                 // The claim lapsed before this commit (the publish outlasted it) and another
                 // claimant may hold the key: not a failure of the store. The event was
                 // published, so record that, for this content only.
@@ -479,23 +550,32 @@ impl<S: IdempotencyStore> Idempotency<S> {
                     committing = false;
                     calls_left = calls_left.max(1);
                     if !time_for_another {
-                        return;
+                        return false;
                     }
                 }
                 Err(StoreError::Unavailable(_)) if calls_left > 0 && time_for_another => {}
-                Err(_) => return,
+                Err(_) => return false,
             }
         }
     }
 
-    /// Gives `held` up, so the next attempt goes through in full.
-    pub async fn release(&self, held: &HeldClaim, calls: &mut StoreCalls) {
+    /// Gives `held` up, so the next attempt goes through in full; `maybe_sent`: its send failed
+    /// ambiguously (SQS may have queued it), which the record keeps for the next attempt.
+    pub async fn release(&self, held: &HeldClaim, maybe_sent: bool, calls: &mut StoreCalls) {
+        let maybe_sent_since = if maybe_sent {
+            Some(
+                held.maybe_sent_since
+                    .map_or(held.claimed_at, |t| t.min(held.claimed_at)),
+            )
+        } else {
+            held.maybe_sent_since
+        };
         // An unconfirmed claim too: if its write was made, lapsing it spares the retry a wait
         // for the claim to lapse. If it wasn't, another's record there is no failure.
         let released = calls
             .time(
                 StoreOperation::Release,
-                self.store.release(&held.key, &held.owner),
+                self.store.release(&held.key, &held.owner, maybe_sent_since),
             )
             .await;
         if !held.confirmed && released == Err(StoreError::ClaimLost) {
@@ -540,7 +620,7 @@ impl IdempotencyStore for NoStore {
         match *self {}
     }
 
-    async fn release(&self, _: &StoreKey, _: &str) -> Result<(), StoreError> {
+    async fn release(&self, _: &StoreKey, _: &str, _: Option<i64>) -> Result<(), StoreError> {
         match *self {}
     }
 
@@ -612,6 +692,8 @@ mod tests {
             state,
             digest: digest(content),
             expires_at,
+            claimed_at: Some(NOW - 20),
+            maybe_sent_since: None,
         }
     }
 
@@ -655,6 +737,38 @@ mod tests {
         // A published record past its TTL but not yet deleted counts as absent.
         let stale = record(RecordState::Published, "event", NOW - 1);
         assert_eq!(decide(Some(&stale), &d, NOW), ClaimDecision::Claimed);
+    }
+
+    #[test]
+    fn a_claim_over_an_attempt_that_may_have_sent_says_since_when() {
+        let d = digest("event");
+        // Released after a definite failure: nothing was sent.
+        let released = record(claimed_until(0), "event", NOW + 600);
+        assert_eq!(earlier_send(Some(&released), &d, NOW), None);
+        // Released after an ambiguous failure: since that attempt's claim.
+        let ambiguous = StoredRecord {
+            maybe_sent_since: Some(NOW - 400),
+            ..released.clone()
+        };
+        assert_eq!(earlier_send(Some(&ambiguous), &d, NOW), Some(NOW - 400));
+        // Lapsed without a release (the instance died, or its commits failed): since its claim,
+        // or the earlier ambiguous attempt's.
+        let died = record(claimed_until(NOW - 1), "event", NOW + 600);
+        assert_eq!(earlier_send(Some(&died), &d, NOW), Some(NOW - 20));
+        let both = StoredRecord {
+            maybe_sent_since: Some(NOW - 400),
+            ..died.clone()
+        };
+        assert_eq!(earlier_send(Some(&both), &d, NOW), Some(NOW - 400));
+        // Not taken over: absent, live, published, other content, expired.
+        assert_eq!(earlier_send(None, &d, NOW), None);
+        let live = record(claimed_until(NOW + 5), "event", NOW + 600);
+        assert_eq!(earlier_send(Some(&live), &d, NOW), None);
+        let published = record(RecordState::Published, "event", NOW + 600);
+        assert_eq!(earlier_send(Some(&published), &d, NOW), None);
+        assert_eq!(earlier_send(Some(&died), &digest("other"), NOW), None);
+        let expired = record(claimed_until(NOW - 1), "event", NOW - 1);
+        assert_eq!(earlier_send(Some(&expired), &d, NOW), None);
     }
 
     #[test]
@@ -792,7 +906,7 @@ mod tests {
             self.next(StoreOperation::Commit)
         }
 
-        async fn release(&self, _: &StoreKey, _: &str) -> Result<(), StoreError> {
+        async fn release(&self, _: &StoreKey, _: &str, _: Option<i64>) -> Result<(), StoreError> {
             self.next(StoreOperation::Release)
         }
 

@@ -15,6 +15,9 @@ pub const SQS_SEND_BOUND: Duration = Duration::from_secs(5);
 /// within [`SQS_SEND_BOUND`].
 pub const SQS_ATTEMPT_BOUND: Duration = Duration::from_secs(2);
 
+/// How long SQS FIFO remembers a deduplication id after a send it accepted.
+pub const FIFO_DEDUPLICATION_WINDOW: Duration = Duration::from_secs(300);
+
 /// Whether the queue is FIFO (its URL ends in `.fifo`) or standard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QueueKind {
