@@ -29,7 +29,7 @@ use lambda_http::http::{HeaderMap, HeaderValue};
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde::{Deserialize, Serialize};
 
-use hookrelay_ingest::budget::Budget;
+use hookrelay_ingest::budget::{ANSWER_MARGIN, Budget};
 use hookrelay_ingest::idempotency::IdempotencyStore;
 use hookrelay_ingest::sequence::{Arrival, SequenceStore};
 use lambda_http::http::header::RETRY_AFTER;
@@ -129,7 +129,9 @@ where
 }
 
 /// The time budget of an invocation: until its deadline (the Runtime API's
-/// `Lambda-Runtime-Deadline-Ms`, wall-clock milliseconds), as a monotonic instant.
+/// `Lambda-Runtime-Deadline-Ms`, wall-clock milliseconds), as a monotonic instant. A deadline
+/// no Lambda gives (already past, or beyond Lambda's 15-minute maximum: a local emulator's, or a
+/// clock that jumped) is not trusted: the template's timeout from now is used instead.
 pub fn budget_of(context: &lambda_runtime::Context) -> Budget {
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -137,8 +139,14 @@ pub fn budget_of(context: &lambda_runtime::Context) -> Budget {
             u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
         });
     let left = Duration::from_millis(context.deadline.saturating_sub(now_ms));
+    if left <= ANSWER_MARGIN || left > LAMBDA_MAX_TIMEOUT {
+        return default_budget();
+    }
     Budget::until_deadline(Instant::now() + left)
 }
+
+/// Lambda's longest function timeout.
+const LAMBDA_MAX_TIMEOUT: Duration = Duration::from_secs(900);
 
 /// [`handle_within`] the budget of an invocation that started now under the template's timeout
 /// (for callers without a Lambda context).
@@ -631,6 +639,29 @@ mod tests {
             r#"/x\n{\"level\":\"INFO\"}"#
         );
         assert_eq!(loggable_path(&"é".repeat(500)).chars().count(), 128);
+    }
+
+    #[test]
+    fn the_budget_follows_the_invocations_deadline_and_distrusts_impossible_ones() {
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let within = |deadline: u64| {
+            let mut context = lambda_runtime::Context::default();
+            context.deadline = deadline;
+            budget_of(&context)
+                .answer_by()
+                .saturating_duration_since(Instant::now())
+        };
+        // 3 s left: answer 500 ms before it.
+        let three = within(now_ms + 3_000);
+        assert!(three <= Duration::from_millis(2_500) && three > Duration::from_secs(2));
+        // Past, or beyond Lambda's 15 minutes: the template's timeout from now.
+        for impossible in [0, now_ms - 1, now_ms + 901_000] {
+            let fallback = within(impossible);
+            assert!(fallback > Duration::from_secs(7) && fallback <= Duration::from_millis(7_500));
+        }
     }
 
     #[test]
