@@ -306,5 +306,49 @@ fn relay_signature(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, request_path, relay_signature);
+/// Checking SQS's answer to one send (a `MessageId`, and MD5s of the body and of the attributes
+/// equal to what was sent): once per event on the request path, for engine messages as the
+/// receiver builds them.
+fn sqs_answer_check(c: &mut Criterion) {
+    use hookrelay_aws::sqs::{SendAnswer, check_answer, md5_of_attributes};
+    let pipeline = pipeline();
+    for body_len in BODY_SIZES {
+        let delivery = &deliveries(Sender::Engine, body_len)[0];
+        let (_, handled) = ready(pipeline.handle(inbound_request(delivery)));
+        assert!(accepted(&handled));
+        let message = QueueMessage {
+            body: String::from_utf8_lossy(&delivery.body).into_owned(),
+            attributes: vec![
+                ("provider", "engine".to_owned()),
+                ("event_type", "ORDER_MATCHED".to_owned()),
+                ("market_id", "mkt-1".to_owned()),
+                ("delivery_id", "dlv-000001".to_owned()),
+                ("signature", "sha256=".to_owned() + &"ab".repeat(32)),
+                ("relay_id", "engine:op-audit:1".to_owned()),
+                ("relay_timestamp", SIGNED_AT.to_string()),
+                ("relay_signature", "v1a,".to_owned() + &"A".repeat(88)),
+            ],
+            group_id: "engine".to_owned(),
+            deduplication_id: "engine:op-audit:1".to_owned(),
+        };
+        let body_md5 = {
+            use md5::Digest as _;
+            hex::encode(md5::Md5::digest(message.body.as_bytes()))
+        };
+        let attributes_md5 = md5_of_attributes(&message.attributes);
+        let answer = SendAnswer {
+            message_id: Some("5fea7756-0ea4-451a-a703-a558b933e274"),
+            md5_of_body: Some(&body_md5),
+            md5_of_attributes: Some(&attributes_md5),
+        };
+        let mut group = c.benchmark_group(format!("sqs_answer_check/{}KiB", body_len / 1024));
+        group.throughput(Throughput::Bytes(body_len as u64));
+        group.bench_function("check", |b| {
+            b.iter(|| check_answer(black_box(&message), black_box(&answer)).expect("proven"))
+        });
+        group.finish();
+    }
+}
+
+criterion_group!(benches, request_path, relay_signature, sqs_answer_check);
 criterion_main!(benches);

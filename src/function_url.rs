@@ -203,6 +203,7 @@ fn store_metrics(result: &Result<Handled, Rejection>) -> StoreMetrics {
         conflict: notes.conflict.is_some(),
         out_of_order: notes.arrival == Some(Arrival::OutOfOrder),
         unseen_conflict: notes.unseen_conflict,
+        unrecorded: notes.unrecorded,
         ..StoreMetrics::default()
     };
     match result {
@@ -396,6 +397,12 @@ fn log_result(route: &str, routed_to: &str, result: &Result<Handled, Rejection>)
 }
 
 fn log_store_notes(routed_to: &str, notes: &StoreNotes) {
+    if notes.unrecorded {
+        tracing::error!(
+            provider = routed_to,
+            "the event may be in the queue, but the store recorded nothing for its key (every call went unanswered): another event reusing the key could share its envelope id"
+        );
+    }
     if notes.unseen_conflict {
         tracing::error!(
             provider = routed_to,

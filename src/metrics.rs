@@ -85,6 +85,8 @@ pub struct StoreMetrics {
     /// Whether the event went out under a key another event's record holds (a conflict the store
     /// could not show).
     pub unseen_conflict: bool,
+    /// Whether the event may be in the queue under a key the store recorded nothing for.
+    pub unrecorded: bool,
 }
 
 /// The idempotency document for one request from `provider`, or `None` when there is nothing to
@@ -112,6 +114,7 @@ pub fn store_document(
         ("OutOfOrder", u32::from(metrics.out_of_order)),
         ("PossibleCopies", u32::from(metrics.possible_copy)),
         ("UnseenConflicts", u32::from(metrics.unseen_conflict)),
+        ("UnrecordedSends", u32::from(metrics.unrecorded)),
     ] {
         if count > 0 {
             definitions.push(Definition {
@@ -247,6 +250,7 @@ mod tests {
                 out_of_order: true,
                 possible_copy: true,
                 unseen_conflict: true,
+                unrecorded: true,
             },
         )
         .unwrap();
@@ -259,6 +263,7 @@ mod tests {
         assert_eq!(doc["OutOfOrder"].as_f64(), Some(1.0));
         assert_eq!(doc["PossibleCopies"].as_f64(), Some(1.0));
         assert_eq!(doc["UnseenConflicts"].as_f64(), Some(1.0));
+        assert_eq!(doc["UnrecordedSends"].as_f64(), Some(1.0));
         assert_eq!(doc["provider"], "engine");
     }
 

@@ -25,7 +25,7 @@ use hookrelay::signature::{self, Headers, SecretSet, SignedRequest, VerifyError}
 use hookrelay_ingest::budget::Budget;
 use hookrelay_ingest::dedupe::{ContentDigest, DedupeDecision, DedupeKey, DedupeWindow};
 use hookrelay_ingest::idempotency::{
-    Claim, HeldClaim, Idempotency, IdempotencyStore, NoStore, StoreCalls, StoreOperation,
+    Claim, HeldClaim, Idempotency, IdempotencyStore, NoStore, Settled, StoreCalls, StoreOperation,
 };
 use hookrelay_ingest::queue::{FIFO_DEDUPLICATION_WINDOW, PublishError, Publisher, QueueKind};
 use hookrelay_ingest::routed::{ParseError, RoutedEvent, SQS_MAX_MESSAGE_BYTES};
@@ -117,10 +117,22 @@ pub struct StoreNotes {
     /// second copy in the queue that SQS won't drop (docs/contract.md, "Exactly once"): Unix
     /// seconds of that attempt's claim.
     pub possible_copy_of: Option<i64>,
-    /// The key turned out to hold another event's record after a publish whose claim the store
+    /// The key turned out to hold another event's record after a send whose claim the store
     /// did not answer: a conflict it could not show, so this event's envelope `id` names other
     /// content too (docs/contract.md, "Exactly once").
     pub unseen_conflict: bool,
+    /// The event may be in the queue, but the store answered none of the calls that would
+    /// record its key for it, and its claim was never confirmed: another event could take the
+    /// key and share its envelope `id`.
+    pub unrecorded: bool,
+}
+
+impl StoreNotes {
+    /// Notes what the store holds for the event once its claim is settled.
+    fn settled(&mut self, settled: Settled) {
+        self.unseen_conflict |= settled == Settled::OtherContent;
+        self.unrecorded |= settled == Settled::Unrecorded;
+    }
 }
 
 /// A dedupe conflict: the same key, two contents.
@@ -538,21 +550,22 @@ impl<P: Publisher, C: Clock, S: IdempotencyStore, Q: SequenceStore> Pipeline<P, 
         }
 
         // An earlier attempt of this content may have sent it: SQS drops this send only on a FIFO
-        // queue within five minutes of that one.
+        // queue within five minutes of that one. Counted from 10 s before that, as the send
+        // comes a few seconds after `now` (claim calls) and the claim times are whole seconds.
         notes.possible_copy_of =
             held.as_ref()
                 .and_then(HeldClaim::maybe_sent_since)
                 .filter(|since| {
                     self.queue_kind == QueueKind::Standard
                         || now.unix_timestamp().saturating_sub(*since)
-                            >= FIFO_DEDUPLICATION_WINDOW.as_secs() as i64
+                            >= FIFO_DEDUPLICATION_WINDOW.as_secs() as i64 - 10
                 });
 
         // Seal: the relay signature over the whole message, so consumers can refuse anything
         // hookrelay did not write.
         let message = event.queue_message_with(&digest, now, &self.relay_signer);
         if message.size() > SQS_MAX_MESSAGE_BYTES {
-            self.release(held.as_ref(), false, &mut notes).await;
+            self.release(held.as_ref(), false, now, &mut notes).await;
             return Err(Rejection::MessageTooLarge {
                 limit: SQS_MAX_MESSAGE_BYTES,
             });
@@ -560,7 +573,7 @@ impl<P: Publisher, C: Clock, S: IdempotencyStore, Q: SequenceStore> Pipeline<P, 
         let started = Instant::now();
         let Some(within) = budget.send_within(started) else {
             // Less than one SQS attempt left: nothing is sent, the sender retries.
-            self.release(held.as_ref(), false, &mut notes).await;
+            self.release(held.as_ref(), false, now, &mut notes).await;
             return Err(Rejection::QueueUnavailable {
                 error: PublishError::new("the invocation's time ran out before the send"),
                 dedupe_key: event.dedupe_key().clone(),
@@ -576,7 +589,7 @@ impl<P: Publisher, C: Clock, S: IdempotencyStore, Q: SequenceStore> Pipeline<P, 
                 // The sender's retry must go through in full, so the claim goes, keeping the
                 // key's content; after an ambiguous failure the record says the event may be
                 // queued, so a retry past FIFO's window counts a possible copy.
-                self.release(held.as_ref(), error.is_ambiguous(), &mut notes)
+                self.release(held.as_ref(), error.is_ambiguous(), now, &mut notes)
                     .await;
                 return Err(Rejection::QueueUnavailable {
                     error,
@@ -603,12 +616,12 @@ impl<P: Publisher, C: Clock, S: IdempotencyStore, Q: SequenceStore> Pipeline<P, 
                         )
                         .await
                 }
-                _ => false,
+                _ => Settled::Recorded,
             }
         };
         let record = self.record_sequence(served, &event, now, &mut record_calls);
-        let (unseen_conflict, arrival) = tokio::join!(commit, record);
-        notes.unseen_conflict = unseen_conflict;
+        let (settled, arrival) = tokio::join!(commit, record);
+        notes.settled(settled);
         notes.arrival = arrival;
         notes.calls.count += record_calls.count;
         // They ran side by side: the store time is the longer of the two.
@@ -668,9 +681,18 @@ impl<P: Publisher, C: Clock, S: IdempotencyStore, Q: SequenceStore> Pipeline<P, 
     }
 
     /// Gives the held claim up, so the sender's retry goes through in full.
-    async fn release(&self, held: Option<&HeldClaim>, maybe_sent: bool, notes: &mut StoreNotes) {
+    async fn release(
+        &self,
+        held: Option<&HeldClaim>,
+        maybe_sent: bool,
+        now: OffsetDateTime,
+        notes: &mut StoreNotes,
+    ) {
         if let (Some(store), Some(held)) = (&self.store, held) {
-            store.release(held, maybe_sent, &mut notes.calls).await;
+            let settled = store
+                .release(held, maybe_sent, now.unix_timestamp(), &mut notes.calls)
+                .await;
+            notes.settled(settled);
         }
     }
 
@@ -1094,12 +1116,12 @@ mod tests {
                     (503, "queue_unavailable")
                 );
             }
-            // Within FIFO's five minutes SQS drops a copy under the same id: nothing counted.
-            let soon = instance(&publisher, &store, T0 + 149);
+            // Well within FIFO's five minutes SQS drops a copy under the same id: nothing counted.
+            let soon = instance(&publisher, &store, T0 + 139);
             let (_, within) = soon.handle(engine(SECRET_A, "d", 21, "m")).await;
             assert_eq!(within.unwrap().store.possible_copy_of, None);
-            // Past them it may not: counted, with the earlier attempt's claim time.
-            let late = instance(&publisher, &store, T0 + 151);
+            // Near or past them it may not: counted (10 s early), with the earlier claim's time.
+            let late = instance(&publisher, &store, T0 + 141);
             let (_, past) = late.handle(engine(SECRET_A, "d", 22, "m")).await;
             assert_eq!(past.unwrap().store.possible_copy_of, Some(T0 - 150));
             // A definite failure (nothing sent) leaves nothing to count.
@@ -1112,6 +1134,49 @@ mod tests {
             let q = instance(&refused, &store, T0 + 151);
             let (_, again) = q.handle(engine(SECRET_A, "d", 23, "m")).await;
             assert_eq!(again.unwrap().store.possible_copy_of, None);
+        }
+
+        #[tokio::test]
+        async fn an_ambiguous_send_under_an_unanswered_claim_still_keeps_the_key_for_its_content() {
+            // Both claim calls go unanswered (never written); the send fails ambiguously. The
+            // key is then recorded for this content, so a twin can't take it.
+            let publisher = RecordingPublisher::failing_first_ambiguously(1);
+            let store = MemoryStore::default();
+            store.fail_next(2);
+            let first = instance(&publisher, &store, T0);
+            let (_, failed) = first.handle(engine(SECRET_A, "a-1", 60, "m")).await;
+            let Err(Rejection::QueueUnavailable { store: notes, .. }) = failed else {
+                panic!("a 503");
+            };
+            assert!(!notes.unrecorded && !notes.unseen_conflict, "{notes:?}");
+            let (_, twin) = instance(&publisher, &store, T0 + 1)
+                .handle(engine(SECRET_B, "b-1", 60, "other"))
+                .await;
+            let twin = twin.unwrap();
+            assert!(twin.dedupe_key.as_str().starts_with("engine:op-1:60#"));
+            assert!(twin.store.conflict.is_some());
+        }
+
+        #[tokio::test]
+        async fn a_publish_the_store_recorded_nothing_for_is_counted() {
+            // Two unanswered claims, then two unanswered records: the event is queued, but its
+            // key may hold nothing.
+            let (publisher, store) = (RecordingPublisher::default(), MemoryStore::default());
+            store.fail_next(4);
+            let (_, handled) = instance(&publisher, &store, T0)
+                .handle(engine(SECRET_A, "a-1", 61, "m"))
+                .await;
+            let handled = handled.unwrap();
+            assert_eq!(handled.outcome.as_str(), "accepted");
+            assert!(handled.store.unrecorded);
+            assert!(store.record("engine:op-1:61").is_none());
+            // Answered on the second record call: recorded, nothing to count.
+            store.fail_next(3);
+            let (_, handled) = instance(&publisher, &store, T0)
+                .handle(engine(SECRET_A, "a-2", 62, "m"))
+                .await;
+            assert!(!handled.unwrap().store.unrecorded);
+            assert!(store.record("engine:op-1:62").is_some());
         }
 
         #[tokio::test]

@@ -35,9 +35,9 @@ use std::time::Duration;
 use hookrelay::relay::RelaySigner;
 use hookrelay_ingest::dedupe::{ContentDigest, DedupeDecision, DedupeKey, DedupeWindow};
 use hookrelay_ingest::idempotency::{
-    Claim, HeldClaim, Idempotency, IdempotencyStore, NoStore, StoreCalls,
+    Claim, HeldClaim, Idempotency, IdempotencyStore, NoStore, Settled, StoreCalls,
 };
-use hookrelay_ingest::queue::{BatchPublisher, EntryFailure};
+use hookrelay_ingest::queue::{BatchPublisher, EntryFailure, FIFO_DEDUPLICATION_WINDOW};
 use hookrelay_ingest::routed::{
     QueueMessage, SQS_MAX_BATCH_ENTRIES, SQS_MAX_MESSAGE_BYTES, StreamEvent, StreamSource,
 };
@@ -371,7 +371,18 @@ impl<P: BatchPublisher, S: IdempotencyStore> Sink<P, S> {
                         .queue_message_with(&pending.digest, pending.at, &self.signer);
             }
             match outcome.claim {
-                Claim::Held(held) | Claim::Unclaimed(held) => pending.claim = Some(held),
+                Claim::Held(held) | Claim::Unclaimed(held) => {
+                    // An earlier attempt of this content may have queued it past FIFO's
+                    // window: this send may be a copy.
+                    let since = held.maybe_sent_since();
+                    if since.is_some_and(|since| {
+                        now.unix_timestamp().saturating_sub(since)
+                            >= FIFO_DEDUPLICATION_WINDOW.as_secs() as i64
+                    }) {
+                        bump(&counters.possible_copies);
+                    }
+                    pending.claim = Some(held);
+                }
                 Claim::Duplicate => {
                     bump(&counters.duplicates);
                     tracing::debug!(
@@ -497,14 +508,29 @@ impl<P: BatchPublisher, S: IdempotencyStore> Sink<P, S> {
                     // the backoff unseen.
                     releases.extend(held.map(|held| (pending.source, held)));
                     bump(&counters.publish_failures);
+                    if failure.is_ambiguous() {
+                        bump(&counters.ambiguous);
+                    }
                     tracing::debug!(key = pending.key.as_str(), code = %failure.code, "entry not accepted; will retry");
                     retry.push(pending);
                 }
             }
         }
         if let Some(store) = &self.store {
-            for (source, calls) in settle_claims(store, &commits, &releases, now).await {
+            for (source, calls, settled) in settle_claims(store, &commits, &releases, now).await {
                 self.count_store_calls(source, &calls);
+                let counters = self.stats.of(source);
+                match settled {
+                    Settled::Recorded => {}
+                    Settled::OtherContent => {
+                        bump(&counters.unseen_conflicts);
+                        tracing::error!(
+                            source = source.provider(),
+                            "sent under a key another event's record holds: the store did not answer the claim, so the conflict could not be seen; two events share this envelope id"
+                        );
+                    }
+                    Settled::Unrecorded => bump(&counters.unrecorded),
+                }
             }
         }
         let all_accepted = retry.is_empty() && waiting == 0;
@@ -549,30 +575,26 @@ async fn settle_claims<S: IdempotencyStore>(
     commits: &[(StreamSource, HeldClaim)],
     releases: &[(StreamSource, HeldClaim)],
     now: OffsetDateTime,
-) -> Vec<(StreamSource, StoreCalls)> {
+) -> Vec<(StreamSource, StoreCalls, Settled)> {
     // The bridge has no function timeout: a commit the store did not answer is tried again for
     // as long as a receiver's would be.
     let give_up_at = std::time::Instant::now() + COMMIT_WITHIN;
     let commits = commits.iter().map(|(source, held)| async move {
         let mut calls = StoreCalls::default();
-        let unseen_conflict = store
+        let settled = store
             .commit(held, now.unix_timestamp(), give_up_at, &mut calls)
             .await;
-        if unseen_conflict {
-            tracing::error!(
-                source = source.provider(),
-                "sent under a key another event's record holds: the store did not answer the claim, so the conflict could not be seen; two events share this envelope id"
-            );
-        }
-        (*source, calls)
+        (*source, calls, settled)
     });
     let releases = releases.iter().map(|(source, held)| async move {
         let mut calls = StoreCalls::default();
         // Any failed send counts as one that may have reached the queue (an entry SQS failed
         // did not, but a call that failed may have): a retry past FIFO's window then counts a
         // possible copy, an upper bound.
-        store.release(held, true, &mut calls).await;
-        (*source, calls)
+        let settled = store
+            .release(held, true, now.unix_timestamp(), &mut calls)
+            .await;
+        (*source, calls, settled)
     });
     let (mut settled, released) = futures_util::future::join(
         futures_util::future::join_all(commits),

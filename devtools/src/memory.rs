@@ -293,6 +293,42 @@ impl IdempotencyStore for MemoryStore {
         );
         Ok(())
     }
+
+    async fn record_released(
+        &self,
+        request: ClaimRequest<'_>,
+        maybe_sent_since: i64,
+    ) -> Result<(), StoreError> {
+        self.failing()?;
+        let mut records = self.lock();
+        let stored = records
+            .get(request.key.as_str())
+            .filter(|record| record.expires_at >= request.now);
+        match stored {
+            Some(record) if record.digest != *request.digest => {
+                return Err(StoreError::OtherContent);
+            }
+            Some(StoredRecord {
+                state: RecordState::Published,
+                ..
+            }) => return Ok(()),
+            _ => {}
+        }
+        records.insert(
+            request.key.as_str().to_owned(),
+            StoredRecord {
+                state: RecordState::InProgress {
+                    owner: request.owner.to_owned(),
+                    lapses_at: 0,
+                },
+                digest: request.digest.clone(),
+                expires_at: request.owned_until,
+                claimed_at: Some(request.now),
+                maybe_sent_since: Some(maybe_sent_since),
+            },
+        );
+        Ok(())
+    }
 }
 
 /// The sequence store's rules over a map, for unit tests of the recording and the detector

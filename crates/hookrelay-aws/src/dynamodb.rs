@@ -30,6 +30,10 @@
 //! - **record published**: `PutItem` of a `published` item with [`RECORD_CONDITION`] (absent,
 //!   expired, or the same digest), after a publish whose claim the store did not confirm or
 //!   whose claim lapsed; refused, it writes nothing (another event holds the key).
+//! - **record released**: `PutItem` of a released claim with [`RELEASED_CONDITION`] (absent,
+//!   expired, or this content's claim), after an ambiguous send under a claim the store did not
+//!   confirm; refused by another event's record, it says so; by this content's `published`
+//!   record, nothing is needed.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -41,8 +45,8 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use hookrelay_ingest::idempotency::{
     CLAIM_CONDITION, ClaimDecision, ClaimRequest, ContentDigest, IdempotencyStore,
-    RECORD_CONDITION, RecordState, STORE_CALL_BOUND, StoreError, StoreKey, StoredRecord, decide,
-    earlier_send,
+    RECORD_CONDITION, RELEASED_CONDITION, RecordState, STORE_CALL_BOUND, StoreError, StoreKey,
+    StoredRecord, decide, earlier_send,
 };
 use hookrelay_ingest::sequence::{Arrival, Seen, SequenceStore, SequenceStream, StreamHead};
 
@@ -130,10 +134,14 @@ impl IdempotencyStore for DynamoDbStore {
             Some(Some(item)) => {
                 let stored = record(&item)?;
                 // Our own claim: an earlier attempt of this very call wrote it and its answer was
-                // lost (the SDK retried). It is ours to publish under.
+                // lost (the SDK retried). It is ours to publish under; what that write replaced
+                // is unknown (an earlier attempt of this content may have sent it), so it counts
+                // as a possible copy from the start of time, an upper bound.
                 if matches!(&stored.state, RecordState::InProgress { owner, .. } if owner == request.owner)
                 {
-                    return Ok(ClaimDecision::Claimed);
+                    return Ok(ClaimDecision::Reclaimed {
+                        maybe_sent_since: 0,
+                    });
                 }
                 Ok(match decide(Some(&stored), request.digest, request.now) {
                     // The condition and `decide` read the same `:now`, so a live record can't
@@ -259,6 +267,51 @@ impl IdempotencyStore for DynamoDbStore {
                 Err(StoreError::OtherContent)
             }
             Err(error) => Err(unavailable(error)),
+        }
+    }
+
+    async fn record_released(
+        &self,
+        request: ClaimRequest<'_>,
+        maybe_sent_since: i64,
+    ) -> Result<(), StoreError> {
+        let written = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item(PK, s(request.key.as_str()))
+            .item(STATE, s(IN_PROGRESS))
+            .item(OWNER, s(request.owner))
+            .item(DIGEST, s(request.digest.as_str()))
+            .item(EXPIRES_AT, n(request.owned_until))
+            .item(CLAIM_UNTIL, n(0))
+            .item(CLAIMED_AT, n(request.now))
+            .item(MAYBE_SENT_SINCE, n(maybe_sent_since))
+            .condition_expression(RELEASED_CONDITION)
+            .expression_attribute_values(":now", n(request.now))
+            .expression_attribute_values(":digest", s(request.digest.as_str()))
+            .expression_attribute_values(":in_progress", s(IN_PROGRESS))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        let error = match written {
+            Ok(_) => return Ok(()),
+            Err(error) => error,
+        };
+        match error.as_service_error() {
+            Some(PutItemError::ConditionalCheckFailedException(refused)) => {
+                let holds_this = refused
+                    .item()
+                    .and_then(|item| record(item).ok())
+                    .is_some_and(|stored| stored.digest == *request.digest);
+                // This content's `published` record: nothing to keep. Another event's: say so.
+                if holds_this {
+                    Ok(())
+                } else {
+                    Err(StoreError::OtherContent)
+                }
+            }
+            _ => Err(unavailable(error)),
         }
     }
 }

@@ -22,7 +22,7 @@ use aws_sdk_sqs::operation::send_message::{SendMessageError, SendMessageOutput};
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use aws_sdk_sqs::types::{MessageAttributeValue, QueueAttributeName};
 #[cfg(feature = "batch")]
-use hookrelay_ingest::queue::{BatchPublisher, EntryFailure};
+use hookrelay_ingest::queue::{BatchPublisher, EntryFailure, UNCONFIRMED_ENTRY};
 use hookrelay_ingest::queue::{
     PublishError, Publisher, QueueKind, REFUSAL_CODES, SQS_ATTEMPT_BOUND, SQS_SEND_BOUND, Sent,
 };
@@ -72,8 +72,11 @@ impl Publisher for SqsPublisher {
             let output = match sent {
                 Ok(output) => output,
                 Err(error) => {
+                    // An attempt the operation timeout cut off never reaches the interceptor's
+                    // `read_after_attempt`: counted here.
+                    let cut_off = u32::from(matches!(error, SdkError::TimeoutError(_)));
                     let error = publish_error(error);
-                    let counted = earlier + error.ambiguous_attempts().max(attempts);
+                    let counted = earlier + error.ambiguous_attempts().max(attempts + cut_off);
                     return Err(error.with_ambiguous_attempts(counted));
                 }
             };
@@ -150,11 +153,6 @@ impl SqsPublisher {
         (sent, attempts.count())
     }
 }
-
-/// The code of a batch entry SQS listed as successful without an answer that proves it arrived
-/// as sent ([`check_answer`]): retried, and counted as a possible copy.
-#[cfg(feature = "batch")]
-pub const UNCONFIRMED_ENTRY: &str = "UnconfirmedAnswer";
 
 /// What SQS answered to one send (or one batch entry), as far as it proves receipt.
 #[derive(Debug, Clone, Copy, Default)]

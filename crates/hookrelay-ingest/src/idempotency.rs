@@ -63,6 +63,12 @@ pub const CLAIM_CALLS: u32 = 2;
 pub const RECORD_CONDITION: &str =
     "attribute_not_exists(pk) OR expires_at < :now OR digest = :digest";
 
+/// The condition of [`IdempotencyStore::record_released`]: the key is absent, expired, or holds a
+/// claim of the same content (a published record is left alone). `:now`, `:digest` and
+/// `:in_progress` as in [`CLAIM_CONDITION`].
+pub const RELEASED_CONDITION: &str = "attribute_not_exists(pk) OR expires_at < :now \
+     OR (digest = :digest AND record_state = :in_progress)";
+
 /// The condition of the claim write, in DynamoDB's expression language: the key is absent, its
 /// record has expired by its own expiry attribute (TTL deletion is lazy), or it holds a claim of
 /// the same content that has lapsed (released after a failed publish, or left by an instance
@@ -293,6 +299,18 @@ pub trait IdempotencyStore {
         now: i64,
         expires_at: i64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Records `key` as a released claim of content `digest` (owned until `owned_until`, an
+    /// attempt that may have sent it claimed at `maybe_sent_since`), unless a live record of
+    /// other content holds it ([`RELEASED_CONDITION`]; then [`StoreError::OtherContent`]) or it
+    /// is already `published` (then `Ok`, nothing written): after a send that failed
+    /// ambiguously under a claim the store did not confirm, so the key keeps this content even
+    /// if the claim was never written.
+    fn record_released(
+        &self,
+        request: ClaimRequest<'_>,
+        maybe_sent_since: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// The store as the receiver and the bridge drive it: claims lasting `claim_for`, published
@@ -352,6 +370,20 @@ pub struct ClaimOutcome {
     /// `Some(recorded digest)` when the key held other content: the event goes out under
     /// `DedupeKey::with_digest`, and this claim was of that key.
     pub conflict: Option<ContentDigest>,
+}
+
+/// What the store holds for an event that may be in the queue, once its claim is settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settled {
+    /// The key records this content (published, or released keeping it), or nothing was sent.
+    Recorded,
+    /// Another event's live record holds the key: this event may be in the queue under an
+    /// envelope `id` that names other content too (a conflict the store could not show).
+    OtherContent,
+    /// The store answered none of the calls that would record the key for this content, and
+    /// its claim was never confirmed: the key may hold nothing, so another event could take it
+    /// and share this one's envelope `id`.
+    Unrecorded,
 }
 
 /// The store calls one event made: how many, how long in all, and which failed.
@@ -494,23 +526,25 @@ impl<S: IdempotencyStore> Idempotency<S> {
     /// ([`IdempotencyStore::record_published`]). A commit the store did not answer is made
     /// again, up to [`COMMIT_CALLS`] calls, while `give_up_at` leaves room for one more bounded
     /// call ([`STORE_CALL_BOUND`]): a key left `in_progress` lapses, and a retry after SQS FIFO's
-    /// five minutes would publish again. The record of an unconfirmed claim gets one call (the
-    /// store has just failed to answer [`CLAIM_CALLS`] claims; more would only hold the sender
-    /// longer in an outage).
+    /// five minutes would publish again. The record of an unconfirmed claim gets up to
+    /// [`CLAIM_CALLS`] calls, on the same time rule: until it is written the key may hold
+    /// nothing, and another event could take it.
     ///
-    /// Says whether the key turned out to hold another event's record (`true`: a conflict the
-    /// store could not show when the claim went unanswered; the event went out under an envelope
-    /// `id` that names other content too).
+    /// Says what the key holds for the published event afterwards ([`Settled`]).
     pub async fn commit(
         &self,
         held: &HeldClaim,
         now: i64,
         give_up_at: Instant,
         calls: &mut StoreCalls,
-    ) -> bool {
+    ) -> Settled {
         let expires_at = now.saturating_add(secs(self.ttl));
         let mut committing = held.confirmed;
-        let mut calls_left = if held.confirmed { COMMIT_CALLS } else { 1 };
+        let mut calls_left = if held.confirmed {
+            COMMIT_CALLS
+        } else {
+            CLAIM_CALLS
+        };
         loop {
             calls_left -= 1;
             let written = if committing {
@@ -536,11 +570,11 @@ impl<S: IdempotencyStore> Idempotency<S> {
             };
             let time_for_another = Instant::now() + STORE_CALL_BOUND <= give_up_at;
             match written {
-                Ok(()) => return false,
+                Ok(()) => return Settled::Recorded,
                 // Not a failure of the store: what it says is counted on its own.
                 Err(StoreError::OtherContent) => {
                     calls.failures.pop();
-                    return true;
+                    return Settled::OtherContent;
                 }
                 // The claim lapsed before this commit (the publish outlasted it) and another
                 // claimant may hold the key: not a failure of the store. The event was
@@ -550,18 +584,31 @@ impl<S: IdempotencyStore> Idempotency<S> {
                     committing = false;
                     calls_left = calls_left.max(1);
                     if !time_for_another {
-                        return false;
+                        // A confirmed claim of ours held the key: it keeps this content.
+                        return Settled::Recorded;
                     }
                 }
                 Err(StoreError::Unavailable(_)) if calls_left > 0 && time_for_another => {}
-                Err(_) => return false,
+                // A confirmed claim keeps the key for this content until its TTL (it lapses,
+                // and a retry is counted as a possible copy); an unconfirmed one may hold nothing.
+                Err(_) if held.confirmed => return Settled::Recorded,
+                Err(_) => return Settled::Unrecorded,
             }
         }
     }
 
     /// Gives `held` up, so the next attempt goes through in full; `maybe_sent`: its send failed
-    /// ambiguously (SQS may have queued it), which the record keeps for the next attempt.
-    pub async fn release(&self, held: &HeldClaim, maybe_sent: bool, calls: &mut StoreCalls) {
+    /// ambiguously (SQS may have queued it), which the record keeps for the next attempt. A
+    /// claim the store never confirmed may not exist: after an ambiguous send the key is then
+    /// recorded for this content ([`IdempotencyStore::record_released`]), so another event can't
+    /// take it while this one may be in the queue under it.
+    pub async fn release(
+        &self,
+        held: &HeldClaim,
+        maybe_sent: bool,
+        now: i64,
+        calls: &mut StoreCalls,
+    ) -> Settled {
         let maybe_sent_since = if maybe_sent {
             Some(
                 held.maybe_sent_since
@@ -570,6 +617,30 @@ impl<S: IdempotencyStore> Idempotency<S> {
         } else {
             held.maybe_sent_since
         };
+        if let (false, true, Some(since)) = (held.confirmed, maybe_sent, maybe_sent_since) {
+            let request = ClaimRequest {
+                key: &held.key,
+                digest: &held.digest,
+                owner: &held.owner,
+                now,
+                claim_expires_at: 0,
+                owned_until: now.saturating_add(secs(self.ttl)),
+            };
+            let recorded = calls
+                .time(
+                    StoreOperation::Release,
+                    self.store.record_released(request, since),
+                )
+                .await;
+            return match recorded {
+                Ok(()) => Settled::Recorded,
+                Err(StoreError::OtherContent) => {
+                    calls.failures.pop();
+                    Settled::OtherContent
+                }
+                Err(_) => Settled::Unrecorded,
+            };
+        }
         // An unconfirmed claim too: if its write was made, lapsing it spares the retry a wait
         // for the claim to lapse. If it wasn't, another's record there is no failure.
         let released = calls
@@ -581,6 +652,8 @@ impl<S: IdempotencyStore> Idempotency<S> {
         if !held.confirmed && released == Err(StoreError::ClaimLost) {
             calls.failures.pop();
         }
+        // Nothing sent, or a confirmed claim of ours keeps the key for this content.
+        Settled::Recorded
     }
 }
 
@@ -621,6 +694,10 @@ impl IdempotencyStore for NoStore {
     }
 
     async fn release(&self, _: &StoreKey, _: &str, _: Option<i64>) -> Result<(), StoreError> {
+        match *self {}
+    }
+
+    async fn record_released(&self, _: ClaimRequest<'_>, _: i64) -> Result<(), StoreError> {
         match *self {}
     }
 
@@ -910,6 +987,10 @@ mod tests {
             self.next(StoreOperation::Release)
         }
 
+        async fn record_released(&self, _: ClaimRequest<'_>, _: i64) -> Result<(), StoreError> {
+            self.next(StoreOperation::Release)
+        }
+
         async fn record_published(
             &self,
             _: &StoreKey,
@@ -1015,13 +1096,19 @@ mod tests {
             claim_and_commit(vec![down()], plenty),
             [Claim, Claim, Commit]
         );
-        // No answer to `CLAIM_CALLS` claims: published anyway, then recorded (one call).
+        // No answer to `CLAIM_CALLS` claims: published anyway, then recorded.
         let (made, failed) = claim_and_commit_counting(vec![down(), down()], plenty);
         assert_eq!(made, [Claim, Claim, RecordPublished]);
         assert_eq!(failed, [Claim, Claim], "each unanswered call counts");
+        // The record is made again while time allows, up to `CLAIM_CALLS` calls: until it is
+        // written the key may hold nothing.
         assert_eq!(
             claim_and_commit(vec![down(), down(), down()], plenty),
-            [Claim, Claim, RecordPublished]
+            [Claim, Claim, RecordPublished, RecordPublished]
+        );
+        assert_eq!(
+            claim_and_commit(vec![down(); 5], plenty),
+            [Claim, Claim, RecordPublished, RecordPublished]
         );
         // No time for a second claim.
         assert_eq!(

@@ -157,7 +157,17 @@ const PERMANENT_ENTRY_ERRORS: [&str; 5] = [
     "InvalidAttributeValue",
 ];
 
+/// The code of a batch entry SQS listed as successful without an answer that proves it arrived
+/// as sent (`hookrelay_aws::sqs::check_answer`): retried, and counted as an ambiguous attempt.
+pub const UNCONFIRMED_ENTRY: &str = "UnconfirmedAnswer";
+
 impl EntryFailure {
+    /// Whether SQS may hold the entry although it is not confirmed: it was listed as successful
+    /// with an answer that proves nothing ([`UNCONFIRMED_ENTRY`]).
+    pub fn is_ambiguous(&self) -> bool {
+        self.code == UNCONFIRMED_ENTRY
+    }
+
     /// Whether retrying can never succeed: SQS blames the entry's contents or attributes. Any
     /// other failure (throttling, KMS or permission trouble, SQS's own errors, codes this list
     /// doesn't know) is worth retrying, since giving up would lose the event.
@@ -213,5 +223,9 @@ mod tests {
         assert!(!failure("InternalError", false).is_permanent());
         assert!(failure("KMS.DisabledException", true).is_refusal());
         assert!(!failure("InternalError", false).is_refusal());
+        // An answer that proves nothing: retried, and counted as possibly queued.
+        assert!(failure(UNCONFIRMED_ENTRY, false).is_ambiguous());
+        assert!(!failure(UNCONFIRMED_ENTRY, false).is_permanent());
+        assert!(!failure("InternalError", false).is_ambiguous());
     }
 }
