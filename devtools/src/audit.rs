@@ -149,6 +149,9 @@ pub struct AuditReport {
     pub possible_copies: u64,
     /// Events the receivers counted as sent under a key other content holds (`UnseenConflicts`).
     pub unseen_conflicts: u64,
+    /// Events the receivers counted as possibly queued under a key the store recorded nothing
+    /// for (`UnrecordedSends`).
+    pub unrecorded_sends: u64,
     /// Invocations in flight when their instance was killed (a claim may be left in progress,
     /// or a send made and never committed).
     pub interrupted: u64,
@@ -205,6 +208,7 @@ impl AuditReport {
         self.conflicts += other.conflicts;
         self.possible_copies += other.possible_copies;
         self.unseen_conflicts += other.unseen_conflicts;
+        self.unrecorded_sends += other.unrecorded_sends;
         self.interrupted += other.interrupted;
         self.store_latencies_ms.extend(other.store_latencies_ms);
         self.duplicated_keys.extend(other.duplicated_keys);
@@ -363,7 +367,7 @@ impl AuditReport {
         format!(
             "| queue | {} |\n| DynamoDB calls | {} |\n| store faults injected | {} ({:.1}%: {}) |\n\
              | instance restarts | {} |\n| late re-sends (queue drained, instances restarted) | {} |\n\
-             | receivers' counts | AmbiguousPublish {}, StoreFailures {}, InProgress {}, DedupeConflicts {}, PossibleCopies {}, UnseenConflicts {} |\n\
+             | receivers' counts | AmbiguousPublish {}, StoreFailures {}, InProgress {}, DedupeConflicts {}, PossibleCopies {}, UnseenConflicts {}, UnrecordedSends {} |\n\
              | invocations killed in flight | {} |\n| copies not explained by a counted cause | {} |\n\
              | copies beyond the causes logged for their own event | {} |\n\
              | store time per delivery p50 / p99 | {:.1} / {:.1} ms |\n",
@@ -384,6 +388,7 @@ impl AuditReport {
             self.conflicts,
             self.possible_copies,
             self.unseen_conflicts,
+            self.unrecorded_sends,
             self.interrupted,
             self.unexplained_copies(),
             self.copies_without_a_counted_attempt,
@@ -609,6 +614,7 @@ pub async fn run(config: &AuditConfig) -> AuditReport {
         report.conflicts = counts("DedupeConflicts");
         report.possible_copies = counts("PossibleCopies");
         report.unseen_conflicts = counts("UnseenConflicts");
+        report.unrecorded_sends = counts("UnrecordedSends");
         report.interrupted = interrupted;
         report.store_latencies_ms = receiver_values(&logs_written, "StoreLatency");
     } else if config.standard_queue {
