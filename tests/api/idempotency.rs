@@ -58,16 +58,20 @@ async fn deliver(instance: &LambdaInstance, event: Vec<u8>) -> Answer {
 
 /// A receiver instance with the store on: a fresh process, so an empty in-memory window.
 async fn instance(queue_url: &str, table: &str, dynamodb_endpoint: &str) -> LambdaInstance {
-    let secrets = format!("{SECRET_A},{SECRET_B}");
-    start_receiver(
-        queue_url,
-        &[
-            ("HOOKRELAY_ENGINE_SECRETS", secrets.as_str()),
-            ("HOOKRELAY_IDEMPOTENCY_TABLE", table),
-            ("AWS_ENDPOINT_URL_DYNAMODB", dynamodb_endpoint),
-        ],
-    )
-    .await
+    instance_via(queue_url, table, dynamodb_endpoint, &moto().endpoint).await
+}
+
+/// A queue (FIFO or standard) and an idempotency table in moto, the table named after `test`;
+/// the queue's client, URL and the table's name.
+async fn queue_and_table(fifo: bool, test: &str) -> (aws_sdk_sqs::Client, String, String) {
+    let endpoint = &moto().endpoint;
+    let sqs = sqs_client(endpoint);
+    let queue_url = create_queue(&sqs, &unique_queue_name(fifo)).await;
+    let table = format!("hookrelay-{test}-{}", std::process::id());
+    local_dynamodb::create_idempotency_table(&local_dynamodb::client(endpoint), &table)
+        .await
+        .unwrap();
+    (sqs, queue_url, table)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -528,13 +532,7 @@ async fn instance_via(
 async fn a_twin_after_an_ambiguous_failure_is_queued_under_its_own_key_and_nothing_is_lost() {
     use hookrelay_devtools::fault_proxy::{Fault, FaultProxy};
     let endpoint = &moto().endpoint;
-    let sqs = sqs_client(endpoint);
-    let queue_url = create_queue(&sqs, &unique_queue_name(true)).await;
-    let dynamodb = local_dynamodb::client(endpoint);
-    let table = format!("hookrelay-twins-{}", std::process::id());
-    local_dynamodb::create_idempotency_table(&dynamodb, &table)
-        .await
-        .unwrap();
+    let (sqs, queue_url, table) = queue_and_table(true, "twins").await;
     // The queue check at init passes; then each of the send's three attempts is queued and its
     // answer lost.
     let script = [
@@ -589,13 +587,7 @@ async fn a_twin_after_an_ambiguous_failure_is_queued_under_its_own_key_and_nothi
 async fn an_sqs_answer_without_proof_of_receipt_is_never_accepted() {
     use hookrelay_devtools::fault_proxy::{Fault, FaultProxy};
     let endpoint = &moto().endpoint;
-    let sqs = sqs_client(endpoint);
-    let queue_url = create_queue(&sqs, &unique_queue_name(true)).await;
-    let dynamodb = local_dynamodb::client(endpoint);
-    let table = format!("hookrelay-unproven-{}", std::process::id());
-    local_dynamodb::create_idempotency_table(&dynamodb, &table)
-        .await
-        .unwrap();
+    let (sqs, queue_url, table) = queue_and_table(true, "unproven").await;
     let script = [None, Some(Fault::NoMessageId), Some(Fault::WrongMd5)];
     let proxy = FaultProxy::start(endpoint, plan_scripting(&script))
         .await
@@ -624,13 +616,7 @@ async fn an_sqs_answer_without_proof_of_receipt_is_never_accepted() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_event_queued_under_the_old_fifo_id_is_queued_once_more_under_the_new_one() {
     let endpoint = &moto().endpoint;
-    let sqs = sqs_client(endpoint);
-    let queue_url = create_queue(&sqs, &unique_queue_name(true)).await;
-    let dynamodb = local_dynamodb::client(endpoint);
-    let table = format!("hookrelay-upgrade-{}", std::process::id());
-    local_dynamodb::create_idempotency_table(&dynamodb, &table)
-        .await
-        .unwrap();
+    let (sqs, queue_url, table) = queue_and_table(true, "upgrade").await;
     // The previous version's send: the bare key as its deduplication id (its answer was lost,
     // so it released the claim, deleting the item).
     sqs.send_message()

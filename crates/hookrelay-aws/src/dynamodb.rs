@@ -41,6 +41,7 @@ use std::time::Duration;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use hookrelay_ingest::idempotency::{
@@ -85,12 +86,16 @@ impl DynamoDbStore {
     pub fn table(&self) -> &str {
         &self.table
     }
-}
 
-impl IdempotencyStore for DynamoDbStore {
-    async fn claim(&self, request: ClaimRequest<'_>) -> Result<ClaimDecision, StoreError> {
-        let written = self
-            .client
+    /// A `PutItem` of `request`'s claim (lapsing at `claim_until`; 0: released) on `condition`,
+    /// which reads `:now`, `:digest` and `:in_progress`; a refusal brings the item that refused.
+    fn put_claim(
+        &self,
+        request: &ClaimRequest<'_>,
+        claim_until: i64,
+        condition: &'static str,
+    ) -> PutItemFluentBuilder {
+        self.client
             .put_item()
             .table_name(&self.table)
             .item(PK, s(request.key.as_str()))
@@ -98,13 +103,20 @@ impl IdempotencyStore for DynamoDbStore {
             .item(OWNER, s(request.owner))
             .item(DIGEST, s(request.digest.as_str()))
             .item(EXPIRES_AT, n(request.owned_until))
-            .item(CLAIM_UNTIL, n(request.claim_expires_at))
+            .item(CLAIM_UNTIL, n(claim_until))
             .item(CLAIMED_AT, n(request.now))
-            .condition_expression(CLAIM_CONDITION)
+            .condition_expression(condition)
             .expression_attribute_values(":now", n(request.now))
             .expression_attribute_values(":digest", s(request.digest.as_str()))
             .expression_attribute_values(":in_progress", s(IN_PROGRESS))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+    }
+}
+
+impl IdempotencyStore for DynamoDbStore {
+    async fn claim(&self, request: ClaimRequest<'_>) -> Result<ClaimDecision, StoreError> {
+        let written = self
+            .put_claim(&request, request.claim_expires_at, CLAIM_CONDITION)
             .return_values(ReturnValue::AllOld)
             .send()
             .await;
@@ -276,22 +288,8 @@ impl IdempotencyStore for DynamoDbStore {
         maybe_sent_since: i64,
     ) -> Result<(), StoreError> {
         let written = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .item(PK, s(request.key.as_str()))
-            .item(STATE, s(IN_PROGRESS))
-            .item(OWNER, s(request.owner))
-            .item(DIGEST, s(request.digest.as_str()))
-            .item(EXPIRES_AT, n(request.owned_until))
-            .item(CLAIM_UNTIL, n(0))
-            .item(CLAIMED_AT, n(request.now))
+            .put_claim(&request, 0, RELEASED_CONDITION)
             .item(MAYBE_SENT_SINCE, n(maybe_sent_since))
-            .condition_expression(RELEASED_CONDITION)
-            .expression_attribute_values(":now", n(request.now))
-            .expression_attribute_values(":digest", s(request.digest.as_str()))
-            .expression_attribute_values(":in_progress", s(IN_PROGRESS))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
         let error = match written {
