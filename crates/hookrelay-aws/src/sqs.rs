@@ -61,14 +61,19 @@ impl Publisher for SqsPublisher {
         within: Duration,
     ) -> Result<Sent, PublishError> {
         let give_up_at = Instant::now() + within;
-        let attributes = sqs_attributes(message)?;
+        // Built once; only a send after an unproven answer builds them again.
+        let mut attributes = Some(sqs_attributes(message)?);
         // Attempts of earlier sends that may have queued the message.
         let mut earlier = 0;
         let mut sends_left = UNCONFIRMED_SENDS;
         loop {
             sends_left -= 1;
             let left = give_up_at.saturating_duration_since(Instant::now());
-            let (sent, attempts) = self.send_once(message, attributes.clone(), left).await;
+            let attributes = match attributes.take() {
+                Some(attributes) => attributes,
+                None => sqs_attributes(message)?,
+            };
+            let (sent, attempts) = self.send_once(message, attributes, left).await;
             let output = match sent {
                 Ok(output) => output,
                 Err(error) => {
