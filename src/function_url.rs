@@ -202,7 +202,6 @@ fn store_metrics(result: &Result<Handled, Rejection>) -> StoreMetrics {
         failures: notes.calls.failures.len() as u32,
         conflict: notes.conflict.is_some(),
         out_of_order: notes.arrival == Some(Arrival::OutOfOrder),
-        unseen_conflict: notes.unseen_conflict,
         unrecorded: notes.unrecorded,
         ..StoreMetrics::default()
     };
@@ -337,16 +336,29 @@ fn log_result(route: &str, routed_to: &str, result: &Result<Handled, Rejection>)
     if let Some(notes) = notes {
         log_store_notes(routed_to, notes);
     }
-    if let Ok(handled) = result
-        && let Some(since) = handled.store.possible_copy_of
-    {
-        tracing::warn!(
-            provider = handled.provider.name,
-            dedupe_key = handled.dedupe_key.as_str(),
-            possible_copies = 1,
-            possible_copy_of = since,
-            "published again: an earlier attempt of this content (claimed at possible_copy_of) may have queued it already, where SQS will not drop a copy (same id)"
-        );
+    if let Ok(handled) = result {
+        match (
+            handled.store.possible_copy_of,
+            handled.store.earlier_attempt_at,
+        ) {
+            (Some(since), _) => tracing::warn!(
+                provider = handled.provider.name,
+                dedupe_key = handled.dedupe_key.as_str(),
+                possible_copies = 1,
+                possible_copy_of = since,
+                "published again: an earlier attempt of this content (claimed at possible_copy_of) may have queued it already, where SQS will not drop a copy (same id)"
+            ),
+            // Within FIFO's window: SQS drops a copy. Logged so a copy can still be traced to
+            // its attempt should the window have passed after all (a clock off by minutes).
+            (None, Some(since)) => tracing::info!(
+                provider = handled.provider.name,
+                dedupe_key = handled.dedupe_key.as_str(),
+                earlier_attempts = 1,
+                earlier_attempt_at = since,
+                "published again within SQS FIFO's deduplication window of an earlier attempt that may have queued it (SQS drops the copy)"
+            ),
+            (None, None) => {}
+        }
     }
     match result {
         // SQS may hold more than one copy of this one (a standard queue keeps them): say which
@@ -400,13 +412,7 @@ fn log_store_notes(routed_to: &str, notes: &StoreNotes) {
     if notes.unrecorded {
         tracing::error!(
             provider = routed_to,
-            "the event may be in the queue, but the store recorded nothing for its key (every call went unanswered): another event reusing the key could share its envelope id"
-        );
-    }
-    if notes.unseen_conflict {
-        tracing::error!(
-            provider = routed_to,
-            "published under a key another event's record holds: the store did not answer the claim, so the conflict could not be seen; two events share this envelope id"
+            "the event may be in the queue, but the store recorded nothing for it (every call went unanswered): a later attempt of this content could be queued again"
         );
     }
     if let Some(conflict) = &notes.conflict {

@@ -82,10 +82,7 @@ pub struct StoreMetrics {
     /// earlier attempt of the same content may have sent it (past FIFO's five minutes, or on a
     /// standard queue).
     pub possible_copy: bool,
-    /// Whether the event went out under a key another event's record holds (a conflict the store
-    /// could not show).
-    pub unseen_conflict: bool,
-    /// Whether the event may be in the queue under a key the store recorded nothing for.
+    /// Whether the event may be in the queue while the store recorded nothing for it.
     pub unrecorded: bool,
 }
 
@@ -113,7 +110,6 @@ pub fn store_document(
         ("InProgress", u32::from(metrics.in_progress)),
         ("OutOfOrder", u32::from(metrics.out_of_order)),
         ("PossibleCopies", u32::from(metrics.possible_copy)),
-        ("UnseenConflicts", u32::from(metrics.unseen_conflict)),
         ("UnrecordedSends", u32::from(metrics.unrecorded)),
     ] {
         if count > 0 {
@@ -249,7 +245,6 @@ mod tests {
                 in_progress: false,
                 out_of_order: true,
                 possible_copy: true,
-                unseen_conflict: true,
                 unrecorded: true,
             },
         )
@@ -262,7 +257,6 @@ mod tests {
         assert!(doc.get("InProgress").is_none());
         assert_eq!(doc["OutOfOrder"].as_f64(), Some(1.0));
         assert_eq!(doc["PossibleCopies"].as_f64(), Some(1.0));
-        assert_eq!(doc["UnseenConflicts"].as_f64(), Some(1.0));
         assert_eq!(doc["UnrecordedSends"].as_f64(), Some(1.0));
         assert_eq!(doc["provider"], "engine");
     }

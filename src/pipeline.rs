@@ -113,24 +113,22 @@ pub struct StoreNotes {
     pub conflict: Option<Conflict>,
     /// How its engine sequence arrived, when gap detection recorded it.
     pub arrival: Option<Arrival>,
-    /// When an earlier attempt of this content may have sent it, if its publish may have put a
-    /// second copy in the queue that SQS won't drop (docs/contract.md, "Exactly once"): Unix
-    /// seconds of that attempt's claim.
+    /// When an earlier attempt of this content may have sent it (its send failed ambiguously,
+    /// or its claim lapsed unreleased): Unix seconds of that attempt's claim. A FIFO queue drops
+    /// this publish if it comes within five minutes of that send.
+    pub earlier_attempt_at: Option<i64>,
+    /// [`StoreNotes::earlier_attempt_at`] when this publish may put a second copy in the queue
+    /// that SQS won't drop (docs/contract.md, "Exactly once").
     pub possible_copy_of: Option<i64>,
-    /// The key turned out to hold another event's record after a send whose claim the store
-    /// did not answer: a conflict it could not show, so this event's envelope `id` names other
-    /// content too (docs/contract.md, "Exactly once").
-    pub unseen_conflict: bool,
     /// The event may be in the queue, but the store answered none of the calls that would
-    /// record its key for it, and its claim was never confirmed: another event could take the
-    /// key and share its envelope `id`.
+    /// record it, and its claim was never confirmed: a later attempt of this content could be
+    /// published again (docs/contract.md, "Exactly once").
     pub unrecorded: bool,
 }
 
 impl StoreNotes {
     /// Notes what the store holds for the event once its claim is settled.
     fn settled(&mut self, settled: Settled) {
-        self.unseen_conflict |= settled == Settled::OtherContent;
         self.unrecorded |= settled == Settled::Unrecorded;
     }
 }
@@ -526,9 +524,16 @@ impl<P: Publisher, C: Clock, S: IdempotencyStore, Q: SequenceStore> Pipeline<P, 
                 event = self.rekey(event, recorded, &digest, &mut notes);
             }
             match outcome.claim {
-                // Unconfirmed too (the store did not answer): published anyway, and recorded
-                // after the send if the store answers by then.
-                Claim::Held(claim) | Claim::Unclaimed(claim) => held = Some(claim),
+                Claim::Held(claim) => held = Some(claim),
+                // The store did not answer: published anyway, and recorded after the send if
+                // the store answers by then. The key may be another event's, so the envelope
+                // `id` names this content alone.
+                Claim::Unclaimed(claim) => {
+                    if claim.goes_out_under_content_key() {
+                        event = event.rekeyed_by_content(&digest);
+                    }
+                    held = Some(claim);
+                }
                 Claim::Duplicate => {
                     self.dedupe()
                         .record(event.dedupe_key().clone(), digest, now);
@@ -552,14 +557,12 @@ impl<P: Publisher, C: Clock, S: IdempotencyStore, Q: SequenceStore> Pipeline<P, 
         // An earlier attempt of this content may have sent it: SQS drops this send only on a FIFO
         // queue within five minutes of that one. Counted from 10 s before that, as the send
         // comes a few seconds after `now` (claim calls) and the claim times are whole seconds.
-        notes.possible_copy_of =
-            held.as_ref()
-                .and_then(HeldClaim::maybe_sent_since)
-                .filter(|since| {
-                    self.queue_kind == QueueKind::Standard
-                        || now.unix_timestamp().saturating_sub(*since)
-                            >= FIFO_DEDUPLICATION_WINDOW.as_secs() as i64 - 10
-                });
+        notes.earlier_attempt_at = held.as_ref().and_then(HeldClaim::maybe_sent_since);
+        notes.possible_copy_of = notes.earlier_attempt_at.filter(|since| {
+            self.queue_kind == QueueKind::Standard
+                || now.unix_timestamp().saturating_sub(*since)
+                    >= FIFO_DEDUPLICATION_WINDOW.as_secs() as i64 - 10
+        });
 
         // Seal: the relay signature over the whole message, so consumers can refuse anything
         // hookrelay did not write.
@@ -652,7 +655,7 @@ impl<P: Publisher, C: Clock, S: IdempotencyStore, Q: SequenceStore> Pipeline<P, 
             recorded,
             this: digest.clone(),
         });
-        event.rekeyed_for_conflict(digest)
+        event.rekeyed_by_content(digest)
     }
 
     /// Records the event's engine sequence, when gap detection is on and it has one.
@@ -1119,7 +1122,13 @@ mod tests {
             // Well within FIFO's five minutes SQS drops a copy under the same id: nothing counted.
             let soon = instance(&publisher, &store, T0 + 139);
             let (_, within) = soon.handle(engine(SECRET_A, "d", 21, "m")).await;
-            assert_eq!(within.unwrap().store.possible_copy_of, None);
+            let within = within.unwrap().store;
+            assert_eq!(within.possible_copy_of, None);
+            assert_eq!(
+                within.earlier_attempt_at,
+                Some(T0 - 150),
+                "still noted, for the log"
+            );
             // Near or past them it may not: counted (10 s early), with the earlier claim's time.
             let late = instance(&publisher, &store, T0 + 141);
             let (_, past) = late.handle(engine(SECRET_A, "d", 22, "m")).await;
@@ -1148,13 +1157,108 @@ mod tests {
             let Err(Rejection::QueueUnavailable { store: notes, .. }) = failed else {
                 panic!("a 503");
             };
-            assert!(!notes.unrecorded && !notes.unseen_conflict, "{notes:?}");
+            assert!(!notes.unrecorded, "{notes:?}");
             let (_, twin) = instance(&publisher, &store, T0 + 1)
                 .handle(engine(SECRET_B, "b-1", 60, "other"))
                 .await;
             let twin = twin.unwrap();
             assert!(twin.dedupe_key.as_str().starts_with("engine:op-1:60#"));
             assert!(twin.store.conflict.is_some());
+        }
+
+        /// The envelope `id` of a queued message.
+        fn envelope_id(message: &hookrelay_ingest::routed::QueueMessage) -> String {
+            let envelope: serde_json::Value = serde_json::from_str(&message.body).unwrap();
+            envelope["id"].as_str().unwrap().to_owned()
+        }
+
+        #[tokio::test]
+        async fn an_unanswered_claim_goes_out_under_its_content_key_which_no_twin_can_share() {
+            // Both claim calls go unanswered: the bare key may be a twin's, so the envelope `id`
+            // names this content. The record then keeps the bare key for it.
+            let (publisher, store) = (RecordingPublisher::default(), MemoryStore::default());
+            store.fail_next(2);
+            let (_, first) = instance(&publisher, &store, T0)
+                .handle(engine(SECRET_A, "a-1", 70, "m"))
+                .await;
+            let first = first.unwrap();
+            assert_eq!(first.outcome.as_str(), "accepted");
+            assert!(
+                first.store.conflict.is_none(),
+                "not a conflict: counted as store failures"
+            );
+            assert!(first.dedupe_key.as_str().starts_with("engine:op-1:70#"));
+            assert_eq!(envelope_id(&publisher.sent()[0]), first.dedupe_key.as_str());
+            assert_eq!(
+                store.record("engine:op-1:70").unwrap().state,
+                RecordState::Published
+            );
+            // A twin later takes a key of its own; this content's retry is a duplicate.
+            let (_, twin) = instance(&publisher, &store, T0 + 1)
+                .handle(engine(SECRET_B, "b-1", 70, "other"))
+                .await;
+            let twin = twin.unwrap();
+            assert!(twin.store.conflict.is_some());
+            assert_ne!(twin.dedupe_key, first.dedupe_key);
+            let cold = instance(&publisher, &store, T0 + 200);
+            let retry = engine(SECRET_A, "a-1-late", 70, "m");
+            assert_eq!(answer(&cold, retry).await, (200, "duplicate"));
+            let ids: std::collections::HashSet<_> =
+                publisher.sent().iter().map(envelope_id).collect();
+            assert_eq!((publisher.len(), ids.len()), (2, 2), "two events, two ids");
+        }
+
+        #[tokio::test]
+        async fn an_unanswered_claim_beside_a_twin_that_holds_the_key_is_recorded_under_its_content_key()
+         {
+            // The twin holds the bare key; this event's claim goes unanswered, so it can't see
+            // that. It goes out under its content key, and is recorded there (the bare key's
+            // record is refused), so its late retry is a duplicate, not a second send.
+            let (publisher, store) = (RecordingPublisher::default(), MemoryStore::default());
+            let (_, twin) = instance(&publisher, &store, T0)
+                .handle(engine(SECRET_B, "b-1", 71, "other"))
+                .await;
+            assert_eq!(twin.unwrap().dedupe_key.as_str(), "engine:op-1:71");
+            store.fail_next(2);
+            let (_, this) = instance(&publisher, &store, T0 + 1)
+                .handle(engine(SECRET_A, "a-1", 71, "m"))
+                .await;
+            let this = this.unwrap();
+            assert!(!this.store.unrecorded, "{:?}", this.store);
+            let content_key = this.dedupe_key.as_str().to_owned();
+            assert!(content_key.starts_with("engine:op-1:71#"));
+            assert_eq!(
+                store.record(&content_key).unwrap().state,
+                RecordState::Published
+            );
+            let cold = instance(&publisher, &store, T0 + 200);
+            let retry = engine(SECRET_A, "a-1-late", 71, "m");
+            assert_eq!(answer(&cold, retry).await, (200, "duplicate"));
+            let ids: Vec<_> = publisher.sent().iter().map(envelope_id).collect();
+            assert_eq!(ids, ["engine:op-1:71".to_owned(), content_key]);
+
+            // The same with an ambiguous send (a 503): its released record goes under the
+            // content key too, and the retry finds it there (counted as a possible copy).
+            let ambiguous = RecordingPublisher::failing_first_ambiguously(1);
+            instance(&publisher, &store, T0)
+                .handle(engine(SECRET_B, "b-2", 72, "other"))
+                .await
+                .1
+                .unwrap();
+            store.fail_next(2);
+            let (_, failed) = instance(&ambiguous, &store, T0 - 150)
+                .handle(engine(SECRET_A, "a-2", 72, "m"))
+                .await;
+            let Err(Rejection::QueueUnavailable { store: notes, .. }) = failed else {
+                panic!("a 503");
+            };
+            assert!(!notes.unrecorded, "{notes:?}");
+            let (_, retried) = instance(&ambiguous, &store, T0 + 150)
+                .handle(engine(SECRET_A, "a-2", 72, "m"))
+                .await;
+            let retried = retried.unwrap();
+            assert!(retried.dedupe_key.as_str().starts_with("engine:op-1:72#"));
+            assert_eq!(retried.store.possible_copy_of, Some(T0 - 150));
         }
 
         #[tokio::test]

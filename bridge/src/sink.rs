@@ -108,6 +108,16 @@ struct Pending {
     claim: Option<HeldClaim>,
 }
 
+impl Pending {
+    /// Rebuilds the message under the event's content key (`{key}#{digest}`): the key holds
+    /// other content, or may (the store did not answer its claim).
+    fn rekey_by_content(&mut self, signer: &RelaySigner) {
+        self.event = self.event.clone().rekeyed_by_content(&self.digest);
+        self.key = self.event.dedupe_key().clone();
+        self.message = self.event.queue_message_with(&self.digest, self.at, signer);
+    }
+}
+
 /// Sends buffered events to SQS.
 pub struct Sink<P, S = NoStore> {
     publisher: P,
@@ -286,7 +296,7 @@ impl<P: BatchPublisher, S: IdempotencyStore> Sink<P, S> {
                 this = %digest,
                 "dedupe conflict: the key holds other content; queued under its own key"
             );
-            event = event.rekeyed_for_conflict(&digest);
+            event = event.rekeyed_by_content(&digest);
         }
         let key = event.dedupe_key();
         if self
@@ -363,15 +373,15 @@ impl<P: BatchPublisher, S: IdempotencyStore> Sink<P, S> {
                     this = %pending.digest,
                     "dedupe conflict in the store: the key holds other content; queued under its own key"
                 );
-                pending.event = pending.event.rekeyed_for_conflict(&pending.digest);
-                pending.key = pending.event.dedupe_key().clone();
-                pending.message =
-                    pending
-                        .event
-                        .queue_message_with(&pending.digest, pending.at, &self.signer);
+                pending.rekey_by_content(&self.signer);
             }
             match outcome.claim {
                 Claim::Held(held) | Claim::Unclaimed(held) => {
+                    // The store did not answer the claim of the bare key, which may then be
+                    // another event's: the envelope `id` names this content alone.
+                    if held.goes_out_under_content_key() {
+                        pending.rekey_by_content(&self.signer);
+                    }
                     // An earlier attempt of this content may have queued it past FIFO's
                     // window: this send may be a copy.
                     let since = held.maybe_sent_since();
@@ -520,16 +530,12 @@ impl<P: BatchPublisher, S: IdempotencyStore> Sink<P, S> {
             for (source, calls, settled) in settle_claims(store, &commits, &releases, now).await {
                 self.count_store_calls(source, &calls);
                 let counters = self.stats.of(source);
-                match settled {
-                    Settled::Recorded => {}
-                    Settled::OtherContent => {
-                        bump(&counters.unseen_conflicts);
-                        tracing::error!(
-                            source = source.provider(),
-                            "sent under a key another event's record holds: the store did not answer the claim, so the conflict could not be seen; two events share this envelope id"
-                        );
-                    }
-                    Settled::Unrecorded => bump(&counters.unrecorded),
+                if settled == Settled::Unrecorded {
+                    bump(&counters.unrecorded);
+                    tracing::error!(
+                        source = source.provider(),
+                        "the event may be in the queue, but the store recorded nothing for it (every call went unanswered): a later attempt of this content could be queued again"
+                    );
                 }
             }
         }
@@ -632,7 +638,10 @@ mod tests {
     #[derive(Default)]
     struct ScriptedQueue {
         script: Mutex<VecDeque<Script>>,
+        /// The FIFO deduplication id of each accepted entry.
         accepted: Mutex<Vec<String>>,
+        /// The envelope `id` of each accepted entry.
+        envelope_ids: Mutex<Vec<String>>,
         calls: Mutex<Vec<usize>>,
     }
 
@@ -670,6 +679,12 @@ mod tests {
                             .lock()
                             .unwrap()
                             .push(message.deduplication_id.clone());
+                        let envelope: serde_json::Value =
+                            serde_json::from_str(&message.body).unwrap();
+                        self.envelope_ids
+                            .lock()
+                            .unwrap()
+                            .push(envelope["id"].as_str().unwrap().to_owned());
                         results.push(Ok(()));
                     }
                 }
@@ -1061,6 +1076,28 @@ mod tests {
                 store.calls() > 3 * 2,
                 "a release after the failed call, a claim before the retry"
             );
+        }
+
+        #[tokio::test]
+        async fn an_unanswered_claim_goes_out_under_its_content_key_and_is_recorded_under_the_key()
+        {
+            // The store answers neither claim call: the key may be another event's, so the
+            // envelope `id` names this content; the commit then records the key for it.
+            let (queue, store) = (ScriptedQueue::default(), MemoryStore::default());
+            store.fail_next(2);
+            let received = event(0);
+            let key = received.event.dedupe_key().as_str().to_owned();
+            let (report, stats) = run_with(&queue, &store, vec![received]).await;
+            assert_eq!(report.published, 1);
+            assert!(count(&stats.of(StreamSource::Rekko).store_failures) >= 1);
+            assert_eq!(count(&stats.of(StreamSource::Rekko).unrecorded), 0);
+            let ids = queue.envelope_ids.lock().unwrap().clone();
+            assert_eq!(ids.len(), 1);
+            assert!(ids[0].starts_with(&format!("{key}#")), "{ids:?}");
+            assert_eq!(store.record(&key).unwrap().state, RecordState::Published);
+            // A second bridge reading it again finds it.
+            let (again, _) = run_with(&queue, &store, vec![event(0)]).await;
+            assert_eq!(again.published, 0);
         }
 
         fn published_records(store: &MemoryStore) -> usize {

@@ -57,16 +57,13 @@ pub struct StreamCounters {
     /// Sends of content an earlier attempt may have queued more than SQS FIFO's five minutes
     /// before (docs/contract.md, "Exactly once").
     pub possible_copies: AtomicU64,
-    /// Sends whose key turned out to hold another event's record (a conflict the store could not
-    /// show): two events under one envelope id.
-    pub unseen_conflicts: AtomicU64,
     /// Sends that may be queued under a key the store recorded nothing for (every call that
     /// would have went unanswered).
     pub unrecorded: AtomicU64,
 }
 
 impl StreamCounters {
-    fn take(&self) -> [(&'static str, u64); 16] {
+    fn take(&self) -> [(&'static str, u64); 15] {
         let take = |counter: &AtomicU64| counter.swap(0, Ordering::Relaxed);
         [
             ("StreamEvents", take(&self.events)),
@@ -83,7 +80,6 @@ impl StreamCounters {
             ("StoreFailures", take(&self.store_failures)),
             ("InProgress", take(&self.in_progress)),
             ("PossibleCopies", take(&self.possible_copies)),
-            ("UnseenConflicts", take(&self.unseen_conflicts)),
             ("UnrecordedSends", take(&self.unrecorded)),
         ]
     }

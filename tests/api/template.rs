@@ -116,7 +116,7 @@ fn alarms_dashboard_and_function_share_the_configured_namespace() {
     assert!(text.contains("HOOKRELAY_METRICS_NAMESPACE: !Ref MetricsNamespace"));
     assert_eq!(
         text.matches("Namespace: !Ref MetricsNamespace").count(),
-        10,
+        9,
         "every hookrelay alarm reads the configured namespace"
     );
     for line in text.lines() {
@@ -702,7 +702,6 @@ fn the_store_alarms_watch_metrics_the_receiver_emits() {
             failures: 1,
             conflict: true,
             possible_copy: true,
-            unseen_conflict: true,
             unrecorded: true,
             ..StoreMetrics::default()
         },
@@ -713,7 +712,6 @@ fn the_store_alarms_watch_metrics_the_receiver_emits() {
         ("StoreFailuresAlarm", "StoreFailures"),
         ("DedupeConflictsAlarm", "DedupeConflicts"),
         ("PossibleCopiesAlarm", "PossibleCopies"),
-        ("UnseenConflictsAlarm", "UnseenConflicts"),
         ("UnrecordedSendsAlarm", "UnrecordedSends"),
     ] {
         let block = resource(&text, alarm);

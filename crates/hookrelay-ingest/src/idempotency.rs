@@ -335,6 +335,10 @@ pub struct HeldClaim {
     confirmed: bool,
     claimed_at: i64,
     maybe_sent_since: Option<i64>,
+    /// An unconfirmed claim of the bare key: the event goes out under its content key
+    /// (`{key}#{digest}`), which is recorded instead when another event's record holds the bare
+    /// key, so this content's retries still find it.
+    content_key: Option<StoreKey>,
 }
 
 impl HeldClaim {
@@ -342,6 +346,13 @@ impl HeldClaim {
     /// recorded, Unix seconds: this publish may then be a second copy.
     pub fn maybe_sent_since(&self) -> Option<i64> {
         self.maybe_sent_since
+    }
+
+    /// The claim went unanswered on the bare key, which may then be another event's: the event
+    /// goes out under `DedupeKey::with_digest`, an envelope `id` naming its content alone
+    /// (docs/contract.md, "Exactly once").
+    pub fn goes_out_under_content_key(&self) -> bool {
+        self.content_key.is_some()
     }
 }
 
@@ -377,12 +388,9 @@ pub struct ClaimOutcome {
 pub enum Settled {
     /// The key records this content (published, or released keeping it), or nothing was sent.
     Recorded,
-    /// Another event's live record holds the key: this event may be in the queue under an
-    /// envelope `id` that names other content too (a conflict the store could not show).
-    OtherContent,
-    /// The store answered none of the calls that would record the key for this content, and
-    /// its claim was never confirmed: the key may hold nothing, so another event could take it
-    /// and share this one's envelope `id`.
+    /// The store answered none of the calls that would record this content, and its claim was
+    /// never confirmed: the key may hold nothing, so a later attempt of this content could be
+    /// published again (under another envelope `id` where the key was free).
     Unrecorded,
 }
 
@@ -467,6 +475,7 @@ impl<S: IdempotencyStore> Idempotency<S> {
             confirmed,
             claimed_at: now,
             maybe_sent_since,
+            content_key: None,
         };
         loop {
             calls_left -= 1;
@@ -515,7 +524,13 @@ impl<S: IdempotencyStore> Idempotency<S> {
                     Claim::Unclaimed(held(&claiming, &owner, false, None))
                 }
                 Err(StoreError::Unavailable(_)) if calls_left > 0 && time_for_another => continue,
-                Err(_) => Claim::Unclaimed(held(&claiming, &owner, false, None)),
+                Err(_) => Claim::Unclaimed(HeldClaim {
+                    // The bare key may be a twin's: published under the content key.
+                    content_key: conflict
+                        .is_none()
+                        .then(|| StoreKey::new(&key.with_digest(digest))),
+                    ..held(&claiming, &owner, false, None)
+                }),
             };
             return ClaimOutcome { claim, conflict };
         }
@@ -528,7 +543,8 @@ impl<S: IdempotencyStore> Idempotency<S> {
     /// call ([`STORE_CALL_BOUND`]): a key left `in_progress` lapses, and a retry after SQS FIFO's
     /// five minutes would publish again. The record of an unconfirmed claim gets up to
     /// [`CLAIM_CALLS`] calls, on the same time rule: until it is written the key may hold
-    /// nothing, and another event could take it.
+    /// nothing, and a later attempt of this content could be published again. When a twin's
+    /// record holds the bare key, the content key the event went out under is recorded instead.
     ///
     /// Says what the key holds for the published event afterwards ([`Settled`]).
     pub async fn commit(
@@ -540,6 +556,7 @@ impl<S: IdempotencyStore> Idempotency<S> {
     ) -> Settled {
         let expires_at = now.saturating_add(secs(self.ttl));
         let mut committing = held.confirmed;
+        let mut recording = &held.key;
         let mut calls_left = if held.confirmed {
             COMMIT_CALLS
         } else {
@@ -559,7 +576,7 @@ impl<S: IdempotencyStore> Idempotency<S> {
                     .time(
                         StoreOperation::RecordPublished,
                         self.store.record_published(
-                            &held.key,
+                            recording,
                             &held.digest,
                             &held.owner,
                             now,
@@ -571,10 +588,17 @@ impl<S: IdempotencyStore> Idempotency<S> {
             let time_for_another = Instant::now() + STORE_CALL_BOUND <= give_up_at;
             match written {
                 Ok(()) => return Settled::Recorded,
-                // Not a failure of the store: what it says is counted on its own.
+                // A twin holds the bare key (not a failure of the store): this event went out
+                // under its content key, so that is what its retries must find.
                 Err(StoreError::OtherContent) => {
                     calls.failures.pop();
-                    return Settled::OtherContent;
+                    match &held.content_key {
+                        Some(content_key) if recording != content_key && time_for_another => {
+                            recording = content_key;
+                            calls_left = calls_left.max(1);
+                        }
+                        _ => return Settled::Unrecorded,
+                    }
                 }
                 // The claim lapsed before this commit (the publish outlasted it) and another
                 // claimant may hold the key: not a failure of the store. The event was
@@ -618,28 +642,32 @@ impl<S: IdempotencyStore> Idempotency<S> {
             held.maybe_sent_since
         };
         if let (false, true, Some(since)) = (held.confirmed, maybe_sent, maybe_sent_since) {
-            let request = ClaimRequest {
-                key: &held.key,
-                digest: &held.digest,
-                owner: &held.owner,
-                now,
-                claim_expires_at: 0,
-                owned_until: now.saturating_add(secs(self.ttl)),
-            };
-            let recorded = calls
-                .time(
-                    StoreOperation::Release,
-                    self.store.record_released(request, since),
-                )
-                .await;
-            return match recorded {
-                Ok(()) => Settled::Recorded,
-                Err(StoreError::OtherContent) => {
-                    calls.failures.pop();
-                    Settled::OtherContent
+            // The bare key first (the retry claims it), then, if a twin holds that, the content
+            // key the event may be queued under.
+            for key in std::iter::once(&held.key).chain(&held.content_key) {
+                let request = ClaimRequest {
+                    key,
+                    digest: &held.digest,
+                    owner: &held.owner,
+                    now,
+                    claim_expires_at: 0,
+                    owned_until: now.saturating_add(secs(self.ttl)),
+                };
+                let recorded = calls
+                    .time(
+                        StoreOperation::Release,
+                        self.store.record_released(request, since),
+                    )
+                    .await;
+                match recorded {
+                    Ok(()) => return Settled::Recorded,
+                    Err(StoreError::OtherContent) => {
+                        calls.failures.pop();
+                    }
+                    Err(_) => return Settled::Unrecorded,
                 }
-                Err(_) => Settled::Unrecorded,
-            };
+            }
+            return Settled::Unrecorded;
         }
         // An unconfirmed claim too: if its write was made, lapsing it spares the retry a wait
         // for the claim to lapse. If it wasn't, another's record there is no failure.

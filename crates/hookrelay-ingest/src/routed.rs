@@ -258,11 +258,11 @@ impl StreamEvent {
         self
     }
 
-    /// This event under its conflict key ([`RoutedEvent::rekeyed_for_conflict`]).
-    pub fn rekeyed_for_conflict(self, digest: &ContentDigest) -> Self {
+    /// This event under its content key ([`RoutedEvent::rekeyed_by_content`]).
+    pub fn rekeyed_by_content(self, digest: &ContentDigest) -> Self {
         Self {
             source: self.source,
-            event: self.event.rekeyed_for_conflict(digest),
+            event: self.event.rekeyed_by_content(digest),
         }
     }
 }
@@ -294,10 +294,11 @@ impl RoutedEvent<'_> {
         &self.dedupe_key
     }
 
-    /// This event under another dedupe key: the key another event already holds with this
-    /// event's digest appended ([`DedupeKey::with_digest`]), when either dedupe layer found the
-    /// key taken by other content. The envelope `id` and the FIFO deduplication id follow it.
-    pub fn rekeyed_for_conflict(mut self, digest: &ContentDigest) -> Self {
+    /// This event under its content key: its key with its digest appended
+    /// ([`DedupeKey::with_digest`]), when either dedupe layer found the key taken by other
+    /// content, or the store could not confirm this event's claim of it. The envelope `id` and
+    /// the FIFO deduplication id follow it.
+    pub fn rekeyed_by_content(mut self, digest: &ContentDigest) -> Self {
         self.dedupe_key = self.dedupe_key.with_digest(digest);
         self
     }

@@ -82,7 +82,8 @@ pub struct Envelope {
     #[cfg_attr(feature = "json-schema", schemars(extend("const" = 1)))]
     pub version: u32,
     /// The dedupe key, unique per event (e.g. `engine:op-1:42`; `{key}#{digest}` when a sender
-    /// reused a key for other content, see the contract's dedupe section).
+    /// reused a key for other content, or the store could not confirm the event's claim of it:
+    /// see the contract's dedupe section). It names one event's content, never two.
     pub id: String,
     /// The sender: `engine`, `rekko`, `standard` or `heisenberg` (later versions of the crate
     /// may add more).
