@@ -412,7 +412,7 @@ fn log_store_notes(routed_to: &str, notes: &StoreNotes) {
     if notes.unrecorded {
         tracing::error!(
             provider = routed_to,
-            "the event may be in the queue, but the store recorded nothing for it (every call went unanswered): a later attempt of this content could be queued again"
+            "the event may be in the queue, but the store recorded nothing for it (its calls went unanswered or ran out of time): a later attempt of this content could be queued again"
         );
     }
     if let Some(conflict) = &notes.conflict {

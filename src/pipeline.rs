@@ -117,8 +117,11 @@ pub struct StoreNotes {
     /// or its claim lapsed unreleased): Unix seconds of that attempt's claim. A FIFO queue drops
     /// this publish if it comes within five minutes of that send.
     pub earlier_attempt_at: Option<i64>,
-    /// [`StoreNotes::earlier_attempt_at`] when this publish may put a second copy in the queue
-    /// that SQS won't drop (docs/contract.md, "Exactly once").
+    /// Since when (Unix seconds) another attempt of this content may have sent it where SQS
+    /// won't drop this publish as a copy (docs/contract.md, "Exactly once"):
+    /// [`StoreNotes::earlier_attempt_at`] past FIFO's window or on a standard queue, or, on a
+    /// standard queue, this attempt's own time when the store did not answer its claim (an
+    /// attempt it would have shown can't be ruled out).
     pub possible_copy_of: Option<i64>,
     /// The event may be in the queue, but the store answered none of the calls that would
     /// record it, and its claim was never confirmed: a later attempt of this content could be
@@ -510,6 +513,8 @@ impl<P: Publisher, C: Clock, S: IdempotencyStore, Q: SequenceStore> Pipeline<P, 
 
         // Layer two: the durable store, shared by every instance and the bridge.
         let mut held = None;
+        // The key an unconfirmed claim was of, when the event goes out under its content key.
+        let mut unconfirmed_key = None;
         if let Some(store) = &self.store {
             let outcome = store
                 .claim(
@@ -530,7 +535,13 @@ impl<P: Publisher, C: Clock, S: IdempotencyStore, Q: SequenceStore> Pipeline<P, 
                 // `id` names this content alone.
                 Claim::Unclaimed(claim) => {
                     if claim.goes_out_under_content_key() {
+                        unconfirmed_key = Some(event.dedupe_key().clone());
                         event = event.rekeyed_by_content(&digest);
+                    }
+                    // Nor can the store rule out another attempt of this content, earlier or
+                    // at once, which a standard queue keeps as a second copy.
+                    if self.queue_kind == QueueKind::Standard {
+                        notes.possible_copy_of = Some(now.unix_timestamp());
                     }
                     held = Some(claim);
                 }
@@ -558,17 +569,20 @@ impl<P: Publisher, C: Clock, S: IdempotencyStore, Q: SequenceStore> Pipeline<P, 
         // queue within five minutes of that one. Counted from 10 s before that, as the send
         // comes a few seconds after `now` (claim calls) and the claim times are whole seconds.
         notes.earlier_attempt_at = held.as_ref().and_then(HeldClaim::maybe_sent_since);
-        notes.possible_copy_of = notes.earlier_attempt_at.filter(|since| {
+        if let Some(since) = notes.earlier_attempt_at.filter(|since| {
             self.queue_kind == QueueKind::Standard
                 || now.unix_timestamp().saturating_sub(*since)
                     >= FIFO_DEDUPLICATION_WINDOW.as_secs() as i64 - 10
-        });
+        }) {
+            notes.possible_copy_of = Some(since);
+        }
 
         // Seal: the relay signature over the whole message, so consumers can refuse anything
         // hookrelay did not write.
         let message = event.queue_message_with(&digest, now, &self.relay_signer);
         if message.size() > SQS_MAX_MESSAGE_BYTES {
-            self.release(held.as_ref(), false, now, &mut notes).await;
+            self.release(held.as_ref(), false, now, budget, &mut notes)
+                .await;
             return Err(Rejection::MessageTooLarge {
                 limit: SQS_MAX_MESSAGE_BYTES,
             });
@@ -576,7 +590,8 @@ impl<P: Publisher, C: Clock, S: IdempotencyStore, Q: SequenceStore> Pipeline<P, 
         let started = Instant::now();
         let Some(within) = budget.send_within(started) else {
             // Less than one SQS attempt left: nothing is sent, the sender retries.
-            self.release(held.as_ref(), false, now, &mut notes).await;
+            self.release(held.as_ref(), false, now, budget, &mut notes)
+                .await;
             return Err(Rejection::QueueUnavailable {
                 error: PublishError::new("the invocation's time ran out before the send"),
                 dedupe_key: event.dedupe_key().clone(),
@@ -592,7 +607,7 @@ impl<P: Publisher, C: Clock, S: IdempotencyStore, Q: SequenceStore> Pipeline<P, 
                 // The sender's retry must go through in full, so the claim goes, keeping the
                 // key's content; after an ambiguous failure the record says the event may be
                 // queued, so a retry past FIFO's window counts a possible copy.
-                self.release(held.as_ref(), error.is_ambiguous(), now, &mut notes)
+                self.release(held.as_ref(), error.is_ambiguous(), now, budget, &mut notes)
                     .await;
                 return Err(Rejection::QueueUnavailable {
                     error,
@@ -602,8 +617,12 @@ impl<P: Publisher, C: Clock, S: IdempotencyStore, Q: SequenceStore> Pipeline<P, 
                 });
             }
         };
-        self.dedupe()
-            .record(event.dedupe_key().clone(), digest, now);
+        match unconfirmed_key {
+            Some(key) => self.dedupe().record_under_content_key(key, digest, now),
+            None => self
+                .dedupe()
+                .record(event.dedupe_key().clone(), digest, now),
+        }
         // Commit and record the sequence at once: two store round trips in one's time.
         let mut record_calls = StoreCalls::default();
         let before_commit = notes.calls.latency;
@@ -689,11 +708,18 @@ impl<P: Publisher, C: Clock, S: IdempotencyStore, Q: SequenceStore> Pipeline<P, 
         held: Option<&HeldClaim>,
         maybe_sent: bool,
         now: OffsetDateTime,
+        budget: Budget,
         notes: &mut StoreNotes,
     ) {
         if let (Some(store), Some(held)) = (&self.store, held) {
             let settled = store
-                .release(held, maybe_sent, now.unix_timestamp(), &mut notes.calls)
+                .release(
+                    held,
+                    maybe_sent,
+                    now.unix_timestamp(),
+                    budget.answer_by(),
+                    &mut notes.calls,
+                )
                 .await;
             notes.settled(settled);
         }
@@ -1178,7 +1204,8 @@ mod tests {
             // names this content. The record then keeps the bare key for it.
             let (publisher, store) = (RecordingPublisher::default(), MemoryStore::default());
             store.fail_next(2);
-            let (_, first) = instance(&publisher, &store, T0)
+            let first_instance = instance(&publisher, &store, T0);
+            let (_, first) = first_instance
                 .handle(engine(SECRET_A, "a-1", 70, "m"))
                 .await;
             let first = first.unwrap();
@@ -1193,6 +1220,15 @@ mod tests {
                 store.record("engine:op-1:70").unwrap().state,
                 RecordState::Published
             );
+            // Its retry on the same instance while the store is still down: this instance's
+            // memory says duplicate (it recorded the content under the key, not holding it).
+            store.fail_next(2);
+            let (_, again) = first_instance
+                .handle(engine(SECRET_A, "a-1b", 70, "m"))
+                .await;
+            assert_eq!(again.unwrap().outcome.as_str(), "duplicate");
+            assert_eq!(publisher.len(), 1);
+            store.fail_next(0);
             // A twin later takes a key of its own; this content's retry is a duplicate.
             let (_, twin) = instance(&publisher, &store, T0 + 1)
                 .handle(engine(SECRET_B, "b-1", 70, "other"))
@@ -1259,6 +1295,35 @@ mod tests {
             let retried = retried.unwrap();
             assert!(retried.dedupe_key.as_str().starts_with("engine:op-1:72#"));
             assert_eq!(retried.store.possible_copy_of, Some(T0 - 150));
+        }
+
+        #[tokio::test]
+        async fn on_a_standard_queue_a_publish_under_an_unanswered_claim_counts_a_possible_copy() {
+            // The store could not show another attempt of this content (one sending at the same
+            // time under the key, say), which a standard queue would keep.
+            let (publisher, store) = (RecordingPublisher::default(), MemoryStore::default());
+            let secrets = format!("{SECRET_A},{SECRET_B}");
+            let config = config(&[
+                ("HOOKRELAY_ENGINE_SECRETS", &secrets),
+                ("HOOKRELAY_QUEUE_URL", "http://127.0.0.1:1/q"),
+            ]);
+            let standard = Pipeline::new(
+                &config,
+                publisher.clone(),
+                FixedClock(OffsetDateTime::from_unix_timestamp(T0).unwrap()),
+            )
+            .with_store(&config, store.clone());
+            store.fail_next(2);
+            let (_, unanswered) = standard.handle(engine(SECRET_A, "a-1", 73, "m")).await;
+            assert_eq!(unanswered.unwrap().store.possible_copy_of, Some(T0));
+            let (_, answered) = standard.handle(engine(SECRET_A, "a-2", 74, "m")).await;
+            assert_eq!(answered.unwrap().store.possible_copy_of, None);
+            // On FIFO the same publish is dropped by SQS as a copy (one FIFO id): not counted.
+            store.fail_next(2);
+            let (_, fifo) = instance(&publisher, &store, T0)
+                .handle(engine(SECRET_A, "a-3", 75, "m"))
+                .await;
+            assert_eq!(fifo.unwrap().store.possible_copy_of, None);
         }
 
         #[tokio::test]

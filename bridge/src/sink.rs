@@ -106,9 +106,31 @@ struct Pending {
     /// Where the store left it: `None` not claimed yet (or released after a failed send); a
     /// claim the store did not confirm is held too (it is sent anyway, and recorded after).
     claim: Option<HeldClaim>,
+    /// The key it claims in the store when that is not `key`: it went out under its content key
+    /// after a claim of this one went unanswered, and its retries claim this one again.
+    claim_key: Option<DedupeKey>,
 }
 
 impl Pending {
+    /// Whether this is content `digest` under `key` (its envelope's, or the one it claims).
+    fn is(&self, key: &DedupeKey, digest: &ContentDigest) -> bool {
+        self.digest == *digest && (self.key == *key || self.claim_key.as_ref() == Some(key))
+    }
+
+    /// The key its store claim is of.
+    fn claims(&self) -> &DedupeKey {
+        self.claim_key.as_ref().unwrap_or(&self.key)
+    }
+
+    /// Records it in `window` as published: under the key it claims, which it holds unless it
+    /// went out under its content key for want of a confirmed claim.
+    fn record_in(self, window: &mut DedupeWindow, now: OffsetDateTime) {
+        match self.claim_key {
+            Some(key) => window.record_under_content_key(key, self.digest, now),
+            None => window.record(self.key, self.digest, now),
+        }
+    }
+
     /// Rebuilds the message under the event's content key (`{key}#{digest}`): the key holds
     /// other content, or may (the store did not answer its claim).
     fn rekey_by_content(&mut self, signer: &RelaySigner) {
@@ -299,10 +321,7 @@ impl<P: BatchPublisher, S: IdempotencyStore> Sink<P, S> {
             event = event.rekeyed_by_content(&digest);
         }
         let key = event.dedupe_key();
-        if self
-            .pending
-            .iter()
-            .any(|p| p.key == *key && p.digest == digest)
+        if self.pending.iter().any(|p| p.is(key, &digest))
             || self.dedupe.check(key, &digest, at) == DedupeDecision::AlreadyPublished
         {
             bump(&counters.duplicates);
@@ -328,6 +347,7 @@ impl<P: BatchPublisher, S: IdempotencyStore> Sink<P, S> {
             event,
             at,
             claim: None,
+            claim_key: None,
         });
     }
 
@@ -346,7 +366,7 @@ impl<P: BatchPublisher, S: IdempotencyStore> Sink<P, S> {
             }
             let outcome = store
                 .claim(
-                    &pending.key,
+                    pending.claims(),
                     &pending.digest,
                     now.unix_timestamp(),
                     claim_until,
@@ -380,6 +400,7 @@ impl<P: BatchPublisher, S: IdempotencyStore> Sink<P, S> {
                     // The store did not answer the claim of the bare key, which may then be
                     // another event's: the envelope `id` names this content alone.
                     if held.goes_out_under_content_key() {
+                        pending.claim_key.get_or_insert_with(|| pending.key.clone());
                         pending.rekey_by_content(&self.signer);
                     }
                     // An earlier attempt of this content may have queued it past FIFO's
@@ -399,7 +420,8 @@ impl<P: BatchPublisher, S: IdempotencyStore> Sink<P, S> {
                         key = pending.key.as_str(),
                         "published already (the store says); dropped"
                     );
-                    self.dedupe.record(pending.key, pending.digest, now);
+                    let claimed = pending.claims().clone();
+                    self.dedupe.record(claimed, pending.digest, now);
                     continue;
                 }
                 Claim::InProgress { retry_after_secs } => {
@@ -500,7 +522,7 @@ impl<P: BatchPublisher, S: IdempotencyStore> Sink<P, S> {
             match result {
                 Ok(()) => {
                     commits.extend(held.map(|held| (pending.source, held)));
-                    self.dedupe.record(pending.key, pending.digest, now);
+                    pending.record_in(&mut self.dedupe, now);
                     self.published += 1;
                     bump(&counters.published);
                 }
@@ -534,7 +556,7 @@ impl<P: BatchPublisher, S: IdempotencyStore> Sink<P, S> {
                     bump(&counters.unrecorded);
                     tracing::error!(
                         source = source.provider(),
-                        "the event may be in the queue, but the store recorded nothing for it (every call went unanswered): a later attempt of this content could be queued again"
+                        "the event may be in the queue, but the store recorded nothing for it (its calls went unanswered or ran out of time): a later attempt of this content could be queued again"
                     );
                 }
             }
@@ -598,7 +620,7 @@ async fn settle_claims<S: IdempotencyStore>(
         // did not, but a call that failed may have): a retry past FIFO's window then counts a
         // possible copy, an upper bound.
         let settled = store
-            .release(held, true, now.unix_timestamp(), &mut calls)
+            .release(held, true, now.unix_timestamp(), give_up_at, &mut calls)
             .await;
         (*source, calls, settled)
     });
@@ -1096,6 +1118,30 @@ mod tests {
             assert!(ids[0].starts_with(&format!("{key}#")), "{ids:?}");
             assert_eq!(store.record(&key).unwrap().state, RecordState::Published);
             // A second bridge reading it again finds it.
+            let (again, _) = run_with(&queue, &store, vec![event(0)]).await;
+            assert_eq!(again.published, 0);
+        }
+
+        #[tokio::test]
+        async fn after_a_failed_send_under_its_content_key_the_retry_claims_the_key_again() {
+            // The claim goes unanswered, so the event goes out under its content key, and that
+            // send fails. The retry claims the key (not the content key), keeps the message it
+            // may already be queued under, and commits the key: a later reading is a duplicate.
+            let (queue, store) = (ScriptedQueue::default(), MemoryStore::default());
+            store.fail_next(2);
+            queue.script.lock().unwrap().push_back(Script::CallFails);
+            let received = event(0);
+            let key = received.event.dedupe_key().as_str().to_owned();
+            let (report, _) = run_with(&queue, &store, vec![received]).await;
+            assert_eq!(report.published, 1);
+            let ids = queue.envelope_ids.lock().unwrap().clone();
+            assert_eq!(ids.len(), 1);
+            assert!(ids[0].starts_with(&format!("{key}#")), "{ids:?}");
+            assert_eq!(store.record(&key).unwrap().state, RecordState::Published);
+            assert!(
+                store.record(&ids[0]).is_none(),
+                "the content key is never claimed"
+            );
             let (again, _) = run_with(&queue, &store, vec![event(0)]).await;
             assert_eq!(again.published, 0);
         }

@@ -627,14 +627,25 @@ pub async fn run(config: &AuditConfig) -> AuditReport {
             &["possible_copies", "earlier_attempts"]
         };
         let attempts = causes_by_key(&logs_written, fields);
-        report.copies_without_a_counted_attempt = queued
-            .iter()
-            .map(|(id, copies)| {
-                // Copies are messages of the same content; other content under the id is
-                // `shared_ids`, counted apart.
-                let contents: std::collections::HashSet<&String> = copies.iter().collect();
-                let extra = (copies.len() - contents.len()) as u64;
-                extra.saturating_sub(attempts.get(id).copied().unwrap_or(0))
+        // Copies are messages of the same content, whatever envelope ids they carry (an attempt
+        // under its content key and one under the key are one event); their causes are those
+        // logged under any of those ids. Other content under one id is `shared_ids`, apart.
+        let mut ids_by_content: HashMap<&String, Vec<&String>> = HashMap::new();
+        for (id, contents) in &queued {
+            for content in contents {
+                ids_by_content.entry(content).or_default().push(id);
+            }
+        }
+        report.copies_without_a_counted_attempt = ids_by_content
+            .values()
+            .map(|ids| {
+                let copies = ids.len() as u64 - 1;
+                let distinct: std::collections::HashSet<&&String> = ids.iter().collect();
+                let causes: u64 = distinct
+                    .iter()
+                    .map(|id| attempts.get(**id).copied().unwrap_or(0))
+                    .sum();
+                copies.saturating_sub(causes)
             })
             .sum();
     }

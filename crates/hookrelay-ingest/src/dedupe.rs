@@ -43,11 +43,22 @@ impl DedupeKey {
         Self(key)
     }
 
-    /// The key a conflicting event (this key, other content) is published and recorded under:
-    /// `{key}#{digest}`, so both events keep a key of their own, consumers' id checks keep both,
-    /// and a retry of either is still a duplicate.
+    /// The content key: `{key}#{digest}`, which a conflicting event (this key, other content) is
+    /// published and recorded under, so both events keep a key of their own, consumers' id
+    /// checks keep both, and a retry of either is still a duplicate. A key that is already the
+    /// content key of `digest` is returned as it is.
     pub fn with_digest(&self, digest: &ContentDigest) -> Self {
+        if self.names_content(digest) {
+            return self.clone();
+        }
         Self(format!("{}#{}", self.0, digest.0))
+    }
+
+    /// Whether this is the content key of `digest` (`{key}#{digest}`).
+    pub fn names_content(&self, digest: &ContentDigest) -> bool {
+        self.0
+            .strip_suffix(digest.as_str())
+            .is_some_and(|rest| rest.ends_with('#'))
     }
 
     /// The key as text.
@@ -109,8 +120,18 @@ pub enum DedupeDecision {
 /// Keys published recently, with when and for which content each was published.
 #[derive(Debug)]
 pub struct DedupeWindow {
-    published: LruCache<DedupeKey, (OffsetDateTime, ContentDigest)>,
+    published: LruCache<DedupeKey, Published>,
     window: Duration,
+}
+
+/// One key's entry: when, for which content, and whether the key was really that content's
+/// (`false`: the content went out under its content key because the store could not confirm it
+/// held this one, which may then be another event's).
+#[derive(Debug)]
+struct Published {
+    at: OffsetDateTime,
+    digest: ContentDigest,
+    holds_key: bool,
 }
 
 impl DedupeWindow {
@@ -130,18 +151,21 @@ impl DedupeWindow {
         digest: &ContentDigest,
         now: OffsetDateTime,
     ) -> DedupeDecision {
-        let Some((published_at, published_digest)) = self.published.get(key) else {
+        let Some(published) = self.published.get(key) else {
             return DedupeDecision::Publish;
         };
         // A clock that stepped backwards counts as "within the window": suppress, never resend.
-        if now - *published_at >= self.window {
+        if now - published.at >= self.window {
             self.published.pop(key);
             DedupeDecision::Publish
-        } else if published_digest == digest {
+        } else if published.digest == *digest {
             DedupeDecision::AlreadyPublished
+        } else if !published.holds_key {
+            // Who holds the key is the store's to say.
+            DedupeDecision::Publish
         } else {
             DedupeDecision::Conflict {
-                published: published_digest.clone(),
+                published: published.digest.clone(),
             }
         }
     }
@@ -149,7 +173,33 @@ impl DedupeWindow {
     /// Records that SQS accepted `key`, for content `digest`, at `now` (or that the store says it
     /// did).
     pub fn record(&mut self, key: DedupeKey, digest: ContentDigest, now: OffsetDateTime) {
-        self.published.put(key, (now, digest));
+        self.published.put(
+            key,
+            Published {
+                at: now,
+                digest,
+                holds_key: true,
+            },
+        );
+    }
+
+    /// Records that SQS accepted content `digest` under its content key at `now`, the store
+    /// having confirmed no claim of `key` for it: a retry of the content under `key` is a
+    /// duplicate, while other content under `key` is left to the store (it may hold the key).
+    pub fn record_under_content_key(
+        &mut self,
+        key: DedupeKey,
+        digest: ContentDigest,
+        now: OffsetDateTime,
+    ) {
+        self.published.put(
+            key,
+            Published {
+                at: now,
+                digest,
+                holds_key: false,
+            },
+        );
     }
 
     /// How many keys are held.
@@ -184,6 +234,31 @@ mod tests {
             NonZeroUsize::new(capacity).unwrap(),
             Duration::from_secs(seconds),
         )
+    }
+
+    #[test]
+    fn content_sent_under_its_content_key_is_a_duplicate_under_the_key_but_no_conflict() {
+        let mut w = window(10, 600);
+        w.record_under_content_key(key(1), content(1), at(0));
+        assert_eq!(
+            w.check(&key(1), &content(1), at(1)),
+            DedupeDecision::AlreadyPublished
+        );
+        assert_eq!(
+            w.check(&key(1), &content(2), at(1)),
+            DedupeDecision::Publish,
+            "the store says whose the key is"
+        );
+    }
+
+    #[test]
+    fn a_content_key_is_made_once() {
+        let once = key(1).with_digest(&content(1));
+        assert_eq!(once.with_digest(&content(1)), once);
+        assert!(once.names_content(&content(1)));
+        assert!(!once.names_content(&content(2)));
+        assert!(!key(1).names_content(&content(1)));
+        assert_ne!(once.with_digest(&content(2)), once);
     }
 
     #[test]

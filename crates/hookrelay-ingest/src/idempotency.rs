@@ -526,8 +526,7 @@ impl<S: IdempotencyStore> Idempotency<S> {
                 Err(StoreError::Unavailable(_)) if calls_left > 0 && time_for_another => continue,
                 Err(_) => Claim::Unclaimed(HeldClaim {
                     // The bare key may be a twin's: published under the content key.
-                    content_key: conflict
-                        .is_none()
+                    content_key: (conflict.is_none() && !key.names_content(digest))
                         .then(|| StoreKey::new(&key.with_digest(digest))),
                     ..held(&claiming, &owner, false, None)
                 }),
@@ -625,12 +624,14 @@ impl<S: IdempotencyStore> Idempotency<S> {
     /// ambiguously (SQS may have queued it), which the record keeps for the next attempt. A
     /// claim the store never confirmed may not exist: after an ambiguous send the key is then
     /// recorded for this content ([`IdempotencyStore::record_released`]), so another event can't
-    /// take it while this one may be in the queue under it.
+    /// take it while this one may be in the queue under it; when a twin holds the key, the
+    /// content key is recorded instead if a second bounded call still ends by `give_up_at`.
     pub async fn release(
         &self,
         held: &HeldClaim,
         maybe_sent: bool,
         now: i64,
+        give_up_at: Instant,
         calls: &mut StoreCalls,
     ) -> Settled {
         let maybe_sent_since = if maybe_sent {
@@ -665,6 +666,9 @@ impl<S: IdempotencyStore> Idempotency<S> {
                         calls.failures.pop();
                     }
                     Err(_) => return Settled::Unrecorded,
+                }
+                if Instant::now() + STORE_CALL_BOUND > give_up_at {
+                    break;
                 }
             }
             return Settled::Unrecorded;

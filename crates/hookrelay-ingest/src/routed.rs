@@ -413,11 +413,7 @@ impl RoutedEvent<'_> {
 /// whose answer was lost, say) silently stand for another event reusing the key; with the digest
 /// in it, only the same content is ever dropped (docs/contract.md, "Exactly once").
 pub fn deduplication_id(provider: &str, key: &DedupeKey, digest: &ContentDigest) -> String {
-    let conflict_key = key
-        .as_str()
-        .strip_suffix(digest.as_str())
-        .is_some_and(|rest| rest.ends_with('#'));
-    if conflict_key {
+    if key.names_content(digest) {
         fifo_id(provider, key.as_str())
     } else {
         fifo_id(provider, key.with_digest(digest).as_str())
