@@ -336,64 +336,10 @@ fn entry<'t>(text: &'t str, section: &str, name: &str) -> Vec<&'t str> {
     lines
 }
 
-/// The items of the list under the first `key` in `block`, one `- item` a line.
-fn list_after<'t>(block: &'t str, key: &str) -> Vec<&'t str> {
-    block
-        .split(key)
-        .nth(1)
-        .unwrap_or_else(|| panic!("no {key}"))
-        .lines()
-        .skip(1)
-        .take_while(|line| {
-            let item = line.trim_start();
-            item.starts_with("- ") && !item.starts_with("- Sid:")
-        })
-        .map(|line| line.trim_start().trim_start_matches("- "))
-        .collect()
-}
-
 /// Whether `block` has the line `first` directly followed by the line `second` (indentation aside).
 fn has_lines(block: &str, first: &str, second: &str) -> bool {
     let lines: Vec<&str> = block.lines().map(str::trim).collect();
     lines.windows(2).any(|pair| pair == [first, second])
-}
-
-#[test]
-fn only_the_queue_writers_may_send_and_only_over_tls() {
-    let text = template();
-    let policy = resource(&text, "EventsQueuePolicy");
-    assert!(policy.contains("Queues: [!Ref EventsQueue, !Ref EventsDeadLetterQueue]"));
-    // The deny names exactly the writers: the receiver's role, the bridge's, the redrive operator's.
-    let writers = list_after(policy, "aws:PrincipalArn:");
-    assert_eq!(
-        writers,
-        [
-            "!GetAtt ReceiverFunctionRole.Arn",
-            "!If [HasBridgeRole, !Ref BridgeRoleArn, !Ref AWS::NoValue]",
-            "!If [HasRedriveOperatorRole, !Ref RedriveOperatorRoleArn, !Ref AWS::NoValue]",
-            "!If [DetectsSequenceGaps, !GetAtt GapDetectorFunctionRole.Arn, !Ref AWS::NoValue]",
-        ]
-    );
-    let send_deny = policy.split("- Sid: TlsOnly").next().unwrap();
-    for must in [
-        "Effect: Deny",
-        "Principal: \"*\"",
-        "Action: sqs:SendMessage",
-        "ArnNotEqualsIfExists:",
-    ] {
-        assert!(send_deny.contains(must), "the send deny lacks {must}");
-    }
-    let tls = policy
-        .split("- Sid: TlsOnly")
-        .nth(1)
-        .expect("a TLS statement");
-    for must in [
-        "Effect: Deny",
-        "Action: \"sqs:*\"",
-        "aws:SecureTransport: \"false\"",
-    ] {
-        assert!(tls.contains(must), "the TLS deny lacks {must}");
-    }
 }
 
 #[test]
@@ -408,8 +354,9 @@ fn the_example_consumer_reads_this_queue_only_and_no_secret() {
     let role = resource(&text, "ExampleConsumerRole");
     assert!(!role.to_lowercase().contains("secretsmanager"), "{role}");
     assert!(!role.contains("Resource: \"*\""), "{role}");
-    // Nothing else attaches a policy to the role: the function's `Role:` is its only reference.
-    assert_eq!(text.matches("ExampleConsumerRole.Arn").count(), 1);
+    // Nothing else attaches a policy to the role: the function's `Role:` and the queue policy's
+    // list of receivers (tests/python/test_template_policies.py) are its only references.
+    assert_eq!(text.matches("ExampleConsumerRole.Arn").count(), 2);
     assert!(!text.contains("!Ref ExampleConsumerRole"));
     // It verifies relay signatures with the public keys, and is given no secret at all.
     assert!(
@@ -445,35 +392,11 @@ fn the_example_consumer_reads_this_queue_only_and_no_secret() {
     assert!(visibility >= 6 * timeout, "{visibility} < 6 x {timeout}");
 }
 
+/// The resource policy's rules are evaluated in tests/python/test_template_policies.py; here,
+/// that the roles it lets read the relay keys are granted the read, and nothing else names it.
 #[test]
-fn only_the_queue_writers_may_read_the_relay_private_key() {
+fn the_relay_key_readers_are_granted_the_read_and_nothing_else_names_the_secret() {
     let text = template();
-    let policy = resource(&text, "RelaySigningKeysPolicy");
-    for must in [
-        "Type: AWS::SecretsManager::ResourcePolicy",
-        "SecretId: !Ref RelaySigningKeysArn",
-        "BlockPublicPolicy: true",
-        "Effect: Deny",
-        "Principal: \"*\"",
-        "Action: secretsmanager:GetSecretValue",
-        "ArnNotEquals:",
-    ] {
-        assert!(policy.contains(must), "the relay key's policy lacks {must}");
-    }
-    assert!(!policy.contains("Effect: Allow"), "{policy}");
-    // Not IfExists: a request without a principal ARN is no queue writer either.
-    assert!(!policy.contains("ArnNotEqualsIfExists"), "{policy}");
-    assert_eq!(policy.matches("aws:PrincipalArn:").count(), 1, "{policy}");
-    assert_eq!(
-        list_after(policy, "aws:PrincipalArn:"),
-        [
-            "!GetAtt ReceiverFunctionRole.Arn",
-            "!If [HasBridgeRole, !Ref BridgeRoleArn, !Ref AWS::NoValue]",
-            "!If [DetectsSequenceGaps, !GetAtt GapDetectorFunctionRole.Arn, !Ref AWS::NoValue]",
-        ],
-        "the readers are exactly the three that seal messages (a redrive only moves sealed ones)"
-    );
-
     // The two writers' own policies allow the read the resource policy leaves them.
     let receiver = resource(&text, "ReceiverFunction");
     assert!(
