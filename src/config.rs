@@ -37,6 +37,8 @@ use hookrelay_ingest::routed::SQS_MAX_MESSAGE_BYTES;
 use hookrelay_ingest::settings;
 use hookrelay_ingest::webhooks::{self, WebhookRoute};
 
+use crate::origin::OriginSecrets;
+
 /// The webhook senders this receiver serves, each at `/{name}`: adding a sender is one entry here
 /// (after its scheme in `hookrelay::senders`, its routing in `hookrelay_ingest::webhooks`).
 pub const WEBHOOK_ROUTES: [WebhookRoute; 3] =
@@ -77,6 +79,8 @@ pub mod vars {
     pub const IDEMPOTENCY_TTL_SECS: &str = settings::IDEMPOTENCY_TTL_SECS;
     /// How long a claim holds a key, seconds.
     pub const IDEMPOTENCY_CLAIM_SECS: &str = settings::IDEMPOTENCY_CLAIM_SECS;
+    /// The optional front's origin values.
+    pub const ORIGIN_SECRETS: &str = crate::origin::ORIGIN_SECRETS;
     /// All three secret variables, for the "none configured" error.
     pub const ANY_SECRETS: &str = hookrelay::secret::ANY_SECRETS;
 }
@@ -112,6 +116,8 @@ pub struct Config {
     pub idempotency: settings::IdempotencySettings,
     /// The sequence-gap recording, when on.
     pub sequence_gaps: Option<settings::SequenceSettings>,
+    /// The values the optional front's origin header must carry, when it is on.
+    pub origin: Option<OriginSecrets>,
 }
 
 impl Config {
@@ -165,7 +171,12 @@ impl Config {
             .ok_or_else(|| ConfigError::new(vars::DEDUPE_CAPACITY, "must be at least 1"))?;
 
         let idempotency = settings::idempotency(&env, settings::DEFAULT_IDEMPOTENCY_CLAIM_SECS)?;
+        let origin = env
+            .text(vars::ORIGIN_SECRETS)
+            .map(|text| OriginSecrets::parse(&text))
+            .transpose()?;
         Ok(Self {
+            origin,
             queue_url,
             metrics_namespace: settings::metrics_namespace(&env)?,
             relay_signer: settings::relay_signer(&env)?,

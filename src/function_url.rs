@@ -348,9 +348,10 @@ fn log_result(route: &str, routed_to: &str, result: &Result<Handled, Rejection>)
                 possible_copy_of = since,
                 "published again: an earlier attempt of this content (claimed at possible_copy_of) may have queued it already, where SQS will not drop a copy (same id)"
             ),
-            // Within FIFO's window: SQS drops a copy. Logged so a copy can still be traced to
-            // its attempt should the window have passed after all (a clock off by minutes).
-            (None, Some(since)) => tracing::info!(
+            // Within FIFO's window: SQS drops a copy. Logged (a warning, as the earlier
+            // attempt's fault was) so a copy can still be traced to that attempt should the
+            // window have passed after all (a clock off by minutes).
+            (None, Some(since)) => tracing::warn!(
                 provider = handled.provider.name,
                 dedupe_key = handled.dedupe_key.as_str(),
                 earlier_attempts = 1,

@@ -15,4 +15,5 @@ pub mod config;
 pub mod function_url;
 pub mod gap_detector;
 pub mod metrics;
+pub mod origin;
 pub mod pipeline;

@@ -8,7 +8,7 @@
 //! |---|---|---|---|
 //! | `Accepted` | Count | `provider`, and none | SQS accepted the event |
 //! | `Duplicate` | Count | `provider`, and none | answered `duplicate` |
-//! | `Rejected` | Count | `provider, reason` and `reason` | any 4xx, and 503 `in_progress`; `reason` is the error code |
+//! | `Rejected` | Count | `provider, reason`, `reason`, and none | any 4xx, and 503 `in_progress`; `reason` is the error code |
 //! | `PublishFailures` | Count | `provider`, and none | SQS failed or timed out (503) |
 //! | `PublishLatency` | Milliseconds | `provider`, and none | each SQS send, successful or not |
 //! | `StoreLatency` | Milliseconds | `provider`, and none | a delivery's idempotency store calls, in all |
@@ -19,7 +19,8 @@
 //! | `OutOfOrder` | Count | `provider`, and none | an engine sequence below its stream's highest (gap detection on; never a gap) |
 //!
 //! `provider` is the route's sender, or `none` for paths that route nowhere. The `reason` alone
-//! set lets an alarm watch e.g. `invalid_signature` across all senders.
+//! set lets an alarm watch e.g. `invalid_signature` across all senders, and the set of none
+//! every refusal at once (`RefusalsAlarm`: a flood, or a sender whose secret changed).
 //!
 //! The store's figures are a second document, written only for requests that made a store call
 //! or hit one of those cases, so a receiver without a store writes exactly what it wrote before.
@@ -125,7 +126,7 @@ pub fn store_document(
 }
 
 const BY_PROVIDER: &[&[&str]] = &[&["provider"], &[]];
-const BY_PROVIDER_AND_REASON: &[&[&str]] = &[&["provider", "reason"], &["reason"]];
+const BY_PROVIDER_AND_REASON: &[&[&str]] = &[&["provider", "reason"], &["reason"], &[]];
 
 /// The EMF document for one request, as one line of JSON (no newline).
 pub fn document(namespace: &str, timestamp_ms: i64, metrics: &RequestMetrics) -> String {
@@ -298,7 +299,7 @@ mod tests {
         let doc = validate_emf(&line).unwrap();
         assert_eq!(
             doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
-            serde_json::json!([["provider", "reason"], ["reason"]])
+            serde_json::json!([["provider", "reason"], ["reason"], []])
         );
         assert_eq!(
             (doc["reason"].as_str(), doc["Rejected"].as_f64()),

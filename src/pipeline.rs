@@ -1,4 +1,5 @@
-//! The life of a webhook, top-down in [`Pipeline::handle`]: route the path to a sender, verify
+//! The life of a webhook, top-down in [`Pipeline::handle`]: the optional front's origin header
+//! (`crate::origin`, when it is on), route the path to a sender, verify
 //! the signature (`hookrelay::signature`), read the routing fields (`hookrelay_ingest::webhooks`),
 //! check the replay window, dedupe in this instance's memory (`hookrelay_ingest::dedupe`), claim
 //! the key in the durable store when there is one (`hookrelay_ingest::idempotency`), build the
@@ -34,6 +35,7 @@ use hookrelay_ingest::webhooks::WebhookRoute;
 use time::OffsetDateTime;
 
 use crate::config::{Config, WEBHOOK_ROUTES};
+use crate::origin::OriginSecrets;
 
 /// template.yaml's `ReceiverFunction` timeout: the budget of a delivery handled without an
 /// invocation deadline ([`Pipeline::handle`]; tests and benchmarks).
@@ -187,6 +189,10 @@ impl Outcome {
 /// Why a request was not accepted. Messages never contain a secret, a signature or the body.
 #[derive(Debug, thiserror::Error)]
 pub enum Rejection {
+    /// The optional front is on and the request did not come through it (no valid origin
+    /// header): refused before anything else is read.
+    #[error("requests must come through the configured front")]
+    OriginRefused,
     /// No enabled sender has this path.
     #[error("no webhook route at this path")]
     UnknownRoute,
@@ -249,6 +255,7 @@ impl Rejection {
     /// The HTTP status and the stable error code of the response contract.
     pub fn status_and_code(&self) -> (u16, &'static str) {
         match self {
+            Self::OriginRefused => (403, "origin_refused"),
             Self::UnknownRoute => (404, "unknown_route"),
             Self::MethodNotAllowed => (405, "method_not_allowed"),
             Self::PayloadTooLarge { .. } | Self::MessageTooLarge { .. } => {
@@ -314,6 +321,7 @@ struct ServedRoute {
 /// by default: [`NoStore`]), the queue, and the clock.
 #[derive(Debug)]
 pub struct Pipeline<P, C, S = NoStore, Q = NoSequences> {
+    origin: Option<OriginSecrets>,
     routes: Vec<ServedRoute>,
     replay_tolerance: Duration,
     max_body_bytes: usize,
@@ -355,6 +363,7 @@ impl<P: Publisher, C: Clock> Pipeline<P, C, NoStore> {
             })
             .collect();
         Self {
+            origin: config.origin.clone(),
             routes,
             replay_tolerance: config.replay_tolerance,
             max_body_bytes: config.max_body_bytes,
@@ -376,6 +385,7 @@ impl<P: Publisher, C: Clock> Pipeline<P, C, NoStore> {
     /// `config.idempotency.claim_for` and published records `config.idempotency.ttl`.
     pub fn with_store<S: IdempotencyStore>(self, config: &Config, store: S) -> Pipeline<P, C, S> {
         Pipeline {
+            origin: self.origin,
             routes: self.routes,
             replay_tolerance: self.replay_tolerance,
             max_body_bytes: self.max_body_bytes,
@@ -404,6 +414,7 @@ impl<P: Publisher, C: Clock, S: IdempotencyStore> Pipeline<P, C, S, NoSequences>
         store: Q,
     ) -> Pipeline<P, C, S, Q> {
         Pipeline {
+            origin: self.origin,
             routes: self.routes,
             replay_tolerance: self.replay_tolerance,
             max_body_bytes: self.max_body_bytes,
@@ -462,6 +473,12 @@ impl<P: Publisher, C: Clock, S: IdempotencyStore, Q: SequenceStore> Pipeline<P, 
         request: InboundRequest,
         budget: Budget,
     ) -> Result<Handled, Rejection> {
+        // The front's origin header first: with the front on, nothing else is read otherwise.
+        if let Some(origin) = &self.origin
+            && !origin.admits(&request.headers)
+        {
+            return Err(Rejection::OriginRefused);
+        }
         let served = served.ok_or(Rejection::UnknownRoute)?;
         let route = served.route;
         // A sender without secrets is disabled, and looks exactly like an unknown path.

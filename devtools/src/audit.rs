@@ -366,7 +366,7 @@ impl AuditReport {
              | instance restarts | {} |\n| late re-sends (queue drained, instances restarted) | {} |\n\
              | receivers' counts | AmbiguousPublish {}, StoreFailures {}, InProgress {}, DedupeConflicts {}, PossibleCopies {}, UnrecordedSends {} |\n\
              | invocations killed in flight | {} |\n| copies not explained by a counted cause | {} |\n\
-             | copies beyond the causes logged for their own event | {} |\n\
+             | copies beyond their own event's counted causes and killed attempts | {} |\n\
              | store time per delivery p50 / p99 | {:.1} / {:.1} ms |\n",
             if self.standard_queue {
                 "standard"
@@ -627,6 +627,20 @@ pub async fn run(config: &AuditConfig) -> AuditReport {
             &["possible_copies", "earlier_attempts"]
         };
         let attempts = causes_by_key(&logs_written, fields);
+        // An attempt answered 502 is one the emulator lost with its killed instance (between a
+        // send and its commit, it may leave a copy the next attempt can't see): its event's own
+        // cause, as `invocations killed in flight` counts it for the run.
+        let killed: HashMap<&[u8], u64> = logs
+            .iter()
+            .map(|log| {
+                let lost = log
+                    .attempts
+                    .iter()
+                    .filter(|a| a.status == Some(502))
+                    .count();
+                (log.body.as_slice(), lost as u64)
+            })
+            .collect();
         // Copies are messages of the same content, whatever envelope ids they carry (an attempt
         // under its content key and one under the key are one event); their causes are those
         // logged under any of those ids. Other content under one id is `shared_ids`, apart.
@@ -637,14 +651,15 @@ pub async fn run(config: &AuditConfig) -> AuditReport {
             }
         }
         report.copies_without_a_counted_attempt = ids_by_content
-            .values()
-            .map(|ids| {
+            .iter()
+            .map(|(content, ids)| {
                 let copies = ids.len() as u64 - 1;
                 let distinct: std::collections::HashSet<&&String> = ids.iter().collect();
                 let causes: u64 = distinct
                     .iter()
                     .map(|id| attempts.get(**id).copied().unwrap_or(0))
-                    .sum();
+                    .sum::<u64>()
+                    + killed.get(content.as_bytes()).copied().unwrap_or(0);
                 copies.saturating_sub(causes)
             })
             .sum();

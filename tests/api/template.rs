@@ -116,7 +116,7 @@ fn alarms_dashboard_and_function_share_the_configured_namespace() {
     assert!(text.contains("HOOKRELAY_METRICS_NAMESPACE: !Ref MetricsNamespace"));
     assert_eq!(
         text.matches("Namespace: !Ref MetricsNamespace").count(),
-        9,
+        10,
         "every hookrelay alarm reads the configured namespace"
     );
     for line in text.lines() {
@@ -306,6 +306,35 @@ fn the_alarms_watch_metrics_the_receiver_emits() {
             .unwrap()
             .contains(&serde_json::json!(["reason"]))
     );
+    // Every refusal at once (404 and 413 too): the set without dimensions, per minute.
+    let refusals = resource(&text, "RefusalsAlarm");
+    for must in [
+        "MetricName: Rejected",
+        "Period: 60",
+        "EvaluationPeriods: 1",
+        "Threshold: !Ref RefusalsAlarmThreshold",
+    ] {
+        assert!(refusals.contains(must), "RefusalsAlarm lacks {must}");
+    }
+    assert!(!refusals.contains("Dimensions:"), "{refusals}");
+    for reason in ["unknown_route", "payload_too_large", "malformed_payload"] {
+        let document = metrics::document(
+            "hookrelay",
+            1,
+            &RequestMetrics::Rejected {
+                provider: "none",
+                reason,
+            },
+        );
+        let document: serde_json::Value = serde_json::from_str(&document).unwrap();
+        assert!(
+            document["_aws"]["CloudWatchMetrics"][0]["Dimensions"]
+                .as_array()
+                .unwrap()
+                .contains(&serde_json::json!([])),
+            "{reason}: RefusalsAlarm reads Rejected without dimensions"
+        );
+    }
 }
 
 /// The lines of the resource `name` in template.yaml (up to the next resource).

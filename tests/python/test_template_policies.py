@@ -37,6 +37,7 @@ PRINCIPALS = {
     "example consumer": role("stack-ExampleConsumerRole"),
     "administrator": role("break-glass"),
     "deployer": role("cfn-deployer"),
+    "dead-letter sources function": role("stack-DeadLetterSourcesRole"),
     "another role": role("anything-else"),
     "the account root": f"arn:aws:iam::{ACCOUNT}:root",
 }
@@ -231,11 +232,12 @@ class WhoMayDoWhat(unittest.TestCase):
     def test_changes_are_locked_only_once_the_deployer_is_named(self):
         # Locking them without the deployer would refuse the stack's own next update.
         without = Stack({**FULL, "DeployerRoleArn": ""})
-        for row in ("change the webhook secrets or their policy",
-                    "change the relay signing keys or their policy",
-                    "reconfigure either queue (attributes, policy, permissions, deletion)"):
+        for row, also in (("change the webhook secrets or their policy", set()),
+                          ("change the relay signing keys or their policy", set()),
+                          ("reconfigure either queue (attributes, policy, permissions, deletion)",
+                           {"dead-letter sources function"})):
             self.assertEqual(allowed(without, row), set(PRINCIPALS), row)
-            self.assertEqual(allowed(Stack(FULL), row), {"deployer", "administrator"}, row)
+            self.assertEqual(allowed(Stack(FULL), row), {"deployer", "administrator"} | also, row)
 
     def test_receiving_is_locked_only_once_consumers_are_named(self):
         row = "receive, delete, purge or move messages of either queue"

@@ -2,8 +2,9 @@
 //! `HOOKRELAY_SECRETS_ARN` names a secret. Parsing and precedence are pure; [`fetch`] is the one
 //! call to Secrets Manager.
 //!
-//! The secret is a JSON object with any of `engine`, `rekko`, `standard`, each the same
-//! comma-separated list the `HOOKRELAY_*_SECRETS` variables take:
+//! The secret is a JSON object with any of `engine`, `rekko`, `standard` and `origin` (the
+//! optional front's origin values), each the same comma-separated list the
+//! `HOOKRELAY_*_SECRETS` variables take:
 //! `{"engine": "<hex secret>", "rekko": "<secret>", "standard": "whsec_..."}`.
 //!
 //! Why read at cold start rather than a CloudFormation dynamic reference: a dynamic reference
@@ -17,8 +18,8 @@
 //!
 //! The relay signing keys live in a secret of their own, named by
 //! `HOOKRELAY_RELAY_SIGNING_KEYS_ARN`, whose `SecretString` is the `whsk_` list
-//! ([`relay_signing_keys_over`]): only the queue writers' roles may read it, while the webhook
-//! secrets' secret may be shared with consumers that re-check senders' signatures.
+//! ([`relay_signing_keys_over`]): only the queue writers' roles may read it, and only the
+//! receiver's the webhook secrets' (docs/security.md).
 
 use std::collections::BTreeMap;
 
@@ -28,6 +29,15 @@ use hookrelay_ingest::settings::{RELAY_SIGNING_KEYS, RELAY_SIGNING_KEYS_ARN};
 
 /// The variable naming the Secrets Manager secret.
 pub const SECRETS_ARN: &str = "HOOKRELAY_SECRETS_ARN";
+
+/// The secret's keys and the variables they stand for: each sender's, and `origin`, the optional
+/// front's origin values (the receiver's `HOOKRELAY_ORIGIN_SECRETS`).
+fn variables() -> impl Iterator<Item = (&'static str, &'static str)> {
+    SENDERS
+        .iter()
+        .map(|sender| (sender.name, sender.secrets_variable))
+        .chain([("origin", "HOOKRELAY_ORIGIN_SECRETS")])
+}
 
 /// The sender secrets held in the Secrets Manager secret, by `HOOKRELAY_*_SECRETS` name.
 /// `Debug` prints only which senders are present.
@@ -61,13 +71,12 @@ impl ManagedSecrets {
             })?;
         let mut by_variable = BTreeMap::new();
         for (key, value) in object {
-            let variable = SENDERS
-                .iter()
-                .find(|sender| sender.name == key)
-                .map(|sender| sender.secrets_variable)
+            let variable = variables()
+                .find(|(name, _)| *name == key)
+                .map(|(_, variable)| variable)
                 .ok_or_else(|| {
                     invalid(format!(
-                        "unknown key {key:?} in the secret (expected engine, rekko, standard)"
+                        "unknown key {key:?} in the secret (expected engine, rekko, standard, origin)"
                     ))
                 })?;
             let serde_json::Value::String(text) = value else {
@@ -86,7 +95,7 @@ impl ManagedSecrets {
         self,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<impl Fn(&str) -> Option<String>, ConfigError> {
-        for variable in SENDERS.map(|sender| sender.secrets_variable) {
+        for (_, variable) in variables() {
             if env(variable).is_some_and(|v| !v.trim().is_empty()) {
                 return Err(invalid(format!(
                     "set either {SECRETS_ARN} or {variable}, not both"
@@ -95,7 +104,7 @@ impl ManagedSecrets {
         }
         Ok(move |name: &str| match self.by_variable.get(name) {
             Some(value) => Some(value.clone()),
-            None if SENDERS.iter().any(|sender| sender.secrets_variable == name) => None,
+            None if variables().any(|(_, variable)| variable == name) => None,
             None => env(name),
         })
     }
@@ -174,6 +183,18 @@ mod tests {
                 .find(|(k, _)| *k == name)
                 .map(|(_, v)| v.to_string())
         }
+    }
+
+    #[test]
+    fn the_secret_supplies_the_fronts_origin_values_too() {
+        let managed = ManagedSecrets::parse(
+            r#"{"engine":"an-engine-secret-of-some-length","origin":"0123456789abcdef0123456789abcdef"}"#,
+        )
+        .unwrap();
+        assert!(managed.get("HOOKRELAY_ORIGIN_SECRETS").is_some());
+        assert!(!format!("{managed:?}").contains("0123456789abcdef"));
+        let both = managed.layered_over(env(&[("HOOKRELAY_ORIGIN_SECRETS", "x")]));
+        assert!(both.is_err(), "one source for the origin values");
     }
 
     #[test]
