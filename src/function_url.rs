@@ -337,6 +337,14 @@ fn log_result(route: &str, routed_to: &str, result: &Result<Handled, Rejection>)
         log_store_notes(routed_to, notes);
     }
     if let Ok(handled) = result {
+        if handled.store.unconfirmed_claim && handled.outcome != Outcome::Duplicate {
+            tracing::warn!(
+                provider = handled.provider.name,
+                dedupe_key = handled.dedupe_key.as_str(),
+                unconfirmed_claims = 1,
+                "published without a confirmed claim (the store did not answer): an earlier attempt of this content more than five minutes ago would make this a second copy"
+            );
+        }
         match (
             handled.store.possible_copy_of,
             handled.store.earlier_attempt_at,

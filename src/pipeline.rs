@@ -125,6 +125,10 @@ pub struct StoreNotes {
     /// standard queue, this attempt's own time when the store did not answer its claim (an
     /// attempt it would have shown can't be ruled out).
     pub possible_copy_of: Option<i64>,
+    /// The store answered no claim call: published without knowing whether an earlier attempt
+    /// of this content was (a copy, if that was past SQS FIFO's five minutes; counted as
+    /// `StoreFailures`).
+    pub unconfirmed_claim: bool,
     /// The event may be in the queue, but the store answered none of the calls that would
     /// record it, and its claim was never confirmed: a later attempt of this content could be
     /// published again (docs/contract.md, "Exactly once").
@@ -551,6 +555,7 @@ impl<P: Publisher, C: Clock, S: IdempotencyStore, Q: SequenceStore> Pipeline<P, 
                 // the store answers by then. The key may be another event's, so the envelope
                 // `id` names this content alone.
                 Claim::Unclaimed(claim) => {
+                    notes.unconfirmed_claim = true;
                     if claim.goes_out_under_content_key() {
                         unconfirmed_key = Some(event.dedupe_key().clone());
                         event = event.rekeyed_by_content(&digest);

@@ -620,11 +620,13 @@ pub async fn run(config: &AuditConfig) -> AuditReport {
         // the receivers logged for it and, on a standard queue, its ambiguous attempts. On a
         // FIFO queue also the earlier attempts a publish inside SQS's window was logged with:
         // the drain before the late re-sends stands for the five minutes the receivers' clocks
-        // don't see (in AWS those publishes count as `PossibleCopies`).
+        // don't see (in AWS those publishes count as `PossibleCopies`), and the publishes whose
+        // claim the store did not answer (a late one is a copy, counted as `StoreFailures`; on a
+        // standard queue they count as `PossibleCopies`).
         let fields: &[&str] = if config.standard_queue {
             &["ambiguous_attempts", "possible_copies"]
         } else {
-            &["possible_copies", "earlier_attempts"]
+            &["possible_copies", "earlier_attempts", "unconfirmed_claims"]
         };
         let attempts = causes_by_key(&logs_written, fields);
         // An attempt answered 502 is one the emulator lost with its killed instance (between a
