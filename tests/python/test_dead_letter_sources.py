@@ -5,6 +5,7 @@ Lambda's cfnresponse module. moto's SQS does not keep RedriveAllowPolicy, so the
 exact call instead."""
 
 import json
+import os
 import pathlib
 import sys
 import types
@@ -35,9 +36,8 @@ def load_handler(client, sent):
     return module.handler
 
 
-def event(request_type):
-    return {"RequestType": request_type,
-            "ResourceProperties": {"DeadLetterQueueUrl": DLQ_URL, "SourceQueueArn": EVENTS_ARN}}
+def event(request_type, properties=None):
+    return {"RequestType": request_type, "ResourceProperties": properties or {}}
 
 
 class DeadLetterSources(unittest.TestCase):
@@ -47,15 +47,22 @@ class DeadLetterSources(unittest.TestCase):
         self.stub = Stubber(self.sqs)
         self.sent = []
         self.handler = load_handler(self.sqs, self.sent)
+        # What the template's Environment gives it.
+        os.environ["DEAD_LETTER_QUEUE_URL"], os.environ["SOURCE_QUEUE_ARN"] = DLQ_URL, EVENTS_ARN
+
+    def tearDown(self):
+        del os.environ["DEAD_LETTER_QUEUE_URL"], os.environ["SOURCE_QUEUE_ARN"]
 
     def test_create_and_update_name_the_events_queue_as_the_only_source(self):
         expected = {"QueueUrl": DLQ_URL, "Attributes": {"RedriveAllowPolicy": json.dumps(
             {"redrivePermission": "byQueue", "sourceQueueArns": [EVENTS_ARN]})}}
         for request_type in ("Create", "Update"):
             self.stub.add_response("set_queue_attributes", {}, expected)
+        # Queues named in the invoking event are ignored: only the stack's are used.
+        elsewhere = {"DeadLetterQueueUrl": "https://sqs.example/other", "SourceQueueArn": "arn:x"}
         with self.stub:
             self.handler(event("Create"), None)
-            self.handler(event("Update"), None)
+            self.handler(event("Update", elsewhere), None)
         self.stub.assert_no_pending_responses()
         self.assertEqual(self.sent, [("SUCCESS", "dead-letter-sources", None)] * 2)
 
@@ -65,6 +72,11 @@ class DeadLetterSources(unittest.TestCase):
             "ServiceToken": {"Fn::GetAtt": ["DeadLetterSourcesFunction", "Arn"]},
             "DeadLetterQueueUrl": {"Ref": "EventsDeadLetterQueue"},
             "SourceQueueArn": {"Fn::GetAtt": ["EventsQueue", "Arn"]},
+        })
+        variables = resources["DeadLetterSourcesFunction"]["Properties"]["Environment"]["Variables"]
+        self.assertEqual(variables, {
+            "DEAD_LETTER_QUEUE_URL": {"Ref": "EventsDeadLetterQueue"},
+            "SOURCE_QUEUE_ARN": {"Fn::GetAtt": ["EventsQueue", "Arn"]},
         })
         (policy,) = resources["DeadLetterSourcesRole"]["Properties"]["Policies"]
         self.assertEqual(policy["PolicyDocument"]["Statement"], [{

@@ -104,10 +104,21 @@ class Stack:
             if function == "Fn::Join":
                 separator, parts = argument
                 return separator.join(self.resolve(parts))
+            if function == "Fn::Sub":
+                return re.sub(r"\$\{([^}]+)\}", lambda m: self.substitute(m.group(1)), argument)
             if function == "Fn::Split":
                 separator, text = argument
                 return self.resolve(text).split(separator)
         return {key: self.resolve(value) for key, value in node.items()}
+
+    def substitute(self, name: str) -> str:
+        """One `${name}` of a `Fn::Sub`."""
+        pseudo = {"AWS::Partition": "aws", "AWS::AccountId": ACCOUNT, "AWS::Region": "us-east-1"}
+        if name in pseudo:
+            return pseudo[name]
+        if "." in name:
+            return self.resolve({"Fn::GetAtt": name.split(".")})
+        return self.resolve({"Ref": name})
 
     def policy(self, resource: str) -> list:
         """The statements of `resource`'s policy document."""
@@ -168,19 +179,28 @@ SECRET_CHANGES = ["secretsmanager:PutSecretValue", "secretsmanager:UpdateSecret"
                   "secretsmanager:DeleteSecret", "secretsmanager:PutResourcePolicy",
                   "secretsmanager:DeleteResourcePolicy", "secretsmanager:RotateSecret",
                   "secretsmanager:UpdateSecretVersionStage", "secretsmanager:RestoreSecret"]
+SECRET_CHANGES += ["secretsmanager:CancelRotateSecret", "secretsmanager:TagResource",
+                   "secretsmanager:UntagResource", "secretsmanager:ReplicateSecretToRegions",
+                   "secretsmanager:RemoveRegionsFromReplication",
+                   "secretsmanager:StopReplicationToReplica"]
 QUEUE_READS = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
-               "sqs:PurgeQueue", "sqs:StartMessageMoveTask"]
-QUEUE_CHANGES = ["sqs:SetQueueAttributes", "sqs:AddPermission", "sqs:RemovePermission",
-                 "sqs:DeleteQueue"]
+               "sqs:PurgeQueue"]
+QUEUE_MOVES = ["sqs:StartMessageMoveTask", "sqs:CancelMessageMoveTask"]
+QUEUE_CHANGES = ["sqs:AddPermission", "sqs:RemovePermission", "sqs:DeleteQueue", "sqs:TagQueue",
+                 "sqs:UntagQueue"]
 ROWS = {
     "read the webhook secrets": ("WebhookSecretsPolicy", ["secretsmanager:GetSecretValue"], [SECRET]),
     "read the relay signing keys": ("RelaySigningKeysPolicy", ["secretsmanager:GetSecretValue"], [SECRET]),
     "change the webhook secrets or their policy": ("WebhookSecretsPolicy", SECRET_CHANGES, [SECRET]),
     "change the relay signing keys or their policy": ("RelaySigningKeysPolicy", SECRET_CHANGES, [SECRET]),
     "send to either queue": ("EventsQueuePolicy", ["sqs:SendMessage"], QUEUES),
-    "receive, delete, purge or move messages of either queue": ("EventsQueuePolicy", QUEUE_READS, QUEUES),
-    "reconfigure either queue (attributes, policy, permissions, deletion)": (
-        "EventsQueuePolicy", QUEUE_CHANGES, QUEUES),
+    "receive, delete or purge messages of either queue": ("EventsQueuePolicy", QUEUE_READS, QUEUES),
+    "move messages out of the dead-letter queue (a redrive)": ("EventsQueuePolicy", QUEUE_MOVES, QUEUES),
+    "change either queue's permissions or tags, or delete it": ("EventsQueuePolicy", QUEUE_CHANGES, QUEUES),
+    "set the events queue's attributes or policy": (
+        "EventsQueuePolicy", ["sqs:SetQueueAttributes"], QUEUES[:1]),
+    "set the dead-letter queue's attributes or policy": (
+        "EventsQueuePolicy", ["sqs:SetQueueAttributes"], QUEUES[1:]),
 }
 
 
@@ -213,6 +233,14 @@ class WhoMayDoWhat(unittest.TestCase):
         for row, principals in table.items():
             self.assertEqual(allowed(stack, row), principals, row)
 
+    def test_every_statement_is_a_deny_for_everyone(self):
+        # The evaluator reads Deny statements only: an Allow (or another Principal) could
+        # admit what it does not see.
+        for resource in ("EventsQueuePolicy", "RelaySigningKeysPolicy", "WebhookSecretsPolicy"):
+            for parameters in ({}, FULL):
+                for statement in Stack(parameters).policy(resource):
+                    self.assertEqual((statement["Effect"], statement["Principal"]), ("Deny", "*"))
+
     def test_the_queue_policy_is_on_both_queues(self):
         queues = TEMPLATE["Resources"]["EventsQueuePolicy"]["Properties"]["Queues"]
         self.assertEqual(queues, [{"Ref": "EventsQueue"}, {"Ref": "EventsDeadLetterQueue"}])
@@ -234,16 +262,21 @@ class WhoMayDoWhat(unittest.TestCase):
         without = Stack({**FULL, "DeployerRoleArn": ""})
         for row, also in (("change the webhook secrets or their policy", set()),
                           ("change the relay signing keys or their policy", set()),
-                          ("reconfigure either queue (attributes, policy, permissions, deletion)",
+                          ("change either queue's permissions or tags, or delete it", set()),
+                          ("set the events queue's attributes or policy", set()),
+                          ("set the dead-letter queue's attributes or policy",
                            {"dead-letter sources function"})):
             self.assertEqual(allowed(without, row), set(PRINCIPALS), row)
             self.assertEqual(allowed(Stack(FULL), row), {"deployer", "administrator"} | also, row)
 
     def test_receiving_is_locked_only_once_consumers_are_named(self):
-        row = "receive, delete, purge or move messages of either queue"
+        row = "receive, delete or purge messages of either queue"
         self.assertEqual(allowed(Stack({**FULL, "ConsumerRoleArns": ""}), row), set(PRINCIPALS))
         one = Stack({"ConsumerRoleArns": PRINCIPALS["consumers"]})
-        self.assertEqual(allowed(one, row), {"consumers", "receiver"})
+        self.assertEqual(allowed(one, row), {"consumers"})
+        # Without a redrive operator nobody moves messages out of the dead-letter queue.
+        self.assertEqual(allowed(Stack({}), "move messages out of the dead-letter queue (a redrive)"),
+                         set())
         # Every named consumer, not only the first.
         statements = Stack(FULL).policy("EventsQueuePolicy")
         self.assertFalse(denies(statements, "sqs:ReceiveMessage", QUEUES[0], signed(role("risk-monitor"))))
