@@ -268,7 +268,8 @@ def main() -> None:
         trust = relay_trust_from_env()
     except ConfigError as error:
         sys.exit(f"consume.py: {error}")
-    sqs = boto3.client("sqs")
+    # boto3 reads AWS_DEFAULT_REGION; Lambda and the AWS CLI v2 set AWS_REGION too.
+    sqs = boto3.client("sqs", region_name=os.environ.get("AWS_REGION") or None)
     queue_url = os.environ["HOOKRELAY_QUEUE_URL"]
     secrets = secrets_from_env()
 

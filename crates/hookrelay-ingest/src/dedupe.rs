@@ -3,8 +3,8 @@
 //! the vocabulary both dedupe layers share: [`DedupeKey`] and [`ContentDigest`]. Pure (the
 //! caller passes the time), no I/O.
 //!
-//! This is layer one (see `docs/reliability.md`): it absorbs a sender's quick retries without a
-//! call to the idempotency store or SQS. Behind it, the durable store (`idempotency`, when
+//! This is layer one (docs/contract.md, "Dedupe, in layers"): it absorbs a sender's quick
+//! retries without a call to the idempotency store or SQS. Behind it, the durable store (`idempotency`, when
 //! `HOOKRELAY_IDEMPOTENCY_TABLE` is set) covers other instances and long retry horizons, and the
 //! FIFO queue's `MessageDeduplicationId` (the same key) five minutes. The receiver and the bridge
 //! each keep one window. A key is recorded only after SQS accepted the message, so a failed
