@@ -126,8 +126,8 @@ pub struct StoreNotes {
     /// attempt it would have shown can't be ruled out).
     pub possible_copy_of: Option<i64>,
     /// The store answered no claim call: published without knowing whether an earlier attempt
-    /// of this content was (a copy, if that was past SQS FIFO's five minutes; counted as
-    /// `StoreFailures`).
+    /// of this content was published too (then this is a copy, if that was past SQS FIFO's five
+    /// minutes; counted as `StoreFailures`).
     pub unconfirmed_claim: bool,
     /// The event may be in the queue, but the store answered none of the calls that would
     /// record it, and its claim was never confirmed: a later attempt of this content could be

@@ -158,11 +158,7 @@ impl Front {
 
     async fn forward(&self, index: usize, request: Request<Incoming>) -> Response<Full<Bytes>> {
         let (parts, body) = request.into_parts();
-        let body = body
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
+        let body = bytes_of(body).await;
         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         let mut forwarded = Request::builder()
             .method(parts.method)
@@ -176,16 +172,19 @@ impl Front {
         match self.client.request(forwarded).await {
             Ok(response) => {
                 let (parts, body) = response.into_parts();
-                let body = body
-                    .collect()
-                    .await
-                    .map(|b| b.to_bytes())
-                    .unwrap_or_default();
-                Response::from_parts(parts, Full::new(body))
+                Response::from_parts(parts, Full::new(bytes_of(body).await))
             }
             Err(_) => text(StatusCode::BAD_GATEWAY, "the instance did not answer"),
         }
     }
+}
+
+/// A body's bytes (none if it broke off).
+async fn bytes_of(body: Incoming) -> Bytes {
+    body.collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default()
 }
 
 fn throttled() -> Response<Full<Bytes>> {
