@@ -34,7 +34,7 @@ def iso_seconds(epoch: float) -> str:
 # --- signing, as the seeds describe -------------------------------------------------------------
 
 def engine_headers(body: bytes, secret: str, event_type: str, delivery_id: str) -> dict:
-    """Seed 004: X-Webhook-Signature: sha256=<hex HMAC-SHA256(body, secret)>."""
+    """The engine: X-Webhook-Signature: sha256=<hex HMAC-SHA256(body, secret)>."""
     digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
     return {
         "content-type": "application/json",
@@ -45,7 +45,7 @@ def engine_headers(body: bytes, secret: str, event_type: str, delivery_id: str) 
 
 
 def rekko_headers(body: bytes, secret: str) -> dict:
-    """Seed 000: x-webhook-signature: <hex HMAC-SHA256(body, secret)>."""
+    """Rekko: x-webhook-signature: <hex HMAC-SHA256(body, secret)>."""
     return {
         "content-type": "application/json",
         "x-webhook-signature": hmac.new(secret.encode(), body, hashlib.sha256).hexdigest(),
@@ -68,7 +68,7 @@ def standard_headers(body: bytes, secret: str, msg_id: str, timestamp: int) -> d
 # --- payloads -----------------------------------------------------------------------------------
 
 def engine_order_matched(sequence: int, at: float) -> bytes:
-    """The seed's ORDER_MATCHED example, with our ids."""
+    """The engine's documented ORDER_MATCHED example, with our ids."""
     return compact({
         "id": f"dlv-{sequence:06d}",
         "sequence": sequence,

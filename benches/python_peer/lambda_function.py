@@ -1,10 +1,10 @@
-"""The benchmark's peer: the seeds' own receiver logic as a Python Lambda behind a Function URL.
+"""The benchmark's peer: the providers' own example receiver logic as a Python Lambda behind a Function URL.
 
-Verification is the seeds' code: hex HMAC-SHA256 of the raw body with `hmac.new(...).hexdigest()`
-compared by `hmac.compare_digest` (Rekko, seed 000), the same with the `sha256=` prefix for the
-engine (seed 004). The verified body is parsed with `json.loads` and sent to the same FIFO queue
+Verification is the providers' example code: hex HMAC-SHA256 of the raw body with `hmac.new(...).hexdigest()`
+compared by `hmac.compare_digest` (Rekko), the same with the `sha256=` prefix for the
+engine. The verified body is parsed with `json.loads` and sent to the same FIFO queue
 with boto3 `send_message` (group: the market, deduplication id: the engine's operator and
-`sequence`, as seed 004 advises, or the SHA-256 of a Rekko body). The boto3 client is created at
+`sequence`, as the engine's document advises, or the SHA-256 of a Rekko body). The boto3 client is created at
 init, as AWS advises for Python functions.
 
 It does less than hookrelay: no replay window, no in-process dedupe, no typed envelope, no

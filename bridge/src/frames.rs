@@ -1,4 +1,4 @@
-//! Heisenberg's WebSocket gateway (seed 003), read by `hookrelay-bridge`: which frames are
+//! Heisenberg's WebSocket gateway (docs/contract.md, "The senders"), read by `hookrelay-bridge`: which frames are
 //! control messages (`action`: `subscribed`, `unsubscribed`, `error`, `rate_limit`, ...) and which
 //! are data events (`type` and a `data` object), and the routing fields of an event.
 //!
@@ -56,7 +56,7 @@ pub enum ControlFrame {
         /// Its human-readable message.
         message: String,
     },
-    /// An action this version does not know (the seed's list ends with "…").
+    /// An action this version does not know (the provider's list ends with "…").
     Other {
         /// The action's name.
         action: String,
@@ -333,7 +333,7 @@ mod tests {
         assert_eq!(message.attribute("signature"), None);
         assert_eq!(message.attribute("provider"), Some("heisenberg"));
         assert_eq!(message.group_id, "heisenberg:btc-updown-5m-1779889800");
-        // The id has non-ASCII characters (the seed's abbreviations), so it is hashed for SQS.
+        // The id has non-ASCII characters (the provider's abbreviations), so it is hashed for SQS.
         assert!(message.deduplication_id.starts_with("heisenberg:sha256:"));
     }
 }

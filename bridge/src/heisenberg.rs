@@ -1,4 +1,4 @@
-//! The Heisenberg WebSocket stream (seed 003): checks the configured filters against
+//! The Heisenberg WebSocket stream (docs/contract.md, "The senders"): checks the configured filters against
 //! `GET /event-types`, connects with the Bearer token at the upgrade, sends every subscription in
 //! one `subscribe` frame, and reads frames into the buffer until shutdown, reconnecting on any
 //! drop and re-subscribing each time.

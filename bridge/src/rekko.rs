@@ -1,7 +1,7 @@
-//! The Rekko SSE feed (seed 000): `GET /v1/stream?events=...` with the Bearer key, read line by
+//! The Rekko SSE feed (docs/contract.md, "The senders"): `GET /v1/stream?events=...` with the Bearer key, read line by
 //! line into the buffer until shutdown, reconnecting with backoff whenever it ends.
 //!
-//! Framing: the seed's examples read one JSON object per line; a standard SSE server frames the
+//! Framing: the provider's examples read one JSON object per line; a standard SSE server frames the
 //! same objects as `data:` lines ended by a blank line. [`SseDecoder`] accepts both: a line that
 //! starts with `{` is an event on its own; `data:` lines accumulate until a blank line; `id:`
 //! is remembered and sent back as `Last-Event-ID` on reconnect (so a server that supports it can

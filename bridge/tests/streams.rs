@@ -1,5 +1,5 @@
 //! The bridge end to end: the stream stand-ins (`hookrelay_devtools::stream_sim`, speaking the
-//! seeds' protocols) on one side, a real SQS endpoint (moto) on the other, the publisher built as
+//! providers' protocols) on one side, a real SQS endpoint (moto) on the other, the publisher built as
 //! `main.rs` builds it. Standard queues where the test must see every duplicate the bridge might
 //! send (they don't deduplicate); FIFO where the faults make SQS-side dedupe part of the story.
 
@@ -291,7 +291,7 @@ async fn rekko_events_arrive_once_across_drops_in_both_framings() {
     let events: Vec<String> = (0..6).map(rekko_event).collect();
     let line = |n: usize| format!("{}\n", events[n]);
     let data = |n: usize| format!("data: {}\n\n", events[n]);
-    // The seed's framing: one object per line; then a keep-alive and half an event, cut off.
+    // The provider's framing: one object per line; then a keep-alive and half an event, cut off.
     let first = vec![
         SseStep::Write(line(0) + &line(1) + "\n" + &line(2)),
         SseStep::Write(": keep-alive\n".into()),

@@ -1,4 +1,4 @@
-//! Lambda's CPU share for a function process (issue 16): Lambda gives a function CPU in
+//! Lambda's CPU share for a function process: Lambda gives a function CPU in
 //! proportion to its memory, one vCPU at 1,769 MB, so at 128 MB it gets 128/1769 of a core
 //! while it runs. This models it with a cgroup v1 `cpu` controller quota the harness creates for
 //! one child process and removes afterwards: a 20 ms period (the kernel refuses quotas under

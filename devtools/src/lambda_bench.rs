@@ -1,6 +1,6 @@
 //! The Lambda benchmark: cold starts and warm invocations of a function process under the
 //! Runtime API emulator, against a local SQS endpoint, measured the same way for hookrelay's
-//! release binary and for a peer (the seeds' receiver logic in Python under `awslambdaric`).
+//! release binary and for a peer (the providers' example receiver logic in Python under `awslambdaric`).
 //!
 //! For each function:
 //! - `cold_starts` times: spawn the process, time its init (spawn to first poll of

@@ -1,7 +1,7 @@
 //! hookrelay's test kit and development tools, never deployed: in-memory publishers
 //! ([`memory`]), a local AWS endpoint (moto) and SQS helpers ([`local_sqs`]), a Lambda
 //! Runtime API emulator with a Function URL front end, a sender simulator that signs and retries
-//! like the seeds' senders, a fault-injecting proxy in front of SQS, the delivery audit that
+//! like the providers' senders, a fault-injecting proxy in front of SQS, the delivery audit that
 //! puts them together, the test kit's relay keys ([`relay_keys`]), the Lambda benchmark (cold start, warm invocations, the Python peer), and
 //! stand-ins for the providers' streams (Heisenberg's WebSocket gateway, Rekko's SSE feed).
 

@@ -1,6 +1,6 @@
 //! A sender simulator, the load generator for the delivery audit and the benchmarks (usable by
 //! hand through `hookrelay-audit`). It builds deliveries signed exactly as each seed document
-//! describes, sends them concurrently across receiver instances, and behaves like the seeds'
+//! describes, sends them concurrently across receiver instances, and behaves like the providers'
 //! senders under failure:
 //!
 //! - retries a non-2xx answer or a timeout on the engine's schedule: immediately, then after
@@ -269,7 +269,7 @@ impl EventSpec {
                 }
             }
             Sender::Rekko => {
-                // Seed 000: x-webhook-signature: <hex HMAC-SHA256(body, secret)>.
+                // Rekko: x-webhook-signature: <hex HMAC-SHA256(body, secret)>.
                 let signature = signature(senders::REKKO, &keys.rekko, None, &body);
                 let digest = hex::encode(Sha256::digest(&body));
                 SignedDelivery {

@@ -1,4 +1,4 @@
-//! Stand-ins for the providers' streams, speaking the seeds' protocols on loopback ports, each
+//! Stand-ins for the providers' streams, speaking the providers' protocols (docs/contract.md, "The senders") on loopback ports, each
 //! connection following a script: Heisenberg's WebSocket gateway (Bearer check at the upgrade
 //! with a 401, `GET /event-types`, the `subscribe` → `subscribed` exchange, `error` and
 //! `rate_limit` frames, pings, close codes such as 4001, abrupt disconnects) and Rekko's SSE feed
@@ -63,7 +63,7 @@ pub fn event_type_catalog() -> String {
     .to_string()
 }
 
-/// A `polymarket.trade` frame shaped like the seed's example, the `n`th trade in market `slug`.
+/// A `polymarket.trade` frame shaped like the provider's example, the `n`th trade in market `slug`.
 pub fn trade_frame(n: u64, slug: &str) -> String {
     use sha2::{Digest, Sha256};
     let hash = |what: &str| format!("0x{}", hex::encode(Sha256::digest(format!("{what}-{n}"))));
@@ -102,7 +102,7 @@ pub fn trade_frame(n: u64, slug: &str) -> String {
     .to_string()
 }
 
-/// A Rekko event object (one line of the feed), the `n`th, cycling through the seed's types.
+/// A Rekko event object (one line of the feed), the `n`th, cycling through the provider's types.
 pub fn rekko_event(n: u64) -> String {
     let market = format!("KXFED-26MAR{:02}", n % 30);
     let timestamp = format!("2026-03-21T14:{:02}:{:02}Z", (n / 60) % 60, n % 60);

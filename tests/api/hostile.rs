@@ -185,7 +185,7 @@ fn wrong_and_foreign_secrets_are_refused() {
 
 #[test]
 fn a_signature_over_re_serialised_json_is_refused() {
-    // The seed's Node example signs JSON.stringify(parsed body), not the bytes sent. A body sent
+    // The provider's Node example signs JSON.stringify(parsed body), not the bytes sent. A body sent
     // with different spacing and key order than what was signed must fail.
     let body = br#"{ "type": "price_shift", "timestamp": "2026-02-18T23:00:00Z", "market_id": "KXFED-26MAR19" }"#;
     let parsed: serde_json::Value = serde_json::from_slice(body).unwrap();

@@ -477,9 +477,9 @@ pub enum ParseError {
 /// TLS connection the bridge opened to the provider and authenticated with its API token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum StreamSource {
-    /// Heisenberg's WebSocket gateway (seed 003).
+    /// Heisenberg's WebSocket gateway (docs/contract.md, "The senders").
     Heisenberg,
-    /// Rekko's SSE feed, `GET /v1/stream` (seed 000).
+    /// Rekko's SSE feed, `GET /v1/stream` (docs/contract.md, "The senders").
     Rekko,
 }
 

@@ -5,7 +5,7 @@
 //! writes per event, `hookrelay-aws`'s sequence store); the scheduled gap detector reads them
 //! back, calls [`detect`] and queues a `hookrelay.sequence_gap` event for each gap.
 //!
-//! **The assumption, stated:** the seed says neither whether `sequence` counts every event of
+//! **The assumption, stated:** the engine's document says neither whether `sequence` counts every event of
 //! the operator or only the deliveries of one webhook registration. hookrelay assumes it counts
 //! the deliveries of one registration: a stream is the operator plus a fingerprint of the secret
 //! that verified the delivery (each engine registration issues its own secret). A registration

@@ -617,7 +617,7 @@ pub(crate) mod tests {
         ));
     }
 
-    /// The seed's live `polymarket.trade` example (its abbreviated hashes kept as printed).
+    /// Heisenberg's documented live `polymarket.trade` example (its abbreviated hashes kept as printed).
     pub(crate) const POLYMARKET_TRADE: &str = r#"{"type":"polymarket.trade","source":"polymarket-trade-scraper","timestamp":"2026-05-27T13:50:00.167247+00:00","data":{"id":"0x8902f2…498832_0x31ba8c…a5aa09","side":"BUY","size":11,"price":0.53,"timestamp":"2026-05-27T13:49:52+00:00","transaction_hash":"0x8902f299…d6d498832","order_hash":"0x31ba8c8c…454aa5aa09","block_number":87514326,"condition_id":"0x9ad19824…2d7f2d9","asset":"67025362…363793","title":"Bitcoin Up or Down - May 27, 9:50AM-9:55AM ET","slug":"btc-updown-5m-1779889800","event_slug":"btc-updown-5m","outcome":"Up","outcome_index":0,"icon":"https://polymarket-upload.s3…/BTC+fullsize.png","maker":"0x55338c…d1b8220","taker":"0x6833c0…1b5cfe1","proxy_wallet":"0x55338c…d1b8220","name":null,"pseudonym":null,"bio":null,"profile_image":null,"profile_image_optimized":null}}"#;
 
     #[test]
@@ -638,7 +638,7 @@ pub(crate) mod tests {
             .as_object()
             .unwrap()
             .len();
-        assert_eq!(fields, 24, "the seed's payload has 24 fields");
+        assert_eq!(fields, 24, "the provider's payload has 24 fields");
     }
 
     #[test]

@@ -16,7 +16,7 @@ pub struct Sender {
     pub secrets_variable: &'static str,
 }
 
-/// The prediction-engine operator API (seed 004).
+/// The prediction-engine operator API (docs/contract.md, "The senders").
 pub const ENGINE: Sender = Sender {
     name: "engine",
     scheme: Scheme::HexBodyHmac {
@@ -26,7 +26,7 @@ pub const ENGINE: Sender = Sender {
     secrets_variable: "HOOKRELAY_ENGINE_SECRETS",
 };
 
-/// Rekko (seed 000).
+/// Rekko (docs/contract.md, "The senders").
 pub const REKKO: Sender = Sender {
     name: "rekko",
     scheme: Scheme::HexBodyHmac {

@@ -1,9 +1,9 @@
-//! The prediction-engine operator API (seed 004): `X-Webhook-Signature: sha256=<hex>` over the
+//! The prediction-engine operator API (docs/contract.md, "The senders"): `X-Webhook-Signature: sha256=<hex>` over the
 //! body, and a delivery object with `id`, `sequence`, `eventType`, `marketId`, `operatorId`,
 //! `payload` and an RFC 3339 `timestamp`.
 //!
-//! Dedupe key: `engine:{operatorId}:{sequence}` (`engine:{sequence}` without `operatorId`), as the
-//! seed says to deduplicate by `sequence`. The delivery id is the body's `id`, which the signature
+//! Dedupe key: `engine:{operatorId}:{sequence}` (`engine:{sequence}` without `operatorId`), as its
+//! document says to deduplicate by `sequence`. The delivery id is the body's `id`, which the signature
 //! covers; the unsigned `X-Webhook-Id` header is used only when the body has none.
 //! `X-Webhook-Event` is unsigned and so never trusted: the type is the body's `eventType`.
 //! Content digest (for the idempotency store): `eventType`, `marketId`, `timestamp` and the raw
@@ -74,7 +74,7 @@ pub fn route(verified: &Verified<SignedRequest>) -> Result<RoutedEvent<'_>, Pars
         delivery_id,
         occurred_at,
         // Neither the body's `id` nor `sequence`'s scope is promised stable across attempts
-        // (seed 004), so the digest is of what the event says, not of how it was delivered.
+        // (docs/contract.md, "The senders"), so the digest is of what the event says, not of how it was delivered.
         digest_scope: DigestScope::of_parts(
             body,
             &[raw.event_type, raw.market_id, raw.timestamp, raw.payload],

@@ -1,4 +1,4 @@
-//! Rekko (seed 000): `x-webhook-signature: <hex>` over the body, and a flat event object with
+//! Rekko (docs/contract.md, "The senders"): `x-webhook-signature: <hex>` over the body, and a flat event object with
 //! `type`, `market_id`, `platform`, the event's own fields and an RFC 3339 `timestamp`.
 //!
 //! Rekko sends no delivery id or sequence, so the dedupe key is the content itself:
@@ -49,7 +49,7 @@ pub fn route(verified: &Verified<SignedRequest>) -> Result<RoutedEvent<'_>, Pars
 
 /// Routes one event object from Rekko's SSE feed: the same fields and content-derived dedupe key
 /// as its webhooks (so an event is one key whichever way it came), except that `timestamp` is
-/// optional, as the seed's stream examples don't show it.
+/// optional, as the provider's stream examples don't show it.
 pub fn route_stream_event(event: String) -> Result<StreamEvent, ParseError> {
     let raw: RekkoRoutingFields = raw_fields(&event)?;
     let occurred_at = match raw.timestamp {
