@@ -241,6 +241,19 @@ class WhoMayDoWhat(unittest.TestCase):
                 for statement in Stack(parameters).policy(resource):
                     self.assertEqual((statement["Effect"], statement["Principal"]), ("Deny", "*"))
 
+    def test_a_lock_without_an_administrator_is_refused_at_deploy(self):
+        # Nobody could undo a lock whose deployer ARN is wrong: the template's rule refuses it.
+        rule = TEMPLATE["Rules"]["LockNeedsAnAdministrator"]
+
+        def refused(parameters):
+            stack = Stack(parameters)
+            return stack.resolve(rule["RuleCondition"]) and not all(
+                stack.resolve(assertion["Assert"]) for assertion in rule["Assertions"])
+
+        self.assertTrue(refused({"DeployerRoleArn": PRINCIPALS["deployer"]}))
+        self.assertFalse(refused(FULL))
+        self.assertFalse(refused({}))
+
     def test_the_queue_policy_is_on_both_queues(self):
         queues = TEMPLATE["Resources"]["EventsQueuePolicy"]["Properties"]["Queues"]
         self.assertEqual(queues, [{"Ref": "EventsQueue"}, {"Ref": "EventsDeadLetterQueue"}])
