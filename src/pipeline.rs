@@ -560,11 +560,6 @@ impl<P: Publisher, C: Clock, S: IdempotencyStore, Q: SequenceStore> Pipeline<P, 
                         unconfirmed_key = Some(event.dedupe_key().clone());
                         event = event.rekeyed_by_content(&digest);
                     }
-                    // Nor can the store rule out another attempt of this content, earlier or
-                    // at once, which a standard queue keeps as a second copy.
-                    if self.queue_kind == QueueKind::Standard {
-                        notes.possible_copy_of = Some(now.unix_timestamp());
-                    }
                     held = Some(claim);
                 }
                 Claim::Duplicate => {
@@ -590,14 +585,18 @@ impl<P: Publisher, C: Clock, S: IdempotencyStore, Q: SequenceStore> Pipeline<P, 
         // An earlier attempt of this content may have sent it: SQS drops this send only on a FIFO
         // queue within five minutes of that one. Counted from 10 s before that, as the send
         // comes a few seconds after `now` (claim calls) and the claim times are whole seconds.
+        // A claim the store did not answer can't rule out another attempt either, earlier or at
+        // once, which a standard queue keeps as a second copy: counted from this one's time.
         notes.earlier_attempt_at = held.as_ref().and_then(HeldClaim::maybe_sent_since);
-        if let Some(since) = notes.earlier_attempt_at.filter(|since| {
-            self.queue_kind == QueueKind::Standard
-                || now.unix_timestamp().saturating_sub(*since)
-                    >= FIFO_DEDUPLICATION_WINDOW.as_secs() as i64 - 10
-        }) {
-            notes.possible_copy_of = Some(since);
-        }
+        let standard = self.queue_kind == QueueKind::Standard;
+        notes.possible_copy_of = notes
+            .earlier_attempt_at
+            .filter(|since| {
+                standard
+                    || now.unix_timestamp().saturating_sub(*since)
+                        >= FIFO_DEDUPLICATION_WINDOW.as_secs() as i64 - 10
+            })
+            .or((standard && notes.unconfirmed_claim).then(|| now.unix_timestamp()));
 
         // Seal: the relay signature over the whole message, so consumers can refuse anything
         // hookrelay did not write.
