@@ -23,8 +23,7 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 use hmac::{KeyInit, Mac};
 use hookrelay_devtools::audit::test_keys;
 use hookrelay_devtools::sender_sim::{EventSpec, Sender, SignedDelivery};
-use hookrelay_ingest::queue::{PublishError, Publisher, Sent};
-use hookrelay_ingest::routed::QueueMessage;
+use hookrelay_ingest::queue::{PublishError, Publisher, QueueMessage, Sent};
 use hookrelay_receiver::config::Config;
 use hookrelay_receiver::function_url;
 use hookrelay_receiver::function_url::FunctionUrlRequest;

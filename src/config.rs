@@ -33,16 +33,10 @@ use std::time::Duration;
 use hookrelay::config::{ConfigError, Env};
 use hookrelay::relay::RelaySigner;
 use hookrelay::secret::{self, SenderSecrets};
-use hookrelay_ingest::routed::SQS_MAX_MESSAGE_BYTES;
+use hookrelay_ingest::queue::SQS_MAX_MESSAGE_BYTES;
 use hookrelay_ingest::settings;
-use hookrelay_ingest::webhooks::{self, WebhookRoute};
 
 use crate::origin::OriginSecrets;
-
-/// The webhook senders this receiver serves, each at `/{name}`: adding a sender is one entry here
-/// (after its scheme in `hookrelay::senders`, its routing in `hookrelay_ingest::webhooks`).
-pub const WEBHOOK_ROUTES: [WebhookRoute; 3] =
-    [webhooks::ENGINE, webhooks::REKKO, webhooks::STANDARD];
 
 /// Environment variable names.
 pub mod vars {
@@ -81,8 +75,6 @@ pub mod vars {
     pub const IDEMPOTENCY_CLAIM_SECS: &str = settings::IDEMPOTENCY_CLAIM_SECS;
     /// The optional front's origin values.
     pub const ORIGIN_SECRETS: &str = crate::origin::ORIGIN_SECRETS;
-    /// All three secret variables, for the "none configured" error.
-    pub const ANY_SECRETS: &str = hookrelay::secret::ANY_SECRETS;
 }
 
 /// Room kept in an SQS message for the envelope fields and attributes around the body.
@@ -129,7 +121,7 @@ impl Config {
         let secrets = SenderSecrets::from_env(&env)?;
         if secrets.is_empty() {
             return Err(ConfigError::new(
-                secret::ANY_SECRETS,
+                secret::any_secrets(),
                 "no sender has a secret; set at least one of these",
             ));
         }
@@ -262,7 +254,7 @@ mod tests {
                 vec![(vars::QUEUE_URL, "sqs://x"), ok_secret],
                 vars::QUEUE_URL,
             ),
-            (vec![(vars::QUEUE_URL, QUEUE)], vars::ANY_SECRETS),
+            (vec![(vars::QUEUE_URL, QUEUE)], secret::any_secrets()),
             (
                 vec![(vars::QUEUE_URL, QUEUE), (vars::ENGINE_SECRETS, "short")],
                 vars::ENGINE_SECRETS,

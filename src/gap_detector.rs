@@ -17,11 +17,12 @@
 
 use hookrelay::config::{ConfigError, Env};
 use hookrelay::relay::RelaySigner;
+use hookrelay::senders::HOOKRELAY;
 use hookrelay_ingest::dedupe::DedupeKey;
 use hookrelay_ingest::emf::{self, Definition, Member, render};
+use hookrelay_ingest::event::RoutedEvent;
 use hookrelay_ingest::idempotency::StoreError;
 use hookrelay_ingest::queue::{PublishError, Publisher, SQS_SEND_BOUND};
-use hookrelay_ingest::routed::{HOOKRELAY_PROVIDER, RoutedEvent};
 use hookrelay_ingest::sequence::{
     GAP_EVENT_TYPE, Gap, SequenceStore, SequenceStream, StreamHead, detect, gap_report,
 };
@@ -196,7 +197,7 @@ impl<Q: SequenceStore, P: Publisher> GapDetector<Q, P> {
 /// The gap report as an event of hookrelay's own, under an id naming the stream and range.
 pub fn gap_event(stream: &SequenceStream, gap: &Gap, detected_at: &str) -> RoutedEvent<'static> {
     let range = format!("{}-{}", gap.first, gap.last);
-    let key = DedupeKey::new(HOOKRELAY_PROVIDER, &["gap", &stream.key(), &range]);
+    let key = DedupeKey::new(HOOKRELAY, &["gap", &stream.key(), &range]);
     RoutedEvent::hookrelay(GAP_EVENT_TYPE, key, gap_report(stream, gap, detected_at))
 }
 

@@ -1,9 +1,9 @@
 //! The life of a webhook, top-down in [`Pipeline::handle`]: the optional front's origin header
 //! (`crate::origin`, when it is on), route the path to a sender, verify
-//! the signature (`hookrelay::signature`), read the routing fields (`hookrelay_ingest::webhooks`),
+//! the signature (`hookrelay::signature`), read the routing fields (`hookrelay_ingest::providers`),
 //! check the replay window, dedupe in this instance's memory (`hookrelay_ingest::dedupe`), claim
 //! the key in the durable store when there is one (`hookrelay_ingest::idempotency`), build the
-//! queue message (`hookrelay_ingest::routed`), publish, and commit the claim (or release it when
+//! queue message (`hookrelay_ingest::queue`), publish, and commit the claim (or release it when
 //! the publish failed). Each stage is called once, here, and no stage calls another. Also the one
 //! [`Rejection`] enum of this boundary and the one place rejections map to HTTP status codes and
 //! error codes. I/O only through [`Publisher`] and [`IdempotencyStore`]; time only through
@@ -25,16 +25,18 @@ use hookrelay::senders::Sender;
 use hookrelay::signature::{self, Headers, SecretSet, SignedRequest, VerifyError};
 use hookrelay_ingest::budget::Budget;
 use hookrelay_ingest::dedupe::{ContentDigest, DedupeDecision, DedupeKey, DedupeWindow};
+use hookrelay_ingest::event::{ParseError, RoutedEvent};
 use hookrelay_ingest::idempotency::{
     Claim, HeldClaim, Idempotency, IdempotencyStore, NoStore, Settled, StoreCalls, StoreOperation,
 };
-use hookrelay_ingest::queue::{FIFO_DEDUPLICATION_WINDOW, PublishError, Publisher, QueueKind};
-use hookrelay_ingest::routed::{ParseError, RoutedEvent, SQS_MAX_MESSAGE_BYTES};
+use hookrelay_ingest::providers::{self, WebhookRoute};
+use hookrelay_ingest::queue::{
+    FIFO_DEDUPLICATION_WINDOW, PublishError, Publisher, QueueKind, SQS_MAX_MESSAGE_BYTES,
+};
 use hookrelay_ingest::sequence::{self, Arrival, NoSequences, SequenceStore};
-use hookrelay_ingest::webhooks::WebhookRoute;
 use time::OffsetDateTime;
 
-use crate::config::{Config, WEBHOOK_ROUTES};
+use crate::config::Config;
 use crate::origin::OriginSecrets;
 
 /// template.yaml's `ReceiverFunction` timeout: the budget of a delivery handled without an
@@ -350,7 +352,7 @@ impl<P: Publisher, C: Clock> Pipeline<P, C, NoStore> {
     /// A pipeline for `config`, publishing through `publisher`, reading time from `clock`, with
     /// no durable store (add one with [`Pipeline::with_store`]).
     pub fn new(config: &Config, publisher: P, clock: C) -> Self {
-        let routes = WEBHOOK_ROUTES
+        let routes = providers::WEBHOOKS
             .into_iter()
             .map(|route| {
                 let secrets = config.secrets.of(route.sender).cloned();
@@ -1214,7 +1216,7 @@ mod tests {
         }
 
         /// The envelope `id` of a queued message.
-        fn envelope_id(message: &hookrelay_ingest::routed::QueueMessage) -> String {
+        fn envelope_id(message: &hookrelay_ingest::queue::QueueMessage) -> String {
             let envelope: serde_json::Value = serde_json::from_str(&message.body).unwrap();
             envelope["id"].as_str().unwrap().to_owned()
         }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use hookrelay_ingest::routed::StreamSource;
+use hookrelay_ingest::stream::StreamSource;
 use http_body_util::Empty;
 use hyper::body::Incoming;
 use hyper::header::HeaderValue;

@@ -19,9 +19,9 @@
 
 use std::time::Duration;
 
-use crate::frames::{ControlFrame, HeisenbergMessage, parse_heisenberg_frame};
 use futures_util::{SinkExt, StreamExt};
-use hookrelay_ingest::routed::StreamSource;
+use hookrelay_ingest::providers::heisenberg::{ControlFrame, HeisenbergMessage, route_frame};
+use hookrelay_ingest::stream::StreamSource;
 use http_body_util::{BodyExt, Empty};
 use hyper::header::AUTHORIZATION;
 use serde::Deserialize;
@@ -209,7 +209,7 @@ async fn session(
             // Pings are answered by the library; pongs and raw frames need nothing.
             Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
         };
-        match parse_heisenberg_frame(text.as_str().to_owned()) {
+        match route_frame(text.as_str().to_owned()) {
             Ok(HeisenbergMessage::Event(event)) => {
                 bump(&counters.events);
                 if !ctx.deliver(event).await {

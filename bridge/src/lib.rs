@@ -8,7 +8,7 @@
 //! Rekko SSE feed ───────► rekko::run ──────┘   (full: stop reading)  └─► retry failed entries
 //! ```
 //!
-//! Each stream task reads, routes (`frames` and `hookrelay_ingest::webhooks::rekko`, pure) and puts events in one bounded
+//! Each stream task reads, routes (`hookrelay_ingest::providers`, pure) and puts events in one bounded
 //! buffer; the [`sink`] batches them to SQS. When SQS fails, the sink retries and stops taking
 //! from the buffer, the buffer fills, and the streams stop reading their sockets: backpressure,
 //! never a silent drop. On shutdown (SIGTERM) the streams close, and the sink flushes what is
@@ -24,7 +24,6 @@
 pub mod backoff;
 pub mod config;
 pub mod connect;
-pub mod frames;
 pub mod heisenberg;
 pub mod rekko;
 pub mod sink;
@@ -34,7 +33,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hookrelay_ingest::queue::BatchPublisher;
-use hookrelay_ingest::routed::{StreamEvent, StreamSource};
+use hookrelay_ingest::stream::{StreamEvent, StreamSource};
 use rustls::ClientConfig;
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, watch};

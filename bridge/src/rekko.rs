@@ -20,8 +20,8 @@
 
 use std::time::Duration;
 
-use hookrelay_ingest::routed::StreamSource;
-use hookrelay_ingest::webhooks::rekko::route_stream_event as parse_rekko_stream_event;
+use hookrelay_ingest::providers::rekko::route_stream_event as parse_rekko_stream_event;
+use hookrelay_ingest::stream::StreamSource;
 use http_body_util::{BodyExt, Empty};
 use hyper::header::{ACCEPT, AUTHORIZATION, CACHE_CONTROL};
 use tokio::time::{Instant, timeout_at};

@@ -37,10 +37,11 @@ use hookrelay_ingest::dedupe::{ContentDigest, DedupeDecision, DedupeKey, DedupeW
 use hookrelay_ingest::idempotency::{
     Claim, HeldClaim, Idempotency, IdempotencyStore, NoStore, Settled, StoreCalls,
 };
-use hookrelay_ingest::queue::{BatchPublisher, EntryFailure, FIFO_DEDUPLICATION_WINDOW};
-use hookrelay_ingest::routed::{
-    QueueMessage, SQS_MAX_BATCH_ENTRIES, SQS_MAX_MESSAGE_BYTES, StreamEvent, StreamSource,
+use hookrelay_ingest::queue::{
+    BatchPublisher, EntryFailure, FIFO_DEDUPLICATION_WINDOW, QueueMessage, SQS_MAX_BATCH_ENTRIES,
+    SQS_MAX_MESSAGE_BYTES,
 };
+use hookrelay_ingest::stream::{StreamEvent, StreamSource};
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -645,8 +646,8 @@ mod tests {
     use std::collections::HashSet;
     use std::sync::Mutex;
 
+    use hookrelay_ingest::providers::rekko::route_stream_event as parse_rekko_stream_event;
     use hookrelay_ingest::queue::PublishError;
-    use hookrelay_ingest::webhooks::rekko::route_stream_event as parse_rekko_stream_event;
 
     use super::*;
     use crate::shutdown_pair;
@@ -1048,11 +1049,13 @@ mod tests {
                 let text = format!(
                     r#"{{"type":"polymarket.trade","timestamp":"{delivered_at}","data":{{"id":"0xabc_0xdef","price":0.53,"slug":"m"}}}}"#
                 );
-                match crate::frames::parse_heisenberg_frame(text).unwrap() {
-                    crate::frames::HeisenbergMessage::Event(event) => Received {
-                        event,
-                        at: OffsetDateTime::now_utc(),
-                    },
+                match hookrelay_ingest::providers::heisenberg::route_frame(text).unwrap() {
+                    hookrelay_ingest::providers::heisenberg::HeisenbergMessage::Event(event) => {
+                        Received {
+                            event,
+                            at: OffsetDateTime::now_utc(),
+                        }
+                    }
                     _ => unreachable!("a data frame"),
                 }
             };

@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::collections::BTreeMap;
 
 use hookrelay_ingest::emf::{self, Definition, Member, render};
-use hookrelay_ingest::routed::StreamSource;
+use hookrelay_ingest::stream::StreamSource;
 
 /// One stream's counters.
 #[derive(Debug, Default)]

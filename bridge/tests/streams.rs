@@ -23,8 +23,7 @@ use hookrelay_devtools::moto::moto;
 use hookrelay_devtools::python_consumer;
 use hookrelay_devtools::relay_keys;
 use hookrelay_devtools::stream_sim::{self, SseStep, WsStep, rekko_event, trade_frame};
-use hookrelay_ingest::queue::{BatchPublisher, EntryFailure, PublishError};
-use hookrelay_ingest::routed::QueueMessage;
+use hookrelay_ingest::queue::{BatchPublisher, EntryFailure, PublishError, QueueMessage};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::task::JoinHandle;
 

@@ -25,8 +25,17 @@ pub const STANDARD_SECRET: &str = "whsec_aG9va3JlbGF5LXRlc3Qtc3RhbmRhcmQtc2VjcmV
 /// The secret the forged Rekko fixture is signed with.
 const WRONG_SECRET: &str = "not-the-configured-secret-at-all";
 
-/// The providers, in fixture order.
-pub const PROVIDERS: [&str; 3] = ["engine", "rekko", "standard"];
+/// The providers fixtures are rendered for: every webhook sender, in the library's order (one
+/// registered without sample deliveries in [`render`] yet has none).
+pub const PROVIDERS: [&str; senders::SENDERS.len()] = {
+    let mut names = [""; senders::SENDERS.len()];
+    let mut at = 0;
+    while at < names.len() {
+        names[at] = senders::SENDERS[at].name;
+        at += 1;
+    }
+    names
+};
 /// The cases, in fixture order.
 pub const CASES: [&str; 6] = [
     "valid",
@@ -401,7 +410,11 @@ mod tests {
     fn at_the_fixture_time_every_fixture_is_the_committed_file_byte_for_byte() {
         let events = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../events");
         let mut compared = 0;
-        for provider in PROVIDERS {
+        // A provider registered without sample deliveries yet has no fixtures.
+        let with_fixtures = PROVIDERS
+            .into_iter()
+            .filter(|provider| render(provider, "valid", FIXTURE_TIME).is_some());
+        for provider in with_fixtures {
             for case in CASES {
                 let name = format!("{provider}-{case}.json");
                 let committed = std::fs::read_to_string(events.join(&name)).unwrap();

@@ -14,8 +14,7 @@ use hookrelay_ingest::idempotency::{
     ClaimDecision, ClaimRequest, ContentDigest, IdempotencyStore, RecordState, StoreError,
     StoreKey, StoredRecord, decide, earlier_send, may_record,
 };
-use hookrelay_ingest::queue::{PublishError, Publisher, Sent};
-use hookrelay_ingest::routed::QueueMessage;
+use hookrelay_ingest::queue::{PublishError, Publisher, QueueMessage, Sent};
 use hookrelay_ingest::sequence::{Arrival, Seen, SequenceStore, SequenceStream, StreamHead};
 
 /// Keeps the messages it accepts; fails the first `fail_first` calls (ambiguously: SQS may have

@@ -55,7 +55,7 @@ pub fn delivery(sender: Sender, secret: &str, now: OffsetDateTime, nonce: u64) -
             let body = format!(
                 r#"{{"type":"{SMOKE_TEST_TYPE}","market_id":"{SMOKE_TEST_MARKET}","platform":"hookrelay","nonce":{nonce},"timestamp":"{timestamp}"}}"#
             );
-            let key = hookrelay_ingest::routed::content_key("rekko", &body);
+            let key = hookrelay_ingest::fields::content_key("rekko", &body);
             (body, None, key.as_str().to_owned())
         }
         _ => (

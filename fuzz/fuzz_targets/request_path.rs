@@ -11,11 +11,10 @@ use std::sync::{Arc, Mutex};
 use base64::Engine as _;
 use hookrelay::senders::{ENGINE, REKKO};
 use hookrelay::signature::SigningSecret;
-use hookrelay_ingest::queue::{PublishError, Publisher, Sent};
-use hookrelay_ingest::routed::QueueMessage;
+use hookrelay_ingest::queue::{PublishError, Publisher, QueueMessage, Sent};
 use hookrelay_receiver::config::Config;
-use hookrelay_receiver::pipeline::{FixedClock, Pipeline};
 use hookrelay_receiver::function_url::FunctionUrlRequest;
+use hookrelay_receiver::pipeline::{FixedClock, Pipeline};
 use libfuzzer_sys::fuzz_target;
 
 const SECRET: &str = "fuzzing-secret-0123456789abcdef";
@@ -98,8 +97,11 @@ fuzz_target!(|input: &[u8]| {
     let publisher = Memory::default();
     let now = time::OffsetDateTime::from_unix_timestamp(1_771_455_600).unwrap();
     let pipeline = Pipeline::new(&config(), publisher.clone(), FixedClock(now));
-    let (response, _, _) =
-        RUNTIME.with(|rt| rt.block_on(hookrelay_receiver::function_url::handle_measured(&pipeline, event)));
+    let (response, _, _) = RUNTIME.with(|rt| {
+        rt.block_on(hookrelay_receiver::function_url::handle_measured(
+            &pipeline, event,
+        ))
+    });
     assert!(
         [200, 400, 401, 404, 405, 413, 503].contains(&response.status_code),
         "{}",

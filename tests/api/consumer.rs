@@ -70,7 +70,7 @@ async fn every_queued_message_validates_against_the_committed_schema() {
 fn stream_envelopes_validate_against_the_committed_schema_and_pass_the_consumer() {
     use hookrelay_devtools::stream_sim::trade_frame;
     use hookrelay_ingest::dedupe::DedupeKey;
-    use hookrelay_ingest::routed::{StreamEvent, StreamSource};
+    use hookrelay_ingest::stream::{StreamEvent, StreamSource};
     // As the bridge routes a trade frame (its routing is tested in the bridge).
     let event = StreamEvent::stream(
         StreamSource::Heisenberg,

@@ -184,7 +184,7 @@ async fn every_attempt_sqs_may_have_queued_is_counted_whether_the_send_succeeds_
             .unwrap();
         let publisher =
             SqsPublisher::from_sdk_config(&local_sdk_config(&proxy.url).await, &queue_url);
-        let message = hookrelay_ingest::routed::QueueMessage {
+        let message = hookrelay_ingest::queue::QueueMessage {
             body: r#"{"v":1,"id":"probe"}"#.to_owned(),
             attributes: Vec::new(),
             group_id: "g".to_owned(),

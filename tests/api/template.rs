@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use hookrelay_ingest::routed::SQS_MAX_MESSAGE_BYTES;
+use hookrelay_ingest::queue::SQS_MAX_MESSAGE_BYTES;
 use hookrelay_receiver::config::{Config, ENVELOPE_ALLOWANCE_BYTES};
 use hookrelay_receiver::metrics::{self, RequestMetrics};
 

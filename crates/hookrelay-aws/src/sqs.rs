@@ -21,12 +21,12 @@ use aws_sdk_sqs::operation::send_message::{SendMessageError, SendMessageOutput};
 #[cfg(feature = "batch")]
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use aws_sdk_sqs::types::{MessageAttributeValue, QueueAttributeName};
+use hookrelay_ingest::queue::QueueMessage;
 #[cfg(feature = "batch")]
 use hookrelay_ingest::queue::{BatchPublisher, EntryFailure, UNCONFIRMED_ENTRY};
 use hookrelay_ingest::queue::{
     PublishError, Publisher, QueueKind, REFUSAL_CODES, SQS_ATTEMPT_BOUND, SQS_SEND_BOUND, Sent,
 };
-use hookrelay_ingest::routed::QueueMessage;
 use md5::{Digest as _, Md5};
 
 /// The Amazon SQS publisher.

@@ -1,11 +1,22 @@
-//! The queue side's contracts: the [`Publisher`] the receiver's pipeline sends one message
-//! through, the [`BatchPublisher`] the bridge sends batches through, what their failures say, and
-//! whether a queue is FIFO. Implemented for Amazon SQS in `hookrelay-aws`, in memory in the
-//! test kit. No I/O here.
+//! The queue: the SQS message an event becomes (the envelope with the body spliced in verbatim,
+//! its attributes, the relay seal, FIFO group and deduplication ids), SQS's rules for what a
+//! message may carry, and the contracts of the publishers that send it: the [`Publisher`] the
+//! receiver's pipeline sends one message through, the [`BatchPublisher`] the bridge sends batches
+//! through, what their failures say, and whether a queue is FIFO. Implemented for Amazon SQS in
+//! `hookrelay-aws`, in memory in the test kit. No I/O here.
 
-use crate::routed::QueueMessage;
-
+use std::fmt::Write as _;
 use std::time::Duration;
+
+use hookrelay::envelope::{ENVELOPE_VERSION, Via, attributes};
+use hookrelay::relay::{self, RelaySignature, RelaySigner};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::dedupe::{ContentDigest, DedupeKey};
+use crate::event::{Origin, RoutedEvent};
 
 /// The longest one SQS send may take, the SDK's retries included (`hookrelay_aws::timeouts`):
 /// with the store's calls it fits the receiver's 8 s function timeout.
@@ -187,13 +198,237 @@ impl EntryFailure {
 /// Sends messages to the queue in batches. `Ok` holds one result per message, in order: each
 /// `Ok(())` means the queue durably accepted that message.
 pub trait BatchPublisher {
-    /// Sends at most [`crate::routed::SQS_MAX_BATCH_ENTRIES`] messages, whose sizes add up to at most
-    /// [`crate::routed::SQS_MAX_MESSAGE_BYTES`], in one call.
+    /// Sends at most [`crate::queue::SQS_MAX_BATCH_ENTRIES`] messages, whose sizes add up to at most
+    /// [`crate::queue::SQS_MAX_MESSAGE_BYTES`], in one call.
     fn publish_batch(
         &self,
         messages: &[&QueueMessage],
     ) -> impl Future<Output = Result<Vec<Result<(), EntryFailure>>, PublishError>> + Send;
 }
+
+/// The largest message SQS accepts (body plus attributes), in bytes.
+pub const SQS_MAX_MESSAGE_BYTES: usize = 1_048_576;
+/// The most entries one `SendMessageBatch` call may carry.
+pub const SQS_MAX_BATCH_ENTRIES: usize = 10;
+/// SQS's limit on `MessageGroupId` and `MessageDeduplicationId`.
+pub const SQS_MAX_ID_CHARS: usize = 128;
+
+impl RoutedEvent<'_> {
+    /// The SQS message for this event, received at `received_at`: the envelope with the body
+    /// spliced in as `data`, its attributes (a `signature` attribute for webhooks only), FIFO
+    /// ids, and sealed by `signer` at `received_at` (the relay attributes). No message is built
+    /// without a seal. Computes the content digest; [`RoutedEvent::queue_message_with`] takes
+    /// one already computed.
+    pub fn queue_message(&self, received_at: OffsetDateTime, signer: &RelaySigner) -> QueueMessage {
+        self.queue_message_with(&self.content_digest(), received_at, signer)
+    }
+
+    /// [`RoutedEvent::queue_message`] for an event whose content digest is `digest`
+    /// ([`RoutedEvent::content_digest`]): the FIFO deduplication id names the key *and* the
+    /// content ([`deduplication_id`]).
+    pub fn queue_message_with(
+        &self,
+        digest: &ContentDigest,
+        received_at: OffsetDateTime,
+        signer: &RelaySigner,
+    ) -> QueueMessage {
+        let sealed_at = received_at.unix_timestamp();
+        let received_at = rfc3339_millis(received_at);
+        let head = EnvelopeHead {
+            version: ENVELOPE_VERSION,
+            id: self.dedupe_key.as_str(),
+            provider: self.origin.provider(),
+            via: match self.origin {
+                Origin::Webhook(_) => Via::Webhook,
+                Origin::Stream(_) => Via::Stream,
+                Origin::Hookrelay => Via::Hookrelay,
+            },
+            event_type: &self.event_type,
+            market_id: self.market_id.as_deref(),
+            sequence: self.sequence,
+            delivery_id: self.delivery_id.as_deref(),
+            occurred_at: self.occurred_at.as_deref(),
+            received_at: &received_at,
+        };
+        let deduplication_id = deduplication_id(head.provider, &self.dedupe_key, digest);
+        message(
+            &head,
+            &self.body,
+            self.signature,
+            deduplication_id,
+            |body| signer.sign(head.id, sealed_at, body),
+        )
+    }
+}
+
+/// The FIFO `MessageDeduplicationId` of the event under `key` with content `digest`: the key and
+/// the digest, `{key}#{digest}` (a conflict key, which ends in its digest already, as it is),
+/// hashed by [`fifo_id`] when SQS can't take it. SQS drops a second send under an id within
+/// five minutes *whatever it carries*, so an id of the key alone would let one event's send (one
+/// whose answer was lost, say) silently stand for another event reusing the key; with the digest
+/// in it, only the same content is ever dropped (docs/contract.md, "Exactly once").
+pub fn deduplication_id(provider: &str, key: &DedupeKey, digest: &ContentDigest) -> String {
+    if key.names_content(digest) {
+        fifo_id(provider, key.as_str())
+    } else {
+        fifo_id(provider, key.with_digest(digest).as_str())
+    }
+}
+
+/// The envelope's fields before `data`, in contract order, borrowing from the parsed event.
+#[derive(Serialize)]
+struct EnvelopeHead<'a> {
+    version: u32,
+    id: &'a str,
+    provider: &'a str,
+    via: Via,
+    #[serde(rename = "type")]
+    event_type: &'a str,
+    market_id: Option<&'a str>,
+    sequence: Option<u64>,
+    delivery_id: Option<&'a str>,
+    occurred_at: Option<&'a str>,
+    received_at: &'a str,
+}
+
+/// The message for `head` with `body` spliced in as `data`, its attributes (the relay attributes
+/// from `seal` over the finished text) and FIFO ids.
+fn message(
+    head: &EnvelopeHead<'_>,
+    body: &str,
+    signature: Option<&str>,
+    deduplication_id: String,
+    seal: impl FnOnce(&str) -> RelaySignature,
+) -> QueueMessage {
+    // Serialising a struct of strings and integers into a String cannot fail.
+    let mut text = serde_json::to_string(head).unwrap_or_default();
+    // Splice the body in verbatim: `{head...}` becomes `{head...,"data":<body>}`.
+    text.pop();
+    text.reserve(body.len() + 9);
+    text.push_str(",\"data\":");
+    text.push_str(body);
+    text.push('}');
+
+    let mut attributes = vec![
+        (attributes::PROVIDER, head.provider.to_owned()),
+        (attributes::EVENT_TYPE, head.event_type.to_owned()),
+    ];
+    if let Some(market) = head.market_id {
+        attributes.push((attributes::MARKET_ID, market.to_owned()));
+    }
+    if let Some(delivery_id) = head.delivery_id {
+        attributes.push((attributes::DELIVERY_ID, delivery_id.to_owned()));
+    }
+    if let Some(signature) = signature {
+        attributes.push((attributes::SIGNATURE, signature.to_owned()));
+    }
+    let relay = seal(&text);
+    attributes.extend([
+        (relay::attributes::RELAY_ID, relay.id),
+        (relay::attributes::RELAY_TIMESTAMP, relay.timestamp),
+        (relay::attributes::RELAY_SIGNATURE, relay.signatures),
+    ]);
+
+    // One FIFO group per provider and market, so two providers' markets never share a group
+    // (and never hold each other back); the provider alone when there is no market.
+    let group_id = match head.market_id {
+        Some(market) => fifo_id(head.provider, &format!("{}:{market}", head.provider)),
+        None => head.provider.to_owned(),
+    };
+    QueueMessage {
+        body: text,
+        attributes,
+        group_id,
+        deduplication_id,
+    }
+}
+
+/// RFC 3339 in UTC with millisecond precision, e.g. `2026-02-18T23:00:01.250Z`.
+fn rfc3339_millis(at: OffsetDateTime) -> String {
+    let at = at.to_offset(time::UtcOffset::UTC);
+    let whole = at.replace_nanosecond(0).unwrap_or(at);
+    let text = whole.format(&Rfc3339).unwrap_or_default();
+    // `text` ends in `Z`; insert the milliseconds before it.
+    let mut out = String::with_capacity(text.len() + 4);
+    out.push_str(text.trim_end_matches('Z'));
+    let _ = write!(out, ".{:03}Z", at.millisecond());
+    out
+}
+
+/// One message ready to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueMessage {
+    /// The JSON envelope.
+    pub body: String,
+    /// String message attributes, by name.
+    pub attributes: Vec<(&'static str, String)>,
+    /// FIFO `MessageGroupId`: ordering is kept within a group.
+    pub group_id: String,
+    /// FIFO `MessageDeduplicationId`.
+    pub deduplication_id: String,
+}
+
+impl QueueMessage {
+    /// The value of the attribute `name`, if the message has it.
+    pub fn attribute(&self, name: &str) -> Option<&str> {
+        self.attributes
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// The size SQS counts against its limit: body, plus each attribute's name, type and value.
+    pub fn size(&self) -> usize {
+        self.body.len()
+            + self
+                .attributes
+                .iter()
+                .map(|(name, value)| name.len() + "String".len() + value.len())
+                .sum::<usize>()
+    }
+}
+
+/// Whether SQS can carry `text` in a message body or attribute: XML 1.0 characters only
+/// (tab, newline, carriage return, U+0020..U+D7FF, U+E000..U+FFFD, U+10000 and above).
+pub fn can_carry_text(text: &str) -> bool {
+    text.chars()
+        .all(|c| matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..))
+}
+
+/// Whether SQS can carry a JSON body. Valid JSON cannot hold raw control characters, so only the
+/// two noncharacters need looking for. Two single-character searches, because each runs as a
+/// byte search (memchr on the character's last UTF-8 byte, which ASCII never contains), while a
+/// search for either of two characters decodes every character: 16 KiB in ~1 µs instead of ~15.
+pub fn can_carry_body(json: &str) -> bool {
+    !json.contains('\u{FFFE}') && !json.contains('\u{FFFF}')
+}
+
+/// The marker of a hashed FIFO id: `{prefix}:sha256:{hex}`.
+const HASHED_ID_MARKER: &str = ":sha256:";
+
+/// `id` if SQS accepts it as a FIFO group or deduplication id (1 to 128 visible ASCII
+/// characters) and it does not contain the hashed form's marker `:sha256:`; otherwise `{prefix}`,
+/// the marker and the hex SHA-256 of `id`, which always fits and keeps equal inputs equal. Every
+/// hashed id holds the marker and no passed-through id does, so a sender can't choose an id (a
+/// `webhook-id` of `sha256:<hex>`, say) that meets another event's hashed one.
+pub fn fifo_id(prefix: &str, id: &str) -> String {
+    let fits = !id.is_empty()
+        && id.len() <= SQS_MAX_ID_CHARS
+        && id.bytes().all(|b| b.is_ascii_graphic())
+        && !id.contains(HASHED_ID_MARKER);
+    if fits {
+        id.to_owned()
+    } else {
+        format!(
+            "{prefix}{HASHED_ID_MARKER}{}",
+            hex::encode(Sha256::digest(id.as_bytes()))
+        )
+    }
+}
+
+#[cfg(test)]
+#[path = "queue_tests.rs"]
+mod message_tests;
 
 #[cfg(test)]
 mod tests {

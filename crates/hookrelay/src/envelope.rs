@@ -47,7 +47,7 @@ pub const SMOKE_TEST_MARKET: &str = "hookrelay-smoke";
 
 /// The providers whose events can arrive over a stream (`via: stream`), unsigned per message.
 /// For any other provider a `stream` claim is ignored and the signature is required as usual.
-pub const STREAM_PROVIDERS: [&str; 2] = ["heisenberg", "rekko"];
+pub const STREAM_PROVIDERS: [&str; 2] = [senders::HEISENBERG, senders::REKKO.name];
 
 /// How an event reached hookrelay.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

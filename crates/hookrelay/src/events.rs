@@ -15,6 +15,8 @@
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::senders;
+
 /// Why a queue message could not be decoded.
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
@@ -57,7 +59,7 @@ pub enum Event {
     /// the engine never delivered (the opt-in gap detection). Reconcile the range from the
     /// engine's REST API.
     SequenceGap(SequenceGap),
-    /// From a sender this version of the crate does not know.
+    /// From a provider this version of the crate has no types for (one added since, say).
     UnknownProvider {
         /// The envelope's `provider`.
         provider: String,
@@ -106,13 +108,13 @@ impl Event {
         data: &str,
     ) -> Result<Self, serde_json::Error> {
         Ok(match provider {
-            "engine" => Event::Engine(EngineEvent::decode(event_type, data)?),
-            "rekko" => Event::Rekko(RekkoEvent::decode(event_type, data)?),
-            "heisenberg" => Event::Heisenberg(HeisenbergEvent::decode(event_type, data)?),
-            "hookrelay" if event_type == SEQUENCE_GAP => {
+            p if p == senders::ENGINE.name => Event::Engine(EngineEvent::decode(event_type, data)?),
+            p if p == senders::REKKO.name => Event::Rekko(RekkoEvent::decode(event_type, data)?),
+            senders::HEISENBERG => Event::Heisenberg(HeisenbergEvent::decode(event_type, data)?),
+            senders::HOOKRELAY if event_type == SEQUENCE_GAP => {
                 Event::SequenceGap(serde_json::from_str(data)?)
             }
-            "standard" => Event::Standard(StandardEvent {
+            p if p == senders::STANDARD.name => Event::Standard(StandardEvent {
                 event_type: event_type.to_owned(),
                 body: serde_json::from_str(data)?,
             }),

@@ -41,9 +41,12 @@ impl SenderSecrets {
     }
 }
 
-/// The secret variables of every sender, for the "none configured" error.
-pub const ANY_SECRETS: &str =
-    "HOOKRELAY_ENGINE_SECRETS, HOOKRELAY_REKKO_SECRETS, HOOKRELAY_STANDARD_SECRETS";
+/// The secret variables of every sender, comma-separated, for the "none configured" error.
+pub fn any_secrets() -> &'static str {
+    static ANY_SECRETS: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| SENDERS.map(|sender| sender.secrets_variable).join(", "));
+    &ANY_SECRETS
+}
 
 fn parse(sender: Sender, value: &str) -> Result<SecretSet, ConfigError> {
     let variable = sender.secrets_variable;

@@ -1,6 +1,8 @@
-//! The webhook senders this crate knows: each one's name (in routes, envelopes, attributes and
-//! dedupe keys), its signature scheme, and the variable holding its secrets. Data only; adding a
-//! sender is one constant here (its scheme) and one entry in [`SENDERS`].
+//! Who the providers are: each webhook sender's name (in routes, envelopes, attributes and dedupe
+//! keys), its signature scheme and the variable holding its secrets, and the envelope names of the
+//! providers that send no webhooks. Data only. A webhook sender is one constant here and its
+//! entry in [`SENDERS`]; how its deliveries are routed is `hookrelay-ingest`'s (docs/layout.md,
+//! "Adding a provider").
 
 use crate::signature::Scheme;
 
@@ -43,7 +45,14 @@ pub const STANDARD: Sender = Sender {
     secrets_variable: "HOOKRELAY_STANDARD_SECRETS",
 };
 
-/// Every sender, in route order.
+/// The envelope `provider` of Heisenberg's events: a stream provider (the bridge reads its
+/// WebSocket gateway), not a webhook sender.
+pub const HEISENBERG: &str = "heisenberg";
+
+/// The envelope `provider` of hookrelay's own events (sequence-gap reports).
+pub const HOOKRELAY: &str = "hookrelay";
+
+/// Every webhook sender, in route order.
 pub const SENDERS: [Sender; 3] = [ENGINE, REKKO, STANDARD];
 
 /// The sender named `name` (an envelope's `provider`), if this crate knows it.
@@ -60,7 +69,7 @@ mod tests {
         for sender in SENDERS {
             assert_eq!(by_name(sender.name), Some(sender));
         }
-        assert_eq!(by_name("heisenberg"), None);
+        assert_eq!(by_name(HEISENBERG), None);
         assert_eq!(by_name("Engine"), None);
     }
 }

@@ -181,7 +181,9 @@ fn event(provider: &str, case: &str, rest: &[&str]) -> ExitCode {
             print!("{event}");
             ExitCode::SUCCESS
         }
-        None => fail("the time is out of range"),
+        None => fail(&format!(
+            "no fixture {provider}-{case} at that time (a provider without samples has none)"
+        )),
     }
 }
 

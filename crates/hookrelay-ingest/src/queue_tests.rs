@@ -1,4 +1,4 @@
-//! Tests of the routed event: the shared field readers (through Rekko's routing), the envelope
+//! Tests of the queue message: the shared field readers (through Rekko's routing), the envelope
 //! and attributes a routed event becomes, and SQS's rules.
 
 use hookrelay::Envelope;
@@ -8,8 +8,11 @@ use hookrelay::senders::{ENGINE, REKKO, STANDARD};
 use hookrelay::signature::{SecretSet, SigningSecret};
 use time::OffsetDateTime;
 
-use super::test_support::{signer, verified};
 use super::*;
+use crate::event::ParseError;
+use crate::event::test_support::{signer, verified};
+use crate::json_safety::MAX_BODY_DEPTH;
+use crate::stream::{StreamEvent, StreamSource};
 
 #[test]
 fn bodies_that_are_not_json_objects_are_malformed() {

@@ -16,10 +16,11 @@ use hookrelay::senders::ENGINE;
 use hookrelay::signature::{SignedRequest, Verified};
 
 use crate::dedupe::DedupeKey;
-use crate::routed::{
-    DigestScope, ParseError, RoutedEvent, WebhookFields, can_carry_text, raw_fields,
-    required_sequence, required_text, rfc3339_timestamp, text, webhook_body,
+use crate::event::{DigestScope, ParseError, RoutedEvent, WebhookFields};
+use crate::fields::{
+    raw_fields, required_sequence, required_text, rfc3339_timestamp, text, webhook_body,
 };
+use crate::queue::can_carry_text;
 
 /// The unsigned delivery-id header, used when the body has no `id`.
 pub const DELIVERY_ID_HEADER: &str = "x-webhook-id";
@@ -86,10 +87,10 @@ pub fn route(verified: &Verified<SignedRequest>) -> Result<RoutedEvent<'_>, Pars
 
 #[cfg(test)]
 mod tests {
-    use crate::routed::test_support::verified;
+    use crate::event::test_support::verified;
     use hookrelay::senders::ENGINE;
 
-    use crate::routed::ParseError;
+    use crate::event::ParseError;
 
     const SEED_EXAMPLE: &str = r#"{"id":"delivery-uuid","sequence":42,"eventType":"ORDER_MATCHED","marketId":"market-uuid","operatorId":"operator-uuid","payload":{"orderId":"order-uuid","price":0.65,"timestamp":1708293600000},"timestamp":"2026-02-18T23:00:00.000Z"}"#;
 
@@ -280,7 +281,7 @@ mod tests {
         assert_eq!(event.signature(), Some(value.as_str()));
         let message = event.queue_message(
             time::OffsetDateTime::UNIX_EPOCH,
-            &crate::routed::test_support::signer(),
+            &crate::event::test_support::signer(),
         );
         assert_eq!(message.attribute("signature"), Some(value.as_str()));
     }

@@ -11,10 +11,11 @@ use serde_json::value::RawValue;
 use hookrelay::senders::REKKO;
 use hookrelay::signature::{SignedRequest, Verified};
 
-use crate::routed::{
-    DigestScope, ParseError, RoutedEvent, StreamEvent, StreamSource, WebhookFields, content_key,
-    raw_fields, required_text, rfc3339_timestamp, text, webhook_body,
+use crate::event::{DigestScope, ParseError, RoutedEvent, WebhookFields};
+use crate::fields::{
+    content_key, raw_fields, required_text, rfc3339_timestamp, text, webhook_body,
 };
+use crate::stream::{StreamEvent, StreamSource};
 
 #[derive(Deserialize)]
 struct RekkoRoutingFields<'b> {
@@ -71,11 +72,12 @@ pub fn route_stream_event(event: String) -> Result<StreamEvent, ParseError> {
 
 #[cfg(test)]
 mod tests {
-    use crate::routed::test_support::verified;
+    use crate::event::test_support::verified;
     use hookrelay::senders::REKKO;
 
     use super::route_stream_event;
-    use crate::routed::{Origin, ParseError, StreamSource};
+    use crate::event::{Origin, ParseError};
+    use crate::stream::StreamSource;
 
     const SEED_EXAMPLE: &str = r#"{"type":"price_shift","market_id":"KXFED-26MAR19","platform":"kalshi","old_yes":0.62,"new_yes":0.68,"change_pct":9.7,"timestamp":"2026-03-21T14:30:00Z"}"#;
 

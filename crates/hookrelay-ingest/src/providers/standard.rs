@@ -19,10 +19,8 @@ use hookrelay::senders::STANDARD;
 use hookrelay::signature::{SignedRequest, Verified, standard_headers};
 
 use crate::dedupe::DedupeKey;
-use crate::routed::{
-    DigestScope, ParseError, RoutedEvent, SenderTimestamp, WebhookFields, raw_fields, text,
-    webhook_body,
-};
+use crate::event::{DigestScope, ParseError, RoutedEvent, SenderTimestamp, WebhookFields};
+use crate::fields::{raw_fields, text, webhook_body};
 
 /// The event type recorded when the body carries none.
 pub const UNKNOWN_TYPE: &str = "unknown";
@@ -80,10 +78,10 @@ pub fn route(verified: &Verified<SignedRequest>) -> Result<RoutedEvent<'_>, Pars
 
 #[cfg(test)]
 mod tests {
-    use crate::routed::test_support::verified;
+    use crate::event::test_support::verified;
     use hookrelay::senders::STANDARD;
 
-    use crate::routed::ParseError;
+    use crate::event::ParseError;
 
     fn headers(ts: &str) -> [(&'static str, &str); 2] {
         [("webhook-id", "msg_2b6hJ"), ("webhook-timestamp", ts)]

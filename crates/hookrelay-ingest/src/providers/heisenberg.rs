@@ -11,10 +11,10 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use hookrelay_ingest::dedupe::DedupeKey;
-use hookrelay_ingest::routed::{
-    ParseError, StreamEvent, StreamSource, content_key, raw_fields, required_text, text,
-};
+use crate::dedupe::DedupeKey;
+use crate::event::ParseError;
+use crate::fields::{content_key, raw_fields, required_text, text};
+use crate::stream::{StreamEvent, StreamSource};
 
 /// What one text frame from the gateway is.
 #[derive(Debug)]
@@ -103,7 +103,7 @@ struct EventDataFields<'b> {
 }
 
 /// Classifies and routes one text frame. The frame is kept byte for byte as the event's body.
-pub fn parse_heisenberg_frame(frame: String) -> Result<HeisenbergMessage, ParseError> {
+pub fn route_frame(frame: String) -> Result<HeisenbergMessage, ParseError> {
     let raw: FrameFields = raw_fields(&frame)?;
     if let Some(action) = text("action", raw.action)? {
         let fields: ControlFields =
@@ -160,20 +160,20 @@ pub fn parse_heisenberg_frame(frame: String) -> Result<HeisenbergMessage, ParseE
 
 #[cfg(test)]
 mod tests {
-    use hookrelay_ingest::routed::Origin;
+    use crate::event::Origin;
 
     use super::*;
     const POLYMARKET_TRADE: &str = r#"{"type":"polymarket.trade","source":"polymarket-trade-scraper","timestamp":"2026-05-27T13:50:00.167247+00:00","data":{"id":"0x8902f2…498832_0x31ba8c…a5aa09","side":"BUY","size":11,"price":0.53,"timestamp":"2026-05-27T13:49:52+00:00","transaction_hash":"0x8902f299…d6d498832","order_hash":"0x31ba8c8c…454aa5aa09","block_number":87514326,"condition_id":"0x9ad19824…2d7f2d9","asset":"67025362…363793","title":"Bitcoin Up or Down - May 27, 9:50AM-9:55AM ET","slug":"btc-updown-5m-1779889800","event_slug":"btc-updown-5m","outcome":"Up","outcome_index":0,"icon":"https://polymarket-upload.s3…/BTC+fullsize.png","maker":"0x55338c…d1b8220","taker":"0x6833c0…1b5cfe1","proxy_wallet":"0x55338c…d1b8220","name":null,"pseudonym":null,"bio":null,"profile_image":null,"profile_image_optimized":null}}"#;
 
     fn event(frame: &str) -> StreamEvent {
-        match parse_heisenberg_frame(frame.to_owned()).unwrap() {
+        match route_frame(frame.to_owned()).unwrap() {
             HeisenbergMessage::Event(event) => event,
             other => panic!("not an event: {other:?}"),
         }
     }
 
     fn control(frame: &str) -> ControlFrame {
-        match parse_heisenberg_frame(frame.to_owned()).unwrap() {
+        match route_frame(frame.to_owned()).unwrap() {
             HeisenbergMessage::Control(control) => control,
             other => panic!("not a control frame: {other:?}"),
         }
@@ -285,9 +285,7 @@ mod tests {
                 "control-message",
             ),
         ] {
-            let error = parse_heisenberg_frame(frame.to_owned())
-                .unwrap_err()
-                .to_string();
+            let error = route_frame(frame.to_owned()).unwrap_err().to_string();
             assert!(error.contains(expected), "{frame}: {error}");
         }
     }
@@ -298,8 +296,7 @@ mod tests {
         use hookrelay::envelope::Via;
         use hookrelay::events::{Event, HeisenbergEvent};
         let frame = POLYMARKET_TRADE;
-        let HeisenbergMessage::Event(event) = parse_heisenberg_frame(frame.to_owned()).unwrap()
-        else {
+        let HeisenbergMessage::Event(event) = route_frame(frame.to_owned()).unwrap() else {
             panic!("not an event")
         };
         let received =
