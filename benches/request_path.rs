@@ -28,9 +28,8 @@ use hookrelay_receiver::config::Config;
 use hookrelay_receiver::function_url;
 use hookrelay_receiver::function_url::FunctionUrlRequest;
 use hookrelay_receiver::metrics;
-use hookrelay_receiver::pipeline::{
-    FixedClock, Handled, InboundRequest, Outcome, Pipeline, RequestBody,
-};
+use hookrelay_receiver::outcome::{Handled, Outcome};
+use hookrelay_receiver::pipeline::{FixedClock, InboundRequest, Pipeline, RequestBody, Stores};
 use serde::Deserialize;
 use time::OffsetDateTime;
 
@@ -87,7 +86,7 @@ fn pipeline() -> Pipeline<DiscardingPublisher, FixedClock> {
     })
     .expect("the benchmark configuration is valid");
     let now = OffsetDateTime::from_unix_timestamp(SIGNED_AT + 1).expect("a valid instant");
-    Pipeline::new(&config, DiscardingPublisher, FixedClock(now))
+    Pipeline::new(&config, DiscardingPublisher, FixedClock(now), Stores::NONE)
 }
 
 fn deliveries(sender: Sender, body_len: usize) -> Vec<SignedDelivery> {

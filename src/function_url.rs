@@ -35,10 +35,8 @@ use hookrelay_ingest::sequence::{Arrival, SequenceStore};
 use lambda_http::http::header::RETRY_AFTER;
 
 use crate::metrics::{self, RequestMetrics, StoreMetrics};
-use crate::pipeline::{
-    Clock, FUNCTION_TIMEOUT, Handled, InboundRequest, Outcome, Pipeline, Rejection, RequestBody,
-    StoreNotes,
-};
+use crate::outcome::{Handled, Outcome, Rejection, StoreNotes};
+use crate::pipeline::{Clock, FUNCTION_TIMEOUT, InboundRequest, Pipeline, RequestBody};
 
 /// A Function URL invocation (the API Gateway v2 payload, version 2.0) as plain data: the fields
 /// hookrelay reads, with every header kept as the text Lambda sent (see the module docs for why).
@@ -478,7 +476,7 @@ mod tests {
         use tracing_subscriber::util::SubscriberInitExt;
 
         use crate::config::Config;
-        use crate::pipeline::FixedClock;
+        use crate::pipeline::{FixedClock, Stores};
 
         const SECRET: &str = "log-test-secret-0123456789";
         let relay = hookrelay_devtools::relay_keys::env();
@@ -495,7 +493,7 @@ mod tests {
         })
         .unwrap();
         let now = time::OffsetDateTime::from_unix_timestamp(1_771_455_600).unwrap();
-        let pipeline = Pipeline::new(&config, AcceptAll, FixedClock(now));
+        let pipeline = Pipeline::new(&config, AcceptAll, FixedClock(now), Stores::NONE);
         let sign = |body: &str| {
             let secret = SigningSecret::from_key_bytes(SECRET.as_bytes());
             REKKO
@@ -562,7 +560,7 @@ mod tests {
         use hookrelay_devtools::memory::MemoryPublisher;
 
         use crate::config::Config;
-        use crate::pipeline::FixedClock;
+        use crate::pipeline::{FixedClock, Stores};
 
         // A subscriber of this test's own: tracing caches each log line's interest per
         // callsite, so logging here with none installed could disable the lines for the test
@@ -584,7 +582,7 @@ mod tests {
         .unwrap();
         let now = time::OffsetDateTime::from_unix_timestamp(1_771_455_600).unwrap();
         let publisher = MemoryPublisher::default();
-        let pipeline = Pipeline::new(&config, publisher.clone(), FixedClock(now));
+        let pipeline = Pipeline::new(&config, publisher.clone(), FixedClock(now), Stores::NONE);
         // Raw event JSON as the runtime receives it: `http` refuses each of these headers.
         let raw = |path: &str, headers: &str| {
             format!(

@@ -1,8 +1,8 @@
 //! hookrelay-receiver: the Lambda behind the Function URL (binary `hookrelay`). A webhook's life,
 //! top-down: [`function_url`] (the event in, the response, log line and metrics out) →
-//! [`pipeline`] (route, verify, read the routing fields, replay window, dedupe, publish; the one
-//! place rejections become status codes). [`config`] is read once at startup and registers the
-//! senders served; [`metrics`] is what one request reports. [`gap_detector`] is the scheduled
+//! [`pipeline`] (the stages: origin, route, verify, read the routing fields, replay window, admit,
+//! claim, seal, publish, commit) → [`outcome`] (what a request came to; the one place rejections
+//! become status codes). [`config`] is read once at startup; [`metrics`] is what one request reports. [`gap_detector`] is the scheduled
 //! second function (binary `hookrelay-gap-detector`) of the opt-in sequence-gap detection.
 //!
 //! The stages themselves live in the shared crates: signature schemes in `hookrelay` (the
@@ -16,4 +16,5 @@ pub mod function_url;
 pub mod gap_detector;
 pub mod metrics;
 pub mod origin;
+pub mod outcome;
 pub mod pipeline;

@@ -17,7 +17,7 @@ use hookrelay_aws::{DynamoDbStore, SqsPublisher};
 use hookrelay_ingest::settings;
 use hookrelay_receiver::config::{Config, ENVELOPE_ALLOWANCE_BYTES};
 use hookrelay_receiver::function_url;
-use hookrelay_receiver::pipeline::{Pipeline, SystemClock};
+use hookrelay_receiver::pipeline::{Pipeline, Stores, SystemClock};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -29,30 +29,27 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         .inspect_err(|error| tracing::error!(%error, "invalid configuration"))?;
     let publisher = SqsPublisher::from_sdk_config(&sdk_config, config.queue_url.clone());
     check_queue(&publisher, &config).await?;
-    let pipeline = Pipeline::new(&config, publisher, SystemClock);
-    match &config.idempotency.table {
-        None => function_url::serve(&pipeline).await,
-        Some(table) => {
-            if config.idempotency.ttl.as_secs() < settings::LONGEST_RETRY_SCHEDULE_SECS {
-                tracing::warn!(
-                    ttl_secs = config.idempotency.ttl.as_secs(),
-                    longest_retry_schedule_secs = settings::LONGEST_RETRY_SCHEDULE_SECS,
-                    "{} is shorter than the longest sender retry schedule; a late retry can be published again",
-                    settings::IDEMPOTENCY_TTL_SECS
-                );
-            }
-            let store = DynamoDbStore::from_sdk_config(&sdk_config, table.clone());
-            let pipeline = pipeline.with_store(&config, store);
-            match &config.sequence_gaps {
-                None => function_url::serve(&pipeline).await,
-                Some(gaps) => {
-                    let sequences =
-                        DynamoDbSequences::from_sdk_config(&sdk_config, gaps.table.clone());
-                    function_url::serve(&pipeline.with_sequences(&config, sequences)).await
-                }
-            }
+    let store = config.idempotency.table.as_ref().map(|table| {
+        if config.idempotency.ttl.as_secs() < settings::LONGEST_RETRY_SCHEDULE_SECS {
+            tracing::warn!(
+                ttl_secs = config.idempotency.ttl.as_secs(),
+                longest_retry_schedule_secs = settings::LONGEST_RETRY_SCHEDULE_SECS,
+                "{} is shorter than the longest sender retry schedule; a late retry can be published again",
+                settings::IDEMPOTENCY_TTL_SECS
+            );
         }
-    }
+        DynamoDbStore::from_sdk_config(&sdk_config, table.clone())
+    });
+    // Gaps need the store (the configuration refuses them without it).
+    let sequences = config
+        .sequence_gaps
+        .as_ref()
+        .map(|gaps| DynamoDbSequences::from_sdk_config(&sdk_config, gaps.table.clone()));
+    let stores = Stores {
+        idempotency: store,
+        sequences,
+    };
+    function_url::serve(&Pipeline::new(&config, publisher, SystemClock, stores)).await
 }
 
 /// How long init waits for the queue check before starting unchecked.

@@ -43,7 +43,7 @@ use crate::config::BridgeConfig;
 use crate::connect::{HttpClient, TlsSetupError};
 use crate::sink::{Received, Sink, SinkReport, SinkSettings};
 use crate::stats::{Stats, bump};
-use hookrelay_ingest::idempotency::{Idempotency, IdempotencyStore, NoStore};
+use hookrelay_ingest::idempotency::{Idempotency, IdempotencyStore};
 
 /// Why the bridge stopped on its own. Messages name what to fix, never a token.
 #[derive(Debug, thiserror::Error)]
@@ -276,23 +276,10 @@ pub struct RunReport {
 }
 
 /// Runs the bridge until `trigger` requests shutdown (or a stream fails fatally), then flushes.
-/// [`run_with_store`] without a durable idempotency store.
-pub async fn run<P>(
-    config: BridgeConfig,
-    publisher: P,
-    trigger: ShutdownTrigger,
-    shutdown: Shutdown,
-) -> Result<RunReport, FatalError>
-where
-    P: BatchPublisher + Send + 'static,
-{
-    run_with_store(config, publisher, None::<NoStore>, trigger, shutdown).await
-}
-
 /// The top-down story: start each configured stream, the sink (claiming each event in `store`
-/// when there is one) and the metrics; wait for the streams; close the buffer; wait for the
-/// sink.
-pub async fn run_with_store<P, S>(
+/// when there is one; `None` is the only way to say there is none) and the metrics; wait for the
+/// streams; close the buffer; wait for the sink.
+pub async fn run<P, S>(
     config: BridgeConfig,
     publisher: P,
     store: Option<S>,
@@ -334,23 +321,16 @@ where
         dedupe_capacity: config.dedupe_capacity,
         permanent_failure_limit: config.queue_refused_limit,
     };
+    let idempotency = &config.idempotency;
+    let store = store.map(|store| Idempotency::new(store, idempotency.claim_for, idempotency.ttl));
     let sink = Sink::new(
         publisher,
         settings,
         config.relay_signer.clone(),
         stats.clone(),
+        store,
     );
-    let sink = match store {
-        None => tokio::spawn(sink.run(buffered, shutdown.clone(), trigger.clone())),
-        Some(store) => {
-            let idempotency = &config.idempotency;
-            let store = Idempotency::new(store, idempotency.claim_for, idempotency.ttl);
-            tokio::spawn(
-                sink.with_store(store)
-                    .run(buffered, shutdown.clone(), trigger.clone()),
-            )
-        }
-    };
+    let sink = tokio::spawn(sink.run(buffered, shutdown.clone(), trigger.clone()));
     let metrics = tokio::spawn(report_metrics(
         stats.clone(),
         config.metrics_namespace.clone(),

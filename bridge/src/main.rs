@@ -54,7 +54,7 @@ async fn main() -> ExitCode {
         .table
         .as_ref()
         .map(|table| DynamoDbStore::from_sdk_config(&sdk_config, table.clone()));
-    match hookrelay_bridge::run_with_store(config, publisher, store, trigger, shutdown).await {
+    match hookrelay_bridge::run(config, publisher, store, trigger, shutdown).await {
         Ok(RunReport {
             published,
             unsent: 0,

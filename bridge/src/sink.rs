@@ -33,7 +33,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hookrelay::relay::RelaySigner;
-use hookrelay_ingest::dedupe::{ContentDigest, DedupeDecision, DedupeKey, DedupeWindow};
+use hookrelay_ingest::dedupe::{ContentDigest, DedupeKey, DedupeWindow, Waiting};
 use hookrelay_ingest::idempotency::{
     Claim, HeldClaim, Idempotency, IdempotencyStore, NoStore, Settled, StoreCalls,
 };
@@ -155,18 +155,19 @@ pub struct Sink<P, S = NoStore> {
     refused_since: Option<(Instant, String)>,
 }
 
-impl<P: BatchPublisher> Sink<P, NoStore> {
-    /// A sink sealing each message with `signer` and sending through `publisher`, without a
-    /// durable store (add one with [`Sink::with_store`]).
+impl<P: BatchPublisher, S: IdempotencyStore> Sink<P, S> {
+    /// A sink sealing each message with `signer` and sending through `publisher`, claiming each
+    /// event in `store` when there is one.
     pub fn new(
         publisher: P,
         settings: SinkSettings,
         signer: RelaySigner,
         stats: Arc<Stats>,
+        store: Option<Idempotency<S>>,
     ) -> Self {
         Self {
             publisher,
-            store: None,
+            store,
             signer,
             dedupe: DedupeWindow::new(settings.dedupe_capacity, settings.dedupe_window),
             settings,
@@ -177,23 +178,6 @@ impl<P: BatchPublisher> Sink<P, NoStore> {
         }
     }
 
-    /// This sink with `store` as the durable idempotency store.
-    pub fn with_store<S: IdempotencyStore>(self, store: Idempotency<S>) -> Sink<P, S> {
-        Sink {
-            publisher: self.publisher,
-            store: Some(store),
-            signer: self.signer,
-            dedupe: self.dedupe,
-            settings: self.settings,
-            stats: self.stats,
-            pending: self.pending,
-            published: self.published,
-            refused_since: self.refused_since,
-        }
-    }
-}
-
-impl<P: BatchPublisher, S: IdempotencyStore> Sink<P, S> {
     /// Runs until the buffer is closed (every stream stopped) and empty, or, after `shutdown`
     /// is requested, until the grace period runs out; or until SQS has refused every send
     /// permanently for `permanent_failure_limit`, when it requests shutdown itself through
@@ -296,39 +280,37 @@ impl<P: BatchPublisher, S: IdempotencyStore> Sink<P, S> {
     /// Queues `received` for sending unless it is a duplicate or can never be sent. The same key
     /// with other content is another event, queued under a key of its own (as in the receiver).
     fn admit(&mut self, received: Received) {
-        let Received { event, at } = received;
+        let Received { mut event, at } = received;
         let counters = self.stats.of(event.source());
         let digest = event.content_digest();
-        let mut event = event;
-        // A pending event under the same key with other content is a conflict too.
-        let pending_other = self
-            .pending
-            .iter()
-            .find(|p| p.key == *event.dedupe_key() && p.digest != digest)
-            .map(|p| p.digest.clone());
-        let window = self.dedupe.check(event.dedupe_key(), &digest, at);
-        let conflict = match window {
-            DedupeDecision::Conflict { published } => Some(published),
-            _ => pending_other,
+        let pending = &self.pending;
+        let waiting = |key: &DedupeKey| {
+            if pending.iter().any(|p| p.is(key, &digest)) {
+                Waiting::ThisContent
+            } else if let Some(p) = pending.iter().find(|p| p.key == *key) {
+                Waiting::OtherContent(p.digest.clone())
+            } else {
+                Waiting::Nothing
+            }
         };
-        if let Some(published) = conflict {
+        let admission = self.dedupe.admit(event.dedupe_key(), &digest, at, waiting);
+        if let Some(recorded) = admission.conflict {
             bump(&counters.conflicts);
             tracing::warn!(
                 key = event.dedupe_key().as_str(),
-                published = %published,
+                published = %recorded,
                 this = %digest,
                 "dedupe conflict: the key holds other content; queued under its own key"
             );
             event = event.rekeyed_by_content(&digest);
         }
-        let key = event.dedupe_key();
-        if self.pending.iter().any(|p| p.is(key, &digest))
-            || self.dedupe.check(key, &digest, at) == DedupeDecision::AlreadyPublished
-        {
+        if admission.duplicate {
             bump(&counters.duplicates);
-            tracing::debug!(key = key.as_str(), "duplicate stream event dropped");
+            let key = event.dedupe_key().as_str();
+            tracing::debug!(key, "duplicate stream event dropped");
             return;
         }
+        let key = event.dedupe_key();
         let message = event.queue_message_with(&digest, at, &self.signer);
         if message.size() > SQS_MAX_MESSAGE_BYTES {
             bump(&counters.rejected);
@@ -745,7 +727,13 @@ mod tests {
         let stats = Arc::new(Stats::default());
         let (tx, rx) = mpsc::channel(4);
         let (trigger, shutdown) = shutdown_pair();
-        let sink = Sink::new(queue, settings(), test_signer(), stats.clone());
+        let sink = Sink::new(
+            queue,
+            settings(),
+            test_signer(),
+            stats.clone(),
+            None::<Idempotency<NoStore>>,
+        );
         let feeder = async move {
             for e in events {
                 tx.send(e).await.unwrap();
@@ -853,9 +841,15 @@ mod tests {
         }
         drop(tx);
         trigger.request();
-        let report = Sink::new(Down, settings(), test_signer(), stats)
-            .run(rx, shutdown, trigger)
-            .await;
+        let report = Sink::new(
+            Down,
+            settings(),
+            test_signer(),
+            stats,
+            None::<Idempotency<NoStore>>,
+        )
+        .run(rx, shutdown, trigger)
+        .await;
         assert_eq!(
             report,
             SinkReport {
@@ -889,7 +883,14 @@ mod tests {
         };
         let report = tokio::time::timeout(
             Duration::from_secs(10),
-            Sink::new(Denied, settings, test_signer(), stats).run(rx, shutdown.clone(), trigger),
+            Sink::new(
+                Denied,
+                settings,
+                test_signer(),
+                stats,
+                None::<Idempotency<NoStore>>,
+            )
+            .run(rx, shutdown.clone(), trigger),
         )
         .await
         .expect("stops on its own, without a shutdown request");
@@ -937,6 +938,7 @@ mod tests {
                 settings,
                 test_signer(),
                 Arc::new(Stats::default()),
+                None::<Idempotency<NoStore>>,
             )
             .run(rx, shutdown.clone(), trigger),
         )
@@ -959,6 +961,7 @@ mod tests {
             patient,
             test_signer(),
             Arc::new(Stats::default()),
+            None::<Idempotency<NoStore>>,
         )
         .run(rx, shutdown, trigger)
         .await;
@@ -984,12 +987,16 @@ mod tests {
             let stats = Arc::new(Stats::default());
             let (tx, rx) = mpsc::channel(4);
             let (trigger, shutdown) = shutdown_pair();
-            let sink = Sink::new(queue, settings(), test_signer(), stats.clone()).with_store(
-                Idempotency::new(
+            let sink = Sink::new(
+                queue,
+                settings(),
+                test_signer(),
+                stats.clone(),
+                Some(Idempotency::new(
                     store.clone(),
                     Duration::from_secs(10),
                     Duration::from_secs(600),
-                ),
+                )),
             );
             let feeder = async move {
                 for e in events {

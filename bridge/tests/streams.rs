@@ -23,6 +23,7 @@ use hookrelay_devtools::moto::moto;
 use hookrelay_devtools::python_consumer;
 use hookrelay_devtools::relay_keys;
 use hookrelay_devtools::stream_sim::{self, SseStep, WsStep, rekko_event, trade_frame};
+use hookrelay_ingest::idempotency::NoStore;
 use hookrelay_ingest::queue::{BatchPublisher, EntryFailure, PublishError, QueueMessage};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::task::JoinHandle;
@@ -93,6 +94,7 @@ fn start_with<P: BatchPublisher + Send + 'static>(config: BridgeConfig, publishe
     let task = tokio::spawn(hookrelay_bridge::run(
         config,
         publisher,
+        None::<NoStore>,
         trigger.clone(),
         shutdown,
     ));

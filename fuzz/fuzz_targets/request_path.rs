@@ -14,7 +14,7 @@ use hookrelay::signature::SigningSecret;
 use hookrelay_ingest::queue::{PublishError, Publisher, QueueMessage, Sent};
 use hookrelay_receiver::config::Config;
 use hookrelay_receiver::function_url::FunctionUrlRequest;
-use hookrelay_receiver::pipeline::{FixedClock, Pipeline};
+use hookrelay_receiver::pipeline::{FixedClock, Pipeline, Stores};
 use libfuzzer_sys::fuzz_target;
 
 const SECRET: &str = "fuzzing-secret-0123456789abcdef";
@@ -96,7 +96,7 @@ fuzz_target!(|input: &[u8]| {
 
     let publisher = Memory::default();
     let now = time::OffsetDateTime::from_unix_timestamp(1_771_455_600).unwrap();
-    let pipeline = Pipeline::new(&config(), publisher.clone(), FixedClock(now));
+    let pipeline = Pipeline::new(&config(), publisher.clone(), FixedClock(now), Stores::NONE);
     let (response, _, _) = RUNTIME.with(|rt| {
         rt.block_on(hookrelay_receiver::function_url::handle_measured(
             &pipeline, event,

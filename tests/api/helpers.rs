@@ -14,7 +14,7 @@ use hookrelay_devtools::fault_proxy::{Fault, FaultPlan};
 use hookrelay_devtools::relay_keys;
 use hookrelay_receiver::config::Config;
 use hookrelay_receiver::function_url::FunctionUrlRequest;
-use hookrelay_receiver::pipeline::{FixedClock, Pipeline};
+use hookrelay_receiver::pipeline::{FixedClock, Pipeline, Stores};
 use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpResponse;
 use time::OffsetDateTime;
 
@@ -109,6 +109,7 @@ pub fn pipeline(client: &Client, queue_url: &str, offset_secs: i64) -> TestPipel
         &test_config(queue_url),
         SqsPublisher::new(client.clone(), queue_url),
         clock,
+        Stores::NONE,
     )
 }
 
@@ -126,7 +127,7 @@ pub async fn local_sdk_config(endpoint: &str) -> aws_config::SdkConfig {
 pub async fn production_pipeline(endpoint: &str, queue_url: &str) -> TestPipeline {
     let publisher = SqsPublisher::from_sdk_config(&local_sdk_config(endpoint).await, queue_url);
     let clock = FixedClock(OffsetDateTime::from_unix_timestamp(FIXTURE_TIME + 2).unwrap());
-    Pipeline::new(&test_config(queue_url), publisher, clock)
+    Pipeline::new(&test_config(queue_url), publisher, clock, Stores::NONE)
 }
 
 pub use hookrelay_devtools::memory::MemoryPublisher;
@@ -167,6 +168,7 @@ pub fn memory_pipeline(
         &test_config("http://127.0.0.1:9/123456789012/q.fifo"),
         publisher.clone(),
         clock,
+        Stores::NONE,
     );
     (pipeline, publisher)
 }

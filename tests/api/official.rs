@@ -14,7 +14,7 @@ use hookrelay_aws::SqsPublisher;
 use hookrelay_devtools::relay_keys;
 use hookrelay_receiver::config::Config;
 use hookrelay_receiver::function_url::{self, FunctionUrlRequest};
-use hookrelay_receiver::pipeline::{FixedClock, Pipeline};
+use hookrelay_receiver::pipeline::{FixedClock, Pipeline, Stores};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
@@ -176,7 +176,7 @@ async fn official_library_signatures_in_both_header_families() {
     .unwrap();
     let clock = FixedClock(OffsetDateTime::from_unix_timestamp(now).unwrap());
     let publisher = SqsPublisher::new(client.clone(), queue_url.clone());
-    let pipeline = Pipeline::new(&config, publisher, clock);
+    let pipeline = Pipeline::new(&config, publisher, clock, Stores::NONE);
 
     let mut accepted = Vec::new();
     for case in &cases {

@@ -117,6 +117,45 @@ pub enum DedupeDecision {
     },
 }
 
+/// What [`DedupeWindow::admit`] says of content about to be published.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admission {
+    /// `Some(recorded)` when its key holds other content (`recorded`, published or waiting): a
+    /// different event, to be published under its content key, [`DedupeKey::with_digest`].
+    pub conflict: Option<ContentDigest>,
+    /// Published already, or waiting to be in this process, under the key it goes out under:
+    /// drop it (answer `duplicate`).
+    pub duplicate: bool,
+}
+
+impl Admission {
+    fn publish(conflict: Option<ContentDigest>) -> Self {
+        Self {
+            conflict,
+            duplicate: false,
+        }
+    }
+
+    fn duplicate(conflict: Option<ContentDigest>) -> Self {
+        Self {
+            conflict,
+            duplicate: true,
+        }
+    }
+}
+
+/// What a process holds under a key, accepted but not yet published (the bridge's buffer; the
+/// receiver holds nothing between requests).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Waiting {
+    /// Nothing.
+    Nothing,
+    /// This very content.
+    ThisContent,
+    /// Other content, with this digest.
+    OtherContent(ContentDigest),
+}
+
 /// Keys published recently, with when and for which content each was published.
 #[derive(Debug)]
 pub struct DedupeWindow {
@@ -168,6 +207,35 @@ impl DedupeWindow {
                 published: published.digest.clone(),
             }
         }
+    }
+
+    /// The dedupe step both processes run before the store's claim, for content `digest` under
+    /// `key` at `now`, given what the process holds unpublished (`waiting`): a repeat is a
+    /// duplicate; the key holding other content makes this another event, under its content key,
+    /// which may itself be a repeat.
+    pub fn admit(
+        &mut self,
+        key: &DedupeKey,
+        digest: &ContentDigest,
+        now: OffsetDateTime,
+        waiting: impl Fn(&DedupeKey) -> Waiting,
+    ) -> Admission {
+        let recorded = match self.check(key, digest, now) {
+            DedupeDecision::AlreadyPublished => return Admission::duplicate(None),
+            DedupeDecision::Conflict { published } => published,
+            DedupeDecision::Publish => match waiting(key) {
+                Waiting::Nothing => return Admission::publish(None),
+                Waiting::ThisContent => return Admission::duplicate(None),
+                Waiting::OtherContent(other) => other,
+            },
+        };
+        let content_key = key.with_digest(digest);
+        if waiting(&content_key) == Waiting::ThisContent
+            || self.check(&content_key, digest, now) == DedupeDecision::AlreadyPublished
+        {
+            return Admission::duplicate(Some(recorded));
+        }
+        Admission::publish(Some(recorded))
     }
 
     /// Records that SQS accepted `key`, for content `digest`, at `now` (or that the store says it

@@ -205,8 +205,13 @@ impl RoutedEvent<'_> {
     /// content, or the store could not confirm this event's claim of it. The envelope `id` and
     /// the FIFO deduplication id follow it.
     pub fn rekeyed_by_content(mut self, digest: &ContentDigest) -> Self {
-        self.dedupe_key = self.dedupe_key.with_digest(digest);
+        self.rekey_by_content(digest);
         self
+    }
+
+    /// Moves this event under its content key, in place ([`RoutedEvent::rekeyed_by_content`]).
+    pub fn rekey_by_content(&mut self, digest: &ContentDigest) {
+        self.dedupe_key = self.dedupe_key.with_digest(digest);
     }
 
     /// The market, when the event names one.

@@ -690,6 +690,13 @@ impl<S: IdempotencyStore> Idempotency<S> {
 }
 
 impl StoreCalls {
+    /// Adds `other`'s calls, time and failures to these.
+    pub fn absorb(&mut self, other: StoreCalls) {
+        self.count += other.count;
+        self.latency += other.latency;
+        self.failures.extend(other.failures);
+    }
+
     /// Runs `call`, counting and timing it, keeping its failure.
     pub async fn time<T>(
         &mut self,
@@ -711,8 +718,8 @@ fn secs(duration: Duration) -> i64 {
     i64::try_from(duration.as_secs()).unwrap_or(i64::MAX)
 }
 
-/// No store (`HOOKRELAY_IDEMPOTENCY_TABLE` unset): a type with no values, so a pipeline without a
-/// store has nothing to call and its store stage compiles away.
+/// The type of a store that is `None` (`HOOKRELAY_IDEMPOTENCY_TABLE` unset): it has no values, so
+/// it only names the type parameter of an absent store; absence itself is the `Option`.
 #[derive(Debug, Clone, Copy)]
 pub enum NoStore {}
 

@@ -129,7 +129,8 @@ pub fn detect(checked_through: Option<u64>, seen: &[Seen], now: i64, grace_secs:
     }
 }
 
-/// No sequence store (gap detection off): a type with no values.
+/// The type of a sequence store that is `None` (gap detection off): it has no values, so it only
+/// names the type parameter of an absent store.
 #[derive(Debug, Clone, Copy)]
 pub enum NoSequences {}
 
