@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use hookrelay::senders::Sender;
 use hookrelay::signature::VerifyError;
+use hookrelay_ingest::claims::{Settled, StoreCalls};
 use hookrelay_ingest::dedupe::{ContentDigest, DedupeKey};
 use hookrelay_ingest::event::ParseError;
-use hookrelay_ingest::idempotency::{Settled, StoreCalls};
 use hookrelay_ingest::queue::PublishError;
 use hookrelay_ingest::sequence::Arrival;
 

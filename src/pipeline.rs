@@ -24,11 +24,12 @@ use hookrelay::relay::RelaySigner;
 use hookrelay::senders::Sender;
 use hookrelay::signature::{self, Headers, SecretSet, SignedRequest, Verified};
 use hookrelay_ingest::budget::Budget;
+use hookrelay_ingest::claims::{
+    Claim, HeldClaim, Idempotency, Settled, StoreCalls, StoreOperation,
+};
 use hookrelay_ingest::dedupe::{ContentDigest, DedupeKey, DedupeWindow, Waiting};
 use hookrelay_ingest::event::RoutedEvent;
-use hookrelay_ingest::idempotency::{
-    Claim, HeldClaim, Idempotency, IdempotencyStore, NoStore, Settled, StoreCalls, StoreOperation,
-};
+use hookrelay_ingest::idempotency::{IdempotencyStore, NoStore};
 use hookrelay_ingest::providers::{self, WebhookRoute};
 use hookrelay_ingest::queue::{
     FIFO_DEDUPLICATION_WINDOW, PublishError, Publisher, QueueKind, QueueMessage,

@@ -43,7 +43,8 @@ use crate::config::BridgeConfig;
 use crate::connect::{HttpClient, TlsSetupError};
 use crate::sink::{Received, Sink, SinkReport, SinkSettings};
 use crate::stats::{Stats, bump};
-use hookrelay_ingest::idempotency::{Idempotency, IdempotencyStore};
+use hookrelay_ingest::claims::Idempotency;
+use hookrelay_ingest::idempotency::IdempotencyStore;
 
 /// Why the bridge stopped on its own. Messages name what to fix, never a token.
 #[derive(Debug, thiserror::Error)]

@@ -8,8 +8,8 @@
 //!   the streams; [`fields`]: the field readers routing uses; [`json_safety`]: whether every
 //!   consumer can parse a body;
 //! - [`dedupe`]: dedupe keys and the per-process window of keys already published;
-//! - [`idempotency`]: the durable store's claim decisions, its trait and the driver both
-//!   processes use;
+//! - [`idempotency`]: the durable store's claim decisions and its trait; [`claims`]: the driver
+//!   both processes use;
 //! - [`sequence`]: sequence-gap streams and which holes are confirmed gaps;
 //! - [`queue`]: the SQS message an event becomes (envelope, attributes, relay seal, FIFO ids,
 //!   SQS's character and size rules) and the publisher contracts the AWS adapters and the test
@@ -22,6 +22,7 @@
 #![warn(missing_docs)]
 
 pub mod budget;
+pub mod claims;
 pub mod dedupe;
 pub mod emf;
 pub mod event;
