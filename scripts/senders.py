@@ -31,7 +31,7 @@ def iso_seconds(epoch: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
-# --- signing, as the seeds describe -------------------------------------------------------------
+# --- signing, as the senders document it (docs/contract.md, "The senders") ------------------------
 
 def engine_headers(body: bytes, secret: str, event_type: str, delivery_id: str) -> dict:
     """The engine: X-Webhook-Signature: sha256=<hex HMAC-SHA256(body, secret)>."""

@@ -97,7 +97,11 @@ pub fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
 
-const BY_STREAM: &[&[&str]] = &[&["stream"], &[]];
+/// By stream only: a set without dimensions would add the bridge's counts to the receiver's
+/// metrics of the same names (`Duplicate`, `Rejected`, `PublishFailures`, `StoreFailures`, ...),
+/// which the receiver's `RefusalsAlarm` and dashboard read without dimensions. The stack's alarms
+/// on the residuals both processes share add the bridge's per-stream counts (metric math).
+const BY_STREAM: &[&[&str]] = &[&["stream"]];
 
 impl Stats {
     /// The counters of `source`.
@@ -203,5 +207,10 @@ mod tests {
         );
         let again: serde_json::Value = serde_json::from_str(&stats.report("ns", 2)[1]).unwrap();
         assert_eq!(again["StreamEvents"].as_f64(), Some(0.0));
+        // By stream only: never added to the receiver's metrics of the same names.
+        assert_eq!(
+            rekko["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            serde_json::json!([["stream"]])
+        );
     }
 }

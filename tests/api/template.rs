@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use hookrelay_ingest::queue::SQS_MAX_MESSAGE_BYTES;
+use hookrelay_ingest::stream::StreamSource;
 use hookrelay_receiver::config::{Config, ENVELOPE_ALLOWANCE_BYTES};
 use hookrelay_receiver::metrics::{self, RequestMetrics};
 
@@ -114,9 +115,10 @@ fn alarms_dashboard_and_function_share_the_configured_namespace() {
         "the parameter's default is the receiver's"
     );
     assert!(text.contains("HOOKRELAY_METRICS_NAMESPACE: !Ref MetricsNamespace"));
+    // Ten alarms; five of them add the bridge's streams to the receiver's count, one metric each.
     assert_eq!(
         text.matches("Namespace: !Ref MetricsNamespace").count(),
-        10,
+        5 + 5 * (1 + hookrelay_ingest::stream::StreamSource::ALL.len()),
         "every hookrelay alarm reads the configured namespace"
     );
     for line in text.lines() {
@@ -657,6 +659,7 @@ fn the_store_alarms_watch_metrics_the_receiver_emits() {
         ("DedupeConflictsAlarm", "DedupeConflicts"),
         ("PossibleCopiesAlarm", "PossibleCopies"),
         ("UnrecordedSendsAlarm", "UnrecordedSends"),
+        ("PublishFailuresAlarm", "PublishFailures"),
     ] {
         let block = resource(&text, alarm);
         assert!(block.contains(&format!("MetricName: {metric}")), "{alarm}");
@@ -664,7 +667,30 @@ fn the_store_alarms_watch_metrics_the_receiver_emits() {
             block.contains("Namespace: !Ref MetricsNamespace"),
             "{alarm}"
         );
-        assert_eq!(document[metric], 1.0, "{metric}");
+        if metric != "PublishFailures" {
+            assert_eq!(document[metric], 1.0, "{metric}");
+        }
+        // The bridge writes these by stream only: the alarm adds every stream's count to the
+        // receiver's (the set without dimensions), and returns only that sum.
+        let mut sum = vec!["FILL(receiver, 0)".to_owned()];
+        for stream in StreamSource::ALL {
+            let provider = stream.provider();
+            assert!(
+                block.contains(&format!("- Id: {provider}"))
+                    && block.contains(&format!("Value: {provider}")),
+                "{alarm} lacks the bridge's {provider} stream"
+            );
+            sum.push(format!("FILL({provider}, 0)"));
+        }
+        assert!(
+            block.contains(&format!("Expression: {}", sum.join(" + "))),
+            "{alarm} must add the receiver's count and every stream's"
+        );
+        assert_eq!(
+            block.matches("ReturnData: false").count(),
+            1 + StreamSource::ALL.len(),
+            "{alarm}: only the sum is returned"
+        );
     }
     assert!(
         document["_aws"]["CloudWatchMetrics"][0]["Dimensions"]

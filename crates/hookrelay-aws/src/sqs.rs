@@ -134,9 +134,9 @@ impl SqsPublisher {
             .queue_url(&self.queue_url)
             .message_body(&message.body)
             .set_message_attributes(Some(attributes));
-        // On a standard queue too the SDK retries (three attempts in 5 s): a single attempt was
-        // tried and measured (RELIABILITY.md), and at 20% faults it turned a sender's three
-        // attempts into three 503s often enough to lose events. The cost: a retry inside the SDK
+        // On a standard queue too the SDK retries (three attempts in 5 s): with a single attempt,
+        // a fault rate of 20 % turns a sender's three attempts into three 503s often enough
+        // (0.2^3 per event, before the sender gives up) to lose events. The cost: a retry inside the SDK
         // after an attempt whose answer was lost can make a second copy, with the same envelope
         // `id`; the interceptor counts every such attempt, so `AmbiguousPublish` counts it.
         if self.kind == QueueKind::Fifo {

@@ -76,7 +76,7 @@ pub enum DigestScope {
     #[default]
     Body,
     /// These byte ranges of the body, in order (`None`: the part is absent), e.g. the engine's
-    /// `eventType`, `marketId`, `timestamp` and `payload`, not its `id`, which the seed does not
+    /// `eventType`, `marketId`, `timestamp` and `payload`, not its `id`, which the engine does not
     /// promise to keep across attempts.
     Parts(Vec<Option<std::ops::Range<usize>>>),
 }

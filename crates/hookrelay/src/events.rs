@@ -1,9 +1,9 @@
 //! Typed events for consumers: the per-sender event enums that an [`crate::Envelope`]'s `data`
 //! decodes into, with typed payloads where the providers document them. No I/O.
 //!
-//! Every enum keeps what it does not know: an event type the seeds don't list decodes to an
-//! explicit `Unknown`/`Other` variant carrying the type name and the raw JSON, never to an error
-//! and never to a wrong variant. A documented type whose fields are wrong (a sender changed its
+//! Every enum keeps what it does not know: an event type the providers don't document
+//! (docs/contract.md, "The senders") decodes to an explicit `Unknown`/`Other` variant carrying the
+//! type name and the raw JSON, never to an error and never to a wrong variant. A documented type whose fields are wrong (a sender changed its
 //! shape) decodes to [`Event::UnexpectedShape`], which keeps the JSON and says what didn't fit:
 //! never a default where the sender meant something else, and never an error that would fail the
 //! message on every receive until it reaches the dead-letter queue. Your handler decides (the

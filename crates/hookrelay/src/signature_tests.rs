@@ -11,8 +11,8 @@ fn headers_debug_prints_names_never_values() {
     assert!(!printed.contains("deadbeefcafe"), "{printed}");
 }
 
-// Known-answer vectors computed outside Rust, with Python's `hmac` module exactly as the seed
-// documents do (`hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()`).
+// Known-answer vectors computed outside Rust, with Python's `hmac` module exactly as the engine's
+// documentation does (`hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()`).
 const ENGINE_SECRET: &str = "7c9f0d1e2a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5";
 const ENGINE_BODY: &str = r#"{"id":"d-1","sequence":42,"eventType":"ORDER_MATCHED","timestamp":"2026-02-18T23:00:00.000Z"}"#;
 const ENGINE_SIGNATURE: &str =
