@@ -6,6 +6,9 @@
 #      the Python peer (benches/python_peer) in the same run (hookrelay-lambda-bench); then the
 #      same under Lambda's CPU share at 128, 512 and 1769 MB, with init at full speed and with
 #      init throttled (--memory-mb, a cgroup v1 quota; unthrottled where cgroups aren't writable);
+#      and the in-region model: canned SQS, DynamoDB and Secrets Manager endpoints over TLS
+#      answering after 10 ms, hookrelay (store off, then on) beside the floor and the hello-world
+#      (benches/floor) and the peer, at each memory size, three runs each (--canned-latency-ms);
 #   3. the deployment size: the stripped arm64 bootstrap and its zip (cargo lambda build);
 #   4. the stream bridge's sustained throughput: stand-ins of both streams in burst mode, the
 #      release hookrelay-bridge, and moto, then a null SQS endpoint (scripts/bench_bridge.py);
@@ -35,12 +38,14 @@ if [ "$quick" = 1 ]; then
   criterion_args=(--warm-up-time 1 --measurement-time 2)
   lambda_args=(--cold-starts 5 --warm 500)
   cpu_args=(--cold-starts 5 --warm 50)
+  region_args=(--cold-starts 5 --warm 50) region_runs=1
   moto_events=(--trades 400 --rekko-events 100)
   null_events=(--trades 2000 --rekko-events 500)
 else
   criterion_args=()
   lambda_args=(--cold-starts 20 --warm 10000)
   cpu_args=(--cold-starts 20 --warm 200)
+  region_args=(--cold-starts 15 --warm 200) region_runs=3
   moto_events=(--trades 2000 --rekko-events 500)
   null_events=(--trades 20000 --rekko-events 5000)
 fi
@@ -55,7 +60,8 @@ cargo bench --locked --bench request_path -- "${criterion_args[@]}" | tee "$out/
 .venv/bin/python scripts/bench_report.py request-path target/criterion > "$out/request_path.md"
 
 echo "== 2/4 Lambda: cold start, warm invocations, peer"
-cargo build --locked --release -p hookrelay-receiver -p hookrelay-devtools --bin hookrelay --bin hookrelay-lambda-bench
+cargo build --locked --release -p hookrelay-receiver -p hookrelay-devtools -p hookrelay-bench-floor \
+  --bin hookrelay --bin hookrelay-lambda-bench --bin hookrelay-floor --bin hookrelay-hello
 .venv/bin/python scripts/bench_tls.py "$out/tls"
 lambda_bench() {
   HOOKRELAY_TEST_PYTHON="$root/.venv/bin/python" target/release/hookrelay-lambda-bench \
@@ -68,6 +74,21 @@ for memory in 128 512 1769; do
   for init in full-speed throttled; do
     lambda_bench --peer-python "$root/.venv-bench/bin/python" --peer-dir benches/python_peer \
       "${cpu_args[@]}" --memory-mb "$memory" --init "$init" | tee -a "$out/lambda-cpu.md"
+  done
+done
+
+: > "$out/lambda-region.md"
+for memory in 128 512 1769; do
+  for store in off on; do
+    store_env=()
+    [ "$store" = on ] && store_env=(--env HOOKRELAY_IDEMPOTENCY_TABLE=bench)
+    for run in $(seq "$region_runs"); do
+      echo "### $memory MB, store $store, run $run" >> "$out/lambda-region.md"
+      lambda_bench --canned-latency-ms 10 --floor target/release/hookrelay-floor \
+        --hello target/release/hookrelay-hello \
+        --peer-python "$root/.venv-bench/bin/python" --peer-dir benches/python_peer \
+        "${region_args[@]}" "${store_env[@]}" --memory-mb "$memory" | tee -a "$out/lambda-region.md"
+    done
   done
 done
 

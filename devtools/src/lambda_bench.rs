@@ -15,18 +15,35 @@
 //! - the process's peak RSS, and a count of what arrived in the queue (it must be one message
 //!   per distinct event, or the run fails).
 //!
-//! The queue is drained every `drain_every` invocations, between invocations, because moto's
-//! SendMessage slows down as a queue grows; that keeps the SQS share of each invocation steady.
+//! The endpoints are moto's ([`Endpoint::Moto`]: a real queue, drained every `drain_every`
+//! invocations because moto's SendMessage slows down as a queue grows) or canned ones
+//! ([`Endpoint::Canned`], `crate::canned_aws`: SQS, DynamoDB and Secrets Manager over TLS, each
+//! answering after a fixed latency, as in the function's own region; the functions then read
+//! their webhook secrets and relay signing keys from Secrets Manager at init, as deployed).
+//! Beside hookrelay and the peer, the floor (`benches/floor`: the same runtime, SDK and profile
+//! sending each body as one message, nothing more) and a hello-world (no call at all) are
+//! measured the same way, so every figure can be read as a multiple of the floor's.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::audit::test_keys;
+use crate::canned_aws::{CannedAws, CannedPlan};
 use crate::cpu_share::{CpuCgroup, CpuShare, InitModel};
 use crate::lambda_emulator::{CpuPlacement, FunctionCommand, Invocation, LambdaInstance};
 use crate::local_sqs;
+use crate::moto::TlsFiles;
 use crate::sender_sim::{EventSpec, Sender};
 use crate::stats::Percentiles;
+
+/// The report's name of hookrelay's receiver.
+pub const HOOKRELAY: &str = "hookrelay";
+/// The report's name of the floor (`benches/floor`, binary `hookrelay-floor`).
+pub const FLOOR: &str = "floor";
+/// The report's name of the hello-world (binary `hookrelay-hello`).
+pub const HELLO: &str = "hello";
+/// The report's name of the Python peer.
+pub const PYTHON_PEER: &str = "python-peer";
 
 /// A function to measure.
 #[derive(Debug, Clone)]
@@ -37,6 +54,38 @@ pub struct Subject {
     pub command: FunctionCommand,
     /// Whether it drops re-deliveries itself (then they are measured too).
     pub replays: bool,
+    /// Whether it sends each event to SQS and logs `PublishLatency` (all but the hello-world).
+    pub publishes: bool,
+    /// Whether, with canned endpoints, it reads its webhook secrets and relay signing keys from
+    /// Secrets Manager at init, as the stack deploys hookrelay (the others read the environment).
+    pub secrets_from_manager: bool,
+}
+
+/// The AWS endpoints the functions call.
+#[derive(Debug, Clone)]
+pub enum Endpoint {
+    /// moto at this URL: its SQS, with a real queue per function.
+    Moto(String),
+    /// Canned SQS, DynamoDB and Secrets Manager endpoints over TLS, answering after `latency`.
+    Canned {
+        /// The in-region round trip of every call.
+        latency: Duration,
+        /// The certificate and key they serve (the functions trust `BenchPlan::ca_file`).
+        tls: TlsFiles,
+    },
+}
+
+impl Endpoint {
+    /// How the report names it.
+    fn describe(&self) -> String {
+        match self {
+            Self::Moto(url) => format!("moto's SQS at {url}"),
+            Self::Canned { latency, .. } => format!(
+                "canned SQS, DynamoDB and Secrets Manager over TLS answering after {} ms",
+                latency.as_millis()
+            ),
+        }
+    }
 }
 
 /// How to measure.
@@ -48,8 +97,8 @@ pub struct BenchPlan {
     pub warm: usize,
     /// Body size of every event, bytes.
     pub body_bytes: usize,
-    /// The SQS endpoint the functions publish to.
-    pub sqs_endpoint: String,
+    /// The endpoints the functions call.
+    pub endpoint: Endpoint,
     /// A CA certificate the functions must trust for that endpoint (PEM), if it is TLS.
     pub ca_file: Option<PathBuf>,
     /// Where the functions' stdout and stderr go, one file per process.
@@ -78,6 +127,8 @@ pub struct SubjectReport {
     pub publish_us: Percentiles,
     /// Warm invocation minus its SQS send, microseconds.
     pub overhead_us: Percentiles,
+    /// Warm invocation minus the canned endpoint's latency, microseconds (canned endpoints only).
+    pub beyond_latency_us: Percentiles,
     /// Re-deliveries answered without SQS, microseconds (none unless the subject `replays`).
     pub replay_us: Percentiles,
     /// Peak RSS of the cold-started processes after their first invocation (largest), MiB.
@@ -145,43 +196,129 @@ fn mib(kib: Option<u64>) -> f64 {
     kib.unwrap_or(0) as f64 / 1024.0
 }
 
+/// Where one function's events go, and how to count what arrived.
+enum Queue {
+    /// A moto queue of its own.
+    Moto {
+        sqs: aws_sdk_sqs::Client,
+        url: String,
+    },
+    /// The canned endpoint's record, from the messages it held before this function ran.
+    Canned { aws: CannedAws, before: usize },
+}
+
+impl Queue {
+    /// Messages that arrived since the last call (moto: drains them).
+    async fn arrived(&mut self, rounds: usize) -> Result<u64, BenchError> {
+        match self {
+            Self::Moto { sqs, url } => Ok(local_sqs::drain(sqs, url, rounds, |_| {}).await?),
+            Self::Canned { aws, before } => {
+                let ids = aws.sent.ids();
+                let distinct: std::collections::HashSet<&String> = ids[*before..].iter().collect();
+                let new = distinct.len() as u64;
+                *before = ids.len();
+                Ok(new)
+            }
+        }
+    }
+}
+
+/// The secret ids the functions read at init from canned Secrets Manager.
+const WEBHOOK_SECRETS_ARN: &str =
+    "arn:aws:secretsmanager:us-east-1:123456789012:secret:bench-webhooks";
+const RELAY_KEYS_ARN: &str = "arn:aws:secretsmanager:us-east-1:123456789012:secret:bench-relay";
+
 /// Measures `subject` by `plan`, against a fresh queue of its own.
 pub async fn run(subject: &Subject, plan: &BenchPlan) -> Result<SubjectReport, BenchError> {
-    let sqs = local_sqs::client(&plan.sqs_endpoint);
     let stamp = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_millis();
     let queue_name = format!("bench-{}-{stamp}.fifo", subject.name);
-    let queue_url = local_sqs::create_fifo_queue(&sqs, &queue_name).await?;
     let keys = test_keys();
+    let relay = crate::relay_keys::env();
     let ca_file = plan
         .ca_file
         .as_ref()
         .map(|path| path.to_string_lossy().into_owned());
-    let relay = crate::relay_keys::env();
-    let mut env = vec![
-        ("HOOKRELAY_QUEUE_URL", queue_url.as_str()),
-        (relay[0].0, relay[0].1.as_str()),
-        (relay[1].0, relay[1].1.as_str()),
-        ("HOOKRELAY_ENGINE_SECRETS", keys.engine.as_str()),
-        ("HOOKRELAY_REKKO_SECRETS", keys.rekko.as_str()),
-        ("AWS_ENDPOINT_URL_SQS", plan.sqs_endpoint.as_str()),
+    let mut env: Vec<(String, String)> = [
         ("AWS_REGION", "us-east-1"),
         ("AWS_DEFAULT_REGION", "us-east-1"), // Lambda sets both; boto3 reads this one
         ("AWS_ACCESS_KEY_ID", "bench"),
         ("AWS_SECRET_ACCESS_KEY", "bench"),
         ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
         ("PYTHONUNBUFFERED", "1"), // as Lambda's Python runtimes run: each line logged at once
-    ];
-    if let Some(ca_file) = &ca_file {
-        // rustls-native-certs reads SSL_CERT_FILE; botocore reads AWS_CA_BUNDLE.
+    ]
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .to_vec();
+    // A function that inherits this machine's certificate directory parses every file in it at
+    // init, which no Lambda does: it gets an empty one (the CA it trusts is `ca_file`).
+    let no_cert_dir = plan.log_dir.join("empty-cert-dir");
+    std::fs::create_dir_all(&no_cert_dir).map_err(|error| format!("cert dir: {error}"))?;
+    env.push((
+        "SSL_CERT_DIR".to_owned(),
+        no_cert_dir.to_string_lossy().into_owned(),
+    ));
+    let (queue_url, mut queue) = match &plan.endpoint {
+        Endpoint::Moto(url) => {
+            let sqs = local_sqs::client(url);
+            let queue_url = local_sqs::create_fifo_queue(&sqs, &queue_name).await?;
+            env.push(("AWS_ENDPOINT_URL_SQS".to_owned(), url.clone()));
+            (
+                queue_url.clone(),
+                Queue::Moto {
+                    sqs,
+                    url: queue_url,
+                },
+            )
+        }
+        Endpoint::Canned { latency, tls } => {
+            let webhooks = serde_json::json!({"engine": keys.engine, "rekko": keys.rekko});
+            let aws = CannedAws::start(
+                &tls.cert,
+                &tls.key,
+                CannedPlan {
+                    latency: *latency,
+                    secrets: vec![
+                        (WEBHOOK_SECRETS_ARN.to_owned(), webhooks.to_string()),
+                        (RELAY_KEYS_ARN.to_owned(), relay[0].1.clone()),
+                    ],
+                    fifo: true,
+                },
+            )
+            .await?;
+            env.push(("AWS_ENDPOINT_URL".to_owned(), aws.url.clone()));
+            let queue_url = format!("{}/123456789012/{queue_name}", aws.url);
+            (queue_url, Queue::Canned { aws, before: 0 })
+        }
+    };
+    env.push(("HOOKRELAY_QUEUE_URL".to_owned(), queue_url));
+    if subject.secrets_from_manager && matches!(plan.endpoint, Endpoint::Canned { .. }) {
         env.extend([
-            ("SSL_CERT_FILE", ca_file.as_str()),
-            ("AWS_CA_BUNDLE", ca_file.as_str()),
+            (
+                hookrelay_aws::secrets_manager::SECRETS_ARN.to_owned(),
+                WEBHOOK_SECRETS_ARN.to_owned(),
+            ),
+            (
+                hookrelay_ingest::settings::RELAY_SIGNING_KEYS_ARN.to_owned(),
+                RELAY_KEYS_ARN.to_owned(),
+            ),
+        ]);
+    } else {
+        env.extend([
+            ("HOOKRELAY_ENGINE_SECRETS".to_owned(), keys.engine.clone()),
+            ("HOOKRELAY_REKKO_SECRETS".to_owned(), keys.rekko.clone()),
+            (relay[0].0.to_owned(), relay[0].1.clone()),
         ]);
     }
-    env.extend(plan.extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    env.push((relay[1].0.to_owned(), relay[1].1.clone()));
+    if let Some(ca_file) = &ca_file {
+        // rustls-native-certs reads SSL_CERT_FILE; botocore reads AWS_CA_BUNDLE.
+        env.push(("SSL_CERT_FILE".to_owned(), ca_file.clone()));
+        env.push(("AWS_CA_BUNDLE".to_owned(), ca_file.clone()));
+    }
+    env.extend(plan.extra_env.iter().cloned());
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     std::fs::create_dir_all(&plan.log_dir).map_err(|error| format!("log dir: {error}"))?;
     // One cgroup for this function's processes (one runs at a time), removed when done.
     let cpu = plan
@@ -244,21 +381,58 @@ pub async fn run(subject: &Subject, plan: &BenchPlan) -> Result<SubjectReport, B
         }
         n += 1;
         if done.is_multiple_of(plan.drain_every.max(1)) {
-            queued += local_sqs::drain(&sqs, &queue_url, 1, |_| {}).await?;
+            queued += queue.arrived(1).await?;
         }
     }
     let peak_rss_warm_mib = mib(instance.peak_rss_kib());
     drop(instance);
-    queued += local_sqs::drain(&sqs, &queue_url, 2, |_| {}).await?;
-    if queued != n {
+    queued += queue.arrived(2).await?;
+    let expected = if subject.publishes { n } else { 0 };
+    if queued != expected {
         return Err(format!(
-            "{}: {n} events accepted but {queued} messages in the queue",
+            "{}: {n} events accepted but {queued} messages in the queue (expected {expected})",
             subject.name
         ));
     }
 
-    // The warm process's log has one PublishLatency per invocation, its first one included.
-    let publish_ms = reported_publish_ms(&warm_log);
+    let (mut publish_us, mut overhead_us) = if subject.publishes {
+        publish_and_overhead(subject, &warm_log, &warm_us)?
+    } else {
+        (Vec::new(), warm_us.clone())
+    };
+    let mut beyond_latency_us: Vec<f64> = match &plan.endpoint {
+        Endpoint::Canned { latency, .. } if subject.publishes => {
+            let latency = latency.as_secs_f64() * 1e6;
+            warm_us.iter().map(|warm| warm - latency).collect()
+        }
+        Endpoint::Canned { .. } => warm_us.clone(),
+        Endpoint::Moto(_) => Vec::new(),
+    };
+
+    Ok(SubjectReport {
+        name: subject.name.clone(),
+        init_ms: Percentiles::of(&mut init_ms),
+        first_invocation_ms: Percentiles::of(&mut first_ms),
+        warm_us: Percentiles::of(&mut warm_us),
+        publish_us: Percentiles::of(&mut publish_us),
+        overhead_us: Percentiles::of(&mut overhead_us),
+        beyond_latency_us: Percentiles::of(&mut beyond_latency_us),
+        replay_us: Percentiles::of(&mut replay_us),
+        peak_rss_cold_mib,
+        peak_rss_warm_mib,
+        queued,
+    })
+}
+
+/// The SQS send time the warm process reported for each warm invocation, and each invocation's
+/// time minus it (microseconds). Its log has one `PublishLatency` per invocation, its first one
+/// included.
+fn publish_and_overhead(
+    subject: &Subject,
+    warm_log: &Path,
+    warm_us: &[f64],
+) -> Result<(Vec<f64>, Vec<f64>), BenchError> {
+    let publish_ms = reported_publish_ms(warm_log);
     let warm_publish_ms = publish_ms
         .len()
         .checked_sub(warm_us.len())
@@ -273,28 +447,17 @@ pub async fn run(subject: &Subject, plan: &BenchPlan) -> Result<SubjectReport, B
                 warm_log.display()
             )
         })?;
-    let mut publish_us: Vec<f64> = warm_publish_ms.iter().map(|ms| ms * 1e3).collect();
-    let mut overhead_us: Vec<f64> = warm_us
+    let publish_us: Vec<f64> = warm_publish_ms.iter().map(|ms| ms * 1e3).collect();
+    let overhead_us = warm_us
         .iter()
         .zip(&publish_us)
         .map(|(held, publish)| held - publish)
         .collect();
-
-    Ok(SubjectReport {
-        name: subject.name.clone(),
-        init_ms: Percentiles::of(&mut init_ms),
-        first_invocation_ms: Percentiles::of(&mut first_ms),
-        warm_us: Percentiles::of(&mut warm_us),
-        publish_us: Percentiles::of(&mut publish_us),
-        overhead_us: Percentiles::of(&mut overhead_us),
-        replay_us: Percentiles::of(&mut replay_us),
-        peak_rss_cold_mib,
-        peak_rss_warm_mib,
-        queued,
-    })
+    Ok((publish_us, overhead_us))
 }
 
-/// The reports as a Markdown table, with each figure's ratio peer/ours when there are two.
+/// The reports as a Markdown table, with hookrelay's figures as multiples of the floor's (when
+/// the floor was measured) and the peer's as multiples of hookrelay's (when it was).
 pub fn markdown(plan: &BenchPlan, reports: &[SubjectReport]) -> String {
     let cpu = match plan.cpu {
         Some((share, init)) => format!(
@@ -307,19 +470,31 @@ pub fn markdown(plan: &BenchPlan, reports: &[SubjectReport]) -> String {
         None => "a whole core".to_owned(),
     };
     let mut out = format!(
-        "{} cold starts and {} warm invocations per function, {}-byte bodies, SQS at {}, {cpu}.\n\n",
-        plan.cold_starts, plan.warm, plan.body_bytes, plan.sqs_endpoint
+        "{} cold starts and {} warm invocations per function, {}-byte bodies, {}, {cpu}.\n\n",
+        plan.cold_starts,
+        plan.warm,
+        plan.body_bytes,
+        plan.endpoint.describe()
     );
+    let named = |name: &str| reports.iter().find(|r| r.name == name);
+    // (numerator, denominator) of each ratio column.
+    let ratios: Vec<(&SubjectReport, &SubjectReport)> = [
+        (named(HOOKRELAY), named(FLOOR)),
+        (named(PYTHON_PEER), named(HOOKRELAY)),
+    ]
+    .into_iter()
+    .filter_map(|(a, b)| a.zip(b))
+    .collect();
     out.push_str("| figure |");
     for report in reports {
         out.push_str(&format!(" {} |", report.name));
     }
-    if reports.len() == 2 {
-        out.push_str(&format!(" {} / {} |", reports[1].name, reports[0].name));
+    for (a, b) in &ratios {
+        out.push_str(&format!(" {} / {} |", a.name, b.name));
     }
     out.push_str(&format!(
         "\n|---|{}\n",
-        "---|".repeat(reports.len() + usize::from(reports.len() == 2))
+        "---|".repeat(reports.len() + ratios.len())
     ));
     // (name, value, unit); `None` where a function doesn't have the figure.
     type Figure = (
@@ -330,7 +505,13 @@ pub fn markdown(plan: &BenchPlan, reports: &[SubjectReport]) -> String {
     fn replayed(r: &SubjectReport) -> Option<Percentiles> {
         (r.replay_us.count > 0).then_some(r.replay_us)
     }
-    let figures: [Figure; 15] = [
+    fn published(r: &SubjectReport) -> Option<Percentiles> {
+        (r.publish_us.count > 0).then_some(r.publish_us)
+    }
+    fn beyond(r: &SubjectReport) -> Option<Percentiles> {
+        (r.beyond_latency_us.count > 0).then_some(r.beyond_latency_us)
+    }
+    let figures: [Figure; 17] = [
         ("init p50", |r| Some(r.init_ms.p50), "ms"),
         ("init max", |r| Some(r.init_ms.max), "ms"),
         (
@@ -351,8 +532,18 @@ pub fn markdown(plan: &BenchPlan, reports: &[SubjectReport]) -> String {
         ("warm invocation p50", |r| Some(r.warm_us.p50), "µs"),
         ("warm invocation p99", |r| Some(r.warm_us.p99), "µs"),
         (
+            "warm minus the endpoint's latency p50",
+            |r| beyond(r).map(|p| p.p50),
+            "µs",
+        ),
+        (
+            "warm minus the endpoint's latency p99",
+            |r| beyond(r).map(|p| p.p99),
+            "µs",
+        ),
+        (
             "SQS send p50 (as the function reports it)",
-            |r| Some(r.publish_us.p50),
+            |r| published(r).map(|p| p.p50),
             "µs",
         ),
         (
@@ -391,9 +582,9 @@ pub fn markdown(plan: &BenchPlan, reports: &[SubjectReport]) -> String {
                 None => out.push_str(" — |"),
             }
         }
-        if let [ours, peer] = reports {
-            match (value(ours), value(peer)) {
-                (Some(ours), Some(peer)) => out.push_str(&format!(" {:.1}× |", peer / ours)),
+        for (a, b) in &ratios {
+            match (value(a), value(b)) {
+                (Some(a), Some(b)) if b > 0.0 => out.push_str(&format!(" {:.2}× |", a / b)),
                 _ => out.push_str(" — |"),
             }
         }

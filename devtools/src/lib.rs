@@ -6,6 +6,7 @@
 //! stand-ins for the providers' streams (Heisenberg's WebSocket gateway, Rekko's SSE feed).
 
 pub mod audit;
+pub mod canned_aws;
 pub mod cli;
 pub mod cpu_share;
 pub mod fault_proxy;

@@ -207,7 +207,7 @@ pub fn check_answer(message: &QueueMessage, answer: &SendAnswer<'_>) -> Result<(
 /// name, its data type (`String`) and its value, each preceded by its length in four big-endian
 /// bytes, with the transport type (1, a string) between type and value (the SQS developer
 /// guide, "Calculating the MD5 message digest for message attributes").
-pub fn md5_of_attributes(attributes: &[(&'static str, String)]) -> String {
+pub fn md5_of_attributes<N: AsRef<str>>(attributes: &[(N, String)]) -> String {
     const DATA_TYPE: &[u8] = b"String";
     const STRING_TRANSPORT: u8 = 1;
     fn length_prefixed(md5: &mut Md5, bytes: &[u8]) {
@@ -215,11 +215,11 @@ pub fn md5_of_attributes(attributes: &[(&'static str, String)]) -> String {
         md5.update(u32::try_from(bytes.len()).unwrap_or(u32::MAX).to_be_bytes());
         md5.update(bytes);
     }
-    let mut sorted: Vec<&(&str, String)> = attributes.iter().collect();
-    sorted.sort_unstable_by_key(|(name, _)| *name);
+    let mut sorted: Vec<&(N, String)> = attributes.iter().collect();
+    sorted.sort_unstable_by(|(a, _), (b, _)| a.as_ref().cmp(b.as_ref()));
     let mut md5 = Md5::new();
     for (name, value) in sorted {
-        length_prefixed(&mut md5, name.as_bytes());
+        length_prefixed(&mut md5, name.as_ref().as_bytes());
         length_prefixed(&mut md5, DATA_TYPE);
         md5.update([STRING_TRANSPORT]);
         length_prefixed(&mut md5, value.as_bytes());

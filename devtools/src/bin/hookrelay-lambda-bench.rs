@@ -1,8 +1,14 @@
 //! The Lambda benchmark, by hand (`scripts/bench.sh` runs it): `hookrelay-lambda-bench
-//! [--receiver PATH] [--peer-python PATH --peer-dir DIR] [--tls-dir DIR] [--cold-starts N]
-//! [--warm N] [--body-bytes N] [--drain-every N] [--log-dir DIR] [--env NAME=VALUE]...
-//! [--memory-mb N [--init full-speed|throttled]]`. Prints a Markdown table; exits 1 if any
-//! invocation fails or the queue doesn't hold one message per invocation.
+//! [--receiver PATH] [--floor PATH] [--hello PATH] [--peer-python PATH --peer-dir DIR]
+//! [--tls-dir DIR [--canned-latency-ms N]] [--cold-starts N] [--warm N] [--body-bytes N]
+//! [--drain-every N] [--log-dir DIR] [--env NAME=VALUE]... [--memory-mb N [--init
+//! full-speed|throttled]]`. Prints a Markdown table; exits 1 if any invocation fails or the
+//! queue doesn't hold one message per invocation.
+//!
+//! `--floor` and `--hello` add the floor and the hello-world (`benches/floor`) beside hookrelay;
+//! `--canned-latency-ms N` (with `--tls-dir`) replaces moto with canned SQS, DynamoDB and Secrets
+//! Manager endpoints answering after N ms (`hookrelay_devtools::canned_aws`), and hookrelay then
+//! reads its secrets from Secrets Manager at init.
 //!
 //! `--memory-mb N` runs each function under Lambda's CPU share for N MB (N/1769 of a core, a
 //! cgroup v1 quota per 20 ms; `hookrelay_devtools::cpu_share`), joined after its first poll of
@@ -17,7 +23,11 @@ use std::path::PathBuf;
 
 use hookrelay_devtools::cli::{self, number};
 use hookrelay_devtools::cpu_share::{CpuShare, InitModel};
-use hookrelay_devtools::lambda_bench::{self, BenchPlan, Subject};
+use std::time::Duration;
+
+use hookrelay_devtools::lambda_bench::{
+    self, BenchPlan, Endpoint, FLOOR, HELLO, HOOKRELAY, PYTHON_PEER, Subject,
+};
 use hookrelay_devtools::lambda_emulator::FunctionCommand;
 use hookrelay_devtools::moto::{self, TlsFiles};
 
@@ -26,11 +36,14 @@ fn main() {
     let mut peer_python = None;
     let mut peer_dir = PathBuf::from("benches/python_peer");
     let mut tls_dir = None;
+    let mut floor = None;
+    let mut hello = None;
+    let mut canned_latency = None;
     let mut plan = BenchPlan {
         cold_starts: 20,
         warm: 10_000,
         body_bytes: 1024,
-        sqs_endpoint: String::new(),
+        endpoint: Endpoint::Moto(String::new()),
         ca_file: None,
         log_dir: PathBuf::from("target/bench/lambda-logs"),
         drain_every: 100,
@@ -44,6 +57,11 @@ fn main() {
             "--receiver" => receiver = PathBuf::from(&value),
             "--peer-python" => peer_python = Some(PathBuf::from(&value)),
             "--peer-dir" => peer_dir = PathBuf::from(&value),
+            "--floor" => floor = Some(PathBuf::from(&value)),
+            "--hello" => hello = Some(PathBuf::from(&value)),
+            "--canned-latency-ms" => {
+                canned_latency = Some(Duration::from_millis(number() as u64));
+            }
             // Absolute, because the peer runs in its own directory.
             "--tls-dir" => match std::fs::canonicalize(&value) {
                 Ok(dir) => tls_dir = Some(dir),
@@ -85,26 +103,41 @@ fn main() {
         key: dir.join("key.pem"),
     });
     plan.ca_file = tls_dir.as_ref().map(|dir| dir.join("ca.pem"));
-    let sqs = moto::start(tls.as_ref());
-    plan.sqs_endpoint = sqs.endpoint.clone();
+    let _moto = match (canned_latency, tls) {
+        (Some(latency), Some(tls)) => {
+            plan.endpoint = Endpoint::Canned { latency, tls };
+            None
+        }
+        (Some(_), None) => usage("--canned-latency-ms needs --tls-dir"),
+        (None, tls) => {
+            let sqs = moto::start(tls.as_ref());
+            plan.endpoint = Endpoint::Moto(sqs.endpoint.clone());
+            Some(sqs)
+        }
+    };
     if let Some(ca_file) = &plan.ca_file {
         // The harness's own SQS client (rustls-native-certs) trusts the same CA.
         // SAFETY: set before the runtime, or any other thread, starts.
         unsafe { std::env::set_var("SSL_CERT_FILE", ca_file) };
     }
 
-    let mut subjects = vec![Subject {
-        name: "hookrelay".into(),
+    let native = |name: &str, program: PathBuf, replays: bool, publishes: bool| Subject {
+        name: name.into(),
         command: FunctionCommand {
-            program: receiver,
+            program,
             args: Vec::new(),
             dir: None,
         },
-        replays: true,
-    }];
+        replays,
+        publishes,
+        secrets_from_manager: name == HOOKRELAY,
+    };
+    let mut subjects = vec![native(HOOKRELAY, receiver, true, true)];
+    subjects.extend(floor.map(|path| native(FLOOR, path, false, true)));
+    subjects.extend(hello.map(|path| native(HELLO, path, false, false)));
     if let Some(python) = peer_python {
         subjects.push(Subject {
-            name: "python-peer".into(),
+            name: PYTHON_PEER.into(),
             command: FunctionCommand {
                 program: python,
                 args: ["-m", "awslambdaric", "lambda_function.handler"]
@@ -113,6 +146,8 @@ fn main() {
                 dir: Some(peer_dir),
             },
             replays: false,
+            publishes: true,
+            secrets_from_manager: false,
         });
     }
 
@@ -140,8 +175,8 @@ fn main() {
 fn usage(problem: &str) -> ! {
     eprintln!("hookrelay-lambda-bench: {problem}");
     eprintln!(
-        "usage: hookrelay-lambda-bench [--receiver PATH] [--peer-python PATH --peer-dir DIR] \
-         [--tls-dir DIR] [--cold-starts N] [--warm N] [--body-bytes N] [--drain-every N] [--log-dir DIR] \
+        "usage: hookrelay-lambda-bench [--receiver PATH] [--floor PATH] [--hello PATH] \
+         [--peer-python PATH --peer-dir DIR] [--tls-dir DIR [--canned-latency-ms N]] [--cold-starts N] [--warm N] [--body-bytes N] [--drain-every N] [--log-dir DIR] \
          [--env NAME=VALUE]..."
     );
     std::process::exit(2);

@@ -1,0 +1,199 @@
+//! Canned AWS endpoints for the Lambda benchmark's in-region model: one TLS listener on
+//! 127.0.0.1 that answers SQS (`SendMessage`, `GetQueueAttributes`), DynamoDB (every call
+//! answered `{}`: the store's claims, commits and records all succeed, as for new keys) and
+//! Secrets Manager (`GetSecretValue` from a fixed map) after a fixed latency, as endpoints in the
+//! function's own region would. The TLS handshake is real, so the function's figures include it;
+//! the endpoint's own work is a few microseconds, so unlike moto (15 to 20 ms a call) it never
+//! dominates. It keeps the deduplication id of every message sent, so a benchmark can check
+//! what arrived. The JSON protocols only (`X-Amz-Target`), which is what the Rust SDK and
+//! botocore send to these three services.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use md5::Digest as _;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+/// What the endpoints answer, and after how long.
+#[derive(Debug, Clone)]
+pub struct CannedPlan {
+    /// How long every call waits before its answer (the in-region round trip).
+    pub latency: Duration,
+    /// `GetSecretValue`: the secret string of each secret id (ARN or name).
+    pub secrets: Vec<(String, String)>,
+    /// `GetQueueAttributes`: whether the queue is FIFO.
+    pub fifo: bool,
+}
+
+/// The messages `SendMessage` took, by deduplication id (the message's body digest when it has
+/// none), in order.
+#[derive(Debug, Default)]
+pub struct Sent {
+    ids: Mutex<Vec<String>>,
+}
+
+impl Sent {
+    /// The ids so far.
+    pub fn ids(&self) -> Vec<String> {
+        self.ids
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// Running endpoints; they stop when the runtime does.
+pub struct CannedAws {
+    /// `https://127.0.0.1:<port>`: the endpoint of all three services.
+    pub url: String,
+    /// What was sent to SQS.
+    pub sent: Arc<Sent>,
+}
+
+impl CannedAws {
+    /// Starts the endpoints, serving `cert` (PEM, valid for 127.0.0.1) with `key`.
+    pub async fn start(cert: &Path, key: &Path, plan: CannedPlan) -> Result<Self, String> {
+        let certs = CertificateDer::pem_file_iter(cert)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|error| format!("{}: {error}", cert.display()))?;
+        let key = PrivateKeyDer::from_pem_file(key)
+            .map_err(|error| format!("{}: {error}", key.display()))?;
+        let mut tls = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .map_err(|error| format!("the certificate and key: {error}"))?;
+        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let acceptor = TlsAcceptor::from(Arc::new(tls));
+        let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .map_err(|error| format!("bind: {error}"))?;
+        let url = format!(
+            "https://{}",
+            listener.local_addr().map_err(|e| e.to_string())?
+        );
+        let sent = Arc::new(Sent::default());
+        let (plan, server_sent) = (Arc::new(plan), sent.clone());
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (acceptor, plan, sent) = (acceptor.clone(), plan.clone(), server_sent.clone());
+                tokio::spawn(async move {
+                    let Ok(stream) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let service =
+                        service_fn(move |request| answer(request, plan.clone(), sent.clone()));
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Ok(Self { url, sent })
+    }
+}
+
+async fn answer(
+    request: Request<hyper::body::Incoming>,
+    plan: Arc<CannedPlan>,
+    sent: Arc<Sent>,
+) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
+    let target = request
+        .headers()
+        .get("x-amz-target")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let body = match request.into_body().collect().await {
+        Ok(body) => body.to_bytes(),
+        Err(_) => return Ok(json_response(StatusCode::BAD_REQUEST, &json!({}))),
+    };
+    let input: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    tokio::time::sleep(plan.latency).await;
+    let (operation, service) = target
+        .rsplit_once('.')
+        .map_or(("", ""), |(service, operation)| (operation, service));
+    let output = match (service, operation) {
+        ("AmazonSQS", "SendMessage") => send_message(&input, &sent),
+        ("AmazonSQS", "GetQueueAttributes") => json!({"Attributes": {
+            "FifoQueue": if plan.fifo { "true" } else { "false" },
+            "MaximumMessageSize": "1048576",
+        }}),
+        (service, _) if service.starts_with("DynamoDB_") => json!({}),
+        ("secretsmanager", "GetSecretValue") => {
+            let id = input["SecretId"].as_str().unwrap_or_default();
+            match plan.secrets.iter().find(|(name, _)| name == id) {
+                Some((name, secret)) => json!({
+                    "ARN": name, "Name": name, "SecretString": secret, "VersionId": "v1",
+                }),
+                None => {
+                    return Ok(aws_error("ResourceNotFoundException", "no such secret"));
+                }
+            }
+        }
+        _ => return Ok(aws_error("UnknownOperationException", "not canned")),
+    };
+    Ok(json_response(StatusCode::OK, &output))
+}
+
+/// Takes one message: its id, and the digests SQS answers with.
+fn send_message(input: &Value, sent: &Sent) -> Value {
+    let body = input["MessageBody"].as_str().unwrap_or_default();
+    let attributes: Vec<(String, String)> = input["MessageAttributes"]
+        .as_object()
+        .map(|attributes| {
+            attributes
+                .iter()
+                .map(|(name, value)| {
+                    let text = value["StringValue"].as_str().unwrap_or_default();
+                    (name.clone(), text.to_owned())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let md5_of_body = hex::encode(md5::Md5::digest(body.as_bytes()));
+    let id = input["MessageDeduplicationId"]
+        .as_str()
+        .map_or_else(|| md5_of_body.clone(), str::to_owned);
+    let message_id = {
+        let mut ids = sent
+            .ids
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        ids.push(id);
+        format!("00000000-0000-4000-8000-{:012}", ids.len())
+    };
+    let mut output = json!({"MessageId": message_id, "MD5OfMessageBody": md5_of_body});
+    if !attributes.is_empty() {
+        output["MD5OfMessageAttributes"] =
+            hookrelay_aws::sqs::md5_of_attributes(&attributes).into();
+    }
+    output
+}
+
+fn json_response(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        "content-type",
+        hyper::header::HeaderValue::from_static("application/x-amz-json-1.0"),
+    );
+    response
+}
+
+fn aws_error(kind: &str, message: &str) -> Response<Full<Bytes>> {
+    json_response(
+        StatusCode::BAD_REQUEST,
+        &json!({"__type": kind, "message": message}),
+    )
+}
