@@ -4,15 +4,16 @@
 //! `HOOKRELAY_IDEMPOTENCY_TABLE` is set, the DynamoDB idempotency store (and with
 //! `HOOKRELAY_SEQUENCE_GAPS=on` the sequence store), checks the queue once (a queue that can't
 //! take what the receiver sends fails startup; the call also opens the SQS connection during
-//! init), and serves Function URL invocations through the pipeline. Wiring only.
+//! init), and serves Function URL invocations through the pipeline. Init's calls to AWS (the
+//! two secrets and the queue's attributes) run at once. Wiring only.
 
 use std::time::{Duration, Instant};
 
 use aws_config::{BehaviorVersion, SdkConfig};
-use hookrelay::config::ConfigError;
+use hookrelay::config::{ConfigError, Env};
 use hookrelay_aws::dynamodb::DynamoDbSequences;
 use hookrelay_aws::secrets_manager::{self, SECRETS_ARN};
-use hookrelay_aws::sqs::QueueCheck;
+use hookrelay_aws::sqs::{QueueAttributes, QueueCheck};
 use hookrelay_aws::{DynamoDbStore, SqsPublisher};
 use hookrelay_ingest::settings;
 use hookrelay_receiver::config::{Config, ENVELOPE_ALLOWANCE_BYTES};
@@ -24,11 +25,18 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     hookrelay_ingest::telemetry::init();
     let sdk_config =
         hookrelay_aws::sdk_config(aws_config::defaults(BehaviorVersion::latest())).await;
-    let config = load_config(&sdk_config)
-        .await
+    let queue_url = settings::queue_url(&Env::new(|name: &str| std::env::var(name).ok()))
         .inspect_err(|error| tracing::error!(%error, "invalid configuration"))?;
-    let publisher = SqsPublisher::from_sdk_config(&sdk_config, config.queue_url.clone());
-    check_queue(&publisher, &config).await?;
+    let publisher = SqsPublisher::from_sdk_config(&sdk_config, queue_url);
+    // Init's calls at once: the relay signing keys and the webhook secrets (Secrets Manager, when
+    // their ARNs are set) and the queue's attributes, judged once the configuration is complete.
+    let started = Instant::now();
+    let (config, attributes) = tokio::join!(
+        load_config(&sdk_config),
+        tokio::time::timeout(QUEUE_CHECK_WITHIN, publisher.queue_attributes()),
+    );
+    let config = config.inspect_err(|error| tracing::error!(%error, "invalid configuration"))?;
+    check_queue(&publisher, &config, attributes.ok(), started.elapsed())?;
     let store = config.idempotency.table.as_ref().map(|table| {
         if config.idempotency.ttl.as_secs() < settings::LONGEST_RETRY_SCHEDULE_SECS {
             tracing::warn!(
@@ -55,31 +63,32 @@ async fn main() -> Result<(), lambda_runtime::Error> {
 /// How long init waits for the queue check before starting unchecked.
 const QUEUE_CHECK_WITHIN: Duration = Duration::from_secs(2);
 
-/// One SQS call at init: a queue that can't take what this receiver sends fails startup, naming
-/// the variable, instead of answering every delivery 503; a check that gets no answer is a
-/// warning. It also moves the first TLS handshake with SQS out of the first delivery.
-async fn check_queue(
+/// The queue check of init: a queue that can't take what this receiver sends fails startup,
+/// naming the variable, instead of answering every delivery 503; a check that got no answer
+/// (`None`: not within [`QUEUE_CHECK_WITHIN`]) is a warning. Its call also moves the first TLS
+/// handshake with SQS out of the first delivery.
+fn check_queue(
     publisher: &SqsPublisher,
     config: &Config,
+    attributes: Option<QueueAttributes>,
+    elapsed: Duration,
 ) -> Result<(), lambda_runtime::Error> {
     let largest = config.max_body_bytes + ENVELOPE_ALLOWANCE_BYTES;
-    let started = Instant::now();
-    let checked = tokio::time::timeout(QUEUE_CHECK_WITHIN, publisher.check_queue(largest)).await;
-    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
-    match checked {
-        Ok(QueueCheck::Matches) => {
+    let elapsed_ms = elapsed.as_secs_f64() * 1000.0;
+    match attributes.map(|attributes| publisher.judge(&attributes, largest)) {
+        Some(QueueCheck::Matches) => {
             tracing::debug!(elapsed_ms, "queue checked");
             Ok(())
         }
-        Ok(QueueCheck::Mismatch(problem)) => {
+        Some(QueueCheck::Mismatch(problem)) => {
             tracing::error!(%problem, "the queue does not match the configuration");
             Err(problem.into())
         }
-        Ok(QueueCheck::Unverified(why)) => {
+        Some(QueueCheck::Unverified(why)) => {
             tracing::warn!(%why, elapsed_ms, "the queue could not be checked at init; starting anyway");
             Ok(())
         }
-        Err(_) => {
+        None => {
             tracing::warn!(
                 elapsed_ms,
                 "the queue check got no answer in time; starting anyway"
@@ -89,19 +98,31 @@ async fn check_queue(
     }
 }
 
+/// The configuration, with the relay signing keys and the webhook secrets read from Secrets
+/// Manager (when their ARNs are set) at once.
 async fn load_config(sdk_config: &SdkConfig) -> Result<Config, ConfigError> {
+    let process = |name: &str| std::env::var(name).ok();
+    let webhooks_arn = process(SECRETS_ARN).filter(|arn| !arn.trim().is_empty());
     let started = Instant::now();
-    let env =
-        secrets_manager::relay_signing_keys_over(sdk_config, |name: &str| std::env::var(name).ok())
-            .await?;
+    let (env, managed) = tokio::join!(
+        secrets_manager::relay_signing_keys_over(sdk_config, process),
+        async {
+            match &webhooks_arn {
+                None => Ok(None),
+                Some(arn) => secrets_manager::fetch(sdk_config, arn.trim())
+                    .await
+                    .map(Some),
+            }
+        },
+    );
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
-    tracing::debug!(elapsed_ms, "relay signing keys read");
-    match env(SECRETS_ARN).filter(|arn| !arn.trim().is_empty()) {
-        None => Config::from_lookup(env),
-        Some(arn) => {
-            let started = Instant::now();
-            let managed = secrets_manager::fetch(sdk_config, arn.trim()).await?;
-            let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let env = env?;
+    match managed? {
+        None => {
+            tracing::debug!(elapsed_ms, "relay signing keys read");
+            Config::from_lookup(env)
+        }
+        Some(managed) => {
             tracing::info!(elapsed_ms, senders = ?managed, "webhook secrets read from Secrets Manager");
             Config::from_lookup(managed.layered_over(env)?)
         }

@@ -87,6 +87,8 @@ impl CannedAws {
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let (acceptor, plan, sent) = (acceptor.clone(), plan.clone(), server_sent.clone());
+                // As a real endpoint answers: no Nagle delay between a response's segments.
+                let _ = stream.set_nodelay(true);
                 tokio::spawn(async move {
                     let Ok(stream) = acceptor.accept(stream).await else {
                         return;

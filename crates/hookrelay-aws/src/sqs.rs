@@ -241,12 +241,36 @@ pub enum QueueCheck {
     Mismatch(String),
 }
 
+/// What `GetQueueAttributes` said of the queue, before it is judged against the configuration
+/// ([`SqsPublisher::judge`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueueAttributes {
+    /// The queue answered.
+    Read {
+        /// Its `FifoQueue`.
+        fifo: bool,
+        /// Its `MaximumMessageSize`, when it said one.
+        max_message_size: Option<usize>,
+    },
+    /// SQS says there is no such queue.
+    NoQueue(String),
+    /// No answer that can be judged (a timeout, throttling, a 5xx, no permission to read the
+    /// attributes).
+    Unanswered(String),
+}
+
 impl SqsPublisher {
     /// Reads the queue's `FifoQueue` and `MaximumMessageSize` (one `GetQueueAttributes`) and
     /// checks them against its URL and `largest_message` (the largest body the receiver accepts
     /// plus the envelope's allowance). Made once at init, the call also opens the connection
     /// (the TLS handshake) the first delivery then reuses.
     pub async fn check_queue(&self, largest_message: usize) -> QueueCheck {
+        self.judge(&self.queue_attributes().await, largest_message)
+    }
+
+    /// The queue's attributes, [`SqsPublisher::check_queue`]'s one call: made before the
+    /// configuration that judges them is complete, so init can overlap it with other reads.
+    pub async fn queue_attributes(&self) -> QueueAttributes {
         let answer = self
             .client
             .get_queue_attributes()
@@ -270,11 +294,9 @@ impl SqsPublisher {
                 ]
                 .contains(&code.as_str())
                 {
-                    QueueCheck::Mismatch(format!(
-                        "HOOKRELAY_QUEUE_URL names no queue: SQS answered {code}"
-                    ))
+                    QueueAttributes::NoQueue(code)
                 } else {
-                    QueueCheck::Unverified(detail)
+                    QueueAttributes::Unanswered(detail)
                 };
             }
         };
@@ -284,7 +306,27 @@ impl SqsPublisher {
                 .and_then(|attributes| attributes.get(name))
                 .map(String::as_str)
         };
-        let fifo = attribute(&QueueAttributeName::FifoQueue) == Some("true");
+        QueueAttributes::Read {
+            fifo: attribute(&QueueAttributeName::FifoQueue) == Some("true"),
+            max_message_size: attribute(&QueueAttributeName::MaximumMessageSize)
+                .and_then(|size| size.parse().ok()),
+        }
+    }
+
+    /// `attributes` against this publisher's URL and `largest_message`. Pure.
+    pub fn judge(&self, attributes: &QueueAttributes, largest_message: usize) -> QueueCheck {
+        let (fifo, max_message_size) = match attributes {
+            QueueAttributes::Read {
+                fifo,
+                max_message_size,
+            } => (*fifo, *max_message_size),
+            QueueAttributes::NoQueue(code) => {
+                return QueueCheck::Mismatch(format!(
+                    "HOOKRELAY_QUEUE_URL names no queue: SQS answered {code}"
+                ));
+            }
+            QueueAttributes::Unanswered(detail) => return QueueCheck::Unverified(detail.clone()),
+        };
         if fifo != (self.kind == QueueKind::Fifo) {
             let (url, queue) = if fifo {
                 ("does not end in .fifo", "a FIFO queue")
@@ -293,14 +335,16 @@ impl SqsPublisher {
             };
             return QueueCheck::Mismatch(format!("HOOKRELAY_QUEUE_URL {url} but names {queue}"));
         }
-        match attribute(&QueueAttributeName::MaximumMessageSize).map(str::parse::<usize>) {
-            Some(Ok(limit)) if limit < largest_message => QueueCheck::Mismatch(format!(
+        match max_message_size {
+            Some(limit) if limit < largest_message => QueueCheck::Mismatch(format!(
                 "the queue's MaximumMessageSize is {limit} bytes, but HOOKRELAY_MAX_BODY_BYTES \
                  and the envelope need up to {largest_message}: raise the queue's limit (the \
                  template sets 1048576) or lower HOOKRELAY_MAX_BODY_BYTES"
             )),
-            Some(Ok(_)) => QueueCheck::Matches,
-            _ => QueueCheck::Unverified("the queue did not say its MaximumMessageSize".to_owned()),
+            Some(_) => QueueCheck::Matches,
+            None => {
+                QueueCheck::Unverified("the queue did not say its MaximumMessageSize".to_owned())
+            }
         }
     }
 }
