@@ -1,5 +1,6 @@
-//! Canned AWS endpoints for the Lambda benchmark's in-region model: one TLS listener on
-//! 127.0.0.1 that answers SQS (`SendMessage`, `GetQueueAttributes`), DynamoDB (every call
+//! Canned AWS endpoints for the Lambda benchmark's in-region model: TLS listeners on 127.0.0.1,
+//! one per service as AWS has one host per service (so a function opens one connection to each,
+//! as it would there), that answer SQS (`SendMessage`, `GetQueueAttributes`), DynamoDB (every call
 //! answered `{}`: the store's claims, commits and records all succeed, as for new keys) and
 //! Secrets Manager (`GetSecretValue` from a fixed map) after a fixed latency, as endpoints in the
 //! function's own region would. The TLS handshake is real, so the function's figures include it;
@@ -55,8 +56,12 @@ impl Sent {
 
 /// Running endpoints; they stop when the runtime does.
 pub struct CannedAws {
-    /// `https://127.0.0.1:<port>`: the endpoint of all three services.
-    pub url: String,
+    /// SQS's `https://127.0.0.1:<port>`.
+    pub sqs_url: String,
+    /// DynamoDB's.
+    pub dynamodb_url: String,
+    /// Secrets Manager's.
+    pub secrets_manager_url: String,
     /// What was sent to SQS.
     pub sent: Arc<Sent>,
 }
@@ -75,33 +80,54 @@ impl CannedAws {
             .map_err(|error| format!("the certificate and key: {error}"))?;
         tls.alpn_protocols = vec![b"http/1.1".to_vec()];
         let acceptor = TlsAcceptor::from(Arc::new(tls));
-        let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-            .await
-            .map_err(|error| format!("bind: {error}"))?;
-        let url = format!(
-            "https://{}",
-            listener.local_addr().map_err(|e| e.to_string())?
-        );
         let sent = Arc::new(Sent::default());
-        let (plan, server_sent) = (Arc::new(plan), sent.clone());
+        let plan = Arc::new(plan);
+        let mut urls = Vec::with_capacity(3);
+        // SQS, DynamoDB, Secrets Manager.
+        for _ in 0..3 {
+            let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+                .await
+                .map_err(|error| format!("bind: {error}"))?;
+            let address = listener.local_addr().map_err(|e| e.to_string())?;
+            urls.push(format!("https://{address}"));
+            tokio::spawn(serve(
+                listener,
+                acceptor.clone(),
+                plan.clone(),
+                sent.clone(),
+            ));
+        }
+        let [sqs_url, dynamodb_url, secrets_manager_url] =
+            <[String; 3]>::try_from(urls).map_err(|_| "three listeners".to_owned())?;
+        Ok(Self {
+            sqs_url,
+            dynamodb_url,
+            secrets_manager_url,
+            sent,
+        })
+    }
+}
+
+/// Accepts connections on `listener` until the runtime stops.
+async fn serve(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    plan: Arc<CannedPlan>,
+    sent: Arc<Sent>,
+) {
+    while let Ok((stream, _)) = listener.accept().await {
+        let (acceptor, plan, sent) = (acceptor.clone(), plan.clone(), sent.clone());
+        // As a real endpoint answers: no Nagle delay between a response's segments.
+        let _ = stream.set_nodelay(true);
         tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let (acceptor, plan, sent) = (acceptor.clone(), plan.clone(), server_sent.clone());
-                // As a real endpoint answers: no Nagle delay between a response's segments.
-                let _ = stream.set_nodelay(true);
-                tokio::spawn(async move {
-                    let Ok(stream) = acceptor.accept(stream).await else {
-                        return;
-                    };
-                    let service =
-                        service_fn(move |request| answer(request, plan.clone(), sent.clone()));
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
+            let Ok(stream) = acceptor.accept(stream).await else {
+                return;
+            };
+            let service = service_fn(move |request| answer(request, plan.clone(), sent.clone()));
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
         });
-        Ok(Self { url, sent })
     }
 }
 

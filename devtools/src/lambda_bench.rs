@@ -287,8 +287,18 @@ pub async fn run(subject: &Subject, plan: &BenchPlan) -> Result<SubjectReport, B
                 },
             )
             .await?;
-            env.push(("AWS_ENDPOINT_URL".to_owned(), aws.url.clone()));
-            let queue_url = format!("{}/123456789012/{queue_name}", aws.url);
+            env.extend([
+                ("AWS_ENDPOINT_URL_SQS".to_owned(), aws.sqs_url.clone()),
+                (
+                    "AWS_ENDPOINT_URL_DYNAMODB".to_owned(),
+                    aws.dynamodb_url.clone(),
+                ),
+                (
+                    "AWS_ENDPOINT_URL_SECRETS_MANAGER".to_owned(),
+                    aws.secrets_manager_url.clone(),
+                ),
+            ]);
+            let queue_url = format!("{}/123456789012/{queue_name}", aws.sqs_url);
             (queue_url, Queue::Canned { aws, before: 0 })
         }
     };
