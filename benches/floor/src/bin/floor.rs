@@ -1,7 +1,7 @@
-//! The floor of the Lambda benchmark (BENCHMARKS.md, "Cold start under Lambda's CPU share"):
-//! a Function URL function built from hookrelay's runtime, SDK configuration, SQS client,
-//! TLS settings and release profile that sends each event's body as one SQS message and answers
-//! 200, with no verification and no routing. Whatever hookrelay takes beyond it is hookrelay's
+//! The floor of the Lambda benchmark (BENCHMARKS.md, "Cold start and warm overhead against the
+//! floor"): a Function URL function built from hookrelay's runtime, SDK configuration, SQS
+//! client, TLS settings and release profile that sends each event's body as one SQS message and
+//! answers 200, with no verification and no routing. Whatever hookrelay takes beyond it is hookrelay's
 //! own work. With `HOOKRELAY_FLOOR_CONNECT_AT_INIT=true` it opens its SQS connection during init
 //! (one `GetQueueAttributes`), as the receiver's queue check does. It logs each send's time as
 //! `PublishLatency`, as the receiver does, for the bench's overhead figure.
