@@ -97,7 +97,8 @@ cargo lambda build --release --arm64 --bin hookrelay >/dev/null
 .venv/bin/python scripts/bench_report.py size target/lambda/hookrelay/bootstrap target/release/hookrelay | tee "$out/size.md"
 
 echo "== 4/4 stream bridge throughput"
-cargo build --locked --release -p hookrelay-bridge -p hookrelay-devtools --bin hookrelay-bridge --bin hookrelay-stream-sim
+cargo build --locked --release -p hookrelay-bridge -p hookrelay-devtools --bin hookrelay-bridge --bin hookrelay-stream-sim \
+  --bin hookrelay-dev
 .venv/bin/python scripts/bench_bridge.py target/release --sink moto "${moto_events[@]}" | tee "$out/bridge.md"
 .venv/bin/python scripts/bench_bridge.py target/release --sink null "${null_events[@]}" | tee -a "$out/bridge.md"
 

@@ -42,6 +42,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def relay_key_pair(target: pathlib.Path) -> dict:
+    """A fresh relay key pair, as `hookrelay-dev relay-keygen` prints it: the two variables."""
+    out = subprocess.run([str(target / "hookrelay-dev"), "relay-keygen"], check=True,
+                         capture_output=True, text=True).stdout
+    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
 def cpu_seconds(pid: int) -> float:
     fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -138,6 +145,8 @@ def main() -> int:
             "AWS_ACCESS_KEY_ID": "local",
             "AWS_SECRET_ACCESS_KEY": "local",
             "RUST_LOG": "warn",
+            # The bridge seals every message: a key pair made for this run, as the run command does.
+            **relay_key_pair(args.target),
         }
         bridge = subprocess.Popen([str(args.target / "hookrelay-bridge")], env=env,
                                   stdout=open(LOCAL / "bridge-bench.log", "w"), stderr=subprocess.STDOUT)
@@ -165,6 +174,9 @@ def main() -> int:
         deadline = time.time() + 900
         while len(received) < expected and time.time() < deadline and bridge.poll() is None:
             time.sleep(0.05)
+        if bridge.poll() is not None:
+            done.set()
+            sys.exit(f"the bridge exited early (code {bridge.returncode}); see {LOCAL / 'bridge-bench.log'}")
         bridge_cpu, rss, sink_cpu = cpu_seconds(bridge.pid), peak_rss_kib(bridge.pid), cpu_seconds(sink_pid)
         time.sleep(1.5)  # anything arriving now would be a duplicate
         done.set()
