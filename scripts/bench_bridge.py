@@ -61,6 +61,18 @@ def peak_rss_kib(pid: int) -> int:
     return 0
 
 
+def md5_of_attributes(attributes: dict) -> str:
+    """The MD5 SQS answers over string attributes (the SQS developer guide, "Calculating the MD5
+    message digest for message attributes"), which the bridge checks like every answer."""
+    digest = hashlib.md5()
+    for name in sorted(attributes):
+        for part in (name.encode(), attributes[name]["DataType"].encode()):
+            digest.update(len(part).to_bytes(4, "big") + part)
+        value = attributes[name]["StringValue"].encode()
+        digest.update(b"\x01" + len(value).to_bytes(4, "big") + value)
+    return digest.hexdigest()
+
+
 def null_sqs(received: list) -> ThreadingHTTPServer:
     """A loopback endpoint speaking just enough of the SQS JSON protocol: every SendMessageBatch
     entry succeeds and is recorded (time, a message id, the envelope id), nothing is kept."""
@@ -78,7 +90,8 @@ def null_sqs(received: list) -> ThreadingHTTPServer:
                 message_id = str(uuid.uuid4())
                 received.append((now, message_id, json.loads(entry["MessageBody"])["id"]))
                 successful.append({"Id": entry["Id"], "MessageId": message_id,
-                                   "MD5OfMessageBody": hashlib.md5(entry["MessageBody"].encode()).hexdigest()})
+                                   "MD5OfMessageBody": hashlib.md5(entry["MessageBody"].encode()).hexdigest(),
+                                   "MD5OfMessageAttributes": md5_of_attributes(entry.get("MessageAttributes", {}))})
             body = json.dumps({"Successful": successful, "Failed": []}).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/x-amz-json-1.0")
