@@ -512,14 +512,9 @@ pub fn markdown(plan: &BenchPlan, reports: &[SubjectReport]) -> String {
         fn(&SubjectReport) -> Option<f64>,
         &'static str,
     );
-    fn replayed(r: &SubjectReport) -> Option<Percentiles> {
-        (r.replay_us.count > 0).then_some(r.replay_us)
-    }
-    fn published(r: &SubjectReport) -> Option<Percentiles> {
-        (r.publish_us.count > 0).then_some(r.publish_us)
-    }
-    fn beyond(r: &SubjectReport) -> Option<Percentiles> {
-        (r.beyond_latency_us.count > 0).then_some(r.beyond_latency_us)
+    /// A figure only a function that measured it has.
+    fn measured(p: Percentiles) -> Option<Percentiles> {
+        (p.count > 0).then_some(p)
     }
     let figures: [Figure; 17] = [
         ("init p50", |r| Some(r.init_ms.p50), "ms"),
@@ -543,17 +538,17 @@ pub fn markdown(plan: &BenchPlan, reports: &[SubjectReport]) -> String {
         ("warm invocation p99", |r| Some(r.warm_us.p99), "µs"),
         (
             "warm minus the endpoint's latency p50",
-            |r| beyond(r).map(|p| p.p50),
+            |r| measured(r.beyond_latency_us).map(|p| p.p50),
             "µs",
         ),
         (
             "warm minus the endpoint's latency p99",
-            |r| beyond(r).map(|p| p.p99),
+            |r| measured(r.beyond_latency_us).map(|p| p.p99),
             "µs",
         ),
         (
             "SQS send p50 (as the function reports it)",
-            |r| published(r).map(|p| p.p50),
+            |r| measured(r.publish_us).map(|p| p.p50),
             "µs",
         ),
         (
@@ -565,12 +560,12 @@ pub fn markdown(plan: &BenchPlan, reports: &[SubjectReport]) -> String {
         ("handler overhead max", |r| Some(r.overhead_us.max), "µs"),
         (
             "re-delivery answered without SQS p50",
-            |r| replayed(r).map(|p| p.p50),
+            |r| measured(r.replay_us).map(|p| p.p50),
             "µs",
         ),
         (
             "re-delivery answered without SQS p99",
-            |r| replayed(r).map(|p| p.p99),
+            |r| measured(r.replay_us).map(|p| p.p99),
             "µs",
         ),
         (
