@@ -9,11 +9,13 @@
 #      and the in-region model: canned SQS, DynamoDB and Secrets Manager endpoints over TLS
 #      answering after 10 ms, hookrelay (store off, then on) beside the floor and the hello-world
 #      (benches/floor) and the peer, at each memory size, three runs each (--canned-latency-ms);
+#      then at 128 MB with init throttled and with each runtime lever (fewer secret reads, no
+#      platform roots), and the medians of the runs (scripts/bench_report.py region);
 #   3. the deployment size: the stripped arm64 bootstrap and its zip (cargo lambda build);
 #   4. the stream bridge's sustained throughput: stand-ins of both streams in burst mode, the
 #      release hookrelay-bridge, and moto, then a null SQS endpoint (scripts/bench_bridge.py);
-#   5. with --levers: each release-profile and build lever, rebuilt and measured (init, first
-#      invocation, handler overhead, binary size) against the shipped settings.
+#   5. with --levers: each release-profile lever, rebuilt and measured in the in-region model at
+#      128 MB (init, first invocation, warm overhead, binary size) against the shipped build.
 # --quick shortens every measurement (for trying the command, not for BENCHMARKS.md).
 # Results: target/bench/*.md, printed at the end. Needs Rust and Python 3; installs the rest.
 set -euo pipefail
@@ -78,19 +80,36 @@ for memory in 128 512 1769; do
 done
 
 : > "$out/lambda-region.md"
+peer=(--peer-python "$root/.venv-bench/bin/python" --peer-dir benches/python_peer)
+region() {
+  lambda_bench --canned-latency-ms 10 --floor target/release/hookrelay-floor \
+    --hello target/release/hookrelay-hello "${region_args[@]}" "$@" | tee -a "$out/lambda-region.md"
+}
 for memory in 128 512 1769; do
   for store in off on; do
     store_env=()
     [ "$store" = on ] && store_env=(--env HOOKRELAY_IDEMPOTENCY_TABLE=bench)
     for run in $(seq "$region_runs"); do
       echo "### $memory MB, store $store, run $run" >> "$out/lambda-region.md"
-      lambda_bench --canned-latency-ms 10 --floor target/release/hookrelay-floor \
-        --hello target/release/hookrelay-hello \
-        --peer-python "$root/.venv-bench/bin/python" --peer-dir benches/python_peer \
-        "${region_args[@]}" "${store_env[@]}" --memory-mb "$memory" | tee -a "$out/lambda-region.md"
+      region "${peer[@]}" "${store_env[@]}" --memory-mb "$memory"
     done
   done
 done
+# Init throttled too (the provisioned-concurrency model), and the runtime levers, at 128 MB.
+for run in $(seq "$region_runs"); do
+  echo "### 128 MB, store off, init throttled, run $run" >> "$out/lambda-region.md"
+  region "${peer[@]}" --memory-mb 128 --init throttled
+done
+for lever in "one secret read (relay keys from the environment)|--secret-reads webhooks" \
+  "no secret read (both from the environment)|--secret-reads none" \
+  "no platform roots (the endpoint's CA only)|--trust-bundle none"; do
+  for run in $(seq "$region_runs"); do
+    echo "### 128 MB, store off, ${lever%%|*}, run $run" >> "$out/lambda-region.md"
+    # shellcheck disable=SC2086 # the lever's flags are words
+    region --memory-mb 128 ${lever#*|}
+  done
+done
+.venv/bin/python scripts/bench_report.py region "$out/lambda-region.md" | tee "$out/region-summary.md"
 
 echo "== 3/4 deployment size (arm64, as sam build makes it)"
 cargo lambda build --release --arm64 --bin hookrelay >/dev/null
@@ -103,7 +122,7 @@ cargo build --locked --release -p hookrelay-bridge -p hookrelay-devtools --bin h
 .venv/bin/python scripts/bench_bridge.py target/release --sink null "${null_events[@]}" | tee -a "$out/bridge.md"
 
 if [ "$levers" = 1 ]; then
-  echo "== levers (each one a separate release build of the receiver)"
+  echo "== levers (each one a separate release build of the receiver, in the in-region model at 128 MB)"
   .venv/bin/python scripts/bench_report.py levers-header > "$out/levers.md"
   # name | environment for the build
   while IFS='|' read -r name build_env; do
@@ -117,14 +136,18 @@ if [ "$levers" = 1 ]; then
       env $build_env CARGO_TARGET_DIR="$dir" cargo build --locked --release --bin hookrelay >/dev/null
       binary="$dir/release/hookrelay"
     fi
-    lambda_bench --receiver "$binary" --cold-starts 20 --warm 2000 > "$dir/lambda.md"
+    : > "$dir/lambda.md"
+    for run in $(seq "$region_runs"); do
+      lambda_bench --receiver "$binary" --canned-latency-ms 10 --floor target/release/hookrelay-floor \
+        "${region_args[@]}" --memory-mb 128 >> "$dir/lambda.md"
+    done
     .venv/bin/python scripts/bench_report.py lever "$name" "$build_env" "$dir/lambda.md" "$binary" >> "$out/levers.md"
+    [ -n "$build_env" ] && rm -rf "$dir/release"   # a lever build is 1 to 2 GB
   done <<'LEVERS'
 shipped|
-panic-abort|CARGO_PROFILE_RELEASE_PANIC=abort
 opt-level-s|CARGO_PROFILE_RELEASE_OPT_LEVEL=s
-thin-lto|CARGO_PROFILE_RELEASE_LTO=thin CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16
-jitter-entropy-on|AWS_LC_SYS_NO_JITTER_ENTROPY=0
+opt-level-z|CARGO_PROFILE_RELEASE_OPT_LEVEL=z
+panic-abort|CARGO_PROFILE_RELEASE_PANIC=abort
 LEVERS
   cat "$out/levers.md"
 fi

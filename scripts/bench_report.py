@@ -3,7 +3,8 @@
   bench_report.py request-path <criterion dir>     the request path vs its floor, with ratios
   bench_report.py size <arm64 bootstrap> <x86_64 binary>
   bench_report.py levers-header
-  bench_report.py lever <name> <build env> <lambda-bench markdown> <binary>
+  bench_report.py lever <name> <build env> <lambda-bench markdown, one table per run> <binary>
+  bench_report.py region <lambda-region.md>          medians of each "### <case>, run N" section
 """
 
 import io
@@ -11,6 +12,7 @@ import json
 import os
 import pathlib
 import re
+import statistics
 import sys
 import zipfile
 
@@ -69,28 +71,113 @@ def size(arm64, x86_64):
         print(f"| {name} | {mb(os.path.getsize(path))} | {mb(zipped_size(path))} |")
 
 
-def lambda_figure(markdown, figure):
-    for line in pathlib.Path(markdown).read_text().splitlines():
-        cells = [c.strip() for c in line.strip("|").split("|")]
-        if cells and cells[0] == figure:
-            return cells[1]
-    return "?"
+def lambda_tables(text):
+    """Each lambda-bench table in `text`, as {figure: {function: cell}}."""
+    tables, columns = [], None
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if not line.startswith("|"):
+            columns = None
+        elif cells[0] == "figure":
+            columns = cells[1:]
+            tables.append({})
+        elif columns and not set(cells[0]) <= set("-"):
+            tables[-1][cells[0]] = dict(zip(columns, cells[1:]))
+    return tables
+
+
+def ms(cell):
+    """A lambda-bench cell ("12.3 ms", "2301.4 µs") in milliseconds; None for "—" or "?"."""
+    match = re.fullmatch(r"([\d.]+) (ms|µs)", cell or "")
+    if not match:
+        return None
+    value = float(match.group(1))
+    return value if match.group(2) == "ms" else value / 1000
+
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def fmt_ms(value, digits=1):
+    return "—" if value is None else f"{value:.{digits}f} ms"
+
+
+def fmt_ratio(value):
+    return "—" if value is None else f"{value:.2f}×"
+
+
+WARM_OVERHEAD = "warm minus the endpoint's latency p50"
+
+
+def case_figures(tables):
+    """The medians over runs (lambda-bench tables) of the figures BENCHMARKS.md reports; each
+    ratio is the median of the runs' ratios."""
+    def each(figure, function):
+        return [ms(t.get(figure, {}).get(function)) for t in tables]
+
+    def ratio(figure, a, b):
+        return median([x / y if x and y else None for x, y in zip(each(figure, a), each(figure, b))])
+
+    first_over_warm = median([
+        f / w if f and w else None
+        for f, w in zip(each("first invocation p50", "hookrelay"), each("warm invocation p50", "hookrelay"))
+    ])
+    return {
+        "init + first: hookrelay": fmt_ms(median(each("init + first invocation p50", "hookrelay"))),
+        "floor": fmt_ms(median(each("init + first invocation p50", "floor"))),
+        "ratio": fmt_ratio(ratio("init + first invocation p50", "hookrelay", "floor")),
+        "init: hookrelay / floor": f"{fmt_ms(median(each('init p50', 'hookrelay')))} / {fmt_ms(median(each('init p50', 'floor')))}",
+        "first / warm": fmt_ratio(first_over_warm),
+        "warm − 10 ms: hookrelay": fmt_ms(median(each(WARM_OVERHEAD, "hookrelay")), 2),
+        "floor ": fmt_ms(median(each(WARM_OVERHEAD, "floor")), 2),
+        "ratio ": fmt_ratio(ratio(WARM_OVERHEAD, "hookrelay", "floor")),
+        "hello warm": fmt_ms(median(each("warm invocation p50", "hello")), 2),
+        "peer init + first": fmt_ms(median(each("init + first invocation p50", "python-peer"))),
+        "peer warm − 10 ms": fmt_ms(median(each(WARM_OVERHEAD, "python-peer"))),
+    }
+
+
+def region(markdown):
+    cases, name = {}, None
+    for section in re.split(r"^### ", pathlib.Path(markdown).read_text(), flags=re.M)[1:]:
+        heading, _, body = section.partition("\n")
+        name = re.sub(r", run \d+$", "", heading.strip())
+        cases.setdefault(name, []).extend(lambda_tables(body))
+    columns = None
+    for name, tables in cases.items():
+        figures = case_figures(tables)
+        if columns is None:
+            columns = list(figures)
+            print(f"| case (runs) | {' | '.join(c.strip() for c in columns)} |")
+            print("|---" * (len(columns) + 1) + "|")
+        print(f"| {name} ({len(tables)}) | {' | '.join(figures[c] for c in columns)} |")
 
 
 def levers_header():
-    print("| lever | build | init p50 | first invocation p50 | init + first p50 | handler overhead p50 / p99 | peak RSS | x86_64 binary | zipped |")
+    print("| lever | build | init + first p50 (floor) | init p50 | first p50 | warm − 10 ms p50 (floor) | peak RSS | x86_64 binary | zipped |")
     print("|---|---|---|---|---|---|---|---|---|")
 
 
 def lever(name, build_env, markdown, binary):
-    f = lambda figure: lambda_figure(markdown, figure)
+    tables = lambda_tables(pathlib.Path(markdown).read_text())
+    each = lambda figure, function="hookrelay": median([ms(t.get(figure, {}).get(function)) for t in tables])
+    rss = median([float(t.get("peak RSS after all warm invocations", {}).get("hookrelay", "nan MiB").split()[0]) for t in tables])
     print(
-        f"| {name} | `{build_env}` | {f('init p50')} | {f('first invocation p50')} | {f('init + first invocation p50')} "
-        f"| {f('handler overhead p50 (warm minus SQS send)')} / {f('handler overhead p99')} "
-        f"| {f('peak RSS after all warm invocations')} | {mb(os.path.getsize(binary))} | {mb(zipped_size(binary))} |"
+        f"| {name} | `{build_env}` | {fmt_ms(each('init + first invocation p50'))} ({fmt_ms(each('init + first invocation p50', 'floor'))}) "
+        f"| {fmt_ms(each('init p50'))} | {fmt_ms(each('first invocation p50'))} "
+        f"| {fmt_ms(each(WARM_OVERHEAD), 2)} ({fmt_ms(each(WARM_OVERHEAD, 'floor'), 2)}) "
+        f"| {rss:.1f} MiB | {mb(os.path.getsize(binary))} | {mb(zipped_size(binary))} |"
     )
 
 
 if __name__ == "__main__":
     command, args = sys.argv[1], sys.argv[2:]
-    {"request-path": request_path, "size": size, "levers-header": levers_header, "lever": lever}[command](*args)
+    {
+        "request-path": request_path,
+        "size": size,
+        "levers-header": levers_header,
+        "lever": lever,
+        "region": region,
+    }[command](*args)

@@ -104,14 +104,13 @@ async fn load_config(sdk_config: &SdkConfig) -> Result<Config, ConfigError> {
     let process = |name: &str| std::env::var(name).ok();
     let webhooks_arn = process(SECRETS_ARN).filter(|arn| !arn.trim().is_empty());
     let started = Instant::now();
+    let client = secrets_manager::Client::new(sdk_config);
     let (env, managed) = tokio::join!(
-        secrets_manager::relay_signing_keys_over(sdk_config, process),
+        secrets_manager::relay_signing_keys_over(&client, process),
         async {
             match &webhooks_arn {
                 None => Ok(None),
-                Some(arn) => secrets_manager::fetch(sdk_config, arn.trim())
-                    .await
-                    .map(Some),
+                Some(arn) => secrets_manager::fetch(&client, arn.trim()).await.map(Some),
             }
         },
     );

@@ -9,9 +9,9 @@
 //!
 //! Logs: `RUST_LOG` (default `info`); `HOOKRELAY_LOG_FORMAT=json` for JSON lines.
 
+use aws_config::BehaviorVersion;
 use std::process::ExitCode;
 
-use aws_config::BehaviorVersion;
 use hookrelay_aws::secrets_manager;
 use hookrelay_aws::{DynamoDbStore, SqsPublisher};
 use hookrelay_bridge::config::BridgeConfig;
@@ -28,9 +28,12 @@ async fn main() -> ExitCode {
     let sdk_config =
         hookrelay_aws::sdk_config(aws_config::defaults(BehaviorVersion::latest())).await;
     let env = |name: &str| std::env::var(name).ok();
-    let config = match secrets_manager::relay_signing_keys_over(&sdk_config, env)
-        .await
-        .and_then(BridgeConfig::from_lookup)
+    let config = match secrets_manager::relay_signing_keys_over(
+        &secrets_manager::Client::new(&sdk_config),
+        env,
+    )
+    .await
+    .and_then(BridgeConfig::from_lookup)
     {
         Ok(config) => config,
         Err(error) => {

@@ -99,8 +99,14 @@ pub struct BenchPlan {
     pub body_bytes: usize,
     /// The endpoints the functions call.
     pub endpoint: Endpoint,
-    /// A CA certificate the functions must trust for that endpoint (PEM), if it is TLS.
+    /// The one PEM bundle the functions trust (`SSL_CERT_FILE`; the peer's `AWS_CA_BUNDLE`) when
+    /// the endpoint is TLS: the endpoint's CA, after the platform roots unless they are left out
+    /// ([`trust_bundle`]).
     pub ca_file: Option<PathBuf>,
+    /// How many certificates `ca_file` holds (for the report).
+    pub trusted_certificates: usize,
+    /// What hookrelay reads from Secrets Manager at init in the in-region model.
+    pub secret_reads: SecretReads,
     /// Where the functions' stdout and stderr go, one file per process.
     pub log_dir: PathBuf,
     /// Drain the queue after this many invocations.
@@ -110,6 +116,38 @@ pub struct BenchPlan {
     /// Lambda's CPU share for a memory size, and when the process joins it (`crate::cpu_share`);
     /// `None`: a whole core.
     pub cpu: Option<(CpuShare, InitModel)>,
+}
+
+/// Which of its two secrets hookrelay reads from Secrets Manager at init in the in-region model;
+/// the rest it takes from the environment. As deployed: [`SecretReads::Both`], at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretReads {
+    /// The webhook secrets and the relay signing keys, as `template.yaml` deploys it.
+    Both,
+    /// The webhook secrets only: what one read of both (one connection) would cost at best.
+    Webhooks,
+    /// Neither: what reading secrets at init costs (the local path, `HOOKRELAY_*_SECRETS`).
+    None,
+}
+
+impl SecretReads {
+    /// `both`, `webhooks` or `none`.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "both" => Some(Self::Both),
+            "webhooks" => Some(Self::Webhooks),
+            "none" => Some(Self::None),
+            _ => None,
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Self::Both => "",
+            Self::Webhooks => ", hookrelay reading only its webhook secrets from Secrets Manager",
+            Self::None => ", hookrelay reading no secret from Secrets Manager",
+        }
+    }
 }
 
 /// What was measured for one function.
@@ -228,6 +266,36 @@ const WEBHOOK_SECRETS_ARN: &str =
     "arn:aws:secretsmanager:us-east-1:123456789012:secret:bench-webhooks";
 const RELAY_KEYS_ARN: &str = "arn:aws:secretsmanager:us-east-1:123456789012:secret:bench-relay";
 
+/// Where Lambda's Amazon Linux 2023 and Debian keep the platform's root bundle; the first that
+/// exists is the one [`trust_bundle`] starts from.
+pub const PLATFORM_BUNDLES: [&str; 2] = [
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/certs/ca-certificates.crt",
+];
+
+/// Writes the bundle the functions trust to `dir/trust.pem`: the roots of `platform` (about
+/// 140 on Lambda, parsed at every cold start by a function that trusts the platform's roots)
+/// followed by the endpoint's CA `ca`. `platform: None` leaves the roots out (the trust-store
+/// lever: what parsing them costs). Returns the file and how many certificates it holds.
+pub fn trust_bundle(
+    dir: &Path,
+    ca: &Path,
+    platform: Option<&Path>,
+) -> Result<(PathBuf, usize), BenchError> {
+    let read = |path: &Path| {
+        std::fs::read_to_string(path).map_err(|error| format!("{}: {error}", path.display()))
+    };
+    let mut pem = platform.map(read).transpose()?.unwrap_or_default();
+    if !pem.is_empty() && !pem.ends_with('\n') {
+        pem.push('\n');
+    }
+    pem.push_str(&read(ca)?);
+    std::fs::create_dir_all(dir).map_err(|error| format!("{}: {error}", dir.display()))?;
+    let file = dir.join("trust.pem");
+    std::fs::write(&file, &pem).map_err(|error| format!("{}: {error}", file.display()))?;
+    Ok((file, pem.matches("-----BEGIN CERTIFICATE-----").count()))
+}
+
 /// Measures `subject` by `plan`, against a fresh queue of its own.
 pub async fn run(subject: &Subject, plan: &BenchPlan) -> Result<SubjectReport, BenchError> {
     let stamp = SystemTime::now()
@@ -303,23 +371,28 @@ pub async fn run(subject: &Subject, plan: &BenchPlan) -> Result<SubjectReport, B
         }
     };
     env.push(("HOOKRELAY_QUEUE_URL".to_owned(), queue_url));
-    if subject.secrets_from_manager && matches!(plan.endpoint, Endpoint::Canned { .. }) {
-        env.extend([
-            (
-                hookrelay_aws::secrets_manager::SECRETS_ARN.to_owned(),
-                WEBHOOK_SECRETS_ARN.to_owned(),
-            ),
-            (
-                hookrelay_ingest::settings::RELAY_SIGNING_KEYS_ARN.to_owned(),
-                RELAY_KEYS_ARN.to_owned(),
-            ),
-        ]);
-    } else {
+    let reads = match plan.endpoint {
+        Endpoint::Canned { .. } if subject.secrets_from_manager => plan.secret_reads,
+        _ => SecretReads::None,
+    };
+    if reads == SecretReads::None {
         env.extend([
             ("HOOKRELAY_ENGINE_SECRETS".to_owned(), keys.engine.clone()),
             ("HOOKRELAY_REKKO_SECRETS".to_owned(), keys.rekko.clone()),
-            (relay[0].0.to_owned(), relay[0].1.clone()),
         ]);
+    } else {
+        env.push((
+            hookrelay_aws::secrets_manager::SECRETS_ARN.to_owned(),
+            WEBHOOK_SECRETS_ARN.to_owned(),
+        ));
+    }
+    if reads == SecretReads::Both {
+        env.push((
+            hookrelay_ingest::settings::RELAY_SIGNING_KEYS_ARN.to_owned(),
+            RELAY_KEYS_ARN.to_owned(),
+        ));
+    } else {
+        env.push((relay[0].0.to_owned(), relay[0].1.clone()));
     }
     env.push((relay[1].0.to_owned(), relay[1].1.clone()));
     if let Some(ca_file) = &ca_file {
@@ -479,8 +552,19 @@ pub fn markdown(plan: &BenchPlan, reports: &[SubjectReport]) -> String {
         ),
         None => "a whole core".to_owned(),
     };
+    let reads = match plan.endpoint {
+        Endpoint::Canned { .. } => plan.secret_reads.describe(),
+        Endpoint::Moto(_) => "",
+    };
+    let trust = match plan.ca_file {
+        Some(_) => format!(
+            ", {} trusted certificates in one bundle (no certificate directory)",
+            plan.trusted_certificates
+        ),
+        None => String::new(),
+    };
     let mut out = format!(
-        "{} cold starts and {} warm invocations per function, {}-byte bodies, {}, {cpu}.\n\n",
+        "{} cold starts and {} warm invocations per function, {}-byte bodies, {}{reads}{trust}, {cpu}.\n\n",
         plan.cold_starts,
         plan.warm,
         plan.body_bytes,

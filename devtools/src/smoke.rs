@@ -307,9 +307,12 @@ pub async fn secret(
             sender.secrets_variable
         ));
     };
-    let managed = hookrelay_aws::secrets_manager::fetch(sdk, arn)
-        .await
-        .map_err(|e| e.to_string())?;
+    let managed = hookrelay_aws::secrets_manager::fetch(
+        &hookrelay_aws::secrets_manager::Client::new(sdk),
+        arn,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     managed
         .get(sender.secrets_variable)
         .and_then(first)

@@ -17,10 +17,11 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let sdk_config =
         hookrelay_aws::sdk_config(aws_config::defaults(BehaviorVersion::latest())).await;
     let env = |name: &str| std::env::var(name).ok();
-    let config = secrets_manager::relay_signing_keys_over(&sdk_config, env)
-        .await
-        .and_then(DetectorConfig::from_lookup)
-        .inspect_err(|error| tracing::error!(%error, "invalid configuration"))?;
+    let config =
+        secrets_manager::relay_signing_keys_over(&secrets_manager::Client::new(&sdk_config), env)
+            .await
+            .and_then(DetectorConfig::from_lookup)
+            .inspect_err(|error| tracing::error!(%error, "invalid configuration"))?;
     let sequences = DynamoDbSequences::from_sdk_config(&sdk_config, config.sequence_table.clone());
     let publisher = SqsPublisher::from_sdk_config(&sdk_config, config.queue_url.clone());
     let detector = GapDetector::new(&config, sequences, publisher);

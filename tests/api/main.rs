@@ -2,6 +2,7 @@
 //! publishing to a real SQS-protocol endpoint (moto_server, spawned by the harness).
 
 mod audit;
+mod canned_endpoints;
 mod consumer;
 mod fixtures;
 mod helpers;

@@ -110,19 +110,20 @@ impl ManagedSecrets {
     }
 }
 
-/// Reads the secret `arn` (its `SecretString`) with the process's AWS configuration.
-pub async fn fetch(
-    config: &aws_config::SdkConfig,
-    arn: &str,
-) -> Result<ManagedSecrets, ConfigError> {
-    ManagedSecrets::parse(&secret_string(config, arn, SECRETS_ARN).await?)
+/// The Secrets Manager client, built once per process from its SDK configuration and shared by
+/// both reads: building a client builds a TLS connector, trust store included.
+pub use aws_sdk_secretsmanager::Client;
+
+/// Reads the secret `arn` (its `SecretString`).
+pub async fn fetch(client: &Client, arn: &str) -> Result<ManagedSecrets, ConfigError> {
+    ManagedSecrets::parse(&secret_string(client, arn, SECRETS_ARN).await?)
 }
 
 /// A configuration lookup in which `HOOKRELAY_RELAY_SIGNING_KEYS` is the `SecretString` of the
 /// secret `HOOKRELAY_RELAY_SIGNING_KEYS_ARN` names, when that is set (one GetSecretValue);
 /// everything else comes from `env`. Setting both variables is refused.
 pub async fn relay_signing_keys_over<L: Fn(&str) -> Option<String>>(
-    config: &aws_config::SdkConfig,
+    client: &Client,
     env: L,
 ) -> Result<impl Fn(&str) -> Option<String>, ConfigError> {
     let set = |name: &str| env(name).filter(|value| !value.trim().is_empty());
@@ -134,7 +135,7 @@ pub async fn relay_signing_keys_over<L: Fn(&str) -> Option<String>>(
                 format!("set either {RELAY_SIGNING_KEYS_ARN} or {RELAY_SIGNING_KEYS}, not both"),
             ));
         }
-        Some(arn) => Some(secret_string(config, arn.trim(), RELAY_SIGNING_KEYS_ARN).await?),
+        Some(arn) => Some(secret_string(client, arn.trim(), RELAY_SIGNING_KEYS_ARN).await?),
     };
     Ok(move |name: &str| match &keys {
         Some(keys) if name == RELAY_SIGNING_KEYS => Some(keys.clone()),
@@ -144,11 +145,10 @@ pub async fn relay_signing_keys_over<L: Fn(&str) -> Option<String>>(
 
 /// The `SecretString` of the secret `arn`; errors name `variable` and never the value.
 async fn secret_string(
-    config: &aws_config::SdkConfig,
+    client: &Client,
     arn: &str,
     variable: &'static str,
 ) -> Result<String, ConfigError> {
-    let client = aws_sdk_secretsmanager::Client::new(config);
     let output = client
         .get_secret_value()
         .secret_id(arn)

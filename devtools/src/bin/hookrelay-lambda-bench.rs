@@ -1,6 +1,7 @@
 //! The Lambda benchmark, by hand (`scripts/bench.sh` runs it): `hookrelay-lambda-bench
 //! [--receiver PATH] [--floor PATH] [--hello PATH] [--peer-python PATH --peer-dir DIR]
-//! [--tls-dir DIR [--canned-latency-ms N]] [--cold-starts N] [--warm N] [--body-bytes N]
+//! [--tls-dir DIR [--canned-latency-ms N] [--trust-bundle PATH|none]
+//! [--secret-reads both|webhooks|none]] [--cold-starts N] [--warm N] [--body-bytes N]
 //! [--drain-every N] [--log-dir DIR] [--env NAME=VALUE]... [--memory-mb N [--init
 //! full-speed|throttled]]`. Prints a Markdown table; exits 1 if any invocation fails or the
 //! queue doesn't hold one message per invocation.
@@ -8,7 +9,8 @@
 //! `--floor` and `--hello` add the floor and the hello-world (`benches/floor`) beside hookrelay;
 //! `--canned-latency-ms N` (with `--tls-dir`) replaces moto with canned SQS, DynamoDB and Secrets
 //! Manager endpoints answering after N ms (`hookrelay_devtools::canned_aws`), and hookrelay then
-//! reads its secrets from Secrets Manager at init.
+//! reads its secrets from Secrets Manager at init (`--secret-reads`: both, as deployed; only the
+//! webhook secrets; or none, for what those reads cost).
 //!
 //! `--memory-mb N` runs each function under Lambda's CPU share for N MB (N/1769 of a core, a
 //! cgroup v1 quota per 20 ms; `hookrelay_devtools::cpu_share`), joined after its first poll of
@@ -16,7 +18,10 @@
 //! Where cgroups are not writable it says so and runs unthrottled.
 //!
 //! `--tls-dir` holds `cert.pem` and `key.pem` (for 127.0.0.1) and `ca.pem`: moto then serves
-//! TLS, as SQS does, and both functions trust that CA. The peer runs as
+//! TLS, as SQS does, and the functions trust that CA. They get it as Lambda gives a function
+//! its roots: one bundle, the platform's roots first (`--trust-bundle PATH`, default the first of
+//! `lambda_bench::PLATFORM_BUNDLES` that exists; `none` leaves them out), no certificate
+//! directory. The peer runs as
 //! `<peer-python> -m awslambdaric lambda_function.handler` in `--peer-dir`.
 
 use std::path::PathBuf;
@@ -26,7 +31,7 @@ use hookrelay_devtools::cpu_share::{CpuShare, InitModel};
 use std::time::Duration;
 
 use hookrelay_devtools::lambda_bench::{
-    self, BenchPlan, Endpoint, FLOOR, HELLO, HOOKRELAY, PYTHON_PEER, Subject,
+    self, BenchPlan, Endpoint, FLOOR, HELLO, HOOKRELAY, PYTHON_PEER, SecretReads, Subject,
 };
 use hookrelay_devtools::lambda_emulator::FunctionCommand;
 use hookrelay_devtools::moto::{self, TlsFiles};
@@ -39,12 +44,18 @@ fn main() {
     let mut floor = None;
     let mut hello = None;
     let mut canned_latency = None;
+    let mut platform_roots = lambda_bench::PLATFORM_BUNDLES
+        .iter()
+        .map(PathBuf::from)
+        .find(|path| path.exists());
     let mut plan = BenchPlan {
         cold_starts: 20,
         warm: 10_000,
         body_bytes: 1024,
         endpoint: Endpoint::Moto(String::new()),
         ca_file: None,
+        trusted_certificates: 0,
+        secret_reads: SecretReads::Both,
         log_dir: PathBuf::from("target/bench/lambda-logs"),
         drain_every: 100,
         extra_env: Vec::new(),
@@ -67,6 +78,13 @@ fn main() {
                 Ok(dir) => tls_dir = Some(dir),
                 Err(error) => usage(&format!("--tls-dir {value}: {error}")),
             },
+            "--trust-bundle" => {
+                platform_roots = (value != "none").then(|| PathBuf::from(&value));
+            }
+            "--secret-reads" => {
+                plan.secret_reads = SecretReads::parse(&value)
+                    .unwrap_or_else(|| usage("--secret-reads takes both, webhooks or none"));
+            }
             "--cold-starts" => plan.cold_starts = number(),
             "--warm" => plan.warm = number(),
             "--body-bytes" => plan.body_bytes = number(),
@@ -102,7 +120,19 @@ fn main() {
         cert: dir.join("cert.pem"),
         key: dir.join("key.pem"),
     });
-    plan.ca_file = tls_dir.as_ref().map(|dir| dir.join("ca.pem"));
+    if let Some(dir) = &tls_dir {
+        match lambda_bench::trust_bundle(
+            &plan.log_dir,
+            &dir.join("ca.pem"),
+            platform_roots.as_deref(),
+        ) {
+            Ok((file, certificates)) => {
+                plan.ca_file = Some(file);
+                plan.trusted_certificates = certificates;
+            }
+            Err(error) => usage(&format!("--tls-dir: {error}")),
+        }
+    }
     let _moto = match (canned_latency, tls) {
         (Some(latency), Some(tls)) => {
             plan.endpoint = Endpoint::Canned { latency, tls };
@@ -116,7 +146,7 @@ fn main() {
         }
     };
     if let Some(ca_file) = &plan.ca_file {
-        // The harness's own SQS client (rustls-native-certs) trusts the same CA.
+        // The harness's own SQS client (rustls-native-certs) trusts the same bundle.
         // SAFETY: set before the runtime, or any other thread, starts.
         unsafe { std::env::set_var("SSL_CERT_FILE", ca_file) };
     }
@@ -176,7 +206,7 @@ fn usage(problem: &str) -> ! {
     eprintln!("hookrelay-lambda-bench: {problem}");
     eprintln!(
         "usage: hookrelay-lambda-bench [--receiver PATH] [--floor PATH] [--hello PATH] \
-         [--peer-python PATH --peer-dir DIR] [--tls-dir DIR [--canned-latency-ms N]] [--cold-starts N] [--warm N] [--body-bytes N] [--drain-every N] [--log-dir DIR] \
+         [--peer-python PATH --peer-dir DIR] [--tls-dir DIR [--canned-latency-ms N] [--trust-bundle PATH|none] [--secret-reads both|webhooks|none]] [--cold-starts N] [--warm N] [--body-bytes N] [--drain-every N] [--log-dir DIR] \
          [--env NAME=VALUE]..."
     );
     std::process::exit(2);
