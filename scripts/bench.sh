@@ -100,7 +100,9 @@ for run in $(seq "$region_runs"); do
   echo "### 128 MB, store off, init throttled, run $run" >> "$out/lambda-region.md"
   region "${peer[@]}" --memory-mb 128 --init throttled
 done
-for lever in "one secret read (relay keys from the environment)|--secret-reads webhooks" \
+# The levers run without the peer, so they get a baseline of their own.
+for lever in "as deployed, without the peer|" \
+  "one secret read (relay keys from the environment)|--secret-reads webhooks" \
   "no secret read (both from the environment)|--secret-reads none" \
   "no platform roots (the endpoint's CA only)|--trust-bundle none"; do
   for run in $(seq "$region_runs"); do

@@ -11,7 +11,8 @@
 //! resolves at deploy time into a plain environment variable, visible to anyone who can read the
 //! function's configuration, and a rotation needs a redeploy. Reading at cold start keeps the
 //! secret out of the function's configuration and picks up a new value on every new instance.
-//! The price is one GetSecretValue call per cold start (see docs/operations.md for the measured cost).
+//! The price is a GetSecretValue call per secret at cold start, both through one [`Client`] and
+//! at once with the queue check (docs/operations.md has the measured cost).
 //!
 //! Setting a `HOOKRELAY_*_SECRETS` variable as well as `HOOKRELAY_SECRETS_ARN` is refused at
 //! startup: two sources for one secret would leave it unclear which one is in force.
