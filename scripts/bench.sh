@@ -144,7 +144,7 @@ if [ "$levers" = 1 ]; then
         "${region_args[@]}" --memory-mb 128 >> "$dir/lambda.md"
     done
     .venv/bin/python scripts/bench_report.py lever "$name" "$build_env" "$dir/lambda.md" "$binary" >> "$out/levers.md"
-    [ -n "$build_env" ] && rm -rf "$dir/release"   # a lever build is 1 to 2 GB
+    if [ -n "$build_env" ]; then rm -rf "$dir/release"; fi   # a lever build is 1 to 2 GB
   done <<'LEVERS'
 shipped|
 opt-level-s|CARGO_PROFILE_RELEASE_OPT_LEVEL=s

@@ -163,12 +163,16 @@ def levers_header():
 def lever(name, build_env, markdown, binary):
     tables = lambda_tables(pathlib.Path(markdown).read_text())
     each = lambda figure, function="hookrelay": median([ms(t.get(figure, {}).get(function)) for t in tables])
-    rss = median([float(t.get("peak RSS after all warm invocations", {}).get("hookrelay", "nan MiB").split()[0]) for t in tables])
+    def mib(cell):
+        match = re.fullmatch(r"([\d.]+) MiB", cell or "")
+        return float(match.group(1)) if match else None
+
+    rss = median([mib(t.get("peak RSS after all warm invocations", {}).get("hookrelay")) for t in tables])
     print(
-        f"| {name} | `{build_env}` | {fmt_ms(each('init + first invocation p50'))} ({fmt_ms(each('init + first invocation p50', 'floor'))}) "
+        f"| {name} | {f'`{build_env}`' if build_env else '—'} | {fmt_ms(each('init + first invocation p50'))} ({fmt_ms(each('init + first invocation p50', 'floor'))}) "
         f"| {fmt_ms(each('init p50'))} | {fmt_ms(each('first invocation p50'))} "
         f"| {fmt_ms(each(WARM_OVERHEAD), 2)} ({fmt_ms(each(WARM_OVERHEAD, 'floor'), 2)}) "
-        f"| {rss:.1f} MiB | {mb(os.path.getsize(binary))} | {mb(zipped_size(binary))} |"
+        f"| {'—' if rss is None else f'{rss:.1f} MiB'} | {mb(os.path.getsize(binary))} | {mb(zipped_size(binary))} |"
     )
 
 

@@ -38,10 +38,11 @@ pub struct CannedPlan {
 }
 
 /// The messages `SendMessage` took, by deduplication id (the message's body digest when it has
-/// none), in order.
+/// none), in order, and how many calls of each operation the endpoints answered.
 #[derive(Debug, Default)]
 pub struct Sent {
     ids: Mutex<Vec<String>>,
+    calls: Mutex<std::collections::BTreeMap<String, usize>>,
 }
 
 impl Sent {
@@ -51,6 +52,18 @@ impl Sent {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
+    }
+
+    /// How many calls of `target` (an `X-Amz-Target`, such as `AmazonSQS.SendMessage`, or the
+    /// prefix of one, such as `DynamoDB_`) were answered so far.
+    pub fn calls(&self, target: &str) -> usize {
+        self.calls
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .filter(|(called, _)| called.starts_with(target))
+            .map(|(_, count)| count)
+            .sum()
     }
 }
 
@@ -147,6 +160,12 @@ async fn answer(
         Err(_) => return Ok(json_response(StatusCode::BAD_REQUEST, &json!({}))),
     };
     let input: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    *sent
+        .calls
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .entry(target.clone())
+        .or_default() += 1;
     tokio::time::sleep(plan.latency).await;
     let (operation, service) = target
         .rsplit_once('.')

@@ -175,6 +175,18 @@ async fn the_canned_endpoints_take_the_shipped_receivers_calls_as_moto_does() {
         sent, queued,
         "the canned SQS took the same messages, under the same deduplication ids"
     );
+    // Every call a deployment makes reached the canned endpoints: both secrets and the queue
+    // check at init, a claim and a commit per queued event.
+    let calls = &canned.sent;
+    assert_eq!(calls.calls("secretsmanager.GetSecretValue"), 2);
+    assert_eq!(calls.calls("AmazonSQS.GetQueueAttributes"), 1);
+    assert_eq!(calls.calls("AmazonSQS.SendMessage"), 3);
+    assert!(
+        calls.calls("DynamoDB_") >= 6,
+        "a claim and a commit for each of the three events, got {}",
+        calls.calls("DynamoDB_")
+    );
+    let _ = std::fs::remove_dir_all(&tls);
 }
 
 /// The deduplication ids of the messages in `queue_url`, sorted (read, not deleted).

@@ -120,6 +120,13 @@ fn main() {
         cert: dir.join("cert.pem"),
         key: dir.join("key.pem"),
     });
+    if tls_dir.is_some() && platform_roots.is_none() {
+        eprintln!(
+            "hookrelay-lambda-bench: no platform root bundle (--trust-bundle none, or none of {:?} exists): \
+             the functions trust the endpoints' CA alone, unlike on Lambda",
+            lambda_bench::PLATFORM_BUNDLES
+        );
+    }
     if let Some(dir) = &tls_dir {
         match lambda_bench::trust_bundle(
             &plan.log_dir,
