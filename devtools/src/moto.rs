@@ -45,11 +45,17 @@ pub fn moto() -> &'static Moto {
     MOTO.get_or_init(|| start(None))
 }
 
+/// The Python the tests and tools run (moto, the official libraries, the Python consumer):
+/// `HOOKRELAY_TEST_PYTHON`, else the repository's `.venv` that `scripts/test.sh` installs.
+pub fn test_python() -> PathBuf {
+    std::env::var_os("HOOKRELAY_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python"))
+}
+
 /// A moto server of the caller's own, serving TLS when `tls` is given; it stops when dropped.
 pub fn start(tls: Option<&TlsFiles>) -> Moto {
-    let python = std::env::var_os("HOOKRELAY_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python"));
+    let python = test_python();
     assert!(
         python.exists(),
         "no Python with moto at {}: run scripts/test.sh, which installs it into .venv",

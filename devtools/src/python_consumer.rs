@@ -22,9 +22,7 @@ pub struct PythonVerdict {
 /// `public_keys`. It receives (making messages invisible for 30 s) and deletes nothing.
 pub fn verdicts(endpoint: &str, queue_url: &str, public_keys: &str) -> Vec<PythonVerdict> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let python = std::env::var_os("HOOKRELAY_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join(".venv/bin/python"));
+    let python = crate::moto::test_python();
     let output = Command::new(&python)
         .arg(root.join("tests/python/check_consumer.py"))
         .args(["--queue-url", queue_url])

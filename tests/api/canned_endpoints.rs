@@ -23,9 +23,7 @@ use crate::helpers::*;
 /// makes them), in a directory of this test's own.
 fn tls_files() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("hookrelay-canned-tls-{}", std::process::id()));
-    let python = std::env::var_os("HOOKRELAY_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"));
+    let python = hookrelay_devtools::moto::test_python();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/bench_tls.py");
     let status = std::process::Command::new(python)
         .arg(script)

@@ -28,9 +28,7 @@ const FOREIGN: &str = "whsec_YS1mb3JlaWduLXNlY3JldC1ub2JvZHktaG9sZHM=";
 
 /// Runs the official-library bridge on one request.
 fn official(request: Value) -> Value {
-    let python = std::env::var_os("HOOKRELAY_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"));
+    let python = hookrelay_devtools::moto::test_python();
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/official/webhooks.py");
     let mut child = Command::new(&python)
         .arg(&script)
