@@ -1,9 +1,9 @@
-"""The whole pipeline on this machine: a local SQS endpoint (moto_server), the receiver running
-under `cargo lambda watch` (Lambda + Function URL emulation), freshly signed sample deliveries for
-every route, and what arrived in the queue; then the stream bridge (hookrelay-bridge) reading
-stand-ins of Heisenberg's WebSocket gateway and Rekko's SSE feed (hookrelay-stream-sim, with a
-4001 close, abrupt drops and replays) into the same queue. Exits non-zero if anything differs
-from the contract.
+"""The whole pipeline on this machine, once: the local lab (`hookrelay-dev up`: moto's SQS and
+DynamoDB endpoints, the queue and tables, the receiver under `cargo lambda watch`), freshly signed
+sample deliveries for every route, and what arrived in the queue; then the stream bridge
+(hookrelay-bridge) reading stand-ins of Heisenberg's WebSocket gateway and Rekko's SSE feed
+(hookrelay-stream-sim, with a 4001 close, abrupt drops and replays) into the same queue. Exits
+non-zero if anything differs from the contract, and stops the lab.
 
 Run it through scripts/run-local.sh, which prepares .venv first.
 """
@@ -39,17 +39,27 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for_port(port: int, what: str, process: subprocess.Popen, seconds: float) -> None:
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        if process.poll() is not None:
-            sys.exit(f"{what} exited early (exit code {process.returncode}); see {LOCAL}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.2)
-    sys.exit(f"{what} did not listen on 127.0.0.1:{port} within {seconds:.0f} s")
+def read_until(process: subprocess.Popen, marker: str) -> list[str]:
+    """Lines `process` prints up to and including the first holding `marker`."""
+    lines = []
+    while True:
+        line = process.stdout.readline()
+        if not line:
+            sys.exit(f"hookrelay-dev up exited (code {process.poll()}); see {LOCAL / 'up.log'}")
+        lines.append(line.rstrip("\n"))
+        if marker in line:
+            return lines
+
+
+def read_env(path: pathlib.Path) -> dict[str, str]:
+    """`NAME=value` and `export NAME="value"` lines, as the lab writes them."""
+    values = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            name, value = line.removeprefix("export ").split("=", 1)
+            values[name] = value.strip('"')
+    return values
 
 
 def post(url: str, delivery: dict) -> tuple[int, dict]:
@@ -77,73 +87,28 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, lambda *_: (stop(), sys.exit(143)))
     try:
-        # 1. A local SQS endpoint.
-        sqs_port = free_port()
-        endpoint = f"http://127.0.0.1:{sqs_port}"
-        moto = subprocess.Popen([str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(sqs_port)],
-                                stdout=open(LOCAL / "moto.log", "w"), stderr=subprocess.STDOUT)
-        processes.append(moto)
-        wait_for_port(sqs_port, "moto_server", moto, 60)
+        # 1-2. The local lab, as `hookrelay-dev up` runs it for a user (docs/getting-started.md,
+        # "The local lab"): moto behind the lab's endpoint, the FIFO queue and the tables as
+        # template.yaml creates them, and the receiver (store and sequence gaps on) under
+        # `cargo lambda watch`, sealing every message with the lab's relay key pair. Here the
+        # gap detector, run right after the deliveries, gets a 1 s grace.
+        lambda_port = free_port()
+        up = subprocess.Popen(
+            [str(BUILT / "hookrelay-dev"), "up", "--state-dir", str(LOCAL), "--port", str(lambda_port),
+             "--aws-port", str(free_port()), "--set", "HOOKRELAY_SEQUENCE_GAP_GRACE_SECS=1"],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=open(LOCAL / "up.log", "w"), text=True)
+        processes.append(up)
+        print("$ hookrelay-dev up")
+        for line in read_until(up, "Ctrl-C stops the lab"):
+            print("  " + line)
+        lab = read_env(LOCAL / "lab.env")
+        endpoint, queue_url = lab["AWS_ENDPOINT_URL"], lab["HOOKRELAY_QUEUE_URL"]
+        relay = {"HOOKRELAY_RELAY_PUBLIC_KEYS": lab["HOOKRELAY_RELAY_PUBLIC_KEYS"],
+                 **read_env(LOCAL / "lab-relay-keys.env")}
         sqs = boto3.client("sqs", endpoint_url=endpoint, region_name="us-east-1",
                            aws_access_key_id="local", aws_secret_access_key="local")
-        queue_url = sqs.create_queue(QueueName="hookrelay-events.fifo",
-                                     Attributes={"FifoQueue": "true"})["QueueUrl"]
-        print(f"local SQS endpoint  {endpoint}\nqueue               {queue_url}")
-        # The durable idempotency store and the sequence table, as template.yaml creates them.
-        dynamodb = boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1",
-                                aws_access_key_id="local", aws_secret_access_key="local")
-        dynamodb.create_table(TableName="hookrelay-idempotency", BillingMode="PAY_PER_REQUEST",
-                              AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-                              KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}])
-        dynamodb.update_time_to_live(TableName="hookrelay-idempotency", TimeToLiveSpecification={
-            "Enabled": True, "AttributeName": "expires_at"})
-        dynamodb.create_table(TableName="hookrelay-sequences", BillingMode="PAY_PER_REQUEST",
-                              AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
-                                                    {"AttributeName": "sk", "AttributeType": "S"}],
-                              KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
-                                         {"AttributeName": "sk", "KeyType": "RANGE"}])
-        print("idempotency store   hookrelay-idempotency (DynamoDB, same endpoint); "
-              "sequence gaps on: hookrelay-sequences")
-
-        # 2. The receiver, as a Lambda behind an emulated Function URL, sealing every message with
-        # a relay key pair made for this run (`hookrelay-dev relay-keygen`; consumers get the
-        # public half).
-        relay = relay_key_pair()
-        env_file = LOCAL / "hookrelay.env"
-        receiver_env = {
-            "HOOKRELAY_QUEUE_URL": queue_url,
-            **relay,
-            "HOOKRELAY_ENGINE_SECRETS": senders.ENGINE_SECRET,
-            "HOOKRELAY_REKKO_SECRETS": senders.REKKO_SECRET,
-            "HOOKRELAY_STANDARD_SECRETS": senders.STANDARD_SECRET,
-            "AWS_ENDPOINT_URL_SQS": endpoint,
-            "AWS_ENDPOINT_URL_DYNAMODB": endpoint,
-            "HOOKRELAY_IDEMPOTENCY_TABLE": "hookrelay-idempotency",
-            "HOOKRELAY_SEQUENCE_GAPS": "on",
-            "HOOKRELAY_SEQUENCE_TABLE": "hookrelay-sequences",
-            # For the gap detector, run here right after the deliveries: a short grace.
-            "HOOKRELAY_SEQUENCE_GAP_GRACE_SECS": "1",
-            "AWS_REGION": "us-east-1",
-            "AWS_ACCESS_KEY_ID": "local",
-            "AWS_SECRET_ACCESS_KEY": "local",
-            "AWS_LAMBDA_LOG_FORMAT": "JSON",
-            "RUST_LOG": "info",
-        }
-        env_file.write_text("".join(f'{k}="{v}"\n' for k, v in receiver_env.items()))
-        lambda_port = free_port()
-
-        def start_watch(log_name: str) -> subprocess.Popen:
-            process = subprocess.Popen(
-                [str(VENV_BIN / "cargo-lambda"), "lambda", "watch", "--ignore-changes",
-                 "-A", "127.0.0.1", "-P", str(lambda_port), "--env-file", str(env_file)],
-                cwd=ROOT, stdout=open(LOCAL / log_name, "w"), stderr=subprocess.STDOUT)
-            processes.append(process)
-            wait_for_port(lambda_port, "cargo lambda watch", process, 120)
-            return process
-
-        watch = start_watch("receiver.log")
-        base = f"http://127.0.0.1:{lambda_port}/lambda-url/hookrelay"
-        print(f"receiver            {base}/{{engine,rekko,standard}}   (logs: .local/receiver.log)\n")
+        base = lab["HOOKRELAY_LAB_URL"]
+        print()
 
         # 3. Freshly signed deliveries, as each provider's sender would make them.
         now = time.time()
@@ -222,7 +187,8 @@ def main() -> int:
                 if metric["Unit"] == "Count":
                     counted[metric["Name"]] = counted.get(metric["Name"], 0) + 1
         print(f"\nEMF metric documents in the receiver's log: {len(emf)} {json.dumps(counted, sort_keys=True)}")
-        expected_documents = len(senders.deliveries(now)) + 1  # the deliveries and the invoke
+        # The deliveries, the invoke, and the lab's readiness probe (a GET, answered 405).
+        expected_documents = len(senders.deliveries(now)) + 2
         if len(requests) != expected_documents:
             print(f"expected one EMF document per delivery ({expected_documents})")
             failures += 1
@@ -256,8 +222,7 @@ def main() -> int:
         # window empty) gets the engine delivery again, re-signed with a new delivery id: the
         # durable store answers `duplicate`. Then the engine skips a sequence, and the gap
         # detector (the stack's scheduled function) reports it as a sealed event.
-        failures += show_store_and_gaps(sqs, queue_url, base, now, lambda_port, start_watch, processes,
-                                        watch, secrets, trust)
+        failures += show_store_and_gaps(sqs, queue_url, base, now, lambda_port, up, secrets, trust)
 
         # 5b. The smoke test a user runs against a deployed stack, here against this one: accepted,
         # found in the queue, relay signature, envelope and signature checked, deleted; consumers skip its type.
@@ -281,15 +246,11 @@ def main() -> int:
         stop()
 
 
-def show_store_and_gaps(sqs, queue_url, base, now, lambda_port, start_watch, processes, watch,
-                        secrets, trust) -> int:
+def show_store_and_gaps(sqs, queue_url, base, now, lambda_port, up, secrets, trust) -> int:
     failures = 0
     print("\n\n== the durable store and sequence gaps")
-    watch.terminate()
-    watch.wait(timeout=30)
-    processes.remove(watch)
-    start_watch("receiver-restarted.log")
-    print("receiver restarted (a cold instance: nothing in its memory)")
+    up.send_signal(signal.SIGHUP)  # the lab restarts the receiver: a cold instance
+    print(read_until(up, "receiver restarted")[-1])
     body = senders.engine_order_matched(42, now)
     headers = senders.engine_headers(body, senders.ENGINE_SECRET, "ORDER_MATCHED", "dlv-retry-after-restart")
     rows = [("engine 42, re-sent", body, headers, (200, "duplicate"))]
@@ -333,13 +294,6 @@ def show_store_and_gaps(sqs, queue_url, base, now, lambda_port, start_watch, pro
         print("expected engine 45 and one gap report for 44, and no second copy of 42   <-- UNEXPECTED")
         failures += 1
     return failures
-
-
-def relay_key_pair() -> dict[str, str]:
-    """A fresh relay key pair, as `hookrelay-dev relay-keygen` prints it: the two variables."""
-    out = subprocess.run([str(BUILT / "hookrelay-dev"), "relay-keygen"], check=True,
-                         capture_output=True, text=True).stdout
-    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
 
 
 def run_streams(sqs, queue_url: str, endpoint: str, processes: list, secrets: dict, relay: dict) -> int:

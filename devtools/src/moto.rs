@@ -61,7 +61,12 @@ pub fn start(tls: Option<&TlsFiles>) -> Moto {
         "no Python with moto at {}: run scripts/test.sh, which installs it into .venv",
         python.display()
     );
-    let port = free_port();
+    spawn(&python, free_port(), tls).unwrap_or_else(|problem| panic!("{problem}"))
+}
+
+/// A moto server run by `python` (which has moto installed) on `port`, serving TLS when `tls`
+/// is given, once it answers; it stops when dropped or when this process exits.
+pub fn spawn(python: &Path, port: u16, tls: Option<&TlsFiles>) -> Result<Moto, String> {
     // moto exits when our end of its stdin closes, i.e. when this process exits for any reason,
     // so no server outlives the tests.
     let launcher = "import os, sys, threading\n\
@@ -73,13 +78,13 @@ pub fn start(tls: Option<&TlsFiles>) -> Moto {
         let path = |p: &Path| p.to_string_lossy().into_owned();
         args.extend(["-c".into(), path(&tls.cert), "-k".into(), path(&tls.key)]);
     }
-    let process = Command::new(&python)
+    let mut process = Command::new(python)
         .args(&args)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("start moto_server");
+        .map_err(|error| format!("start moto_server with {}: {error}", python.display()))?;
     let deadline = Instant::now() + Duration::from_secs(60);
     let address = SocketAddrV4::new(Ipv4Addr::LOCALHOST, port);
     loop {
@@ -93,15 +98,23 @@ pub fn start(tls: Option<&TlsFiles>) -> Moto {
                 break;
             }
         }
-        assert!(
-            Instant::now() < deadline,
-            "moto_server did not start on port {port}"
-        );
+        if let Ok(Some(status)) = process.try_wait() {
+            return Err(format!(
+                "moto_server exited at start ({status}): is moto installed for {}?",
+                python.display()
+            ));
+        }
+        if Instant::now() > deadline {
+            let _ = process.kill();
+            return Err(format!(
+                "moto_server did not start on port {port} within 60 s"
+            ));
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
     let scheme = if tls.is_some() { "https" } else { "http" };
-    Moto {
+    Ok(Moto {
         process,
         endpoint: format!("{scheme}://127.0.0.1:{port}"),
-    }
+    })
 }

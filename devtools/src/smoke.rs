@@ -11,16 +11,11 @@
 use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::Client;
-use bytes::Bytes;
 use hookrelay::Envelope;
 use hookrelay::envelope::{SMOKE_TEST_MARKET, SMOKE_TEST_TYPE, attributes};
 use hookrelay::relay::{self, ReceivedRelaySignature, RelayTrust};
 use hookrelay::senders::{self, Sender};
 use hookrelay::signature::{SecretSet, SigningSecret};
-use http_body_util::{BodyExt, Full};
-use hyper::Request;
-use hyper_util::client::legacy::Client as HttpClient;
-use hyper_util::rt::TokioExecutor;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -99,40 +94,21 @@ pub fn route_url(function_url: &str, sender: Sender) -> String {
 
 /// POSTs `delivery` to `url` (http or https, the OS's CA roots); the answer's status and body.
 pub async fn send(url: &str, delivery: &SmokeDelivery) -> Result<(u16, String), String> {
-    let roots = rustls_native_certs::load_native_certs();
-    let mut store = rustls::RootCertStore::empty();
-    for cert in roots.certs {
-        let _ = store.add(cert);
-    }
-    let tls = rustls::ClientConfig::builder()
-        .with_root_certificates(store)
-        .with_no_client_auth();
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .build();
-    let client: HttpClient<_, Full<Bytes>> =
-        HttpClient::builder(TokioExecutor::new()).build(connector);
-    let mut request = Request::post(url);
-    for (name, value) in &delivery.headers {
-        request = request.header(*name, value);
-    }
-    let request = request
-        .body(Full::new(Bytes::from(delivery.body.clone())))
-        .map_err(|e| format!("bad request: {e}"))?;
-    let response = tokio::time::timeout(Duration::from_secs(15), client.request(request))
+    let headers: Vec<(&str, String)> = delivery
+        .headers
+        .iter()
+        .map(|(name, value)| (*name, value.clone()))
+        .collect();
+    crate::http_client::HttpClient::new()
+        .request(
+            "POST",
+            url,
+            &headers,
+            delivery.body.clone(),
+            Duration::from_secs(15),
+        )
         .await
-        .map_err(|_| "no answer within 15 s".to_owned())?
-        .map_err(|e| format!("request failed: {e}"))?;
-    let status = response.status().as_u16();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| format!("reading the answer: {e}"))?
-        .to_bytes();
-    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+        .map_err(|e| format!("request failed: {e}"))
 }
 
 /// What the queue check found.
