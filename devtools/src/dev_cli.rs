@@ -77,6 +77,9 @@ pub enum Command {
         /// A receiver's base URL instead of the lab's (signed with HOOKRELAY_<PROVIDER>_SECRETS).
         #[arg(long)]
         url: Option<String>,
+        /// Confirms a --url off this machine is a stack no live consumer reads (trigger sends real event types).
+        #[arg(long, requires = "url")]
+        not_a_production_stack: bool,
         #[command(flatten)]
         lab: LabArg,
     },

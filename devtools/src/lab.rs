@@ -24,6 +24,7 @@ use hookrelay_ingest::settings;
 use tokio::process::{Child, Command};
 
 use crate::fixtures;
+use crate::signals::Stop;
 use crate::sqs_tap::SqsTap;
 
 /// The receiver's default port (`cargo lambda watch`'s own default).
@@ -157,6 +158,10 @@ fn write_private(path: &Path, text: &str) -> Result<(), String> {
         .mode(0o600)
         .open(path)
         .map_err(|e| format!("{}: {e}", path.display()))?;
+    // An existing file keeps its mode when opened: set it.
+    use std::os::unix::fs::PermissionsExt;
+    file.set_permissions(fs::Permissions::from_mode(0o600))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     file.write_all(text.as_bytes())
         .map_err(|e| format!("{}: {e}", path.display()))
 }
@@ -212,14 +217,31 @@ struct Running {
 }
 
 impl Running {
+    /// Sends `signal` to the child's process group (the child and everything it started).
     fn signal(&self, signal: i32) {
         if let Some(pid) = self.child.id().and_then(|pid| i32::try_from(pid).ok()) {
-            // SAFETY: kill(2) on a child we spawned and have not reaped; no memory is involved.
+            // SAFETY: kill(2) on the process group of a child we spawned (its own group, see
+            // `lab_child`) and have not reaped; no memory is involved.
             unsafe {
-                libc::kill(pid, signal);
+                libc::kill(-pid, signal);
             }
         }
     }
+}
+
+/// `command` as a lab process: in a process group of its own (so stopping it reaches what it
+/// started, such as the receiver under `cargo lambda watch`), sent SIGTERM by the kernel if
+/// `up` dies without stopping it, and killed if `up` drops it.
+fn lab_child(command: &mut Command) -> &mut Command {
+    command.process_group(0).kill_on_drop(true);
+    // SAFETY: prctl(2) only, between fork and exec, allocating nothing.
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
+    command
 }
 
 /// Asks each process to stop, waits up to 10 s for each, then kills what is left.
@@ -240,6 +262,8 @@ async fn stop_all(running: &mut [Running]) {
 /// Runs the lab until Ctrl-C or SIGTERM (or until one of its processes dies: an error).
 pub async fn up(options: UpOptions) -> Result<(), String> {
     let started = Instant::now();
+    // From here on Ctrl-C and SIGTERM stop the lab cleanly, a first build included.
+    let stop = Stop::on_signals();
     let project = options.project.canonicalize().map_err(|e| {
         format!(
             "{}: {e} (run hookrelay-dev up from your hookrelay checkout, or pass --project)",
@@ -362,7 +386,7 @@ pub async fn up(options: UpOptions) -> Result<(), String> {
              logs: {})",
             receiver_log.display()
         );
-        wait_until_answering(&base, &mut running[0]).await?;
+        wait_until_answering(&base, &mut running[0], &stop).await?;
 
         // 4. The streams, optionally.
         if let Some((sim, bridge)) = &bridge_binaries {
@@ -378,7 +402,13 @@ pub async fn up(options: UpOptions) -> Result<(), String> {
             (settings::RELAY_PUBLIC_KEYS.into(), public_key.clone()),
             (LAB_ENDPOINT.into(), endpoint.clone()),
         ];
-        exports.extend(secrets.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        // The senders' secrets as the receiver has them (after any --set), for `trigger`.
+        exports.extend(
+            receiver
+                .iter()
+                .filter(|(name, _)| secrets.iter().any(|(variable, _)| variable == name))
+                .cloned(),
+        );
         exports.extend(aws.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
         let lab_file = state.join(LAB_FILE);
         let lab_text = format!(
@@ -411,7 +441,7 @@ pub async fn up(options: UpOptions) -> Result<(), String> {
         );
         use std::io::Write;
         let _ = std::io::stdout().flush();
-        wait_for_stop(&mut running, &watch, &base).await
+        wait_for_stop(&mut running, &watch, &base, &stop).await
     }
     .await;
     stop_all(&mut running).await;
@@ -438,7 +468,22 @@ async fn create_queues(endpoint: &str) -> Result<(String, String), String> {
         })?
         .queue_url
         .unwrap_or_default();
-    let dead_letter_arn = format!("arn:aws:sqs:{REGION}:123456789012:{DEAD_LETTER_QUEUE_NAME}");
+    let dead_letter_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&dead_letter)
+        .attribute_names(A::QueueArn)
+        .send()
+        .await
+        .map_err(|e| {
+            format!(
+                "{DEAD_LETTER_QUEUE_NAME}: {}",
+                aws_sdk_sqs::error::DisplayErrorContext(e)
+            )
+        })?
+        .attributes()
+        .and_then(|a| a.get(&A::QueueArn))
+        .cloned()
+        .unwrap_or_default();
     let queue = sqs
         .create_queue()
         .queue_name(QUEUE_NAME)
@@ -465,17 +510,21 @@ async fn create_queues(endpoint: &str) -> Result<(String, String), String> {
 }
 
 /// Waits until the receiver answers a `GET` (with its own 405): built, started and serving.
-async fn wait_until_answering(base: &str, watch: &mut Running) -> Result<(), String> {
+async fn wait_until_answering(base: &str, watch: &mut Running, stop: &Stop) -> Result<(), String> {
     let deadline = Instant::now() + READY_TIMEOUT;
     let url = format!("{base}/engine");
+    let client = crate::http_client::HttpClient::new();
     loop {
+        if stop.requested() {
+            return Err("stopped before the receiver answered".into());
+        }
         if let Ok(Some(status)) = watch.child.try_wait() {
             return Err(format!(
                 "{} exited ({status}) before the receiver answered",
                 watch.name
             ));
         }
-        if let Ok((405, _)) = crate::http_client::HttpClient::new()
+        if let Ok((405, _)) = client
             .request("GET", &url, &[], "", Duration::from_secs(5))
             .await
         {
@@ -487,7 +536,10 @@ async fn wait_until_answering(base: &str, watch: &mut Running) -> Result<(), Str
                 READY_TIMEOUT.as_secs()
             ));
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(200)) => {}
+            () = stop.wait() => {}
+        }
     }
 }
 
@@ -500,7 +552,7 @@ async fn start_streams(
     running: &mut Vec<Running>,
 ) -> Result<String, String> {
     use tokio::io::AsyncBufReadExt;
-    let mut stand_ins = Command::new(sim)
+    let mut stand_ins = lab_child(&mut Command::new(sim))
         .args(["--token", STREAM_TOKEN])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -535,7 +587,7 @@ async fn start_streams(
         "AWS_ACCESS_KEY_ID",
         "AWS_SECRET_ACCESS_KEY",
     ];
-    let child = Command::new(bridge)
+    let child = lab_child(&mut Command::new(bridge))
         .env_clear()
         .envs(
             receiver
@@ -591,7 +643,7 @@ impl ReceiverCommand {
                 .map(Stdio::from)
                 .map_err(|e| format!("{}: {e}", path.display()))
         };
-        let child = Command::new(&self.cargo_lambda)
+        let child = lab_child(&mut Command::new(&self.cargo_lambda))
             .args(["lambda", "watch", "-A", "127.0.0.1", "-P"])
             .arg(self.port.to_string())
             .arg("--env-file")
@@ -600,7 +652,6 @@ impl ReceiverCommand {
             .stdin(Stdio::null())
             .stdout(append(&self.log)?)
             .stderr(append(&self.watch_log)?)
-            .kill_on_drop(true)
             .spawn()
             .map_err(|e| format!("{}: {e}", self.cargo_lambda.display()))?;
         Ok(Running {
@@ -618,20 +669,19 @@ async fn wait_for_stop(
     running: &mut [Running],
     receiver: &ReceiverCommand,
     base: &str,
+    stop: &Stop,
 ) -> Result<(), String> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut hangup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
     let mut check = tokio::time::interval(Duration::from_millis(500));
     loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
-            _ = terminate.recv() => break,
+            () = stop.wait() => break,
             _ = hangup.recv() => {
                 let started = Instant::now();
                 stop_all(&mut running[..1]).await;
                 running[0] = receiver.spawn()?;
-                wait_until_answering(base, &mut running[0]).await?;
+                wait_until_answering(base, &mut running[0], stop).await?;
                 println!(
                     "receiver restarted in {:.1} s (a cold instance: its memory is empty)",
                     started.elapsed().as_secs_f64()

@@ -3,13 +3,16 @@
 //! Runtime API emulator with a Function URL front end, a sender simulator that signs and retries
 //! like the providers' senders, a fault-injecting proxy in front of SQS, the delivery audit that
 //! puts them together, the test kit's relay keys ([`relay_keys`]), the Lambda benchmark (cold start, warm invocations, the Python peer), and
-//! stand-ins for the providers' streams (Heisenberg's WebSocket gateway, Rekko's SSE feed).
+//! stand-ins for the providers' streams (Heisenberg's WebSocket gateway, Rekko's SSE feed), and
+//! the developer's command line `hookrelay-dev` ([`dev_cli`], [`dev_commands`]) with its local
+//! lab ([`lab`]).
 
 pub mod audit;
 pub mod canned_aws;
 pub mod cli;
 pub mod cpu_share;
 pub mod dev_cli;
+pub mod dev_commands;
 pub mod event_catalog;
 pub mod fault_proxy;
 pub mod fixtures;
@@ -27,6 +30,7 @@ pub mod queue_reader;
 pub mod relay_keys;
 pub mod seeded;
 pub mod sender_sim;
+pub mod signals;
 pub mod smoke;
 pub mod sqs_tap;
 pub mod stats;

@@ -3,48 +3,54 @@
 //! parsed), hand it to a [`Sink`] (a POST to a local handler, or the terminal), and delete it only
 //! after the sink took it.
 //!
-//! What it guarantees (docs/getting-started.md, "Real events on your laptop"):
+//! What it guarantees (docs/getting-started.md, "The local lab"):
 //! - A message the sink did not take (a 5xx, a refused connection, no answer within 30 s) stays
-//!   in the queue and comes back after a backoff (1 s doubling to 30 s); in a FIFO queue the
-//!   rest of its message group in the same batch is handed back with it, so a handler sees each
-//!   market's events in order.
-//! - A message the sink took is deleted; if the delete fails, its envelope id is remembered and
+//!   in flight and is offered again after a backoff (1 s doubling to 30 s), as long as it takes,
+//!   with its visibility extended meanwhile: it is received once, so a handler that is down for
+//!   an hour costs no receives against the queue's redrive policy. Messages behind it wait, so a
+//!   handler sees each market's events in order.
+//! - A message the sink took is deleted. If that delete fails, its envelope id is remembered and
 //!   a redelivery is deleted without a second POST. So each message is POSTed at least once, and
-//!   exactly once when the handler answered 2xx, across restarts of the handler. A POST the
-//!   handler processed but never answered is sent again: it carries the envelope id
-//!   (`hookrelay-envelope-id`) for the handler to deduplicate on.
-//! - A message whose relay signature fails is never handed over, and never deleted: it reaches
-//!   the dead-letter queue through the queue's redrive policy.
-//! - A deleted queue, denied access or lost credentials end the command with an error at once;
-//!   any other failure to receive is retried, and after 2 minutes of nothing but failures it
-//!   ends the command too.
+//!   exactly once when the handler answered 2xx, across restarts of the handler. Two cases can
+//!   still repeat a POST the handler answered: `forward` itself stopped between the answer and
+//!   the delete, or a delete failed and `forward` was restarted before the redelivery. Every POST
+//!   carries the envelope id (`hookrelay-envelope-id`) for the handler to deduplicate on, as a
+//!   POST the handler processed but never answered is sent again too.
+//! - A message whose relay signature fails is never handed over, and never deleted: the queue's
+//!   redrive policy moves it to the dead-letter queue (a warning at start when the queue has
+//!   none). In a FIFO queue the rest of its group waits behind it, as for any FIFO consumer.
+//! - A deleted queue, denied access or lost credentials end the command with an error at once,
+//!   on any call; any other failure to receive is retried, and after 2 minutes of nothing but
+//!   failures it ends the command too.
+//! - Ctrl-C or SIGTERM: the messages received and not yet taken are handed back at once.
 
-use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata};
-use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
+use aws_sdk_sqs::types::{
+    ChangeMessageVisibilityBatchRequestEntry, Message, MessageSystemAttributeName,
+    QueueAttributeName,
+};
 use hookrelay::Envelope;
 use hookrelay::relay::{self, ReceivedRelaySignature, RelayTrust};
-use tokio::sync::Notify;
 
 use crate::http_client::HttpClient;
+use crate::signals::Stop;
 
 /// The header carrying the envelope id on every POST `forward` makes.
 pub const ENVELOPE_ID_HEADER: &str = "hookrelay-envelope-id";
-/// How long a received message stays hidden while the sink works on it.
-const VISIBILITY_SECS: i32 = 60;
+/// How long a received message stays hidden while the sink works on it; extended while it waits.
+const VISIBILITY_SECS: i32 = 120;
 /// How long `forward` waits for the handler's answer.
 pub const POST_TIMEOUT: Duration = Duration::from_secs(30);
 /// The longest backoff before a message comes back.
-const MAX_BACKOFF_SECS: i32 = 30;
+const MAX_BACKOFF_SECS: u64 = 30;
 /// How long receiving may fail without a success before the command gives up.
 const GIVE_UP_AFTER: Duration = Duration::from_secs(120);
-/// How many delivered envelope ids are remembered.
-const DELIVERED_CAPACITY: usize = 100_000;
+/// How many envelope ids whose delete failed are remembered.
+const FAILED_DELETES_CAPACITY: usize = 100_000;
 
 /// A message whose relay signature verified.
 #[derive(Debug, Clone)]
@@ -159,47 +165,6 @@ impl Sink for PostSink {
     }
 }
 
-/// A stop flag set by Ctrl-C or SIGTERM, checked between messages.
-#[derive(Clone, Default)]
-pub struct Stop {
-    requested: Arc<AtomicBool>,
-    notify: Arc<Notify>,
-}
-
-impl Stop {
-    /// A flag that Ctrl-C and SIGTERM set.
-    pub fn on_signals() -> Self {
-        let stop = Self::default();
-        let flag = stop.clone();
-        tokio::spawn(async move {
-            use tokio::signal::unix::{SignalKind, signal};
-            let Ok(mut terminate) = signal(SignalKind::terminate()) else {
-                return;
-            };
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = terminate.recv() => {}
-            }
-            flag.requested.store(true, Ordering::SeqCst);
-            flag.notify.notify_waiters();
-        });
-        stop
-    }
-
-    /// Whether a stop was asked for.
-    pub fn requested(&self) -> bool {
-        self.requested.load(Ordering::SeqCst)
-    }
-
-    /// Resolves when a stop is asked for.
-    pub async fn wait(&self) {
-        let notified = self.notify.notified();
-        if !self.requested() {
-            notified.await;
-        }
-    }
-}
-
 /// Whether a failed SQS call can't succeed by retrying: the queue is gone, access is denied, or
 /// the credentials are missing, expired or wrong.
 fn is_fatal(code: Option<&str>, text: &str) -> bool {
@@ -220,6 +185,38 @@ fn is_fatal(code: Option<&str>, text: &str) -> bool {
         || text.contains("failed to load credentials")
 }
 
+/// An SQS call's failure as the command reports it: fatal (see [`is_fatal`]) or not.
+fn sqs_failure<E, R>(call: &str, error: &aws_sdk_sqs::error::SdkError<E, R>) -> (bool, String)
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let text = format!("{call}: {}", DisplayErrorContext(error));
+    (is_fatal(error.code(), &text), text)
+}
+
+/// Checks the queue answers (an error for a missing queue or missing credentials, before anything
+/// is received) and warns when it has no redrive policy.
+async fn check_queue(sqs: &Client, queue_url: &str) -> Result<(), String> {
+    let answer = sqs
+        .get_queue_attributes()
+        .queue_url(queue_url)
+        .attribute_names(QueueAttributeName::RedrivePolicy)
+        .send()
+        .await
+        .map_err(|error| sqs_failure("GetQueueAttributes", &error).1)?;
+    let redrive = answer
+        .attributes()
+        .and_then(|a| a.get(&QueueAttributeName::RedrivePolicy));
+    if redrive.is_none() {
+        eprintln!(
+            "hookrelay-dev: {queue_url} has no redrive policy: a message whose relay signature \
+             fails stays in the queue (and holds its FIFO group) until you delete it"
+        );
+    }
+    Ok(())
+}
+
 /// Receives from `queue_url` until `stop`, handing each verified message to `sink`; see the
 /// module docs for what it guarantees. Progress and problems go to stderr.
 pub async fn run(
@@ -229,10 +226,10 @@ pub async fn run(
     sink: &mut impl Sink,
     stop: &Stop,
 ) -> Result<(), String> {
+    check_queue(sqs, queue_url).await?;
     let fifo = queue_url.ends_with(".fifo");
-    let mut delivered: HashSet<String> = HashSet::new();
+    let mut failed_deletes: HashSet<String> = HashSet::new();
     let mut failures_since = None::<Instant>;
-    let mut backoff_secs = 1;
     while !stop.requested() {
         let receive = sqs
             .receive_message()
@@ -253,106 +250,209 @@ pub async fn run(
                 batch
             }
             Err(error) => {
-                let code = error.code().map(str::to_owned);
-                let text = DisplayErrorContext(&error).to_string();
-                if is_fatal(code.as_deref(), &text) {
-                    return Err(format!("ReceiveMessage on {queue_url}: {text}"));
+                let (fatal, text) = sqs_failure("ReceiveMessage", &error);
+                if fatal {
+                    return Err(format!("{queue_url}: {text}"));
                 }
                 let since = *failures_since.get_or_insert_with(Instant::now);
                 if since.elapsed() > GIVE_UP_AFTER {
                     return Err(format!(
-                        "ReceiveMessage on {queue_url} failed for {} s: {text}",
+                        "{queue_url}: failing for {} s: {text}",
                         GIVE_UP_AFTER.as_secs()
                     ));
                 }
-                eprintln!("hookrelay-dev: ReceiveMessage failed, retrying: {text}");
+                eprintln!("hookrelay-dev: {text}; retrying");
                 tokio::time::sleep(Duration::from_secs(2)).await;
                 continue;
             }
         };
-        let mut held_groups: HashSet<String> = HashSet::new();
-        for message in batch.messages() {
+        let mut batch = InFlight {
+            messages: batch.messages().iter().cloned().collect(),
+            hidden_at: Instant::now(),
+        };
+        let mut refused_groups: HashSet<String> = HashSet::new();
+        while let Some(message) = batch.messages.pop_front() {
             let group = message
                 .attributes()
                 .and_then(|a| a.get(&MessageSystemAttributeName::MessageGroupId))
                 .cloned();
-            let receipt = message.receipt_handle().unwrap_or_default();
-            if fifo && group.as_ref().is_some_and(|g| held_groups.contains(g)) {
-                hand_back(sqs, queue_url, receipt, backoff_secs).await;
-                continue;
-            }
+            let receipt = message.receipt_handle().unwrap_or_default().to_owned();
             if stop.requested() {
-                hand_back(sqs, queue_url, receipt, 0).await;
+                batch.messages.push_front(message);
+                return batch.hand_back(sqs, queue_url).await;
+            }
+            if fifo && group.as_ref().is_some_and(|g| refused_groups.contains(g)) {
+                // Behind a refused message of its group: it waits, as the queue would hold it.
+                InFlight::single(message).hand_back(sqs, queue_url).await?;
                 continue;
             }
-            let attributes = string_attributes(message);
+            let attributes = string_attributes(&message);
             let body = message.body().unwrap_or_default();
             let envelope = match verify(trust, body, &attributes, unix_now()) {
                 Ok(envelope) => envelope,
                 Err(problem) => {
                     eprintln!(
                         "hookrelay-dev: message {} NOT handed over: {problem}; left in the queue \
-                         (its redrive policy moves it to the dead-letter queue)",
+                         for its redrive policy",
                         message.message_id().unwrap_or("?")
                     );
                     if let Some(group) = group {
-                        held_groups.insert(group);
+                        refused_groups.insert(group);
                     }
                     continue;
                 }
             };
-            let taken = if delivered.contains(&envelope.id) {
-                Ok("already delivered: deleted without a second POST".to_owned())
-            } else {
+            let id = envelope.id.clone();
+            if !failed_deletes.contains(&id) {
                 let verified = VerifiedMessage {
                     envelope,
                     body: body.to_owned(),
                     attributes,
                 };
-                let id = verified.envelope.id.clone();
-                let taken = sink.take(&verified).await;
-                if taken.is_ok() {
-                    if delivered.len() >= DELIVERED_CAPACITY {
-                        delivered.clear();
+                let mut backoff_secs = 1;
+                loop {
+                    batch.keep_hidden(sqs, queue_url, &receipt).await?;
+                    match sink.take(&verified).await {
+                        Ok(_) => break,
+                        Err(problem) => eprintln!(
+                            "hookrelay-dev: not delivered {problem}: kept in flight, offered \
+                             again in {backoff_secs} s"
+                        ),
                     }
-                    delivered.insert(id);
-                }
-                taken
-            };
-            match taken {
-                Ok(_) => {
-                    backoff_secs = 1;
-                    if let Err(error) = sqs
-                        .delete_message()
-                        .queue_url(queue_url)
-                        .receipt_handle(receipt)
-                        .send()
-                        .await
-                    {
-                        eprintln!(
-                            "hookrelay-dev: DeleteMessage failed ({}); a redelivery will be \
-                             deleted without a second POST",
-                            DisplayErrorContext(&error)
-                        );
-                    }
-                }
-                Err(problem) => {
-                    eprintln!(
-                        "hookrelay-dev: not delivered {problem}: kept in the queue, back in {backoff_secs} s"
-                    );
-                    hand_back(sqs, queue_url, receipt, backoff_secs).await;
-                    if let Some(group) = group {
-                        held_groups.insert(group);
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_secs(backoff_secs)) => {}
+                        () = stop.wait() => {
+                            batch.messages.push_front(message);
+                            return batch.hand_back(sqs, queue_url).await;
+                        }
                     }
                     backoff_secs = (backoff_secs * 2).min(MAX_BACKOFF_SECS);
                 }
             }
-        }
-        if !held_groups.is_empty() && !fifo {
-            held_groups.clear();
+            match sqs
+                .delete_message()
+                .queue_url(queue_url)
+                .receipt_handle(&receipt)
+                .send()
+                .await
+            {
+                Ok(_) => {
+                    failed_deletes.remove(&id);
+                }
+                Err(error) => {
+                    let (fatal, text) = sqs_failure("DeleteMessage", &error);
+                    if fatal {
+                        return Err(format!("{queue_url}: {text}"));
+                    }
+                    eprintln!(
+                        "hookrelay-dev: {text}; its redelivery will be deleted without a second POST"
+                    );
+                    if failed_deletes.len() >= FAILED_DELETES_CAPACITY {
+                        failed_deletes.clear();
+                    }
+                    failed_deletes.insert(id);
+                }
+            }
         }
     }
     Ok(())
+}
+
+/// The messages of one receive not yet taken, and when their visibility was last set.
+struct InFlight {
+    messages: VecDeque<Message>,
+    hidden_at: Instant,
+}
+
+impl InFlight {
+    fn single(message: Message) -> Self {
+        Self {
+            messages: VecDeque::from([message]),
+            hidden_at: Instant::now(),
+        }
+    }
+
+    /// Extends the visibility of `current` and every message still waiting, once it has run for
+    /// a quarter of [`VISIBILITY_SECS`]: a slow or absent handler never lets them reappear.
+    async fn keep_hidden(
+        &mut self,
+        sqs: &Client,
+        queue_url: &str,
+        current: &str,
+    ) -> Result<(), String> {
+        if self.hidden_at.elapsed() < Duration::from_secs(VISIBILITY_SECS.unsigned_abs().into()) / 4
+        {
+            return Ok(());
+        }
+        let receipts =
+            std::iter::once(current).chain(self.messages.iter().filter_map(|m| m.receipt_handle()));
+        change_visibility(sqs, queue_url, receipts, VISIBILITY_SECS).await?;
+        self.hidden_at = Instant::now();
+        Ok(())
+    }
+
+    /// Makes every waiting message visible again at once.
+    async fn hand_back(self, sqs: &Client, queue_url: &str) -> Result<(), String> {
+        let receipts = self.messages.iter().filter_map(|m| m.receipt_handle());
+        change_visibility(sqs, queue_url, receipts, 0).await
+    }
+}
+
+/// Sets the visibility of the messages with `receipts` (at most 10) to `secs`; an error only
+/// when it is fatal, a warning otherwise (they reappear when their visibility ends).
+async fn change_visibility<'a>(
+    sqs: &Client,
+    queue_url: &str,
+    receipts: impl Iterator<Item = &'a str>,
+    secs: i32,
+) -> Result<(), String> {
+    let entries: Vec<ChangeMessageVisibilityBatchRequestEntry> = receipts
+        .enumerate()
+        .filter_map(|(n, receipt)| {
+            ChangeMessageVisibilityBatchRequestEntry::builder()
+                .id(n.to_string())
+                .receipt_handle(receipt)
+                .visibility_timeout(secs)
+                .build()
+                .ok()
+        })
+        .collect();
+    if entries.is_empty() {
+        return Ok(());
+    }
+    match sqs
+        .change_message_visibility_batch()
+        .queue_url(queue_url)
+        .set_entries(Some(entries))
+        .send()
+        .await
+    {
+        Ok(answer) if answer.failed().is_empty() => Ok(()),
+        Ok(answer) => {
+            eprintln!(
+                "hookrelay-dev: ChangeMessageVisibilityBatch: {} entr(ies) failed ({}); they \
+                 reappear when their visibility timeout ends",
+                answer.failed().len(),
+                answer
+                    .failed()
+                    .iter()
+                    .map(|f| f.code())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            Ok(())
+        }
+        Err(error) => {
+            let (fatal, text) = sqs_failure("ChangeMessageVisibilityBatch", &error);
+            if fatal {
+                return Err(format!("{queue_url}: {text}"));
+            }
+            eprintln!(
+                "hookrelay-dev: {text}; the messages reappear when their visibility timeout ends"
+            );
+            Ok(())
+        }
+    }
 }
 
 fn string_attributes(message: &Message) -> BTreeMap<String, String> {
@@ -365,24 +465,6 @@ fn string_attributes(message: &Message) -> BTreeMap<String, String> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-/// Makes a received message visible again after `secs`.
-async fn hand_back(sqs: &Client, queue_url: &str, receipt: &str, secs: i32) {
-    if let Err(error) = sqs
-        .change_message_visibility()
-        .queue_url(queue_url)
-        .receipt_handle(receipt)
-        .visibility_timeout(secs)
-        .send()
-        .await
-    {
-        eprintln!(
-            "hookrelay-dev: ChangeMessageVisibility failed ({}); the message comes back when its \
-             visibility timeout ends",
-            DisplayErrorContext(&error)
-        );
-    }
 }
 
 #[cfg(test)]

@@ -10,9 +10,9 @@
 //! bot has already deleted it, and any number of watchers can read it.
 //!
 //! What it records mirrors what the queue holds: for a FIFO queue, a send whose deduplication id
-//! it recorded in the last 5 minutes is not recorded again (SQS drops it; unlike moto, SQS
-//! deduplicates even after the first copy was deleted). It keeps the latest [`TAP_CAPACITY`]
-//! messages. Read it with `GET /hookrelay-tap/messages?after=N&wait_ms=M`: the messages after
+//! (in its message group) was first sent less than 5 minutes ago is not recorded again (SQS drops
+//! it; unlike moto, SQS deduplicates even after the first copy was deleted). It keeps the latest
+//! [`TAP_CAPACITY`] messages, and at most [`TAP_CAPACITY_BYTES`] of bodies. Read it with `GET /hookrelay-tap/messages?after=N&wait_ms=M`: the messages after
 //! number `N` (all it holds for `N = 0`), waiting up to `M` ms (at most 20 s) for one to arrive.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -33,8 +33,10 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
-/// How many messages the tap keeps (the oldest go first).
+/// How many messages the tap keeps (the oldest go first)...
 pub const TAP_CAPACITY: usize = 10_000;
+/// ... and how many bytes of bodies at most.
+pub const TAP_CAPACITY_BYTES: usize = 256 << 20;
 /// The path the tap answers on; everything else goes to the upstream endpoint.
 pub const TAP_PATH: &str = "/hookrelay-tap/messages";
 /// SQS FIFO's deduplication interval.
@@ -75,9 +77,11 @@ pub struct TapPage {
 #[derive(Default)]
 struct Recorded {
     messages: VecDeque<TappedMessage>,
+    bytes: usize,
     latest: u64,
-    /// FIFO deduplication ids seen, per queue, with when.
-    fifo_ids: HashMap<(String, String), Instant>,
+    /// FIFO deduplication ids seen, per queue and message group (the lab's queue deduplicates
+    /// per group, as the template's does), with when each was first sent.
+    fifo_ids: HashMap<(String, Option<String>, String), Instant>,
 }
 
 #[derive(Default)]
@@ -146,11 +150,12 @@ async fn handle(
         .and_then(|t| t.to_str().ok())
         .map(str::to_owned);
     let (parts, body) = request.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
+    let Ok(body) = body.collect().await.map(|b| b.to_bytes()) else {
+        return Ok(json_response(
+            StatusCode::BAD_REQUEST,
+            r#"{"__type":"InvalidRequest","message":"the request body did not arrive"}"#.to_owned(),
+        ));
+    };
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let mut forward = Request::builder()
         .method(parts.method)
@@ -173,11 +178,9 @@ async fn handle(
         return Ok(unreachable());
     };
     let (answer_parts, answer_body) = answer.into_parts();
-    let answer_body = answer_body
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
+    let Ok(answer_body) = answer_body.collect().await.map(|b| b.to_bytes()) else {
+        return Ok(unreachable());
+    };
     if answer_parts.status == StatusCode::OK
         && let Some(target) = target.as_deref()
     {
@@ -299,19 +302,23 @@ fn record(tap: &Tap, target: &str, request: &[u8], answer: &[u8]) {
     for (queue_url, mut message) in sent {
         if queue_url.ends_with(".fifo")
             && let Some(id) = &message.deduplication_id
-            && recorded
-                .fifo_ids
-                .insert((queue_url.clone(), id.clone()), now)
-                .is_some()
         {
-            continue;
+            let key = (queue_url.clone(), message.group_id.clone(), id.clone());
+            if recorded.fifo_ids.contains_key(&key) {
+                continue; // within 5 minutes of the first send: SQS dropped it
+            }
+            recorded.fifo_ids.insert(key, now);
         }
         recorded.latest += 1;
         message.number = recorded.latest;
         message.accepted_at_ms = now_ms;
+        recorded.bytes += message.body.len();
         recorded.messages.push_back(message);
-        if recorded.messages.len() > TAP_CAPACITY {
-            recorded.messages.pop_front();
+        while recorded.messages.len() > TAP_CAPACITY || recorded.bytes > TAP_CAPACITY_BYTES {
+            let Some(oldest) = recorded.messages.pop_front() else {
+                break;
+            };
+            recorded.bytes -= oldest.body.len();
         }
     }
     drop(recorded);

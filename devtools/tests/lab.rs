@@ -3,7 +3,7 @@
 //! `trigger` for every event type of the seeds, `watch`, and `forward` to a handler process
 //! that answers 503 once, then is killed and restarted; last, `forward` against a deleted queue
 //! and without credentials. Every `hookrelay-dev` subcommand's `--help` too. Each wait is
-//! bounded, so a hang fails the test with what the lab logged.
+//! bounded, so a hang fails the test.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read};
@@ -74,6 +74,15 @@ fn every_subcommand_has_help_and_the_tool_a_version() {
     let wrong = dev(&["send", "--url", "http://127.0.0.1:9/"]);
     assert_eq!(wrong.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&wrong.stderr).contains("--provider"));
+    let remote = dev(&[
+        "trigger",
+        "engine",
+        "ORDER_MATCHED",
+        "--url",
+        "https://hooks.example.com",
+    ]);
+    assert_eq!(remote.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&remote.stderr).contains("--not-a-production-stack"));
     let forward = dev(&["forward", "--to", "http://127.0.0.1:9/"]);
     assert_eq!(forward.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&forward.stderr).contains("--i-own-this-queue"));
@@ -84,6 +93,48 @@ struct Spawned(Child);
 
 impl Drop for Spawned {
     fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `command`'s output, or a panic if it has not finished within `seconds`.
+fn output_within(command: &mut Command, seconds: u64) -> Output {
+    let child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let pid = child.id();
+    let (send, receive) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = send.send(child.wait_with_output());
+    });
+    match receive.recv_timeout(Duration::from_secs(seconds)) {
+        Ok(output) => output.expect("wait"),
+        Err(_) => {
+            // SAFETY: kill(2) on the child this helper spawned.
+            unsafe {
+                libc::kill(i32::try_from(pid).unwrap(), libc::SIGKILL);
+            }
+            panic!("{command:?} did not finish within {seconds} s");
+        }
+    }
+}
+
+/// `hookrelay-dev up`, stopped as a user stops it (Ctrl-C) when the test ends however it ends.
+struct Lab(Child);
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        signal(&self.0, libc::SIGINT);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -219,7 +270,7 @@ fn the_lab_takes_triggers_shows_them_in_watch_and_forwards_across_a_handler_rest
         .expect("start hookrelay-dev up");
     let up_out = lines(up.stdout.take().unwrap());
     let up_err = lines(up.stderr.take().unwrap());
-    let up = Spawned(up);
+    let mut up = Lab(up);
     let ready = std::panic::catch_unwind(|| {
         // A first build of the receiver under `cargo lambda watch` takes minutes on 2 cores.
         wait_for_line(&up_out, Duration::from_secs(900), "up ready", |l| {
@@ -422,7 +473,10 @@ fn the_lab_takes_triggers_shows_them_in_watch_and_forwards_across_a_handler_rest
     let before_restart = logged(&log);
     assert_eq!(before_restart.iter().filter(|(_, s)| *s == 503).count(), 1);
 
-    // The handler goes away; events arrive meanwhile; it comes back on the same port.
+    // The handler goes away for longer than five receives would take with any backoff of a
+    // second or more (the queue's redrive policy moves a message after 5); events arrive
+    // meanwhile; it comes back on the same port.
+    let _ = forward_err.try_iter().count();
     drop(first_handler);
     let mut later = BTreeSet::new();
     for n in 0..5 {
@@ -438,8 +492,9 @@ fn the_lab_takes_triggers_shows_them_in_watch_and_forwards_across_a_handler_rest
         &forward_err,
         Duration::from_secs(60),
         "a refused POST kept",
-        |l| l.contains("not delivered") && l.contains("kept in the queue"),
+        |l| l.contains("not delivered") && l.contains("kept in flight"),
     );
+    std::thread::sleep(Duration::from_secs(35));
     let _second_handler = handler(handler_port, &log, false);
     let all: BTreeSet<String> = queued.union(&later).cloned().collect();
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -466,53 +521,71 @@ fn the_lab_takes_triggers_shows_them_in_watch_and_forwards_across_a_handler_rest
     );
     drop(forward);
 
+    // Nothing went to the dead-letter queue, and nothing is left in the queue.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let sqs = hookrelay_devtools::local_sqs::client(&endpoint);
+    let dead_letter_url = exports["HOOKRELAY_DEAD_LETTER_QUEUE_URL"].clone();
+    for (queue, what) in [
+        (&queue_url, "the queue"),
+        (&dead_letter_url, "the dead-letter queue"),
+    ] {
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        let answer = runtime
+            .block_on(
+                sqs.get_queue_attributes()
+                    .queue_url(queue)
+                    .attribute_names(A::All)
+                    .send(),
+            )
+            .unwrap();
+        let count = |name: A| {
+            answer
+                .attributes()
+                .and_then(|a| a.get(&name))
+                .cloned()
+                .unwrap_or_default()
+        };
+        assert_eq!(
+            (
+                count(A::ApproximateNumberOfMessages),
+                count(A::ApproximateNumberOfMessagesNotVisible)
+            ),
+            ("0".to_owned(), "0".to_owned()),
+            "{what} is not empty"
+        );
+    }
+
     // Fails loudly: no credentials at all, then a deleted queue.
-    let no_credentials = Command::new(DEV)
-        .args([
-            "forward",
-            "--to",
-            &to,
-            "--i-own-this-queue",
-            "--queue",
-            &queue_url,
-        ])
-        .env_clear()
-        .env("AWS_ENDPOINT_URL", &endpoint)
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env(
-            "HOOKRELAY_RELAY_PUBLIC_KEYS",
-            &exports["HOOKRELAY_RELAY_PUBLIC_KEYS"],
-        )
-        .output()
-        .unwrap();
+    let no_credentials = output_within(
+        Command::new(DEV)
+            .args(["forward", "--to", &to, "--i-own-this-queue"])
+            .args(["--queue", &queue_url])
+            .env_clear()
+            .env("AWS_ENDPOINT_URL", &endpoint)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env(
+                "HOOKRELAY_RELAY_PUBLIC_KEYS",
+                &exports["HOOKRELAY_RELAY_PUBLIC_KEYS"],
+            ),
+        60,
+    );
     assert!(!no_credentials.status.success());
     assert!(
         String::from_utf8_lossy(&no_credentials.stderr).contains("credentials"),
         "{no_credentials:?}"
     );
-    let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime
-        .block_on(
-            hookrelay_devtools::local_sqs::client(&endpoint)
-                .delete_queue()
-                .queue_url(&queue_url)
-                .send(),
-        )
+        .block_on(sqs.delete_queue().queue_url(&queue_url).send())
         .expect("delete the lab's queue");
-    let gone = Command::new(DEV)
-        .args([
-            "forward",
-            "--to",
-            &to,
-            "--i-own-this-queue",
-            "--lab-env",
-            lab_env.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let gone = output_within(
+        Command::new(DEV)
+            .args(["forward", "--to", &to, "--i-own-this-queue"])
+            .args(["--lab-env", lab_env.to_str().unwrap()]),
+        60,
+    );
     assert!(!gone.status.success());
     let said = String::from_utf8_lossy(&gone.stderr);
     assert!(
@@ -520,8 +593,7 @@ fn the_lab_takes_triggers_shows_them_in_watch_and_forwards_across_a_handler_rest
         "{said}"
     );
 
-    // Ctrl-C: the lab stops cleanly and takes its lab.env with it.
-    let mut up = up;
+    // Ctrl-C: the lab stops cleanly, the receiver with it, and takes its lab.env along.
     signal(&up.0, libc::SIGINT);
     let deadline = Instant::now() + Duration::from_secs(60);
     let status = loop {
@@ -533,11 +605,16 @@ fn the_lab_takes_triggers_shows_them_in_watch_and_forwards_across_a_handler_rest
     };
     assert!(status.success(), "up exited {status}");
     assert!(!lab_env.exists(), "lab.env outlived the lab");
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "the receiver outlived the lab"
+    );
     let _ = std::fs::remove_dir_all(&state);
 }
 
 fn tempdir() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("hookrelay-lab-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir); // a run with the same pid before
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
