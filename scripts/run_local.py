@@ -249,7 +249,7 @@ def main() -> int:
 def show_store_and_gaps(sqs, queue_url, base, now, lambda_port, up, secrets, trust) -> int:
     failures = 0
     print("\n\n== the durable store and sequence gaps")
-    up.send_signal(signal.SIGHUP)  # the lab restarts the receiver: a cold instance
+    up.send_signal(signal.SIGUSR1)  # the lab restarts the receiver: a cold instance
     print(read_until(up, "receiver restarted")[-1])
     body = senders.engine_order_matched(42, now)
     headers = senders.engine_headers(body, senders.ENGINE_SECRET, "ORDER_MATCHED", "dlv-retry-after-restart")

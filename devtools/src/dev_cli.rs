@@ -30,6 +30,7 @@ pub struct LabArg {
     pub lab_env: PathBuf,
 }
 
+/// `hookrelay-dev`'s subcommands.
 #[derive(Subcommand)]
 pub enum Command {
     /// Start the local lab and keep it running until Ctrl-C: local AWS endpoints, the queue and
@@ -157,6 +158,7 @@ pub enum Command {
     },
 }
 
+/// `NAME=VALUE` as a pair (`up --set`).
 pub fn name_value(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),

@@ -104,10 +104,16 @@ pub async fn trigger(
     } = options;
     let sender = sender_named(provider)?;
     let Some(event_type) = event_type else {
-        return Err(format!(
-            "name an event type; {provider}'s: {}",
-            event_catalog::event_types(sender).join(", ")
-        ));
+        let note = if sender == senders::STANDARD {
+            " (any type is accepted; these have their own data)"
+        } else {
+            ""
+        };
+        println!("{provider}'s event types{note}:");
+        for event_type in event_catalog::event_types(sender) {
+            println!("  {event_type}");
+        }
+        return Ok(());
     };
     let fields = fields
         .iter()

@@ -436,7 +436,7 @@ pub async fn up(options: UpOptions) -> Result<(), String> {
              # a signed delivery of any event type\n  hookrelay-dev watch                         \
              # every message the queue accepts, verified\n  hookrelay-dev forward --to \
              http://127.0.0.1:8000/events --i-own-this-queue\n\nSaving a source file rebuilds \
-             the receiver; `kill -HUP {}` restarts it cold (its memory empty). Ctrl-C stops the lab.",
+             the receiver; `kill -USR1 {}` restarts it cold (its memory empty). Ctrl-C stops the lab.",
             std::process::id()
         );
         use std::io::Write;
@@ -662,8 +662,8 @@ impl ReceiverCommand {
     }
 }
 
-/// Until Ctrl-C or SIGTERM (`Ok`), or one of the lab's processes exits (an error). SIGHUP
-/// restarts the receiver: a cold instance, its in-memory dedupe window empty, as after Lambda
+/// Until Ctrl-C, SIGTERM or SIGHUP (`Ok`), or one of the lab's processes exits (an error).
+/// SIGUSR1 restarts the receiver: a cold instance, its in-memory dedupe window empty, as after Lambda
 /// recycles an execution environment.
 async fn wait_for_stop(
     running: &mut [Running],
@@ -672,12 +672,12 @@ async fn wait_for_stop(
     stop: &Stop,
 ) -> Result<(), String> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut hangup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
+    let mut restart = signal(SignalKind::user_defined1()).map_err(|e| e.to_string())?;
     let mut check = tokio::time::interval(Duration::from_millis(500));
     loop {
         tokio::select! {
             () = stop.wait() => break,
-            _ = hangup.recv() => {
+            _ = restart.recv() => {
                 let started = Instant::now();
                 stop_all(&mut running[..1]).await;
                 running[0] = receiver.spawn()?;

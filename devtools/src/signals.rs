@@ -1,5 +1,5 @@
-//! Ctrl-C and SIGTERM as a flag the dev tools check between steps, so a long-running command
-//! (`up`, `watch`, `forward`) finishes what it holds before it exits.
+//! Ctrl-C, SIGTERM and SIGHUP (a closed terminal) as a flag the dev tools check between steps,
+//! so a long-running command (`up`, `watch`, `forward`) finishes what it holds before it exits.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,7 +14,7 @@ pub struct Stop {
 }
 
 impl Stop {
-    /// A flag that Ctrl-C and SIGTERM set.
+    /// A flag that Ctrl-C, SIGTERM and SIGHUP set.
     pub fn on_signals() -> Self {
         let stop = Self::default();
         let flag = stop.clone();
@@ -22,12 +22,14 @@ impl Stop {
         use tokio::signal::unix::{SignalKind, signal};
         let interrupt = signal(SignalKind::interrupt());
         let terminate = signal(SignalKind::terminate());
+        let hangup = signal(SignalKind::hangup());
         tokio::spawn(async move {
-            match (interrupt, terminate) {
-                (Ok(mut interrupt), Ok(mut terminate)) => {
+            match (interrupt, terminate, hangup) {
+                (Ok(mut interrupt), Ok(mut terminate), Ok(mut hangup)) => {
                     tokio::select! {
                         _ = interrupt.recv() => {}
                         _ = terminate.recv() => {}
+                        _ = hangup.recv() => {}
                     }
                 }
                 _ => {

@@ -389,6 +389,8 @@ fn the_lab_takes_triggers_shows_them_in_watch_and_forwards_across_a_handler_rest
         "{stdout}"
     );
     triggered.insert(answered_id(&stdout));
+    let (ok, listed, _) = trigger(&lab_env, &["rekko"]);
+    assert!(ok && listed.contains("  whale_alert"), "{listed}");
     let (ok, _, stderr) = trigger(&lab_env, &["engine", "NOT_A_TYPE"]);
     assert!(
         !ok && stderr.contains("ORDER_MATCHED"),
@@ -431,6 +433,15 @@ fn the_lab_takes_triggers_shows_them_in_watch_and_forwards_across_a_handler_rest
     let repeated: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
     assert!(repeated.is_empty(), "watch printed twice: {repeated:?}");
     drop(watch);
+
+    // SIGUSR1 restarts the receiver cold; the lab keeps its queue and answers again.
+    signal(&up.0, libc::SIGUSR1);
+    wait_for_line(
+        &up_out,
+        Duration::from_secs(300),
+        "the receiver restarted",
+        |l| l.contains("receiver restarted in"),
+    );
     let queued: BTreeSet<String> = seen.keys().cloned().collect();
 
     // forward: the handler answers its first POST 503 (kept, delivered again), the rest 200.
