@@ -210,7 +210,10 @@ pub async fn trigger(
             first_answer = answer;
         }
     }
-    let answer = first_answer;
+    if first_answer.contains("\"duplicate\"") {
+        println!("(a duplicate: nothing new was queued)");
+        return Ok(());
+    }
     // The envelope, when the lab's tap can show it.
     let (Some(tap), Some(latest), Some(lab)) = (tap, latest, lab) else {
         return Ok(());
@@ -239,10 +242,6 @@ pub async fn trigger(
                 return Ok(());
             }
         }
-    }
-    if answer.contains("\"duplicate\"") {
-        println!("(a duplicate: nothing new was queued)");
-        return Ok(());
     }
     Err(format!(
         "{} not seen in the lab's queue within 5 s",
