@@ -35,26 +35,7 @@ pub struct LabArg {
 pub enum Command {
     /// Start the local lab and keep it running until Ctrl-C: local AWS endpoints, the queue and
     /// tables, the receiver under `cargo lambda watch` (rebuilt on save), optionally the bridge.
-    Up {
-        /// Your hookrelay checkout.
-        #[arg(long, default_value = ".")]
-        project: PathBuf,
-        /// Where the lab writes lab.env, the receiver's env file and the logs [default: <project>/.local].
-        #[arg(long, value_name = "DIR")]
-        state_dir: Option<PathBuf>,
-        /// The receiver's port (its URLs: http://127.0.0.1:PORT/lambda-url/hookrelay/<provider>).
-        #[arg(long, default_value_t = lab::DEFAULT_PORT)]
-        port: u16,
-        /// The port of the lab's AWS endpoint (SQS and DynamoDB, through the tap `watch` reads).
-        #[arg(long, default_value_t = lab::DEFAULT_AWS_PORT)]
-        aws_port: u16,
-        /// Also run hookrelay-bridge against stand-ins of Heisenberg's WebSocket and Rekko's SSE feed.
-        #[arg(long)]
-        streams: bool,
-        /// A receiver variable over the lab's own, e.g. --set HOOKRELAY_DEDUPE_WINDOW_SECS=60 (repeatable).
-        #[arg(long = "set", value_name = "NAME=VALUE", value_parser = name_value)]
-        settings: Vec<(String, String)>,
-    },
+    Up(UpArgs),
     /// Send one signed delivery of any event type to a running receiver (the lab's by default),
     /// print the answer and the envelope that arrived in the queue.
     Trigger {
@@ -156,6 +137,44 @@ pub enum Command {
         /// bash, zsh, fish, elvish or powershell.
         shell: clap_complete::Shell,
     },
+}
+
+/// `hookrelay-dev up`'s flags.
+#[derive(clap::Args)]
+pub struct UpArgs {
+    /// Your hookrelay checkout.
+    #[arg(long, default_value = ".")]
+    pub project: PathBuf,
+    /// Where the lab writes lab.env, the receiver's env file and the logs [default: <project>/.local].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// The receiver's port (its URLs: http://127.0.0.1:PORT/lambda-url/hookrelay/<provider>).
+    #[arg(long, default_value_t = lab::DEFAULT_PORT)]
+    pub port: u16,
+    /// The port of the lab's AWS endpoint (SQS and DynamoDB, through the tap `watch` reads).
+    #[arg(long, default_value_t = lab::DEFAULT_AWS_PORT)]
+    pub aws_port: u16,
+    /// Also run hookrelay-bridge against stand-ins of Heisenberg's WebSocket and Rekko's SSE feed.
+    #[arg(long)]
+    pub streams: bool,
+    /// A receiver variable over the lab's own, e.g. --set HOOKRELAY_DEDUPE_WINDOW_SECS=60 (repeatable).
+    #[arg(long = "set", value_name = "NAME=VALUE", value_parser = name_value)]
+    pub settings: Vec<(String, String)>,
+}
+
+impl From<UpArgs> for lab::UpOptions {
+    fn from(args: UpArgs) -> Self {
+        Self {
+            state_dir: args
+                .state_dir
+                .unwrap_or_else(|| args.project.join(".local")),
+            project: args.project,
+            port: args.port,
+            aws_port: args.aws_port,
+            streams: args.streams,
+            settings: args.settings,
+        }
+    }
 }
 
 /// `NAME=VALUE` as a pair (`up --set`).

@@ -28,7 +28,7 @@ fn sender_named(provider: &str) -> Result<Sender, String> {
 fn running_lab(path: &Path) -> Result<LabFile, String> {
     LabFile::read(path)?.ok_or_else(|| {
         format!(
-            "no lab at {} (it exists while `hookrelay-dev up` runs): start one, or pass --lab-env / --url",
+            "no lab at {} (it exists while `hookrelay-dev up` runs): start one, or pass --lab-env",
             path.display()
         )
     })

@@ -259,10 +259,10 @@ async fn stop_all(running: &mut [Running]) {
     }
 }
 
-/// Runs the lab until Ctrl-C or SIGTERM (or until one of its processes dies: an error).
+/// Runs the lab until Ctrl-C, SIGTERM or SIGHUP (or until one of its processes dies: an error).
 pub async fn up(options: UpOptions) -> Result<(), String> {
     let started = Instant::now();
-    // From here on Ctrl-C and SIGTERM stop the lab cleanly, a first build included.
+    // From here on Ctrl-C, SIGTERM and SIGHUP stop the lab cleanly, a first build included.
     let stop = Stop::on_signals();
     let project = options.project.canonicalize().map_err(|e| {
         format!(

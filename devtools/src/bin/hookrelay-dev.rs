@@ -11,7 +11,7 @@ use clap::{CommandFactory, Parser};
 use hookrelay_devtools::dev_cli::{Cli, Command};
 use hookrelay_devtools::dev_commands::{self, TriggerOptions};
 use hookrelay_devtools::fixtures::{self, CASES, PROVIDERS};
-use hookrelay_devtools::lab::{self, UpOptions};
+use hookrelay_devtools::lab;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -35,25 +35,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match command {
-            Command::Up {
-                project,
-                state_dir,
-                port,
-                aws_port,
-                streams,
-                settings,
-            } => {
-                let state_dir = state_dir.unwrap_or_else(|| project.join(".local"));
-                lab::up(UpOptions {
-                    project,
-                    state_dir,
-                    port,
-                    aws_port,
-                    streams,
-                    settings,
-                })
-                .await
-            }
+            Command::Up(args) => lab::up(args.into()).await,
             Command::Trigger {
                 provider,
                 event_type,
