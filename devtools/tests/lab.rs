@@ -67,6 +67,23 @@ fn every_subcommand_has_help_and_the_tool_a_version() {
         String::from_utf8(version.stdout).unwrap().trim(),
         concat!("hookrelay-dev ", env!("CARGO_PKG_VERSION"))
     );
+    // Piped into a reader that stops early, it ends quietly (no panic).
+    let mut piped = Command::new(DEV)
+        .args(["completions", "bash"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(piped.stdout.take()); // the reader went away before the first line
+    let mut stderr = String::new();
+    piped
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    piped.wait().unwrap();
+    assert!(!stderr.contains("panicked"), "{stderr}");
     let completions = dev(&["completions", "bash"]);
     assert!(completions.status.success());
     assert!(String::from_utf8_lossy(&completions.stdout).contains("complete -F"));

@@ -14,6 +14,12 @@ use hookrelay_devtools::fixtures::{self, CASES, PROVIDERS};
 use hookrelay_devtools::lab;
 
 fn main() -> ExitCode {
+    // A closed pipe (`hookrelay-dev watch | head`) ends the command quietly, as it ends other
+    // Unix tools, instead of a panic on the next print: Rust starts with SIGPIPE ignored.
+    // SAFETY: resets one signal's disposition before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let command = match cli.command {
         Command::Event { provider, case, at } => return event(&provider, &case, at),
