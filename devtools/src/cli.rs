@@ -21,12 +21,16 @@ pub fn number<T: std::str::FromStr>(flag: &str, value: &str, usage: fn(&str) -> 
         .unwrap_or_else(|_| usage(&format!("{flag}: not a number")))
 }
 
-/// The `hookrelay` binary next to the running tool.
-pub fn default_receiver() -> PathBuf {
+/// The binary `name` next to the running tool (as cargo leaves a workspace's binaries).
+pub fn beside_this_tool(name: &str) -> Option<PathBuf> {
     std::env::current_exe()
         .ok()
-        .and_then(|exe| exe.parent().map(|dir| dir.join("hookrelay")))
-        .unwrap_or_else(|| PathBuf::from("target/release/hookrelay"))
+        .and_then(|exe| exe.parent().map(|dir| dir.join(name)))
+}
+
+/// The `hookrelay` binary next to the running tool.
+pub fn default_receiver() -> PathBuf {
+    beside_this_tool("hookrelay").unwrap_or_else(|| PathBuf::from("target/release/hookrelay"))
 }
 
 /// Sends a missing receiver binary to `usage`, with the command that builds it.

@@ -172,20 +172,20 @@ pub async fn trigger(
         &secret,
     )
     .map_err(|e| e.to_string())?;
+    let client = HttpClient::new();
     let tap = lab
         .as_ref()
         .and_then(|l| l.get(lab::LAB_ENDPOINT).map(str::to_owned));
     let latest = match &tap {
-        Some(tap) => sqs_tap::read(tap, u64::MAX, Duration::ZERO)
+        Some(tap) => sqs_tap::read(&client, tap, u64::MAX, Duration::ZERO)
             .await
             .ok()
             .map(|p| p.latest),
         None => None,
     };
     let target = smoke::route_url(&base, sender);
-    let client = HttpClient::new();
     let started = Instant::now();
-    let mut first_answer = String::new();
+    let mut first_answer = None;
     for _ in 0..repeat {
         let sent = Instant::now();
         let (status, answer) = client
@@ -206,11 +206,9 @@ pub async fn trigger(
         if !(200..300).contains(&status) {
             return Err(format!("{target} answered {status}"));
         }
-        if first_answer.is_empty() {
-            first_answer = answer;
-        }
+        first_answer.get_or_insert(answer);
     }
-    if first_answer.contains("\"duplicate\"") {
+    if first_answer.is_some_and(|answer| answer.contains("\"duplicate\"")) {
         println!("(a duplicate: nothing new was queued)");
         return Ok(());
     }
@@ -222,14 +220,14 @@ pub async fn trigger(
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut after = latest;
     while Instant::now() < deadline {
-        let page = sqs_tap::read(&tap, after, Duration::from_millis(500)).await?;
+        let page = sqs_tap::read(&client, &tap, after, Duration::from_millis(500)).await?;
         after = page.latest;
         for message in page.messages {
-            let Ok(envelope) = queue_reader::verify(
+            let Ok(envelope) = hookrelay::consumer::verified_envelope(
                 &trust,
                 &message.body,
                 &message.attributes,
-                queue_reader::unix_now(),
+                time::OffsetDateTime::now_utc().unix_timestamp(),
             ) else {
                 continue;
             };
@@ -354,10 +352,13 @@ pub async fn watch(
     let lab = running_lab(lab_env)?;
     let trust = lab_trust(&lab)?;
     let tap = lab.require(lab::LAB_ENDPOINT)?.to_owned();
+    let client = HttpClient::new();
     let mut after = if all {
         0
     } else {
-        sqs_tap::read(&tap, u64::MAX, Duration::ZERO).await?.latest
+        sqs_tap::read(&client, &tap, u64::MAX, Duration::ZERO)
+            .await?
+            .latest
     };
     eprintln!(
         "hookrelay-dev: watching {} through the lab's tap (nothing is received from the queue); Ctrl-C stops",
@@ -366,17 +367,17 @@ pub async fn watch(
     );
     while !stop.requested() {
         let page = tokio::select! {
-            page = sqs_tap::read(&tap, after, Duration::from_secs(10)) => page?,
+            page = sqs_tap::read(&client, &tap, after, Duration::from_secs(10)) => page?,
             () = stop.wait() => break,
         };
         after = page.latest.max(after);
         for message in page.messages {
             after = after.max(message.number);
-            match queue_reader::verify(
+            match hookrelay::consumer::verified_envelope(
                 &trust,
                 &message.body,
                 &message.attributes,
-                queue_reader::unix_now(),
+                time::OffsetDateTime::now_utc().unix_timestamp(),
             ) {
                 Ok(envelope) => {
                     let accepted = time::OffsetDateTime::from_unix_timestamp_nanos(
@@ -445,9 +446,7 @@ pub async fn send(
     queue_url: Option<String>,
     wait: Duration,
 ) -> Result<(), String> {
-    let Some(sender) = smoke::sender(provider) else {
-        return Err("--provider is engine, rekko or standard".into());
-    };
+    let sender = sender_named(provider)?;
     let sdk = hookrelay_aws::sdk_config(aws_config::defaults(BehaviorVersion::latest())).await;
     let env_secret = std::env::var(sender.secrets_variable).ok();
     if env_secret.is_some() && secrets_arn.is_some() {

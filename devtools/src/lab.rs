@@ -188,8 +188,7 @@ fn venv_tool(project: &Path, name: &str) -> Result<PathBuf, String> {
 
 /// A binary built next to this tool (`target/debug`), with the command that builds it.
 fn sibling_binary(name: &str, package: &str) -> Result<PathBuf, String> {
-    let exe = std::env::current_exe().map_err(|e| format!("where am I: {e}"))?;
-    let path = exe.with_file_name(name);
+    let path = crate::cli::beside_this_tool(name).ok_or("no path for this tool")?;
     if path.exists() {
         Ok(path)
     } else {

@@ -34,7 +34,8 @@ use aws_sdk_sqs::types::{
     QueueAttributeName,
 };
 use hookrelay::Envelope;
-use hookrelay::relay::{self, ReceivedRelaySignature, RelayTrust};
+use hookrelay::consumer::verified_envelope;
+use hookrelay::relay::{self, RelayTrust};
 
 use crate::http_client::HttpClient;
 use crate::signals::Stop;
@@ -61,40 +62,6 @@ pub struct VerifiedMessage {
     pub body: String,
     /// The string message attributes.
     pub attributes: BTreeMap<String, String>,
-}
-
-/// Checks `body`'s relay signature against `trust` (attributes as the queue delivered them),
-/// then decodes the envelope and checks the signature was made for its id.
-pub fn verify(
-    trust: &RelayTrust,
-    body: &str,
-    attributes: &BTreeMap<String, String>,
-    now: i64,
-) -> Result<Envelope, String> {
-    let attribute = |name: &str| attributes.get(name).map(String::as_str);
-    let verified = trust
-        .verify(
-            ReceivedRelaySignature {
-                id: attribute(relay::attributes::RELAY_ID),
-                timestamp: attribute(relay::attributes::RELAY_TIMESTAMP),
-                signatures: attribute(relay::attributes::RELAY_SIGNATURE),
-            },
-            body,
-            now,
-        )
-        .map_err(|e| format!("relay signature refused: {e}"))?;
-    let envelope = Envelope::from_json(body).map_err(|e| format!("not an envelope: {e}"))?;
-    verified
-        .check_id(&envelope.id)
-        .map_err(|e| format!("relay signature refused: {e}"))?;
-    Ok(envelope)
-}
-
-/// Seconds since the Unix epoch.
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// Where verified messages go.
@@ -185,14 +152,23 @@ fn is_fatal(code: Option<&str>, text: &str) -> bool {
         || text.contains("failed to load credentials")
 }
 
-/// An SQS call's failure as the command reports it: fatal (see [`is_fatal`]) or not.
-fn sqs_failure<E, R>(call: &str, error: &aws_sdk_sqs::error::SdkError<E, R>) -> (bool, String)
+/// An SQS call's failure on `queue_url` as the command reports it: `Err` when it is fatal (see
+/// [`is_fatal`]), which ends the command, else the text to warn with.
+fn sqs_failure<E, R>(
+    queue_url: &str,
+    call: &str,
+    error: &aws_sdk_sqs::error::SdkError<E, R>,
+) -> Result<String, String>
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
 {
     let text = format!("{call}: {}", DisplayErrorContext(error));
-    (is_fatal(error.code(), &text), text)
+    if is_fatal(error.code(), &text) {
+        Err(format!("{queue_url}: {text}"))
+    } else {
+        Ok(text)
+    }
 }
 
 /// Checks the queue answers (an error for a missing queue or missing credentials, before anything
@@ -204,7 +180,9 @@ async fn check_queue(sqs: &Client, queue_url: &str) -> Result<(), String> {
         .attribute_names(QueueAttributeName::RedrivePolicy)
         .send()
         .await
-        .map_err(|error| sqs_failure("GetQueueAttributes", &error).1)?;
+        .map_err(|error| {
+            sqs_failure(queue_url, "GetQueueAttributes", &error).unwrap_or_else(|fatal| fatal)
+        })?;
     let redrive = answer
         .attributes()
         .and_then(|a| a.get(&QueueAttributeName::RedrivePolicy));
@@ -250,10 +228,7 @@ pub async fn run(
                 batch
             }
             Err(error) => {
-                let (fatal, text) = sqs_failure("ReceiveMessage", &error);
-                if fatal {
-                    return Err(format!("{queue_url}: {text}"));
-                }
+                let text = sqs_failure(queue_url, "ReceiveMessage", &error)?;
                 let since = *failures_since.get_or_insert_with(Instant::now);
                 if since.elapsed() > GIVE_UP_AFTER {
                     return Err(format!(
@@ -288,7 +263,12 @@ pub async fn run(
             }
             let attributes = string_attributes(&message);
             let body = message.body().unwrap_or_default();
-            let envelope = match verify(trust, body, &attributes, unix_now()) {
+            let envelope = match verified_envelope(
+                trust,
+                body,
+                &attributes,
+                time::OffsetDateTime::now_utc().unix_timestamp(),
+            ) {
                 Ok(envelope) => envelope,
                 Err(problem) => {
                     eprintln!(
@@ -340,10 +320,7 @@ pub async fn run(
                     failed_deletes.remove(&id);
                 }
                 Err(error) => {
-                    let (fatal, text) = sqs_failure("DeleteMessage", &error);
-                    if fatal {
-                        return Err(format!("{queue_url}: {text}"));
-                    }
+                    let text = sqs_failure(queue_url, "DeleteMessage", &error)?;
                     eprintln!(
                         "hookrelay-dev: {text}; its redelivery will be deleted without a second POST"
                     );
@@ -443,10 +420,7 @@ async fn change_visibility<'a>(
             Ok(())
         }
         Err(error) => {
-            let (fatal, text) = sqs_failure("ChangeMessageVisibilityBatch", &error);
-            if fatal {
-                return Err(format!("{queue_url}: {text}"));
-            }
+            let text = sqs_failure(queue_url, "ChangeMessageVisibilityBatch", &error)?;
             eprintln!(
                 "hookrelay-dev: {text}; the messages reappear when their visibility timeout ends"
             );
@@ -455,7 +429,8 @@ async fn change_visibility<'a>(
     }
 }
 
-fn string_attributes(message: &Message) -> BTreeMap<String, String> {
+/// A received message's string attributes.
+pub fn string_attributes(message: &Message) -> BTreeMap<String, String> {
     message
         .message_attributes()
         .map(|attributes| {
@@ -502,13 +477,15 @@ mod tests {
         .collect();
         let trust = crate::relay_keys::trust();
         assert_eq!(
-            verify(&trust, body, &attributes, now).unwrap().id,
+            verified_envelope(&trust, body, &attributes, now)
+                .unwrap()
+                .id,
             "rekko:1"
         );
         let changed = body.replace("news\"}", "new\"}");
-        assert!(verify(&trust, &changed, &attributes, now).is_err());
+        assert!(verified_envelope(&trust, &changed, &attributes, now).is_err());
         let mut unsigned = attributes.clone();
         unsigned.remove(relay::attributes::RELAY_SIGNATURE);
-        assert!(verify(&trust, body, &unsigned, now).is_err());
+        assert!(verified_envelope(&trust, body, &unsigned, now).is_err());
     }
 }

@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::Client;
 use hookrelay::Envelope;
+use hookrelay::consumer::{ConsumeError, verified_envelope};
 use hookrelay::envelope::{SMOKE_TEST_MARKET, SMOKE_TEST_TYPE, attributes};
-use hookrelay::relay::{self, ReceivedRelaySignature, RelayTrust};
+use hookrelay::relay::RelayTrust;
 use hookrelay::senders::{self, Sender};
 use hookrelay::signature::{SecretSet, SigningSecret};
 use time::OffsetDateTime;
@@ -167,26 +168,19 @@ pub async fn check_queue(
                 returned += 1;
                 continue;
             };
-            let attribute = |name: &str| {
-                message
-                    .message_attributes()
-                    .and_then(|a| a.get(name))
-                    .and_then(|a| a.string_value())
-            };
-            let sealed = ReceivedRelaySignature {
-                id: attribute(relay::attributes::RELAY_ID),
-                timestamp: attribute(relay::attributes::RELAY_TIMESTAMP),
-                signatures: attribute(relay::attributes::RELAY_SIGNATURE),
-            };
+            let strings = crate::queue_reader::string_attributes(message);
             let now = OffsetDateTime::now_utc().unix_timestamp();
-            let relay_checked = trust
-                .verify(sealed, message.body().unwrap_or_default(), now)
-                .and_then(|verified| verified.check_id(&envelope.id))
-                .map_err(|e| format!("the relay signature does not verify: {e}"));
+            let body = message.body().unwrap_or_default();
+            let relay_checked = verified_envelope(trust, body, &strings, now)
+                .map(drop)
+                .map_err(|e| match e {
+                    ConsumeError::Relay(e) => format!("the relay signature does not verify: {e}"),
+                    other => other.to_string(),
+                });
             let checked = relay_checked.and_then(|()| {
                 check(
                     envelope,
-                    attribute(attributes::SIGNATURE),
+                    strings.get(attributes::SIGNATURE).map(String::as_str),
                     delivery,
                     &secrets,
                 )
@@ -293,11 +287,6 @@ pub async fn secret(
         .get(sender.secrets_variable)
         .and_then(first)
         .ok_or_else(|| format!("the secret has no {:?} key", sender.name))
-}
-
-/// The sender named `name`.
-pub fn sender(name: &str) -> Option<Sender> {
-    senders::by_name(name)
 }
 
 #[cfg(test)]

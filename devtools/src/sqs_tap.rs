@@ -33,6 +33,8 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
+use crate::http_client::HttpClient;
+
 /// How many messages the tap keeps (the oldest go first)...
 pub const TAP_CAPACITY: usize = 10_000;
 /// ... and how many bytes of bodies at most.
@@ -325,36 +327,30 @@ fn record(tap: &Tap, target: &str, request: &[u8], answer: &[u8]) {
     tap.arrived.notify_waiters();
 }
 
-/// Reads a tap at `tap_url` (the lab's endpoint): the messages after `after`, waiting up to
-/// `wait` for one.
-pub async fn read(tap_url: &str, after: u64, wait: Duration) -> Result<TapPage, String> {
+/// Reads a tap at `tap_url` (the lab's endpoint) with `client`: the messages after `after`,
+/// waiting up to `wait` for one.
+pub async fn read(
+    client: &HttpClient,
+    tap_url: &str,
+    after: u64,
+    wait: Duration,
+) -> Result<TapPage, String> {
     let url = format!(
         "{}{TAP_PATH}?after={after}&wait_ms={}",
         tap_url.trim_end_matches('/'),
         wait.as_millis()
     );
-    let client: Client<HttpConnector, Full<Bytes>> =
-        Client::builder(TokioExecutor::new()).build_http();
-    let request = Request::get(&url)
-        .body(Full::new(Bytes::new()))
-        .map_err(|e| e.to_string())?;
     let gone = |e: &dyn std::fmt::Display| {
         format!("the lab's tap at {tap_url} does not answer ({e}): is `hookrelay-dev up` running?")
     };
-    let answer = tokio::time::timeout(wait + Duration::from_secs(10), client.request(request))
+    match client
+        .request("GET", &url, &[], "", wait + Duration::from_secs(10))
         .await
-        .map_err(|_| gone(&"no answer"))?
-        .map_err(|e| gone(&e))?;
-    if answer.status() != StatusCode::OK {
-        return Err(gone(&answer.status()));
+    {
+        Ok((200, body)) => serde_json::from_str(&body).map_err(|e| gone(&e)),
+        Ok((status, _)) => Err(gone(&status)),
+        Err(problem) => Err(gone(&problem)),
     }
-    let body = answer
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| gone(&e))?
-        .to_bytes();
-    serde_json::from_slice(&body).map_err(|e| gone(&e))
 }
 
 #[cfg(test)]

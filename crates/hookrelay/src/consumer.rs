@@ -164,6 +164,30 @@ fn system_now() -> i64 {
         })
 }
 
+/// The envelope of one queue message whose relay signature one of `trust`'s keys made over
+/// `body` at most the maximum age before `now` (Unix seconds), for the envelope's own id: the
+/// signature is checked over the raw body before the body is parsed. What [`Consumer`] checks
+/// before its handler sees anything, for code that reads messages without a handler.
+pub fn verified_envelope(
+    trust: &RelayTrust,
+    body: &str,
+    attributes: &(impl MessageAttributes + ?Sized),
+    now: i64,
+) -> Result<Envelope, ConsumeError> {
+    let verified = trust.verify(
+        ReceivedRelaySignature {
+            id: attributes.string(relay::attributes::RELAY_ID),
+            timestamp: attributes.string(relay::attributes::RELAY_TIMESTAMP),
+            signatures: attributes.string(relay::attributes::RELAY_SIGNATURE),
+        },
+        body,
+        now,
+    )?;
+    let envelope = Envelope::from_json(body)?;
+    verified.check_id(&envelope.id)?;
+    Ok(envelope)
+}
+
 /// The relay trust configured by the environment: `Ok(None)` only when
 /// `HOOKRELAY_RELAY_VERIFICATION=insecure-off`.
 pub fn relay_trust_from_env<L: Fn(&str) -> Option<String>>(
@@ -268,23 +292,10 @@ impl<H: EventHandler> Consumer<H> {
         attributes: &(impl MessageAttributes + ?Sized),
     ) -> Result<Processed, ConsumeError> {
         let body = body.ok_or(ConsumeError::NoBody)?;
-        // The signature is checked over the raw body before it is parsed.
-        let verified = match &self.relay {
-            RelayCheck::Verify(trust) => Some(trust.verify(
-                ReceivedRelaySignature {
-                    id: attributes.string(relay::attributes::RELAY_ID),
-                    timestamp: attributes.string(relay::attributes::RELAY_TIMESTAMP),
-                    signatures: attributes.string(relay::attributes::RELAY_SIGNATURE),
-                },
-                body,
-                (self.now)(),
-            )?),
-            RelayCheck::InsecureSkip => None,
+        let envelope = match &self.relay {
+            RelayCheck::Verify(trust) => verified_envelope(trust, body, attributes, (self.now)())?,
+            RelayCheck::InsecureSkip => Envelope::from_json(body)?,
         };
-        let envelope = Envelope::from_json(body)?;
-        if let Some(verified) = verified {
-            verified.check_id(&envelope.id)?;
-        }
         // Only a provider that has a stream sends unsigned (`via: stream`) events.
         let unsigned_stream =
             envelope.via == Via::Stream && STREAM_PROVIDERS.contains(&envelope.provider.as_str());
