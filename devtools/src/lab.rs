@@ -321,6 +321,8 @@ pub async fn up(options: UpOptions) -> Result<(), String> {
     let public_key = key.public_key().to_string();
     let aws = [
         ("AWS_REGION", REGION.to_owned()),
+        // Python's botocore reads only this one.
+        ("AWS_DEFAULT_REGION", REGION.to_owned()),
         ("AWS_ACCESS_KEY_ID", "local".to_owned()),
         ("AWS_SECRET_ACCESS_KEY", "local".to_owned()),
     ];

@@ -1,8 +1,8 @@
 //! The local lab as a user drives it: `hookrelay-dev up` spawned from the checkout (moto, the
 //! receiver under `cargo lambda watch`, the bridge against the stream stand-ins), then
 //! `trigger` for every event type of the seeds, `watch`, and `forward` to a handler process
-//! that answers 503 once, then is killed and restarted; last, `forward` against a deleted queue
-//! and without credentials. Every `hookrelay-dev` subcommand's `--help` too. Each wait is
+//! that answers 503 once, then is killed and restarted, and one message sealed by a foreign key
+//! that it must refuse; last, `forward` against a deleted queue and without credentials. Every `hookrelay-dev` subcommand's `--help` too. Each wait is
 //! bounded, so a hang fails the test.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -582,6 +582,92 @@ fn the_lab_takes_triggers_shows_them_in_watch_and_forwards_across_a_handler_rest
             "{what} is not empty"
         );
     }
+
+    // A message sealed by a key the lab does not trust is never POSTed, nor deleted: it stays
+    // in the queue for its redrive policy. (It is sent once the killed forward's last long poll,
+    // at most 5 s, has ended: a poll still open would take it, as SQS's would.)
+    std::thread::sleep(Duration::from_secs(6));
+    let forged_id = "engine:forged:1";
+    let forged_body = format!(
+        r#"{{"version":1,"id":"{forged_id}","provider":"engine","type":"ORDER_MATCHED","market_id":"m","sequence":1,"delivery_id":null,"occurred_at":null,"received_at":"2026-12-07T00:00:00.000Z","data":{{}}}}"#
+    );
+    let now_secs = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    )
+    .unwrap();
+    let sealed =
+        hookrelay_devtools::relay_keys::foreign_signer().sign(forged_id, now_secs, &forged_body);
+    let string = |value: String| {
+        aws_sdk_sqs::types::MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value(value)
+            .build()
+            .unwrap()
+    };
+    runtime
+        .block_on(
+            sqs.send_message()
+                .queue_url(&queue_url)
+                .message_body(&forged_body)
+                .message_group_id("forged")
+                .message_deduplication_id("forged-1")
+                .message_attributes("relay_id", string(sealed.id))
+                .message_attributes("relay_timestamp", string(sealed.timestamp))
+                .message_attributes("relay_signature", string(sealed.signatures))
+                .send(),
+        )
+        .expect("send the forged message");
+    let mut refusing = Command::new(DEV)
+        .args(["forward", "--to", &to, "--i-own-this-queue"])
+        .args(["--lab-env", lab_env.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start forward");
+    let refusing_err = lines(refusing.stderr.take().unwrap());
+    let refusing = Spawned(refusing);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut said = Vec::new();
+    while !said
+        .iter()
+        .any(|l: &String| l.contains("NOT handed over") && l.contains("relay signature"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the forged message was not refused within 60 s: {said:?}"
+        );
+        if let Ok(line) = refusing_err.recv_timeout(Duration::from_secs(1)) {
+            said.push(line);
+        }
+    }
+    drop(refusing);
+    assert!(
+        logged(&log).iter().all(|(id, _)| id != forged_id),
+        "a forged message was POSTed"
+    );
+    let held = runtime
+        .block_on(
+            sqs.get_queue_attributes()
+                .queue_url(&queue_url)
+                .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+                .send(),
+        )
+        .unwrap();
+    let count = |name: aws_sdk_sqs::types::QueueAttributeName| -> u32 {
+        held.attributes()
+            .and_then(|a| a.get(&name))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        count(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+            + count(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+        1,
+        "the forged message was deleted"
+    );
 
     // Fails loudly: no credentials at all, then a deleted queue.
     let no_credentials = output_within(
